@@ -1,0 +1,311 @@
+"""The immutable segment objects a partition's log is made of.
+
+A flush writes two objects per segment (DESIGN.md "Storage format"; all
+integers big-endian):
+
+``segment-{base_offset:020d}.kfs``
+    a 32-byte header (magic ``KAFS``, version u16 = 1, flags u16, base offset
+    i64, message count i32, created unix ms i64, reserved u32), the RecordBatch
+    v2 blobs exactly as produced except for their assigned baseOffset, and a
+    16-byte footer (CRC-32C u32 of the batch bytes, last offset i64, magic
+    ``END!``).
+
+``segment-{base_offset:020d}.index``
+    a 16-byte header (magic ``IDX\\0``, version u16 = 1, entry count i32,
+    interval i32, reserved u16) and (offset i64, position i32) entries. An
+    entry names a batch's base offset and where that batch starts in the
+    ``.kfs`` object; the first batch always has one, later batches get one
+    once ``interval`` bytes have passed since the previous entry.
+
+A reader trusts nothing it has not checked: :func:`read_segment` verifies
+magic, footer, CRC and the chain of batch headers, and every failure raises
+:class:`CorruptSegment` naming the object's key.
+"""
+
+import bisect
+import struct
+import time
+from typing import NamedTuple
+
+from crc32c import crc32c
+
+from kafscale.protocol.records import (
+    LOG_OVERHEAD,
+    InvalidRecords,
+    iter_batches,
+    take_batches,
+)
+
+SEGMENT_MAGIC = b"KAFS"
+FOOTER_MAGIC = b"END!"
+INDEX_MAGIC = b"IDX\0"
+VERSION = 1
+DEFAULT_INDEX_INTERVAL = 4096
+
+_HEADER = struct.Struct(">4sHHqiqI")
+_FOOTER = struct.Struct(">Iq4s")
+_INDEX_HEADER = struct.Struct(">4sHiiH")
+_INDEX_ENTRY = struct.Struct(">qi")
+HEADER_SIZE = _HEADER.size  # 32
+FOOTER_SIZE = _FOOTER.size  # 16
+INDEX_HEADER_SIZE = _INDEX_HEADER.size  # 16
+INDEX_ENTRY_SIZE = _INDEX_ENTRY.size  # 12
+
+# The batch header fields a segment writer needs, read without a full unpack.
+_BATCH_OFFSET_AND_LENGTH = struct.Struct(">qi")
+_BATCH_LAST_OFFSET_DELTA = struct.Struct(">i")
+_BATCH_MAX_TIMESTAMP = struct.Struct(">q")
+_BATCH_RECORD_COUNT = struct.Struct(">i")
+
+
+class CorruptSegment(Exception):
+    """A stored segment or index failed verification."""
+
+    def __init__(self, key: str, reason: str):
+        self.key = key
+        self.reason = reason
+        super().__init__(f"corrupt segment object {key!r}: {reason}")
+
+
+class SegmentKeys(NamedTuple):
+    kfs: str
+    index: str
+
+
+class SegmentInfo(NamedTuple):
+    """What the manifest records about a segment; ``size`` is the .kfs size."""
+
+    base_offset: int
+    last_offset: int
+    max_timestamp: int
+    size: int
+    count: int
+
+
+def partition_prefix(topic: str, partition: int, prefix: str = "") -> str:
+    """The key prefix under which one partition's segments live, ending in "/"."""
+    head = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
+    return f"{head}{topic}/{partition}/"
+
+
+def segment_keys(topic: str, partition: int, base_offset: int, prefix: str = "") -> SegmentKeys:
+    """``{prefix}/{topic}/{partition}/segment-{base_offset:020d}.kfs`` and ``.index``.
+
+    An empty ``prefix`` gives keys without a leading slash.
+    """
+    stem = f"{partition_prefix(topic, partition, prefix)}segment-{base_offset:020d}"
+    return SegmentKeys(f"{stem}.kfs", f"{stem}.index")
+
+
+def build_segment(
+    batches,
+    base_offset: int,
+    index_interval: int = DEFAULT_INDEX_INTERVAL,
+    created_ms: int | None = None,
+):
+    """Lay out a segment and its index from blobs of offset-assigned batches.
+
+    ``batches`` is a sequence of bytes-like blobs (typically one per produce
+    request, as :func:`~kafscale.protocol.records.assign_offsets` returned
+    them) whose batches carry consecutive offsets from ``base_offset``; they
+    were validated on produce, so only their headers are read here.
+
+    Returns ``(kfs_bytes, index_bytes, SegmentInfo)``.
+    """
+    if index_interval < 1:
+        raise ValueError(f"index interval must be positive, got {index_interval}")
+    entries = []
+    count = 0
+    max_timestamp = -1
+    crc = 0
+    position = HEADER_SIZE
+    last_entry_position = None
+    next_offset = base_offset
+    for blob in batches:
+        view = memoryview(blob)
+        crc = crc32c(view, crc)
+        local = 0
+        while local < len(view):
+            batch_offset, length = _BATCH_OFFSET_AND_LENGTH.unpack_from(view, local)
+            if batch_offset != next_offset:
+                raise ValueError(
+                    f"batch at segment byte {position} has offset {batch_offset}, "
+                    f"expected {next_offset}"
+                )
+            if last_entry_position is None or position - last_entry_position >= index_interval:
+                entries.append(_INDEX_ENTRY.pack(batch_offset, position))
+                last_entry_position = position
+            next_offset += _BATCH_LAST_OFFSET_DELTA.unpack_from(view, local + 23)[0] + 1
+            max_timestamp = max(max_timestamp, _BATCH_MAX_TIMESTAMP.unpack_from(view, local + 35)[0])
+            count += _BATCH_RECORD_COUNT.unpack_from(view, local + 57)[0]
+            size = LOG_OVERHEAD + length
+            local += size
+            position += size
+        if local != len(view):
+            raise ValueError(f"blob ending at segment byte {position} splits a batch")
+    if not entries:
+        raise ValueError("a segment needs at least one batch")
+    last_offset = next_offset - 1
+    if created_ms is None:
+        created_ms = int(time.time() * 1000)
+    header = _HEADER.pack(SEGMENT_MAGIC, VERSION, 0, base_offset, count, created_ms, 0)
+    footer = _FOOTER.pack(crc, last_offset, FOOTER_MAGIC)
+    kfs = b"".join([header, *batches, footer])
+    index = b"".join(
+        [_INDEX_HEADER.pack(INDEX_MAGIC, VERSION, len(entries), index_interval, 0), *entries]
+    )
+    return kfs, index, SegmentInfo(base_offset, last_offset, max_timestamp, len(kfs), count)
+
+
+class Segment:
+    """A verified ``.kfs`` object, as kept in the segment cache.
+
+    ``batches`` is a memoryview of the batch bytes (header and footer
+    excluded); ``data`` is the whole object.
+    """
+
+    def __init__(self, key, data, flags, base_offset, last_offset, count, created_ms, max_timestamp):
+        self.key = key
+        self.data = data
+        self.batches = data[HEADER_SIZE:-FOOTER_SIZE]
+        self.flags = flags
+        self.base_offset = base_offset
+        self.last_offset = last_offset
+        self.count = count
+        self.created_ms = created_ms
+        self.max_timestamp = max_timestamp
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    def read(self, offset: int, max_bytes: int, min_one: bool = True) -> memoryview:
+        """Whole batches from the one holding ``offset``, as in
+        :func:`~kafscale.protocol.records.take_batches`."""
+        return take_batches(self.batches, offset, max_bytes, min_one)
+
+
+def read_segment(data, key: str) -> Segment:
+    """Verify a whole ``.kfs`` object and return it as a :class:`Segment`.
+
+    Checks header magic and version, footer magic, the CRC-32C of the batch
+    bytes, and that the batch headers chain exactly through the object with
+    consecutive offsets matching the header's base offset and count and the
+    footer's last offset.
+    """
+    view = memoryview(data)
+    if len(view) < HEADER_SIZE + FOOTER_SIZE:
+        raise CorruptSegment(key, f"{len(view)} bytes, shorter than header and footer")
+    magic, version, flags, base_offset, count, created_ms, _ = _HEADER.unpack_from(view, 0)
+    if magic != SEGMENT_MAGIC:
+        raise CorruptSegment(key, f"header magic {magic!r}")
+    if version != VERSION:
+        raise CorruptSegment(key, f"unknown version {version}")
+    crc, last_offset, footer_magic = _FOOTER.unpack_from(view, len(view) - FOOTER_SIZE)
+    if footer_magic != FOOTER_MAGIC:
+        raise CorruptSegment(key, f"footer magic {footer_magic!r} (truncated object?)")
+    batches = view[HEADER_SIZE:-FOOTER_SIZE]
+    actual = crc32c(batches)
+    if actual != crc:
+        raise CorruptSegment(key, f"CRC-32C {actual:#010x} != stored {crc:#010x}")
+    next_offset = base_offset
+    records = 0
+    max_timestamp = -1
+    try:
+        for info in iter_batches(batches, verify_crc=False):
+            if info.base_offset != next_offset:
+                raise CorruptSegment(
+                    key, f"batch at byte {HEADER_SIZE + info.position} has offset "
+                    f"{info.base_offset}, expected {next_offset}"
+                )
+            next_offset = info.next_offset
+            records += info.record_count
+            max_timestamp = max(max_timestamp, info.max_timestamp)
+    except InvalidRecords as e:
+        raise CorruptSegment(key, e.message) from e
+    if next_offset == base_offset:
+        raise CorruptSegment(key, "no batches")
+    if next_offset - 1 != last_offset:
+        raise CorruptSegment(key, f"footer last offset {last_offset}, batches end at {next_offset - 1}")
+    if records != count:
+        raise CorruptSegment(key, f"header counts {count} records, batches hold {records}")
+    return Segment(key, view, flags, base_offset, last_offset, count, created_ms, max_timestamp)
+
+
+def read_range(data, key: str, offset: int, max_bytes: int, min_one: bool = True) -> memoryview:
+    """Whole, CRC-checked batches from a ranged read of a ``.kfs`` object.
+
+    ``data`` holds the bytes of a :meth:`SegmentIndex.byte_range`; the result
+    starts at the batch holding ``offset`` as in
+    :func:`~kafscale.protocol.records.take_batches`. Without the whole
+    object there is no segment CRC to check, so each returned batch's own
+    CRC-32C is verified instead.
+    """
+    try:
+        selected = take_batches(data, offset, max_bytes, min_one)
+        for _ in iter_batches(selected):
+            pass
+    except InvalidRecords as e:
+        raise CorruptSegment(key, e.message) from e
+    return selected
+
+
+class SegmentIndex:
+    """A verified ``.index`` object: sorted batch offsets and their positions."""
+
+    def __init__(self, key, interval, offsets, positions):
+        self.key = key
+        self.interval = interval
+        self.offsets = offsets
+        self.positions = positions
+
+    def position(self, offset: int) -> int:
+        """Where to start scanning for the batch holding ``offset``: the
+        position of the last indexed batch at or below it."""
+        return self.positions[max(bisect.bisect_right(self.offsets, offset) - 1, 0)]
+
+    def byte_range(self, offset: int, max_bytes: int, segment_size: int) -> tuple[int, int]:
+        """The ``[start, end)`` byte range of the ``.kfs`` object to GET for a fetch.
+
+        Both ends fall on batch boundaries. The range holds the whole batch
+        with ``offset`` and at least ``max_bytes`` of batches after that
+        batch's start (or everything to the end of the batches); it reads at
+        most about one index interval and two batches more than needed.
+        """
+        batches_end = segment_size - FOOTER_SIZE
+        # Below the first offset, the first batch is the one to read.
+        following = max(bisect.bisect_right(self.offsets, offset), 1)
+        start = self.positions[following - 1]
+        if following == len(self.offsets):
+            return start, batches_end
+        # The batch holding ``offset`` ends at or before the next indexed batch.
+        wanted = self.positions[following] + max_bytes
+        boundary = bisect.bisect_left(self.positions, wanted)
+        end = self.positions[boundary] if boundary < len(self.positions) else batches_end
+        return start, end
+
+
+def read_index(data, key: str) -> SegmentIndex:
+    """Verify an ``.index`` object and return it as a :class:`SegmentIndex`."""
+    view = memoryview(data)
+    if len(view) < INDEX_HEADER_SIZE:
+        raise CorruptSegment(key, f"index of {len(view)} bytes, shorter than its header")
+    magic, version, entry_count, interval, _ = _INDEX_HEADER.unpack_from(view, 0)
+    if magic != INDEX_MAGIC:
+        raise CorruptSegment(key, f"index magic {magic!r}")
+    if version != VERSION:
+        raise CorruptSegment(key, f"unknown index version {version}")
+    if entry_count < 1 or len(view) != INDEX_HEADER_SIZE + entry_count * INDEX_ENTRY_SIZE:
+        raise CorruptSegment(
+            key, f"index declares {entry_count} entries in {len(view)} bytes"
+        )
+    offsets = []
+    positions = []
+    for offset, position in _INDEX_ENTRY.iter_unpack(view[INDEX_HEADER_SIZE:]):
+        if offsets and (offset <= offsets[-1] or position <= positions[-1]):
+            raise CorruptSegment(key, f"index entries out of order at offset {offset}")
+        offsets.append(offset)
+        positions.append(position)
+    if positions[0] != HEADER_SIZE:
+        raise CorruptSegment(key, f"first index entry at byte {positions[0]}, not {HEADER_SIZE}")
+    return SegmentIndex(key, interval, offsets, positions)
