@@ -124,6 +124,20 @@ class Field:
     def is_tagged(self, version):
         return self.tag is not None and version in self.tagged
 
+    @property
+    def null_default(self):
+        return isinstance(self.default, str) and self.default.strip().lower() == "null"
+
+    def default_value(self, version):
+        """The value this field takes when a message leaves it out, at ``version``."""
+        if self.element is not None:
+            return None if self.null_default else []
+        if self.is_struct:
+            if self.null_default:
+                return None
+            return {f.key: f.default_value(version) for f in self.fields if version in f.versions}
+        return _scalar_default(self.type, self.default, version in self.nullable)
+
 
 class Message:
     """One schema file: a request, a response, a header or a data struct."""
@@ -318,23 +332,17 @@ class _StructCompiler:
     def default_expr(self, field, for_decode):
         """Source of an expression giving the field's default value."""
         if field.element is not None:
-            if isinstance(field.default, str) and field.default.lower() == "null":
+            if field.null_default:
                 return "None"
             return "[]" if for_decode else "()"
         if field.is_struct:
-            if isinstance(field.default, str) and field.default.lower() == "null":
+            if field.null_default:
                 return "None"
             return f"{self.nested(field)[2]}()"
-        value = _scalar_default(field.type, field.default, self.nullable(field))
+        value = field.default_value(self.version)
         if value is None or isinstance(value, (bool, int, float, str, bytes)):
             return repr(value)
         return self.src.constant(value, "D")
-
-    def tag_default(self, field):
-        """A constant holding the default a tagged field is compared with."""
-        if field.element is not None or field.is_struct:
-            return None
-        return self.default_expr(field, for_decode=False)
 
     # -- reading --
 
