@@ -218,6 +218,32 @@ def _uuid_bytes(value):
     return value.bytes if value is not None else bytes(16)
 
 
+class FixedArray:
+    """Packs and unpacks arrays of one fixed-width type, count prefix included
+    when packing, with a precompiled ``struct.Struct`` per (small) length."""
+
+    _CACHED_LENGTHS = 64
+
+    def __init__(self, code, compact):
+        self.code = code
+        self.compact = compact
+        prefix = "B" if compact else "i"
+        self.packers = [struct.Struct(f">{prefix}{n}{code}") for n in range(self._CACHED_LENGTHS)]
+        self.unpackers = [struct.Struct(f">{n}{code}") for n in range(self._CACHED_LENGTHS)]
+
+    def pack(self, values):
+        n = len(values)
+        if n < self._CACHED_LENGTHS:
+            return self.packers[n].pack(n + 1 if self.compact else n, *values)
+        count = uvarint(n + 1) if self.compact else _INT32.pack(n)
+        return count + struct.pack(f">{n}{self.code}", *values)
+
+    def unpack(self, buf, pos, n):
+        if n < self._CACHED_LENGTHS:
+            return list(self.unpackers[n].unpack_from(buf, pos))
+        return list(struct.unpack_from(f">{n}{self.code}", buf, pos))
+
+
 def _skip_tagged(buf, pos):
     """Skip a tagged-field section whose fields are all unknown."""
     count, pos = read_uvarint(buf, pos)
@@ -239,8 +265,6 @@ _RUNTIME = {
     "skip_tagged": _skip_tagged,
     "INT16": _INT16,
     "INT32": _INT32,
-    "unpack_from": struct.unpack_from,
-    "pack": struct.pack,
 }
 
 
@@ -417,8 +441,8 @@ class _StructCompiler:
         emit(inner + 1, f"raise DecodeError('{field.name}: array longer than the buffer')")
         element = field.element
         if element in _FIXED_FORMATS and element != "uuid":
-            code = _FIXED_FORMATS[element]
-            emit(inner, f"{var} = list(unpack_from('>%d{code}' % n, buf, pos))")
+            array = self.src.constant(FixedArray(_FIXED_FORMATS[element], self.compact(field)), "A")
+            emit(inner, f"{var} = {array}.unpack(buf, pos, n)")
             emit(inner, f"pos += {_FIXED_SIZES[element]} * n")
         elif field.is_struct:
             reader = self.nested(field)[0]
@@ -520,16 +544,16 @@ class _StructCompiler:
             write_length("len(data)")
             emit(indent, f"{out}.append(data)")
         elif type_ in ("bytes", "records"):
-            emit(indent, f"data = {expr} if type({expr}) is not memoryview else {expr}.cast('B')")
-            write_length("len(data)")
-            emit(indent, f"{out}.append(data)")
+            write_length(f"({expr}.nbytes if type({expr}) is memoryview else len({expr}))")
+            emit(indent, f"{out}.append({expr})")
         elif type_.startswith("[]"):
-            write_length(f"len({expr})")
             element = field.element
             if element in _FIXED_FORMATS and element != "uuid":
-                code = _FIXED_FORMATS[element]
-                emit(indent, f"{out}.append(pack('>%d{code}' % len({expr}), *{expr}))")
-            elif field.is_struct:
+                array = self.src.constant(FixedArray(_FIXED_FORMATS[element], compact), "A")
+                emit(indent, f"{out}.append({array}.pack({expr}))")
+                return
+            write_length(f"len({expr})")
+            if field.is_struct:
                 writer = self.nested(field)[1]
                 emit(indent, f"for item in {expr}:")
                 emit(indent + 1, f"{writer}(item, {out})")
@@ -587,26 +611,29 @@ class _StructCompiler:
         """Emit code writing a tagged field unless it equals its default."""
         emit = self.src.emit
         default = self.default_expr(field, for_decode=False)
-        emit(1, f"v = get({field.key!r}, {default})")
-        if field.is_struct and field.element is None and default != "None":
+        struct_with_default = field.is_struct and field.element is None and not field.null_default
+        if struct_with_default or field.null_default:
+            emit(1, f"v = get({field.key!r})")  # absent means default
+            emit(1, "if v is not None:")
+        elif field.element is not None:
+            emit(1, f"v = get({field.key!r})")
+            emit(1, "if v:")
+        else:
+            emit(1, f"v = get({field.key!r}, {default})")
+            emit(1, f"if v != {default}:")
+        part = self.src.name("p")
+        emit(2, f"{part} = []")
+        self.write_value(field, field.type, "v", 2, self.nullable(field), out=part)
+        emit(2, f"data = b''.join({part})")
+        append = f"tags += ({uvarint(field.tag)!r}, uvarint(len(data)), data)"
+        if struct_with_default:
             # A struct is at its default when it encodes like the default struct.
-            part = self.src.name("p")
-            emit(1, f"{part} = []")
-            self.write_value(field, field.type, "v", 1, self.nullable(field), out=part)
-            emit(1, f"data = b''.join({part})")
             encoded_default = self.src.constant(None, "E")
             self.src.struct_defaults.append((encoded_default, self.nested(field)))
-            emit(1, f"if data != {encoded_default}:")
-        elif field.element is not None:
-            emit(1, "if v:" if default == "()" else "if v is not None:")
+            emit(2, f"if data != {encoded_default}:")
+            emit(3, append)
         else:
-            emit(1, f"if v != {default}:")
-        if not (field.is_struct and field.element is None and default != "None"):
-            part = self.src.name("p")
-            emit(2, f"{part} = []")
-            self.write_value(field, field.type, "v", 2, self.nullable(field), out=part)
-            emit(2, f"data = b''.join({part})")
-        emit(2, f"tags += (uvarint({field.tag}), uvarint(len(data)), data)")
+            emit(2, append)
 
     def compile_default(self, name):
         emit = self.src.emit
