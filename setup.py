@@ -33,6 +33,9 @@ setup(
             "python-snappy",
             "lz4",
             "zstandard",
+            # building the package inside a test (the plugin-ships test)
+            "setuptools",
+            "wheel",
         ],
     },
     entry_points={"console_scripts": ["kafscale-admin=kafscale_admin.cli:main"]},
