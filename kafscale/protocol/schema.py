@@ -40,7 +40,7 @@ class DecodeError(ValueError):
 _COMMENT_OR_STRING = re.compile(r'("(?:\\.|[^"\\])*")|//[^\n]*')
 
 
-def _strip_comments(text):
+def strip_comments(text):
     return _COMMENT_OR_STRING.sub(lambda m: m.group(1) or "", text)
 
 
@@ -55,7 +55,7 @@ def load_schema_texts():
     directory = distribution.locate_file(SCHEMA_DIRECTORY)
     for entry in sorted(directory.iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".json"):
-            yield json.loads(_strip_comments(entry.read_text(encoding="utf-8")))
+            yield json.loads(strip_comments(entry.read_text(encoding="utf-8")))
 
 
 _WORD_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
