@@ -1,0 +1,242 @@
+"""The metadata store: what the broker and the admin CLI keep outside the
+object store, and the interface its backends (etcd, embedded SQLite) provide.
+
+Every write is atomic, and a partition's committed state changes only by a
+compare-and-swap on its leader epoch (and, for commits, its next offset): a
+deposed owner's late write fails with `Fenced` and is never acknowledged.
+
+How the operations map onto etcd (one key per item, so no value grows with
+the number of segments or groups):
+
+    topics/{topic}                         TopicInfo
+    partitions/{topic}/{partition}         epoch, log start, next offset, epoch history
+    segments/{topic}/{partition}/{base}    one SegmentRef (base offset zero-padded so keys sort)
+    groups/{group}                         the group's state blob
+    offsets/{group}/{topic}/{partition}    CommittedOffset
+    brokers/{node_id}                      BrokerInfo, under the broker's lease
+
+`commit_segment` is one transaction: compare the partition key, then put it
+and the new segment key. `advance_log_start` compares the partition key, puts
+it and deletes the dropped segment keys. `create_topic` and `delete_topic`
+put or delete the topic key, the partition keys and (on delete) the
+segment range in one transaction. Group ids may contain "/": escape them in
+keys. Topic names cannot.
+"""
+
+import uuid
+from dataclasses import dataclass
+
+from zope.interface import Interface
+
+CHANGE_AREAS = frozenset({"topics", "partitions", "groups", "brokers"})
+"""What a change notification may name (see `IMetadataStore.subscribe`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TopicInfo:
+    name: str
+    topic_id: uuid.UUID
+    partitions: int
+    configs: dict[str, str]
+    """Only the configs set explicitly on this topic; defaults are the
+    broker's business. Treat as read-only."""
+    created_ms: int
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class SegmentRef:
+    """One committed segment of a partition's log, as listed in its manifest."""
+
+    base_offset: int
+    last_offset: int
+    max_timestamp: int
+    size: int
+    count: int
+    """Number of records (not batches)."""
+    key: str
+    """Object key of the ``.kfs`` file; the ``.index`` key derives from it."""
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionState:
+    """A partition's committed state.
+
+    ``next_offset`` is the high watermark: everything below it (and at or
+    above ``log_start_offset``) is in the committed segments. An epoch of 0
+    means the partition was never claimed. ``epoch_history`` lists
+    (epoch, start offset) for each epoch that owned the partition, oldest
+    first, as OffsetsForLeaderEpoch needs it; an epoch that appended nothing
+    before the next claim leaves no entry, and entries wholly below the log
+    start are dropped.
+    """
+
+    topic: str
+    partition: int
+    leader_epoch: int
+    log_start_offset: int
+    next_offset: int
+    segments: tuple[SegmentRef, ...]
+    """Sorted by base offset; contiguous from the first to ``next_offset``."""
+    epoch_history: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CommittedOffset:
+    offset: int
+    leader_epoch: int
+    """-1 when the client did not say."""
+    metadata: str | None
+    commit_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerInfo:
+    node_id: int
+    host: str
+    port: int
+    rack: str | None
+    started_ms: int
+
+
+class MetadataError(Exception):
+    """Base of every error a metadata store raises."""
+
+
+class TopicExists(MetadataError):
+    pass
+
+
+class UnknownTopic(MetadataError):
+    """No such topic, or no such partition in it."""
+
+
+class InvalidPartitions(MetadataError):
+    """A partition count below one, or an increase that does not increase."""
+
+
+class Fenced(MetadataError):
+    """A compare-and-swap on a partition failed: the caller's leader epoch (or
+    expected next offset) is not the stored one, so the caller has been
+    deposed or raced another writer. Nothing was written. ``leader_epoch``
+    and ``next_offset`` are the stored values when the store knows them."""
+
+    def __init__(self, topic, partition, leader_epoch=None, next_offset=None):
+        super().__init__(
+            f"{topic}-{partition}: fenced (stored leader epoch {leader_epoch}, next offset {next_offset})"
+        )
+        self.topic = topic
+        self.partition = partition
+        self.leader_epoch = leader_epoch
+        self.next_offset = next_offset
+
+
+class MetadataUnavailable(MetadataError):
+    """The store cannot be reached, is locked by another writer, or is
+    stopped: retry later. A write that timed out may still have been applied,
+    so a retried commit_segment that fails with Fenced should re-read the
+    partition state and look for its own segment before giving up."""
+
+
+class IMetadataStore(Interface):
+    """Topics, partition state and segment manifests, consumer groups and
+    live brokers.
+
+    Every method but `subscribe` returns a Deferred (its result is given
+    after "->"; "raises" means the Deferred fails). A provider is also a
+    `twisted.application.service.IService`: it works between startService
+    and stopService (stopService returns a Deferred), so a MultiService can
+    own it. Failures are `MetadataError` subclasses; `MetadataUnavailable` is
+    the retriable one. Arguments are copied when the call is made: the caller
+    may change its dicts afterwards.
+    """
+
+    def create_topic(name, partitions, configs=None):
+        """Create a topic with a new random topic id and ``partitions``
+        partitions, each at epoch 0, log start 0, next offset 0, with no
+        segments, all in one atomic write. -> TopicInfo.
+        Raises TopicExists, InvalidPartitions."""
+
+    def delete_topic(name):
+        """Remove a topic with its partition states and manifests, atomically.
+        -> the removed TopicInfo, so the caller can delete its objects (they
+        live under the topic's prefix). Raises UnknownTopic."""
+
+    def topics():
+        """-> dict of name to TopicInfo for every topic."""
+
+    def alter_topic_configs(name, set=None, delete=()):
+        """Remove the configs named in ``delete``, then set those in ``set``
+        (a dict of str to str). -> the new TopicInfo. Raises UnknownTopic."""
+
+    def add_partitions(name, total):
+        """Grow a topic to ``total`` partitions, creating the new ones as
+        create_topic does. -> the new TopicInfo.
+        Raises UnknownTopic, InvalidPartitions (``total`` not above the
+        current count)."""
+
+    def partition_state(topic, partition):
+        """-> PartitionState. Raises UnknownTopic."""
+
+    def claim_partition(topic, partition, expected_epoch):
+        """Take ownership: if the stored epoch is ``expected_epoch``, store
+        epoch + 1 and record (epoch + 1, next offset) in the epoch history.
+        -> the new PartitionState. Raises Fenced, UnknownTopic."""
+
+    def commit_segment(topic, partition, epoch, expected_next_offset, segment):
+        """Append ``segment`` (a SegmentRef whose base offset is
+        ``expected_next_offset``) to the manifest and set the next offset to
+        its last offset + 1, if and only if the stored epoch is ``epoch`` and
+        the stored next offset is ``expected_next_offset``. -> the new
+        PartitionState. Raises Fenced, UnknownTopic; ValueError for a segment
+        that does not start at ``expected_next_offset``."""
+
+    def advance_log_start(topic, partition, epoch, new_log_start):
+        """Raise the log start offset to ``new_log_start`` (at most the next
+        offset) and drop the segments that end below it: whole segments only,
+        so the log start may fall inside the first remaining segment. Fenced
+        by ``epoch``. A ``new_log_start`` at or below the current one changes
+        nothing. -> (new PartitionState, list of the removed SegmentRefs, whose
+        objects the caller deletes). Raises Fenced, UnknownTopic; ValueError
+        beyond the next offset."""
+
+    def commit_offsets(group_id, offsets):
+        """Store ``offsets``, a dict of (topic, partition) to CommittedOffset,
+        for the group, atomically. -> None."""
+
+    def fetch_offsets(group_id, partitions=None):
+        """-> dict of (topic, partition) to CommittedOffset for the given
+        (topic, partition) pairs, or for all the group has when
+        ``partitions`` is None. Pairs with no committed offset are absent."""
+
+    def save_group(group_id, state):
+        """Replace the group's state (a JSON-able dict: membership,
+        generation, protocol, assignments; bytes must be encoded by the
+        caller: a state that is not JSON-able raises TypeError at once).
+        -> None."""
+
+    def load_group(group_id):
+        """-> the last saved state dict, or None."""
+
+    def groups():
+        """-> sorted list of every group id with saved state or offsets."""
+
+    def delete_group(group_id):
+        """Remove the group's state and offsets. -> True if there was any."""
+
+    def register_broker(info):
+        """Announce a live broker (a BrokerInfo), replacing any registration
+        with the same node id. The registration lasts while this store runs;
+        if the process dies it lapses within a few seconds. -> None."""
+
+    def brokers():
+        """-> list of the live BrokerInfo, sorted by node id."""
+
+    def subscribe(callback):
+        """Call ``callback(changed)`` within about a second whenever another
+        process (or another store object) changes the store; ``changed`` is a
+        frozenset naming the areas that changed (a subset of CHANGE_AREAS).
+        Changes are noticed from the moment the store's first call has been
+        answered, so subscribe, then read, then act on notifications. A store
+        may also report its own changes: treat a call as a hint to re-read.
+        Exceptions from the callback are logged. -> a no-argument callable
+        that unsubscribes."""
