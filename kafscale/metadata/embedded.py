@@ -1,0 +1,664 @@
+"""The embedded metadata store: one SQLite file under the data directory, for
+a single broker that needs no etcd.
+
+SQLite runs on a dedicated one-thread pool, never on the reactor thread. The
+file is in WAL mode, so another process (the admin CLI) can read and write it
+while the broker runs: writes take the lock up front (BEGIN IMMEDIATE) and
+wait for it up to ``busy_timeout``, then fail with MetadataUnavailable. With
+synchronous=NORMAL a returned commit survives the process being killed (not
+a power cut).
+
+Other processes' changes are noticed by polling ``PRAGMA data_version``,
+which changes only when another connection commits. A ``changes`` table
+keeps one counter per area (topics, partitions, groups, brokers), bumped by
+every write, so a poll can say which areas changed.
+
+A short-lived program uses the store under its own reactor::
+
+    async def main(reactor):
+        store = EmbeddedMetadataStore("kafscale-data/metadata.sqlite")
+        store.startService()
+        try:
+            print(await store.topics())
+        finally:
+            await store.stopService()
+
+    task.react(lambda reactor: Deferred.fromCoroutine(main(reactor)))
+"""
+
+import json
+import os
+import sqlite3
+import time
+import uuid
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.task import LoopingCall
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
+from zope.interface import implementer
+
+from kafscale.metadata.interfaces import (
+    CHANGE_AREAS,
+    BrokerInfo,
+    CommittedOffset,
+    Fenced,
+    IMetadataStore,
+    InvalidPartitions,
+    MetadataError,
+    MetadataUnavailable,
+    PartitionState,
+    SegmentRef,
+    TopicExists,
+    TopicInfo,
+    UnknownTopic,
+)
+
+log = Logger()
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE topics (
+    name TEXT PRIMARY KEY,
+    topic_id TEXT NOT NULL,
+    partitions INTEGER NOT NULL,
+    configs TEXT NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+CREATE TABLE partitions (
+    topic TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    leader_epoch INTEGER NOT NULL,
+    log_start_offset INTEGER NOT NULL,
+    next_offset INTEGER NOT NULL,
+    epoch_history TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    PRIMARY KEY (topic, partition)
+) WITHOUT ROWID;
+CREATE TABLE segments (
+    topic TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    base_offset INTEGER NOT NULL,
+    last_offset INTEGER NOT NULL,
+    max_timestamp INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    PRIMARY KEY (topic, partition, base_offset)
+) WITHOUT ROWID;
+CREATE TABLE offsets (
+    group_id TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    "offset" INTEGER NOT NULL,
+    leader_epoch INTEGER NOT NULL,
+    metadata TEXT,
+    commit_ms INTEGER NOT NULL,
+    PRIMARY KEY (group_id, topic, partition)
+) WITHOUT ROWID;
+CREATE TABLE groups (
+    group_id TEXT PRIMARY KEY,
+    state TEXT NOT NULL
+);
+CREATE TABLE brokers (
+    node_id INTEGER PRIMARY KEY,
+    host TEXT NOT NULL,
+    port INTEGER NOT NULL,
+    rack TEXT,
+    started_ms INTEGER NOT NULL,
+    heartbeat_ms INTEGER NOT NULL
+);
+CREATE TABLE changes (
+    area TEXT PRIMARY KEY,
+    version INTEGER NOT NULL
+);
+"""
+
+# A registered broker refreshes its heartbeat this often, and counts as live
+# for this long after the last one.
+HEARTBEAT_MS = 2_000
+BROKER_TTL_MS = 10_000
+
+# SQLite errors that mean "not now" rather than "never".
+_RETRIABLE_ERRORS = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_IOERR", "SQLITE_FULL", "SQLITE_CANTOPEN")
+
+_SEGMENT_COLUMNS = "base_offset, last_offset, max_timestamp, size, count, key"
+
+
+@implementer(IMetadataStore)
+class EmbeddedMetadataStore(Service):
+    """IMetadataStore on a SQLite file at ``path`` (created if missing).
+
+    The attributes marked "database thread only" are touched only by the
+    pool's single thread, which serialises all use of the connection. A
+    store that could not open its file (say another process held the lock
+    too long) tries again on the next call.
+    """
+
+    def __init__(self, path, reactor=None, busy_timeout=5.0, poll_interval=0.5):
+        if reactor is None:
+            from twisted.internet import reactor
+        self.path = path
+        self._reactor = reactor
+        self._busy_timeout = busy_timeout
+        self._poll_interval = poll_interval
+        self._subscribers = []
+        self._pool = None
+        self._poller = None
+        # Database thread only:
+        self._db = None
+        self._data_version = None
+        self._seen = {}  # area -> change counter this connection has accounted for
+        self._pending = {}  # area -> counter bumped by the open transaction
+        self._unseen = set()  # areas changed by others, not yet reported
+        self._manifests = {}  # (topic, partition) -> (revision, segments)
+        self._own_brokers = set()
+        self._last_heartbeat_ms = 0
+
+    # Lifetime
+
+    def startService(self):
+        super().startService()
+        self._pool = ThreadPool(1, 1, name=f"metadata {self.path}")
+        self._pool.start()
+        self._submit(self._connection).addErrback(
+            lambda failure: log.failure("Cannot open metadata store {path}", failure, path=self.path)
+        )
+        self._poller = LoopingCall(self._poll)
+        self._poller.clock = self._reactor
+        self._poller.start(self._poll_interval, now=False)
+
+    def stopService(self):
+        super().stopService()
+        return Deferred.fromCoroutine(self._stop())
+
+    async def _stop(self):
+        if self._poller.running:
+            self._poller.stop()
+        try:
+            await self._submit(self._close)
+        except Exception:
+            log.failure("Closing metadata store {path} failed", path=self.path)
+        # The pool is idle now, so joining its thread does not wait.
+        self._pool.stop()
+
+    def subscribe(self, callback):
+        self._subscribers.append(callback)
+        return lambda: self._subscribers.remove(callback)
+
+    def _poll(self):
+        return Deferred.fromCoroutine(self._report_changes())
+
+    async def _report_changes(self):
+        try:
+            changed = await self._submit(self._changes, self._now_ms())
+        except Exception:
+            log.failure("Polling metadata store {path} failed", path=self.path)
+            return
+        if not changed:
+            return
+        for callback in list(self._subscribers):
+            try:
+                callback(changed)
+            except Exception:
+                log.failure("Metadata change subscriber {callback!r} failed", callback=callback)
+
+    # Topics
+
+    def create_topic(self, name, partitions, configs=None):
+        return self._write(
+            self._create_topic, name, partitions, dict(configs or {}), uuid.uuid4(), self._now_ms()
+        )
+
+    def delete_topic(self, name):
+        return self._write(self._delete_topic, name)
+
+    def topics(self):
+        return self._read(self._topics)
+
+    def alter_topic_configs(self, name, set=None, delete=()):
+        return self._write(self._alter_topic_configs, name, dict(set or {}), tuple(delete))
+
+    def add_partitions(self, name, total):
+        return self._write(self._add_partitions, name, total)
+
+    # Partitions
+
+    def partition_state(self, topic, partition):
+        return self._read(self._partition_state, topic, partition)
+
+    def claim_partition(self, topic, partition, expected_epoch):
+        return self._write(self._claim_partition, topic, partition, expected_epoch)
+
+    def commit_segment(self, topic, partition, epoch, expected_next_offset, segment):
+        return self._write(self._commit_segment, topic, partition, epoch, expected_next_offset, segment)
+
+    def advance_log_start(self, topic, partition, epoch, new_log_start):
+        return self._write(self._advance_log_start, topic, partition, epoch, new_log_start)
+
+    # Consumer groups
+
+    def commit_offsets(self, group_id, offsets):
+        return self._write(self._commit_offsets, group_id, dict(offsets))
+
+    def fetch_offsets(self, group_id, partitions=None):
+        wanted = None if partitions is None else frozenset(partitions)
+        return self._read(self._fetch_offsets, group_id, wanted)
+
+    def save_group(self, group_id, state):
+        return self._write(self._save_group, group_id, json.dumps(state))
+
+    def load_group(self, group_id):
+        return self._read(self._load_group, group_id)
+
+    def groups(self):
+        return self._read(self._groups)
+
+    def delete_group(self, group_id):
+        return self._write(self._delete_group, group_id)
+
+    # Brokers
+
+    def register_broker(self, info):
+        return self._write(self._register_broker, info, self._now_ms())
+
+    def brokers(self):
+        return self._read(self._brokers, self._now_ms())
+
+    # Running work on the database thread
+
+    def _now_ms(self):
+        return int(self._reactor.seconds() * 1000)
+
+    def _read(self, function, *args):
+        return self._run(self._in_transaction, "BEGIN", function, *args)
+
+    def _write(self, function, *args):
+        return self._run(self._in_transaction, "BEGIN IMMEDIATE", function, *args)
+
+    def _run(self, function, *args):
+        if not self.running:
+            return fail(MetadataUnavailable(f"metadata store {self.path} is stopped"))
+        return self._submit(function, *args)
+
+    def _submit(self, function, *args):
+        return deferToThreadPool(self._reactor, self._pool, self._translating_errors, function, *args)
+
+    def _translating_errors(self, function, *args):
+        try:
+            return function(*args)
+        except sqlite3.OperationalError as e:
+            if (e.sqlite_errorname or "").startswith(_RETRIABLE_ERRORS):
+                raise MetadataUnavailable(f"metadata store {self.path}: {e}") from e
+            raise MetadataError(f"metadata store {self.path}: {e}") from e
+        except sqlite3.DatabaseError as e:
+            raise MetadataError(f"metadata store {self.path}: {e}") from e
+
+    # Everything below runs on the database thread.
+
+    def _connection(self):
+        if self._db is None:
+            self._open()
+        return self._db
+
+    def _open(self):
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        db = sqlite3.connect(
+            self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        try:
+            self._use_wal(db)
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("BEGIN IMMEDIATE")
+            (version,) = db.execute("PRAGMA user_version").fetchone()
+            if version == 0:
+                for statement in SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.executemany("INSERT INTO changes VALUES (?, 0)", [(area,) for area in sorted(CHANGE_AREAS)])
+                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            elif version != SCHEMA_VERSION:
+                raise MetadataError(f"metadata store {self.path}: unknown schema version {version}")
+            db.execute("COMMIT")
+            self._seen = dict(db.execute("SELECT area, version FROM changes"))
+            (self._data_version,) = db.execute("PRAGMA data_version").fetchone()
+        except BaseException:
+            db.close()
+            raise
+        self._db = db
+
+    def _use_wal(self, db):
+        # Switching a new file to WAL does not wait for a busy database, and
+        # two processes may open a new file at once: retry until the timeout.
+        deadline = time.monotonic() + self._busy_timeout
+        while True:
+            try:
+                (mode,) = db.execute("PRAGMA journal_mode=WAL").fetchone()
+                break
+            except sqlite3.OperationalError as e:
+                if e.sqlite_errorname != "SQLITE_BUSY" or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+        if mode != "wal":
+            raise MetadataError(f"metadata store {self.path}: cannot use WAL mode (got {mode})")
+
+    def _close(self):
+        if self._db is None:
+            return
+        try:
+            if self._own_brokers:
+                self._in_transaction("BEGIN IMMEDIATE", self._deregister_own_brokers)
+        finally:
+            self._db.close()
+            self._db = None
+
+    def _in_transaction(self, begin, function, *args):
+        db = self._connection()
+        db.execute(begin)
+        try:
+            result = function(db, *args)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            self._pending.clear()
+            raise
+        self._seen.update(self._pending)
+        self._pending.clear()
+        return result
+
+    def _bump(self, db, area):
+        """Count a change to ``area`` in the open transaction; -> the new
+        counter, which also serves as a revision number (it never repeats)."""
+        (version,) = db.execute(
+            "UPDATE changes SET version = version + 1 WHERE area = ? RETURNING version", (area,)
+        ).fetchone()
+        if version - 1 != self._pending.get(area, self._seen[area]):
+            self._unseen.add(area)
+        self._pending[area] = version
+        return version
+
+    def _changes(self, now_ms):
+        """-> the areas others changed since the last call; also keeps this
+        store's broker registrations alive."""
+        db = self._connection()
+        if self._own_brokers and now_ms - self._last_heartbeat_ms >= HEARTBEAT_MS:
+            placeholders = ",".join("?" * len(self._own_brokers))
+            db.execute(
+                f"UPDATE brokers SET heartbeat_ms = ? WHERE node_id IN ({placeholders})",
+                (now_ms, *self._own_brokers),
+            )
+            self._last_heartbeat_ms = now_ms
+        (data_version,) = db.execute("PRAGMA data_version").fetchone()
+        if data_version != self._data_version:
+            self._data_version = data_version
+            for area, version in db.execute("SELECT area, version FROM changes"):
+                if version != self._seen.get(area):
+                    self._unseen.add(area)
+                    self._seen[area] = version
+        changed = frozenset(self._unseen)
+        self._unseen.clear()
+        return changed
+
+    def _create_topic(self, db, name, partitions, configs, topic_id, now_ms):
+        if partitions < 1:
+            raise InvalidPartitions(f"{name}: a topic needs at least one partition, not {partitions}")
+        if db.execute("SELECT 1 FROM topics WHERE name = ?", (name,)).fetchone():
+            raise TopicExists(name)
+        info = TopicInfo(name, topic_id, partitions, configs, now_ms)
+        db.execute("INSERT INTO topics VALUES (?, ?, ?, ?, ?)", _topic_row(info))
+        self._insert_partitions(db, name, range(partitions))
+        self._bump(db, "topics")
+        return info
+
+    def _insert_partitions(self, db, topic, partitions):
+        revision = self._bump(db, "partitions")
+        db.executemany(
+            "INSERT INTO partitions VALUES (?, ?, 0, 0, 0, '[]', ?)",
+            [(topic, partition, revision) for partition in partitions],
+        )
+
+    def _delete_topic(self, db, name):
+        info = self._topic(db, name)
+        db.execute("DELETE FROM topics WHERE name = ?", (name,))
+        db.execute("DELETE FROM partitions WHERE topic = ?", (name,))
+        db.execute("DELETE FROM segments WHERE topic = ?", (name,))
+        for partition in range(info.partitions):
+            self._manifests.pop((name, partition), None)
+        self._bump(db, "topics")
+        self._bump(db, "partitions")
+        return info
+
+    def _topics(self, db):
+        return {row[0]: _topic_info(row) for row in db.execute("SELECT * FROM topics")}
+
+    def _topic(self, db, name):
+        row = db.execute("SELECT * FROM topics WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise UnknownTopic(name)
+        return _topic_info(row)
+
+    def _alter_topic_configs(self, db, name, updates, deletions):
+        info = self._topic(db, name)
+        configs = {key: value for key, value in info.configs.items() if key not in deletions}
+        configs.update(updates)
+        db.execute("UPDATE topics SET configs = ? WHERE name = ?", (json.dumps(configs), name))
+        self._bump(db, "topics")
+        return TopicInfo(name, info.topic_id, info.partitions, configs, info.created_ms)
+
+    def _add_partitions(self, db, name, total):
+        info = self._topic(db, name)
+        if total <= info.partitions:
+            raise InvalidPartitions(f"{name} has {info.partitions} partitions; cannot grow to {total}")
+        db.execute("UPDATE topics SET partitions = ? WHERE name = ?", (total, name))
+        self._insert_partitions(db, name, range(info.partitions, total))
+        self._bump(db, "topics")
+        return TopicInfo(name, info.topic_id, total, info.configs, info.created_ms)
+
+    def _partition_state(self, db, topic, partition):
+        row = db.execute(
+            "SELECT leader_epoch, log_start_offset, next_offset, epoch_history, revision"
+            " FROM partitions WHERE topic = ? AND partition = ?",
+            (topic, partition),
+        ).fetchone()
+        if row is None:
+            raise UnknownTopic(f"{topic}-{partition}")
+        leader_epoch, log_start_offset, next_offset, epoch_history, revision = row
+        # The revision changes with every change to the partition, by any
+        # process, so an unchanged one proves the cached manifest current.
+        cached = self._manifests.get((topic, partition))
+        if cached is not None and cached[0] == revision:
+            segments = cached[1]
+        else:
+            segments = tuple(
+                SegmentRef(*segment)
+                for segment in db.execute(
+                    f"SELECT {_SEGMENT_COLUMNS} FROM segments"
+                    " WHERE topic = ? AND partition = ? ORDER BY base_offset",
+                    (topic, partition),
+                )
+            )
+            self._manifests[topic, partition] = (revision, segments)
+        history = tuple(tuple(entry) for entry in json.loads(epoch_history))
+        return PartitionState(topic, partition, leader_epoch, log_start_offset, next_offset, segments, history)
+
+    def _store_partition_state(self, db, state):
+        revision = self._bump(db, "partitions")
+        db.execute(
+            "UPDATE partitions SET leader_epoch = ?, log_start_offset = ?, next_offset = ?,"
+            " epoch_history = ?, revision = ? WHERE topic = ? AND partition = ?",
+            (
+                state.leader_epoch,
+                state.log_start_offset,
+                state.next_offset,
+                json.dumps(state.epoch_history),
+                revision,
+                state.topic,
+                state.partition,
+            ),
+        )
+        self._manifests[state.topic, state.partition] = (revision, state.segments)
+        return state
+
+    def _claim_partition(self, db, topic, partition, expected_epoch):
+        state = self._partition_state(db, topic, partition)
+        if state.leader_epoch != expected_epoch:
+            raise Fenced(topic, partition, state.leader_epoch, state.next_offset)
+        epoch = expected_epoch + 1
+        # An epoch that appended nothing needs no entry: it starts where the
+        # next one does.
+        history = tuple(entry for entry in state.epoch_history if entry[1] < state.next_offset)
+        return self._store_partition_state(
+            db,
+            PartitionState(
+                topic,
+                partition,
+                epoch,
+                state.log_start_offset,
+                state.next_offset,
+                state.segments,
+                (*history, (epoch, state.next_offset)),
+            ),
+        )
+
+    def _commit_segment(self, db, topic, partition, epoch, expected_next_offset, segment):
+        if segment.base_offset != expected_next_offset or segment.last_offset < segment.base_offset:
+            raise ValueError(
+                f"{topic}-{partition}: segment {segment.base_offset}-{segment.last_offset}"
+                f" does not continue the log at {expected_next_offset}"
+            )
+        state = self._partition_state(db, topic, partition)
+        if state.leader_epoch != epoch or state.next_offset != expected_next_offset:
+            raise Fenced(topic, partition, state.leader_epoch, state.next_offset)
+        db.execute(
+            "INSERT INTO segments VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                topic,
+                partition,
+                segment.base_offset,
+                segment.last_offset,
+                segment.max_timestamp,
+                segment.size,
+                segment.count,
+                segment.key,
+            ),
+        )
+        return self._store_partition_state(
+            db,
+            PartitionState(
+                topic,
+                partition,
+                epoch,
+                state.log_start_offset,
+                segment.last_offset + 1,
+                (*state.segments, segment),
+                state.epoch_history,
+            ),
+        )
+
+    def _advance_log_start(self, db, topic, partition, epoch, new_log_start):
+        state = self._partition_state(db, topic, partition)
+        if state.leader_epoch != epoch:
+            raise Fenced(topic, partition, state.leader_epoch, state.next_offset)
+        if new_log_start > state.next_offset:
+            raise ValueError(
+                f"{topic}-{partition}: log start {new_log_start} beyond next offset {state.next_offset}"
+            )
+        if new_log_start <= state.log_start_offset:
+            return state, []
+        removed = [segment for segment in state.segments if segment.last_offset < new_log_start]
+        if removed:
+            db.execute(
+                "DELETE FROM segments WHERE topic = ? AND partition = ? AND base_offset <= ?",
+                (topic, partition, removed[-1].base_offset),
+            )
+        # Keep an epoch while some offset at or above the new start may be its.
+        history = state.epoch_history
+        kept = (
+            tuple(entry for entry, (_, end) in zip(history, history[1:]) if end > new_log_start)
+            + history[-1:]
+        )
+        new_state = PartitionState(
+            topic,
+            partition,
+            epoch,
+            new_log_start,
+            state.next_offset,
+            state.segments[len(removed):],
+            kept,
+        )
+        return self._store_partition_state(db, new_state), removed
+
+    def _commit_offsets(self, db, group_id, offsets):
+        db.executemany(
+            "INSERT OR REPLACE INTO offsets VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (group_id, topic, partition, c.offset, c.leader_epoch, c.metadata, c.commit_ms)
+                for (topic, partition), c in offsets.items()
+            ],
+        )
+        self._bump(db, "groups")
+
+    def _fetch_offsets(self, db, group_id, wanted):
+        rows = db.execute(
+            'SELECT topic, partition, "offset", leader_epoch, metadata, commit_ms'
+            " FROM offsets WHERE group_id = ?",
+            (group_id,),
+        )
+        offsets = {(topic, partition): CommittedOffset(*rest) for topic, partition, *rest in rows}
+        if wanted is None:
+            return offsets
+        return {key: committed for key, committed in offsets.items() if key in wanted}
+
+    def _save_group(self, db, group_id, state):
+        db.execute("INSERT OR REPLACE INTO groups VALUES (?, ?)", (group_id, state))
+        self._bump(db, "groups")
+
+    def _load_group(self, db, group_id):
+        row = db.execute("SELECT state FROM groups WHERE group_id = ?", (group_id,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def _groups(self, db):
+        rows = db.execute("SELECT group_id FROM groups UNION SELECT group_id FROM offsets ORDER BY 1")
+        return [group_id for (group_id,) in rows]
+
+    def _delete_group(self, db, group_id):
+        deleted = db.execute("DELETE FROM groups WHERE group_id = ?", (group_id,)).rowcount
+        deleted += db.execute("DELETE FROM offsets WHERE group_id = ?", (group_id,)).rowcount
+        if deleted:
+            self._bump(db, "groups")
+        return deleted > 0
+
+    def _register_broker(self, db, info, now_ms):
+        db.execute(
+            "INSERT OR REPLACE INTO brokers VALUES (?, ?, ?, ?, ?, ?)",
+            (info.node_id, info.host, info.port, info.rack, info.started_ms, now_ms),
+        )
+        self._own_brokers.add(info.node_id)
+        self._bump(db, "brokers")
+
+    def _deregister_own_brokers(self, db):
+        placeholders = ",".join("?" * len(self._own_brokers))
+        db.execute(f"DELETE FROM brokers WHERE node_id IN ({placeholders})", tuple(self._own_brokers))
+        self._own_brokers.clear()
+        self._bump(db, "brokers")
+
+    def _brokers(self, db, now_ms):
+        rows = db.execute(
+            "SELECT node_id, host, port, rack, started_ms FROM brokers"
+            " WHERE heartbeat_ms >= ? ORDER BY node_id",
+            (now_ms - BROKER_TTL_MS,),
+        )
+        return [BrokerInfo(*row) for row in rows]
+
+
+def _topic_row(info):
+    return (info.name, str(info.topic_id), info.partitions, json.dumps(info.configs), info.created_ms)
+
+
+def _topic_info(row):
+    name, topic_id, partitions, configs, created_ms = row
+    return TopicInfo(name, uuid.UUID(topic_id), partitions, json.loads(configs), created_ms)

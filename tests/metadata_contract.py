@@ -1,0 +1,424 @@
+"""What every IMetadataStore must do, as trial tests any backend can reuse.
+
+Mix `MetadataStoreContract` into a `twisted.trial.unittest.TestCase` that
+defines ``async def make_store(self)``: it returns a started store over this
+test's backing data, which every call within one test shares (a second
+store stands for a second broker, or the admin CLI, or the same broker after
+a restart), and stops the store at cleanup unless the test already did.
+"""
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, DeferredList
+from zope.interface.verify import verifyObject
+
+from kafscale.metadata.interfaces import (
+    BrokerInfo,
+    CommittedOffset,
+    Fenced,
+    IMetadataStore,
+    InvalidPartitions,
+    MetadataUnavailable,
+    PartitionState,
+    SegmentRef,
+    TopicExists,
+    UnknownTopic,
+)
+
+# Change notifications must arrive within a second of the change.
+NOTIFY_WITHIN = 1.0
+
+
+def segment(base, last, topic="events", partition=0):
+    return SegmentRef(
+        base_offset=base,
+        last_offset=last,
+        max_timestamp=1_700_000_000_000 + last,
+        size=100 * (last - base + 1),
+        count=last - base + 1,
+        key=f"{topic}/{partition}/segment-{base:020d}.kfs",
+    )
+
+
+def initial_state(topic, partition):
+    return PartitionState(topic, partition, 0, 0, 0, (), ())
+
+
+def next_change(store):
+    """-> a Deferred that fires with the next change set ``store`` reports."""
+    changed = Deferred()
+
+    def notified(areas):
+        unsubscribe()
+        changed.callback(areas)
+
+    unsubscribe = store.subscribe(notified)
+    return changed
+
+
+class MetadataStoreContract:
+    """The tests; the TestCase they are mixed into provides make_store()."""
+
+    async def claimed_topic(self, store, name="events", partitions=1):
+        await store.create_topic(name, partitions)
+        return await store.claim_partition(name, 0, 0)
+
+    # Topics
+
+    async def test_provides_interface(self):
+        store = await self.make_store()
+        self.assertTrue(verifyObject(IMetadataStore, store))
+
+    async def test_create_topic(self):
+        store = await self.make_store()
+        configs = {"retention.ms": "60000"}
+        info = await store.create_topic("events", 3, configs)
+        configs["retention.ms"] = "1"
+        self.assertEqual(
+            (info.name, info.partitions, info.configs), ("events", 3, {"retention.ms": "60000"})
+        )
+        self.assertNotEqual(info.topic_id.int, 0)
+        self.assertGreater(info.created_ms, 1_600_000_000_000)
+        self.assertEqual(await store.topics(), {"events": info})
+        for partition in range(3):
+            self.assertEqual(
+                await store.partition_state("events", partition), initial_state("events", partition)
+            )
+
+    async def test_create_existing_topic(self):
+        store = await self.make_store()
+        info = await store.create_topic("events", 1)
+        with self.assertRaises(TopicExists):
+            await store.create_topic("events", 2)
+        self.assertEqual(await store.topics(), {"events": info})
+
+    async def test_create_topic_without_partitions(self):
+        store = await self.make_store()
+        with self.assertRaises(InvalidPartitions):
+            await store.create_topic("events", 0)
+        self.assertEqual(await store.topics(), {})
+
+    async def test_topics_lists_every_topic(self):
+        store = await self.make_store()
+        created = {name: await store.create_topic(name, 1) for name in ("a", "b.c", "d_e-f")}
+        self.assertEqual(await store.topics(), created)
+
+    async def test_delete_topic(self):
+        store = await self.make_store()
+        kept = await store.create_topic("kept", 1)
+        info = await store.create_topic("events", 2)
+        await store.claim_partition("events", 1, 0)
+        await store.commit_segment("events", 1, 1, 0, segment(0, 9, partition=1))
+        self.assertEqual(await store.delete_topic("events"), info)
+        self.assertEqual(await store.topics(), {"kept": kept})
+        with self.assertRaises(UnknownTopic):
+            await store.partition_state("events", 1)
+        with self.assertRaises(UnknownTopic):
+            await store.delete_topic("events")
+
+    async def test_recreated_topic_is_new(self):
+        store = await self.make_store()
+        first = await self.claimed_topic(store)
+        first_info = (await store.topics())["events"]
+        await store.commit_segment("events", 0, first.leader_epoch, 0, segment(0, 9))
+        await store.delete_topic("events")
+        second_info = await store.create_topic("events", 1)
+        self.assertNotEqual(second_info.topic_id, first_info.topic_id)
+        self.assertEqual(await store.partition_state("events", 0), initial_state("events", 0))
+
+    async def test_alter_topic_configs(self):
+        store = await self.make_store()
+        await store.create_topic("events", 1, {"retention.ms": "1000", "segment.bytes": "1024"})
+        updates = {"retention.ms": "2000", "max.message.bytes": "100"}
+        info = await store.alter_topic_configs("events", set=updates, delete=["segment.bytes"])
+        updates.clear()
+        self.assertEqual(info.configs, {"retention.ms": "2000", "max.message.bytes": "100"})
+        self.assertEqual((await store.topics())["events"], info)
+        info = await store.alter_topic_configs("events", delete=["retention.ms", "not.set"])
+        self.assertEqual(info.configs, {"max.message.bytes": "100"})
+        with self.assertRaises(UnknownTopic):
+            await store.alter_topic_configs("missing", set={"retention.ms": "1"})
+
+    async def test_add_partitions(self):
+        store = await self.make_store()
+        created = await store.create_topic("events", 2)
+        state = await store.claim_partition("events", 0, 0)
+        info = await store.add_partitions("events", 5)
+        self.assertEqual((info.partitions, info.topic_id), (5, created.topic_id))
+        self.assertEqual((await store.topics())["events"], info)
+        self.assertEqual(await store.partition_state("events", 0), state)
+        for partition in range(2, 5):
+            self.assertEqual(
+                await store.partition_state("events", partition), initial_state("events", partition)
+            )
+        for total in (5, 3):
+            with self.assertRaises(InvalidPartitions):
+                await store.add_partitions("events", total)
+        with self.assertRaises(UnknownTopic):
+            await store.add_partitions("missing", 2)
+
+    # Partitions
+
+    async def test_unknown_partition(self):
+        store = await self.make_store()
+        await store.create_topic("events", 2)
+        for topic, partition in (("missing", 0), ("events", 2), ("events", -1)):
+            with self.assertRaises(UnknownTopic):
+                await store.partition_state(topic, partition)
+        with self.assertRaises(UnknownTopic):
+            await store.claim_partition("events", 2, 0)
+        with self.assertRaises(UnknownTopic):
+            await store.commit_segment("missing", 0, 1, 0, segment(0, 0))
+
+    async def test_claim_bumps_epoch_and_history(self):
+        store = await self.make_store()
+        await store.create_topic("events", 1)
+        first = await store.claim_partition("events", 0, 0)
+        self.assertEqual((first.leader_epoch, first.epoch_history), (1, ((1, 0),)))
+        await store.commit_segment("events", 0, 1, 0, segment(0, 9))
+        second = await store.claim_partition("events", 0, 1)
+        self.assertEqual((second.leader_epoch, second.next_offset), (2, 10))
+        self.assertEqual(second.epoch_history, ((1, 0), (2, 10)))
+        self.assertEqual(second.segments, (segment(0, 9),))
+        self.assertEqual(await store.partition_state("events", 0), second)
+
+    async def test_stale_claim_is_fenced(self):
+        store = await self.make_store()
+        await self.claimed_topic(store)
+        with self.assertRaises(Fenced) as raised:
+            await store.claim_partition("events", 0, 0)
+        self.assertEqual(raised.exception.leader_epoch, 1)
+        self.assertEqual((await store.partition_state("events", 0)).leader_epoch, 1)
+
+    async def test_epoch_that_appended_nothing_leaves_no_history(self):
+        store = await self.make_store()
+        await self.claimed_topic(store)
+        await store.commit_segment("events", 0, 1, 0, segment(0, 4))
+        await store.claim_partition("events", 0, 1)
+        state = await store.claim_partition("events", 0, 2)
+        self.assertEqual(state.epoch_history, ((1, 0), (3, 5)))
+
+    async def test_commit_segment(self):
+        store = await self.make_store()
+        await self.claimed_topic(store)
+        first = await store.commit_segment("events", 0, 1, 0, segment(0, 9))
+        self.assertEqual((first.next_offset, first.segments), (10, (segment(0, 9),)))
+        second = await store.commit_segment("events", 0, 1, 10, segment(10, 10))
+        self.assertEqual(second.next_offset, 11)
+        self.assertEqual(second.segments, (segment(0, 9), segment(10, 10)))
+        self.assertEqual((second.leader_epoch, second.log_start_offset), (1, 0))
+        self.assertEqual(await store.partition_state("events", 0), second)
+
+    async def test_commit_with_stale_epoch_is_fenced(self):
+        store = await self.make_store()
+        await self.claimed_topic(store)
+        await store.commit_segment("events", 0, 1, 0, segment(0, 9))
+        successor = await store.claim_partition("events", 0, 1)
+        with self.assertRaises(Fenced) as raised:
+            await store.commit_segment("events", 0, 1, 10, segment(10, 19))
+        self.assertEqual((raised.exception.leader_epoch, raised.exception.next_offset), (2, 10))
+        self.assertEqual(await store.partition_state("events", 0), successor)
+
+    async def test_commit_with_wrong_next_offset_is_fenced(self):
+        store = await self.make_store()
+        await self.claimed_topic(store)
+        committed = await store.commit_segment("events", 0, 1, 0, segment(0, 9))
+        for expected in (0, 11):
+            with self.assertRaises(Fenced):
+                await store.commit_segment("events", 0, 1, expected, segment(expected, expected + 5))
+        self.assertEqual(await store.partition_state("events", 0), committed)
+
+    async def test_commit_of_a_segment_that_does_not_continue_the_log(self):
+        store = await self.make_store()
+        await self.claimed_topic(store)
+        for bad in (segment(1, 9), segment(0, -1)):
+            with self.assertRaises(ValueError):
+                await store.commit_segment("events", 0, 1, 0, bad)
+        self.assertEqual((await store.partition_state("events", 0)).next_offset, 0)
+
+    async def test_concurrent_commits_one_wins(self):
+        store = await self.make_store()
+        other = await self.make_store()
+        await self.claimed_topic(store)
+        ours = segment(0, 9)
+        theirs = SegmentRef(0, 4, 0, 10, 5, "events/0/segment-00000000000000000000-other.kfs")
+        results = await DeferredList(
+            [
+                store.commit_segment("events", 0, 1, 0, ours),
+                other.commit_segment("events", 0, 1, 0, theirs),
+            ],
+            consumeErrors=True,
+        )
+        outcomes = [success for success, _ in results]
+        self.assertEqual(sorted(outcomes), [False, True])
+        winner = results[outcomes.index(True)][1]
+        loser = results[outcomes.index(False)][1]
+        loser.trap(Fenced)
+        self.assertIn(winner.segments, [(ours,), (theirs,)])
+        self.assertEqual(await store.partition_state("events", 0), winner)
+        self.assertEqual(await other.partition_state("events", 0), winner)
+
+    async def test_advance_log_start_drops_whole_segments(self):
+        store = await self.make_store()
+        await self.claimed_topic(store)
+        for base in (0, 10, 20):
+            await store.commit_segment("events", 0, 1, base, segment(base, base + 9))
+        state, removed = await store.advance_log_start("events", 0, 1, 15)
+        self.assertEqual(removed, [segment(0, 9)])
+        self.assertEqual((state.log_start_offset, state.next_offset), (15, 30))
+        self.assertEqual(state.segments, (segment(10, 19), segment(20, 29)))
+        self.assertEqual(await store.partition_state("events", 0), state)
+
+        unchanged, removed = await store.advance_log_start("events", 0, 1, 12)
+        self.assertEqual((unchanged, removed), (state, []))
+
+        state, removed = await store.advance_log_start("events", 0, 1, 30)
+        self.assertEqual(removed, [segment(10, 19), segment(20, 29)])
+        self.assertEqual((state.log_start_offset, state.segments), (30, ()))
+        state = await store.commit_segment("events", 0, 1, 30, segment(30, 39))
+        self.assertEqual((state.log_start_offset, state.segments), (30, (segment(30, 39),)))
+
+    async def test_advance_log_start_is_fenced_and_bounded(self):
+        store = await self.make_store()
+        await self.claimed_topic(store)
+        committed = await store.commit_segment("events", 0, 1, 0, segment(0, 9))
+        with self.assertRaises(Fenced):
+            await store.advance_log_start("events", 0, 0, 5)
+        with self.assertRaises(ValueError):
+            await store.advance_log_start("events", 0, 1, 11)
+        self.assertEqual(await store.partition_state("events", 0), committed)
+
+    async def test_advance_log_start_prunes_epoch_history(self):
+        store = await self.make_store()
+        await self.claimed_topic(store)
+        await store.commit_segment("events", 0, 1, 0, segment(0, 9))
+        await store.claim_partition("events", 0, 1)
+        await store.commit_segment("events", 0, 2, 10, segment(10, 19))
+        await store.claim_partition("events", 0, 2)
+        await store.commit_segment("events", 0, 3, 20, segment(20, 29))
+        state, _ = await store.advance_log_start("events", 0, 3, 10)
+        self.assertEqual(state.epoch_history, ((2, 10), (3, 20)))
+        state, _ = await store.advance_log_start("events", 0, 3, 30)
+        self.assertEqual(state.epoch_history, ((3, 20),))
+
+    # Consumer groups
+
+    async def test_commit_and_fetch_offsets(self):
+        store = await self.make_store()
+        first = CommittedOffset(10, 1, "meta", 1_700_000_000_000)
+        second = CommittedOffset(3, -1, None, 1_700_000_000_001)
+        offsets = {("events", 0): first, ("events", 1): second}
+        await store.commit_offsets("readers", offsets)
+        offsets.clear()
+        self.assertEqual(
+            await store.fetch_offsets("readers", [("events", 1), ("events", 2), ("other", 0)]),
+            {("events", 1): second},
+        )
+        self.assertEqual(
+            await store.fetch_offsets("readers"), {("events", 0): first, ("events", 1): second}
+        )
+        self.assertEqual(await store.fetch_offsets("writers"), {})
+
+        moved = CommittedOffset(20, 2, "", 1_700_000_000_002)
+        await store.commit_offsets("readers", {("events", 0): moved})
+        self.assertEqual(
+            await store.fetch_offsets("readers"), {("events", 0): moved, ("events", 1): second}
+        )
+
+    async def test_group_state(self):
+        store = await self.make_store()
+        self.assertIsNone(await store.load_group("readers"))
+        state = {"generation": 3, "protocol": "range", "members": [{"id": "m-1", "assignment": "AAE="}]}
+        await store.save_group("readers", state)
+        state["generation"] = 4
+        self.assertEqual((await store.load_group("readers"))["generation"], 3)
+        await store.save_group("readers", state)
+        self.assertEqual(await store.load_group("readers"), state)
+
+    async def test_group_state_must_be_json(self):
+        store = await self.make_store()
+        with self.assertRaises(TypeError):
+            await store.save_group("readers", {"assignment": b"\x00\x01"})
+
+    async def test_groups_and_delete_group(self):
+        store = await self.make_store()
+        await store.save_group("with-state", {"generation": 1})
+        await store.commit_offsets("with/offsets", {("events", 0): CommittedOffset(1, -1, None, 0)})
+        await store.save_group("both", {"generation": 2})
+        await store.commit_offsets("both", {("events", 0): CommittedOffset(2, -1, None, 0)})
+        self.assertEqual(await store.groups(), ["both", "with-state", "with/offsets"])
+
+        self.assertTrue(await store.delete_group("both"))
+        self.assertIsNone(await store.load_group("both"))
+        self.assertEqual(await store.fetch_offsets("both"), {})
+        self.assertTrue(await store.delete_group("with/offsets"))
+        self.assertFalse(await store.delete_group("both"))
+        self.assertEqual(await store.groups(), ["with-state"])
+
+    # Brokers
+
+    async def test_register_broker(self):
+        store = await self.make_store()
+        self.assertEqual(await store.brokers(), [])
+        await store.register_broker(BrokerInfo(2, "127.0.0.1", 9093, None, 1_700_000_000_000))
+        await store.register_broker(BrokerInfo(1, "127.0.0.1", 9092, "rack-a", 1_700_000_000_000))
+        moved = BrokerInfo(2, "localhost", 9094, None, 1_700_000_000_500)
+        await store.register_broker(moved)
+        self.assertEqual(
+            await store.brokers(),
+            [BrokerInfo(1, "127.0.0.1", 9092, "rack-a", 1_700_000_000_000), moved],
+        )
+
+    async def test_stopped_store_deregisters_its_brokers(self):
+        store = await self.make_store()
+        other = await self.make_store()
+        await store.register_broker(BrokerInfo(1, "127.0.0.1", 9092, None, 0))
+        self.assertEqual([broker.node_id for broker in await other.brokers()], [1])
+        await store.stopService()
+        self.assertEqual(await other.brokers(), [])
+
+    # Lifetime and sharing
+
+    async def test_state_survives_a_restart(self):
+        store = await self.make_store()
+        info = await store.create_topic("events", 2, {"retention.ms": "1000"})
+        await store.claim_partition("events", 1, 0)
+        state = await store.commit_segment("events", 1, 1, 0, segment(0, 9, partition=1))
+        offsets = {("events", 1): CommittedOffset(5, 1, None, 1_700_000_000_000)}
+        await store.commit_offsets("readers", offsets)
+        await store.save_group("readers", {"generation": 7})
+        await store.stopService()
+
+        restarted = await self.make_store()
+        self.assertEqual(await restarted.topics(), {"events": info})
+        self.assertEqual(await restarted.partition_state("events", 1), state)
+        self.assertEqual(await restarted.fetch_offsets("readers"), offsets)
+        self.assertEqual(await restarted.load_group("readers"), {"generation": 7})
+
+    async def test_stopped_store_is_unavailable(self):
+        store = await self.make_store()
+        await store.stopService()
+        with self.assertRaises(MetadataUnavailable):
+            await store.topics()
+
+    async def test_other_stores_see_changes(self):
+        store = await self.make_store()
+        other = await self.make_store()
+        await self.claimed_topic(store)
+        await other.partition_state("events", 0)
+        state = await store.commit_segment("events", 0, 1, 0, segment(0, 9))
+        self.assertEqual(await other.partition_state("events", 0), state)
+        state, _ = await other.advance_log_start("events", 0, 1, 10)
+        self.assertEqual(await store.partition_state("events", 0), state)
+
+    async def test_subscriber_hears_of_another_stores_change(self):
+        store = await self.make_store()
+        other = await self.make_store()
+        unsubscribed = []
+        store.subscribe(unsubscribed.append)()
+        changed = next_change(store)
+        self.assertEqual(await store.topics(), {})
+        info = await other.create_topic("events", 1)
+        areas = await changed.addTimeout(NOTIFY_WITHIN, reactor)
+        self.assertIn("topics", areas)
+        self.assertEqual(await store.topics(), {"events": info})
+        self.assertEqual(unsubscribed, [])
