@@ -138,6 +138,11 @@ class ExampleTests(SynchronousTestCase):
         with_unknown = encoded[:-4] + b"\x02\x02\x01\x01" + b"\x63\x03xyz"
         self.assertEqual(codec.decode(with_unknown), codec.decode(encoded)[:1] + (len(with_unknown),))
 
+    def test_tagged_field_longer_than_its_size_is_a_decode_error(self):
+        encoded = Codec(2).encode({"cluster_id": "k"})
+        self.assertTrue(encoded.endswith(b"\x01\x01\x02\x02k"))
+        self.assertRaises(DecodeError, Codec(2).decode, encoded[:-3] + b"\x01\x02k")
+
     def test_null_in_non_nullable_field_is_a_decode_error(self):
         encoded = bytearray(Codec(0).encode({}))
         offset = 4 + 8 + 2 + 2  # after the fixed run and the null Name

@@ -16,6 +16,7 @@ names.  Writers append ``bytes``-like parts to a list, so a frame is joined
 (copied) exactly once, records included.
 """
 
+import functools
 import importlib.metadata
 import json
 import re
@@ -244,6 +245,12 @@ class FixedArray:
         return list(struct.unpack_from(f">{n}{self.code}", buf, pos))
 
 
+@functools.cache
+def fixed_array(code, compact):
+    """The shared :class:`FixedArray` of a struct format code."""
+    return FixedArray(code, compact)
+
+
 def _skip_tagged(buf, pos):
     """Skip a tagged-field section whose fields are all unknown."""
     count, pos = read_uvarint(buf, pos)
@@ -257,7 +264,6 @@ def _skip_tagged(buf, pos):
 _RUNTIME = {
     "DecodeError": DecodeError,
     "UUID": uuid.UUID,
-    "ZERO_UUID": _ZERO_UUID,
     "read_uvarint": read_uvarint,
     "uvarint": uvarint,
     "SMALL_UVARINTS": _SMALL_UVARINTS,
@@ -441,7 +447,7 @@ class _StructCompiler:
         emit(inner + 1, f"raise DecodeError('{field.name}: array longer than the buffer')")
         element = field.element
         if element in _FIXED_FORMATS and element != "uuid":
-            array = self.src.constant(FixedArray(_FIXED_FORMATS[element], self.compact(field)), "A")
+            array = self.src.constant(fixed_array(_FIXED_FORMATS[element], self.compact(field)), "A")
             emit(inner, f"{var} = {array}.unpack(buf, pos, n)")
             emit(inner, f"pos += {_FIXED_SIZES[element]} * n")
         elif field.is_struct:
@@ -498,6 +504,8 @@ class _StructCompiler:
                 for i, field in enumerate(sorted(tagged, key=lambda f: f.tag)):
                     emit(2, f"{'if' if i == 0 else 'elif'} tag == {field.tag}:")
                     self.read_value(field, field.type, names[id(field)], 3, self.nullable(field))
+                emit(2, "if pos > end:")
+                emit(3, "raise DecodeError('tagged field longer than its size')")
                 emit(2, "pos = end")
             else:
                 emit(1, "if buf[pos]:")
@@ -549,7 +557,7 @@ class _StructCompiler:
         elif type_.startswith("[]"):
             element = field.element
             if element in _FIXED_FORMATS and element != "uuid":
-                array = self.src.constant(FixedArray(_FIXED_FORMATS[element], compact), "A")
+                array = self.src.constant(fixed_array(_FIXED_FORMATS[element], compact), "A")
                 emit(indent, f"{out}.append({array}.pack({expr}))")
                 return
             write_length(f"len({expr})")
