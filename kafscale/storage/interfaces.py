@@ -1,0 +1,78 @@
+"""The object store the broker keeps its segments in, and its failures."""
+
+from typing import NamedTuple
+
+from zope.interface import Interface
+
+
+class ObjectInfo(NamedTuple):
+    key: str
+    size: int
+
+
+class ObjectStoreError(Exception):
+    """An object store operation failed.
+
+    Subclasses say why; a bare ObjectStoreError (or an S3 error code the
+    store has no name for) is not known to be transient.
+    """
+
+    def __init__(self, message: str, key: str | None = None):
+        self.key = key
+        super().__init__(message)
+
+
+class ObjectNotFound(ObjectStoreError):
+    """The key names no object."""
+
+    def __init__(self, key: str):
+        super().__init__(f"no object at {key!r}", key)
+
+
+class ObjectStoreUnavailable(ObjectStoreError):
+    """The store could not be reached or kept failing after retries.
+
+    Transient by nature: the same operation may succeed later, so a produce
+    or fetch that meets it answers with a retriable error.
+    """
+
+
+class IObjectStore(Interface):
+    """A flat namespace of immutable byte objects (S3 semantics).
+
+    Keys are "/"-separated strings without a leading "/"; every method
+    returns a Deferred. Failures are :class:`ObjectStoreError` subclasses.
+    """
+
+    def put(key, data):
+        """Store ``data`` (bytes-like) at ``key``, replacing any object there.
+
+        Atomic: readers see the old object or the whole new one, never a
+        part. Fires with None once the object is durable.
+        """
+
+    def get(key, start=None, end=None):
+        """Fire with the bytes of the object at ``key``, or of a range of it.
+
+        ``start`` and ``end`` are byte positions as in a Python slice: ``end``
+        is exclusive, either may be omitted, and a range running past the end
+        of the object is clipped to it (a start at or beyond the end gives
+        ``b""``). An empty or negative range (``end <= start``, or a negative
+        bound) is a ValueError. Fails with :class:`ObjectNotFound` when there
+        is no such object.
+        """
+
+    def head(key):
+        """Fire with the size in bytes of the object at ``key``, or fail
+        with :class:`ObjectNotFound`."""
+
+    def list(prefix):
+        """Fire with every object whose key starts with ``prefix`` (a plain
+        string prefix, not a directory), as a list of :class:`ObjectInfo`
+        sorted by key."""
+
+    def delete(key):
+        """Remove the object at ``key``; removing a missing object succeeds."""
+
+    def close():
+        """Release the store's connections and threads; fires when done."""
