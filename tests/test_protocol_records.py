@@ -44,9 +44,7 @@ def build_batch(
 
 
 def simple_batch(count, size=20, **kwargs):
-    return build_batch(
-        [(b"k%d" % i, b"v" * size, []) for i in range(count)], **kwargs
-    )
+    return build_batch([(b"k%d" % i, b"v" * size, []) for i in range(count)], **kwargs)
 
 
 def rewrite(batch, position, fmt, value):
@@ -113,9 +111,7 @@ class IterBatchesTests(unittest.TestCase):
     def test_trailing_partial_batch_is_corrupt(self):
         blob = simple_batch(2) + simple_batch(2)
         self.assertInvalid(blob[:-1], ErrorCode.CORRUPT_MESSAGE, "truncated batch at byte")
-        self.assertInvalid(
-            blob + blob[:30], ErrorCode.CORRUPT_MESSAGE, "truncated batch header"
-        )
+        self.assertInvalid(blob + blob[:30], ErrorCode.CORRUPT_MESSAGE, "truncated batch header")
 
     def test_length_shorter_than_a_header_is_corrupt(self):
         blob = bytearray(simple_batch(1))

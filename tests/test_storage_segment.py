@@ -230,9 +230,7 @@ class RangedReadTests(unittest.TestCase):
     def test_position_is_at_or_before_the_batch(self):
         for offset in range(1000, self.info.last_offset + 1):
             position = self.index.position(offset)
-            self.assertLessEqual(
-                struct.unpack_from(">q", self.kfs, position)[0], offset
-            )
+            self.assertLessEqual(struct.unpack_from(">q", self.kfs, position)[0], offset)
 
     def test_damaged_range_is_corrupt(self):
         start, end = self.index.byte_range(1000, 5000, self.info.size)

@@ -213,13 +213,9 @@ def take_batches(blob, offset: int, max_bytes: int, min_one: bool = True) -> mem
         base_offset, length = _OFFSET_AND_LENGTH.unpack_from(view, position)
         size = LOG_OVERHEAD + length
         if size < BATCH_HEADER_SIZE or position + size > end:
-            raise InvalidRecords(
-                ErrorCode.CORRUPT_MESSAGE, f"truncated batch at byte {position}"
-            )
+            raise InvalidRecords(ErrorCode.CORRUPT_MESSAGE, f"truncated batch at byte {position}")
         if start is None:
-            last_offset_delta = _INT32.unpack_from(
-                view, position + _LAST_OFFSET_DELTA_POSITION
-            )[0]
+            last_offset_delta = _INT32.unpack_from(view, position + _LAST_OFFSET_DELTA_POSITION)[0]
             if base_offset + last_offset_delta >= offset:
                 start = position
                 if size > max_bytes:
@@ -287,8 +283,7 @@ def _parse_records(body: bytes, info: BatchInfo) -> list[Record]:
                 f"its fields take {length + position - record_end}",
             )
         timestamp = (
-            info.max_timestamp if info.log_append_time
-            else info.first_timestamp + timestamp_delta
+            info.max_timestamp if info.log_append_time else info.first_timestamp + timestamp_delta
         )
         records.append(Record(info.base_offset + offset_delta, timestamp, key, value, headers))
     if position != len(body):
@@ -369,9 +364,7 @@ def _unzstd(data: bytes) -> bytes:
     import zstandard
 
     # Producers stream zstd frames without a content size: read to the end.
-    reader = zstandard.ZstdDecompressor().stream_reader(
-        io.BytesIO(data), read_across_frames=True
-    )
+    reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data), read_across_frames=True)
     try:
         return reader.read()
     except zstandard.ZstdError as e:

@@ -136,7 +136,9 @@ def build_segment(
                 entries.append(_INDEX_ENTRY.pack(batch_offset, position))
                 last_entry_position = position
             next_offset += _BATCH_LAST_OFFSET_DELTA.unpack_from(view, local + 23)[0] + 1
-            max_timestamp = max(max_timestamp, _BATCH_MAX_TIMESTAMP.unpack_from(view, local + 35)[0])
+            max_timestamp = max(
+                max_timestamp, _BATCH_MAX_TIMESTAMP.unpack_from(view, local + 35)[0]
+            )
             count += _BATCH_RECORD_COUNT.unpack_from(view, local + 57)[0]
             size = LOG_OVERHEAD + length
             local += size
@@ -164,7 +166,9 @@ class Segment:
     excluded); ``data`` is the whole object.
     """
 
-    def __init__(self, key, data, flags, base_offset, last_offset, count, created_ms, max_timestamp):
+    def __init__(
+        self, key, data, flags, base_offset, last_offset, count, created_ms, max_timestamp
+    ):
         self.key = key
         self.data = data
         self.batches = data[HEADER_SIZE:-FOOTER_SIZE]
@@ -215,8 +219,9 @@ def read_segment(data, key: str) -> Segment:
         for info in iter_batches(batches, verify_crc=False):
             if info.base_offset != next_offset:
                 raise CorruptSegment(
-                    key, f"batch at byte {HEADER_SIZE + info.position} has offset "
-                    f"{info.base_offset}, expected {next_offset}"
+                    key,
+                    f"batch at byte {HEADER_SIZE + info.position} has offset "
+                    f"{info.base_offset}, expected {next_offset}",
                 )
             next_offset = info.next_offset
             records += info.record_count
@@ -226,7 +231,9 @@ def read_segment(data, key: str) -> Segment:
     if next_offset == base_offset:
         raise CorruptSegment(key, "no batches")
     if next_offset - 1 != last_offset:
-        raise CorruptSegment(key, f"footer last offset {last_offset}, batches end at {next_offset - 1}")
+        raise CorruptSegment(
+            key, f"footer last offset {last_offset}, batches end at {next_offset - 1}"
+        )
     if records != count:
         raise CorruptSegment(key, f"header counts {count} records, batches hold {records}")
     return Segment(key, view, flags, base_offset, last_offset, count, created_ms, max_timestamp)
@@ -296,9 +303,7 @@ def read_index(data, key: str) -> SegmentIndex:
     if version != VERSION:
         raise CorruptSegment(key, f"unknown index version {version}")
     if entry_count < 1 or len(view) != INDEX_HEADER_SIZE + entry_count * INDEX_ENTRY_SIZE:
-        raise CorruptSegment(
-            key, f"index declares {entry_count} entries in {len(view)} bytes"
-        )
+        raise CorruptSegment(key, f"index declares {entry_count} entries in {len(view)} bytes")
     offsets = []
     positions = []
     for offset, position in _INDEX_ENTRY.iter_unpack(view[INDEX_HEADER_SIZE:]):
