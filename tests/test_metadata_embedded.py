@@ -54,7 +54,8 @@ async def run_program(path, body):
     ProcessDone or ProcessTerminated it ended with)."""
     indented = "\n".join("        " + line for line in body.strip().splitlines())
     protocol = _Output()
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [PROJECT_ROOT, os.environ.get("PYTHONPATH")])))
+    path_entries = [PROJECT_ROOT, os.environ.get("PYTHONPATH")]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, path_entries)))
     reactor.spawnProcess(protocol, sys.executable, [sys.executable, "-c", PROGRAM % indented, path], env=env)
     return await protocol.ended
 
@@ -79,7 +80,8 @@ class EmbeddedMetadataStoreTests(EmbeddedStoreTestCase):
         store = await self.make_store()
         changed = next_change(store)
         self.assertEqual(await store.topics(), {})
-        output, ended = await run_program(self.path, 'await store.create_topic("from-cli", 2, {"retention.ms": "1000"})')
+        body = 'await store.create_topic("from-cli", 2, {"retention.ms": "1000"})'
+        output, ended = await run_program(self.path, body)
         self.assertEqual(ended.exitCode, 0, output)
         areas = await changed.addTimeout(NOTIFY_WITHIN, reactor)
         self.assertIn("topics", areas)

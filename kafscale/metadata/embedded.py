@@ -26,6 +26,7 @@ A short-lived program uses the store under its own reactor::
     task.react(lambda reactor: Deferred.fromCoroutine(main(reactor)))
 """
 
+import itertools
 import json
 import os
 import sqlite3
@@ -318,7 +319,7 @@ class EmbeddedMetadataStore(Service):
                 for statement in SCHEMA.split(";"):
                     if statement.strip():
                         db.execute(statement)
-                db.executemany("INSERT INTO changes VALUES (?, 0)", [(area,) for area in sorted(CHANGE_AREAS)])
+                db.executemany("INSERT INTO changes VALUES (?, 0)", [(area,) for area in CHANGE_AREAS])
                 db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             elif version != SCHEMA_VERSION:
                 raise MetadataError(f"metadata store {self.path}: unknown schema version {version}")
@@ -483,7 +484,9 @@ class EmbeddedMetadataStore(Service):
             )
             self._manifests[topic, partition] = (revision, segments)
         history = tuple(tuple(entry) for entry in json.loads(epoch_history))
-        return PartitionState(topic, partition, leader_epoch, log_start_offset, next_offset, segments, history)
+        return PartitionState(
+            topic, partition, leader_epoch, log_start_offset, next_offset, segments, history
+        )
 
     def _store_partition_state(self, db, state):
         revision = self._bump(db, "partitions")
@@ -578,7 +581,7 @@ class EmbeddedMetadataStore(Service):
         # Keep an epoch while some offset at or above the new start may be its.
         history = state.epoch_history
         kept = (
-            tuple(entry for entry, (_, end) in zip(history, history[1:]) if end > new_log_start)
+            tuple(entry for entry, (_, end) in itertools.pairwise(history) if end > new_log_start)
             + history[-1:]
         )
         new_state = PartitionState(

@@ -21,6 +21,11 @@ it and deletes the dropped segment keys. `create_topic` and `delete_topic`
 put or delete the topic key, the partition keys and (on delete) the
 segment range in one transaction. Group ids may contain "/": escape them in
 keys. Topic names cannot.
+
+Results carry the whole manifest, but a store need not re-read it on every
+commit: the embedded store caches each partition's segments under the
+partition's revision and reloads them only when another writer changed the
+partition (in etcd, the partition key's mod_revision plays that part).
 """
 
 import uuid
@@ -54,7 +59,10 @@ class SegmentRef:
     count: int
     """Number of records (not batches)."""
     key: str
-    """Object key of the ``.kfs`` file; the ``.index`` key derives from it."""
+    """Object key of the ``.kfs`` file; the ``.index`` key derives from it.
+    It should be unique to its writer (carry the leader epoch, say): with
+    the bare base offset, a deposed owner's late upload could overwrite the
+    object its successor committed under the same name."""
 
 
 @dataclass(frozen=True, slots=True)
