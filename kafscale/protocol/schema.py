@@ -500,13 +500,13 @@ class _StructCompiler:
                 emit(1, "for _ in range(count):")
                 emit(2, "tag, pos = read_uvarint(buf, pos)")
                 emit(2, "size, pos = read_uvarint(buf, pos)")
-                emit(2, "end = pos + size")
+                emit(2, "tag_end = pos + size")
                 for i, field in enumerate(sorted(tagged, key=lambda f: f.tag)):
                     emit(2, f"{'if' if i == 0 else 'elif'} tag == {field.tag}:")
                     self.read_value(field, field.type, names[id(field)], 3, self.nullable(field))
-                emit(2, "if pos > end:")
+                emit(2, "if pos > tag_end:")
                 emit(3, "raise DecodeError('tagged field longer than its size')")
-                emit(2, "pos = end")
+                emit(2, "pos = tag_end")
             else:
                 emit(1, "if buf[pos]:")
                 emit(2, "pos = skip_tagged(buf, pos)")
