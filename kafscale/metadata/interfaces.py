@@ -17,10 +17,12 @@ the number of segments or groups):
 
 `commit_segment` is one transaction: compare the partition key, then put it
 and the new segment key. `advance_log_start` compares the partition key, puts
-it and deletes the dropped segment keys. `create_topic` and `delete_topic`
-put or delete the topic key, the partition keys and (on delete) the
-segment range in one transaction. Group ids may contain "/": escape them in
-keys. Topic names cannot.
+it and range-deletes the dropped segment keys. etcd caps a transaction at 128
+operations by default, so a partition key can be left absent until the first
+claim (absent means the initial state; the claim compares its create
+revision with 0): then `create_topic` and `add_partitions` put one key, and
+`delete_topic` deletes the topic key and two prefixes, whatever the size.
+Group ids may contain "/": escape them in keys. Topic names cannot.
 
 Results carry the whole manifest, but a store need not re-read it on every
 commit: the embedded store caches each partition's segments under the
