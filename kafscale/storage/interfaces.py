@@ -37,6 +37,14 @@ class ObjectStoreUnavailable(ObjectStoreError):
     """
 
 
+def check_byte_range(start: int | None, end: int | None) -> None:
+    """Refuse the ranges :meth:`IObjectStore.get` calls a ValueError."""
+    if (start is not None and start < 0) or (end is not None and end < 0):
+        raise ValueError(f"negative byte range [{start}, {end})")
+    if end is not None and end <= (start or 0):
+        raise ValueError(f"empty byte range [{start}, {end})")
+
+
 class IObjectStore(Interface):
     """A flat namespace of immutable byte objects (S3 semantics).
 

@@ -22,6 +22,7 @@ from kafscale.storage.interfaces import (
     ObjectNotFound,
     ObjectStoreError,
     ObjectStoreUnavailable,
+    check_byte_range,
 )
 
 # The one name under the root that is not an object key.
@@ -95,7 +96,7 @@ class LocalObjectStore:
             raise _store_error(e, key) from e
 
     def _get(self, key, start, end):
-        _check_range(start, end)
+        check_byte_range(start, end)
         path = self._path(key)
         try:
             with open(path, "rb") as object_file:
@@ -159,13 +160,6 @@ class LocalObjectStore:
             return
         except OSError as e:
             raise _store_error(e, key) from e
-
-
-def _check_range(start, end):
-    if (start is not None and start < 0) or (end is not None and end < 0):
-        raise ValueError(f"negative byte range [{start}, {end})")
-    if end is not None and end <= (start or 0):
-        raise ValueError(f"empty byte range [{start}, {end})")
 
 
 def _may_match(directory_key: str, prefix: str) -> bool:

@@ -47,6 +47,7 @@ from kafscale.storage.interfaces import (
     ObjectNotFound,
     ObjectStoreError,
     ObjectStoreUnavailable,
+    check_byte_range,
 )
 
 log = Logger()
@@ -295,14 +296,12 @@ class S3ObjectStore:
         if len(view) > self._multipart_threshold:
             await self._put_multipart(key, name, view)
         else:
-            await self._request("PUT", key, name, headers=_OBJECT_HEADERS, body=data)
+            body = data if isinstance(data, bytes) else view
+            await self._request("PUT", key, name, headers=_OBJECT_HEADERS, body=body)
 
     async def _get(self, key, start, end):
         name = self._name(key)
-        if (start is not None and start < 0) or (end is not None and end < 0):
-            raise ValueError(f"negative byte range [{start}, {end})")
-        if end is not None and end <= (start or 0):
-            raise ValueError(f"empty byte range [{start}, {end})")
+        check_byte_range(start, end)
         headers = {}
         if start is not None or end is not None:
             last = "" if end is None else str(end - 1)
@@ -329,7 +328,7 @@ class S3ObjectStore:
         }
         while True:
             _, _, content = await self._request("GET", prefix, None, query=query)
-            root = ElementTree.fromstring(content)
+            root = _parse_xml(content, prefix)
             for element in root:
                 if _local_name(element.tag) == "Contents":
                     fields = {_local_name(child.tag): child.text for child in element}
@@ -361,7 +360,9 @@ class S3ObjectStore:
     async def _put_multipart(self, key, name, view):
         part_size = max(self._part_size, -(-len(view) // MAX_PARTS))
         _, _, content = await self._request("POST", key, name, query={"uploads": ""})
-        upload_id = _child_text(ElementTree.fromstring(content), "UploadId")
+        upload_id = _child_text(_parse_xml(content, key), "UploadId")
+        if not upload_id:
+            raise ObjectStoreError(f"S3 started an upload of {key!r} without an UploadId", key)
         try:
             uploads = [
                 Deferred.fromCoroutine(
@@ -546,6 +547,13 @@ def _is_error_document(content):
         return _local_name(ElementTree.fromstring(content).tag) == "Error"
     except ElementTree.ParseError:
         return False
+
+
+def _parse_xml(content, key):
+    try:
+        return ElementTree.fromstring(content)
+    except ElementTree.ParseError as e:
+        raise ObjectStoreError(f"S3 answered {key!r} with malformed XML: {e}", key) from e
 
 
 def _local_name(tag):
