@@ -108,12 +108,7 @@ class LeaseNotFound(EtcdError):
 
 
 class EtcdCompacted(EtcdError):
-    """The requested revision was compacted away; ``compact_revision`` is the
-    oldest revision still available, when etcd said so."""
-
-    def __init__(self, message: str, *, compact_revision: int = 0, **kwargs):
-        super().__init__(message, **kwargs)
-        self.compact_revision = compact_revision
+    """The requested revision was compacted away."""
 
 
 class EtcdFutureRevision(EtcdError):
