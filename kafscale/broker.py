@@ -1,9 +1,21 @@
-"""The broker's shared state: its identity, the cluster it sees, and the
-services that own its backends."""
+"""The broker's shared state: its identity, the topics it knows, and the
+partition logs it owns. Every handler sees it as ``request.broker``."""
 
+import time
 from dataclasses import dataclass
 
 from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred
+
+from kafscale.log import logger
+from kafscale.metadata import topic_configs
+from kafscale.metadata.interfaces import BrokerInfo, Fenced, MetadataError, TopicExists, UnknownTopic
+from kafscale.protocol.errors import ErrorCode, KafkaError
+from kafscale.storage.cache import SegmentCache
+from kafscale.storage.partition_log import BufferBudget, LogSettings, PartitionLog
+from kafscale.storage.segment import topic_prefix
+
+log = logger("kafscale.broker")
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,23 +27,240 @@ class BrokerAddress:
 
 
 class Broker(MultiService):
-    """What every handler sees as ``request.broker``."""
+    """Owns the metadata and object stores for the broker's lifetime.
 
-    def __init__(self, config):
+    On a single broker with the embedded store it owns every partition: it
+    claims each one (a new leader epoch) when it starts or when the topic
+    appears, and flushes them all before it stops.
+    """
+
+    def __init__(self, config, metadata, objects, reactor=None):
         super().__init__()
+        if reactor is None:
+            from twisted.internet import reactor
+        self.reactor = reactor
         self.config = config
+        self.metadata = metadata
+        self.objects = objects
+        self.node_id = config.node_id
         self.cluster_id = config.cluster_id
         self.topics = {}
+        self.logs = {}
+        self.cache = SegmentCache(config.cache_bytes)
+        self.budget = BufferBudget(config.buffer_bytes)
+        self._ready = False
+        self._ready_waiters = []
+        self._refreshing = None
+        self._refresh_again = False
+        self._unsubscribe = None
+
+    # -- lifetime ------------------------------------------------------
+
+    def startService(self):
+        self.metadata.startService()
+        super().startService()
+        Deferred.fromCoroutine(self._open()).addErrback(
+            lambda failure: log.failure("broker failed to start", failure)
+        )
+
+    def when_ready(self):
+        """A Deferred that fires once the broker has loaded its state and
+        claimed its partitions."""
+        waiter = Deferred()
+        if self._ready:
+            waiter.callback(self)
+        else:
+            self._ready_waiters.append(waiter)
+        return waiter
+
+    async def _open(self):
+        self._unsubscribe = self.metadata.subscribe(self._store_changed)
+        await self.refresh_topics()
+        await self.metadata.register_broker(BrokerInfo(
+            self.node_id, self.config.advertised_host, self.config.advertised_port, self.config.rack,
+            int(time.time() * 1000),
+        ))
+        log.info("broker {node} ready: {topics} topics, {logs} partitions owned",
+                 node=self.node_id, topics=len(self.topics), logs=len(self.logs))
+        self._ready = True
+        waiters, self._ready_waiters = self._ready_waiters, []
+        for waiter in waiters:
+            waiter.callback(self)
+
+    def stopService(self):
+        return Deferred.fromCoroutine(self._close())
+
+    async def _close(self):
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        # Flush every partition before the stores go away: what was
+        # accepted is committed, then the partitions are free.
+        for partition_log in list(self.logs.values()):
+            await partition_log.close()
+        self.logs.clear()
+        await super().stopService()
+        await self.metadata.stopService()
+        await self.objects.close()
+
+    # -- topics --------------------------------------------------------
+
+    def topic_by_id(self, topic_id):
+        return next((t for t in self.topics.values() if t.topic_id == topic_id), None)
+
+    def _store_changed(self, areas):
+        if "topics" in areas:
+            Deferred.fromCoroutine(self.refresh_topics()).addErrback(
+                lambda failure: log.failure("topic refresh failed", failure)
+            )
+
+    async def refresh_topics(self):
+        """Re-read the topics, then claim new partitions and let go of the
+        ones whose topic is gone. Concurrent calls coalesce."""
+        if self._refreshing is not None:
+            self._refresh_again = True
+            await self._refreshing
+            return
+        self._refreshing = Deferred()
+        try:
+            while True:
+                self._refresh_again = False
+                self.topics = await self.metadata.topics()
+                await self._reconcile_logs()
+                if not self._refresh_again:
+                    break
+        finally:
+            done, self._refreshing = self._refreshing, None
+            done.callback(None)
+
+    async def _reconcile_logs(self):
+        for (name, partition), partition_log in list(self.logs.items()):
+            info = self.topics.get(name)
+            if info is None or info.topic_id != partition_log.topic_id or partition >= info.partitions:
+                del self.logs[(name, partition)]
+                await partition_log.close()
+        for info in list(self.topics.values()):
+            settings = self._log_settings(info)
+            for partition in range(info.partitions):
+                existing = self.logs.get((info.name, partition))
+                if existing is None:
+                    await self._claim(info, partition)
+                else:
+                    existing.configure(settings)
+
+    def _log_settings(self, info):
+        return LogSettings(
+            segment_bytes=topic_configs.effective_int(info.configs, "segment.bytes"),
+            flush_linger_ms=self.config.flush_linger_ms,
+            max_buffer_bytes=self.config.partition_buffer_bytes,
+        )
+
+    async def _claim(self, info, partition):
+        for _ in range(3):
+            try:
+                state = await self.metadata.partition_state(info.name, partition)
+                state = await self.metadata.claim_partition(info.name, partition, state.leader_epoch)
+            except Fenced:
+                continue
+            except UnknownTopic:
+                return None
+            partition_log = PartitionLog(
+                state, topic_id=info.topic_id, metadata=self.metadata, objects=self.objects,
+                cache=self.cache, budget=self.budget, settings=self._log_settings(info),
+                reactor=self.reactor, on_fenced=self._fenced,
+            )
+            self.logs[(info.name, partition)] = partition_log
+            return partition_log
+        log.warn("could not claim {topic}-{partition}", topic=info.name, partition=partition)
+        return None
+
+    def _fenced(self, partition_log):
+        key = (partition_log.topic, partition_log.partition)
+        if self.logs.get(key) is partition_log:
+            del self.logs[key]
+        log.warn("{topic}-{partition} was claimed by another owner", topic=key[0], partition=key[1])
+
+    async def create_topic(self, name, partitions, configs, validate_only=False):
+        """Validate and create a topic, claiming its partitions at once.
+        Raises KafkaError with the code CreateTopics should answer."""
+        try:
+            topic_configs.check_topic_name(name)
+        except topic_configs.InvalidTopicName as e:
+            raise KafkaError(ErrorCode.INVALID_TOPIC_EXCEPTION, str(e))
+        if partitions == -1:
+            partitions = self.config.num_partitions
+        if partitions < 1:
+            raise KafkaError(ErrorCode.INVALID_PARTITIONS, f"{partitions} partitions: at least 1 is needed")
+        try:
+            topic_configs.validate(configs)
+        except topic_configs.InvalidConfig as e:
+            raise KafkaError(ErrorCode.INVALID_CONFIG, str(e))
+        if name in self.topics:
+            raise KafkaError(ErrorCode.TOPIC_ALREADY_EXISTS, f"topic {name!r} already exists")
+        if validate_only:
+            return None
+        try:
+            info = await self.metadata.create_topic(name, partitions, configs)
+        except TopicExists:
+            raise KafkaError(ErrorCode.TOPIC_ALREADY_EXISTS, f"topic {name!r} already exists")
+        except MetadataError as e:
+            raise KafkaError(ErrorCode.REQUEST_TIMED_OUT, f"metadata store: {e}")
+        await self.refresh_topics()
+        return info
+
+    async def auto_create_topic(self, name):
+        try:
+            return await self.create_topic(name, self.config.num_partitions, {})
+        except KafkaError as e:
+            if e.code != ErrorCode.TOPIC_ALREADY_EXISTS:
+                raise
+            await self.refresh_topics()
+            return self.topics[name]
+
+    async def delete_topic(self, name):
+        """Delete a topic; its objects are removed in the background."""
+        try:
+            info = await self.metadata.delete_topic(name)
+        except UnknownTopic:
+            raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"no topic {name!r}")
+        except MetadataError as e:
+            raise KafkaError(ErrorCode.REQUEST_TIMED_OUT, f"metadata store: {e}")
+        await self.refresh_topics()
+        Deferred.fromCoroutine(self._delete_objects(info)).addErrback(
+            lambda failure: log.failure("deleting the objects of topic {topic} failed", failure, topic=name)
+        )
+        return info
+
+    async def _delete_objects(self, info):
+        for item in await self.objects.list(topic_prefix(info.name, info.topic_id)):
+            await self.objects.delete(item.key)
+            self.cache.discard(item.key)
+
+    # -- cluster view --------------------------------------------------
 
     def live_brokers(self):
         config = self.config
         return [BrokerAddress(config.node_id, config.advertised_host, config.advertised_port, config.rack)]
 
     def controller_id(self):
-        return self.config.node_id
+        return self.node_id
 
-    def topic_by_id(self, topic_id):
-        return next((t for t in self.topics.values() if t.topic_id == topic_id), None)
+    def coordinator_for(self, group_id):
+        """The broker coordinating ``group_id``: on a single broker, itself."""
+        return self.live_brokers()[0]
 
     def leader_of(self, topic, partition):
-        return self.config.node_id, 0
+        """(leader node id, leader epoch), or (-1, -1) when no one owns it."""
+        partition_log = self.logs.get((topic, partition))
+        if partition_log is None:
+            return -1, -1
+        return self.node_id, partition_log.leader_epoch
+
+    def log_for(self, topic, partition):
+        """The PartitionLog this broker owns, or a KafkaError saying why not."""
+        partition_log = self.logs.get((topic, partition))
+        if partition_log is not None:
+            return partition_log
+        info = self.topics.get(topic)
+        if info is None or not 0 <= partition < info.partitions:
+            raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+        raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER)

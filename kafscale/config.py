@@ -15,5 +15,18 @@ class BrokerConfig:
     max_request_size: int = 104857600
     log_level: str = "info"
     cluster_id: str = "kafscale"
+    # Kafka's auto.create.topics.enable and num.partitions
     auto_create_topics: bool = True
     num_partitions: int = 1
+    # Object store: a bucket name selects S3, else a directory under data_dir
+    s3_bucket: str | None = None
+    s3_endpoint: str | None = None
+    s3_region: str | None = None
+    s3_prefix: str = ""
+    flush_linger_ms: int = 0
+    # Unflushed bytes allowed per partition and per broker before producers
+    # are told to back off
+    partition_buffer_bytes: int = 64 << 20
+    buffer_bytes: int = 512 << 20
+    # Recent and recently read segments kept in memory
+    cache_bytes: int = 512 << 20

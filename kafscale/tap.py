@@ -2,17 +2,32 @@
 
 import os
 
-from twisted.application import strports
-from twisted.application.service import MultiService
+from twisted.application.service import MultiService, Service
+from twisted.internet import endpoints
+from twisted.internet.defer import Deferred
 from twisted.python import usage
 
 from kafscale import __version__
 from kafscale import log
 from kafscale.broker import Broker
 from kafscale.config import BrokerConfig
+from kafscale.metadata.embedded import EmbeddedMetadataStore
 from kafscale.server.protocol import KafkaFactory
+from kafscale.storage.local import LocalObjectStore
+from kafscale.storage.s3 import S3ObjectStore, raise_tcp_read_size
+
+_log = log.logger("kafscale.tap")
 
 _DEFAULTS = BrokerConfig()
+
+
+def _boolean(text):
+    if isinstance(text, bool):
+        return text
+    lowered = text.lower()
+    if lowered not in ("true", "false", "1", "0", "yes", "no"):
+        raise ValueError(text)
+    return lowered in ("true", "1", "yes")
 
 
 def _variable(option):
@@ -39,6 +54,20 @@ class Options(usage.Options):
         ("max-request-size", None, _DEFAULTS.max_request_size,
          "Largest request frame accepted, in bytes (Kafka's socket.request.max.bytes).", int),
         ("log-level", None, _DEFAULTS.log_level, "debug, info, warn, error or critical.", str),
+        ("cluster-id", None, _DEFAULTS.cluster_id, "Cluster id reported to clients.", str),
+        ("auto-create-topics", None, "true",
+         "Create unknown topics on Metadata and Produce (Kafka's auto.create.topics.enable).", _boolean),
+        ("num-partitions", None, _DEFAULTS.num_partitions, "Partitions of auto-created topics.", int),
+        ("s3-bucket", None, None, "Keep segments in this S3 bucket instead of the data directory.", str),
+        ("s3-endpoint", None, None, "S3 endpoint URL (default: AWS_ENDPOINT_URL_S3 or AWS's).", str),
+        ("s3-region", None, None, "S3 region (default: AWS_REGION or us-east-1).", str),
+        ("s3-prefix", None, _DEFAULTS.s3_prefix, "Key prefix for every object in the bucket.", str),
+        ("flush-linger-ms", None, _DEFAULTS.flush_linger_ms,
+         "Wait this long for more batches before a flush: fewer, larger PUTs for more latency.", int),
+        ("buffer-bytes", None, _DEFAULTS.buffer_bytes, "Unflushed bytes allowed across all partitions.", int),
+        ("partition-buffer-bytes", None, _DEFAULTS.partition_buffer_bytes,
+         "Unflushed bytes allowed per partition.", int),
+        ("cache-bytes", None, _DEFAULTS.cache_bytes, "Memory for cached segments.", int),
     ]
     optParameters = [
         [name, short, None, f"{text} [env {_variable(name)}, default {default}]"]
@@ -65,6 +94,11 @@ class Options(usage.Options):
             raise usage.UsageError(f"unknown log level {self['log-level']!r}")
         if self["max-request-size"] < 1024:
             raise usage.UsageError("--max-request-size must be at least 1024")
+        if self["num-partitions"] < 1:
+            raise usage.UsageError("--num-partitions must be at least 1")
+        for name in ("flush-linger-ms", "buffer-bytes", "partition-buffer-bytes", "cache-bytes"):
+            if self[name] < 0:
+                raise usage.UsageError(f"--{name} cannot be negative")
         host, port = _advertised_address(self["listen"], self["advertise"])
         self["advertised-host"], self["advertised-port"] = host, port
 
@@ -78,6 +112,17 @@ class Options(usage.Options):
             data_dir=self["data-dir"],
             max_request_size=self["max-request-size"],
             log_level=self["log-level"],
+            cluster_id=self["cluster-id"],
+            auto_create_topics=self["auto-create-topics"],
+            num_partitions=self["num-partitions"],
+            s3_bucket=self["s3-bucket"],
+            s3_endpoint=self["s3-endpoint"],
+            s3_region=self["s3-region"],
+            s3_prefix=self["s3-prefix"],
+            flush_linger_ms=self["flush-linger-ms"],
+            buffer_bytes=self["buffer-bytes"],
+            partition_buffer_bytes=self["partition-buffer-bytes"],
+            cache_bytes=self["cache-bytes"],
         )
 
 
@@ -99,12 +144,63 @@ def _advertised_address(listen, advertise):
     return interface, int(parts[0])
 
 
+def object_store(config):
+    if config.s3_bucket:
+        raise_tcp_read_size()
+        return S3ObjectStore(
+            config.s3_bucket, endpoint=config.s3_endpoint, region=config.s3_region, prefix=config.s3_prefix
+        )
+    return LocalObjectStore(os.path.join(config.data_dir, "objects"))
+
+
+def metadata_store(config):
+    os.makedirs(config.data_dir, exist_ok=True)
+    return EmbeddedMetadataStore(os.path.join(config.data_dir, "metadata.sqlite"))
+
+
+class ListenWhenReady(Service):
+    """Listen for clients only once the broker has loaded its state, and
+    stop listening first on shutdown."""
+
+    def __init__(self, endpoint, factory, broker):
+        self.endpoint = endpoint
+        self.factory = factory
+        self.broker = broker
+        self._port = None
+        self.listening = None
+
+    def startService(self):
+        super().startService()
+        self.listening = Deferred.fromCoroutine(self._listen())
+
+    async def _listen(self):
+        await self.broker.when_ready()
+        try:
+            self._port = await self.endpoint.listen(self.factory)
+        except Exception:
+            _log.failure("cannot listen on {endpoint}", endpoint=self.endpoint)
+            self.broker.reactor.stop()
+
+    def stopService(self):
+        super().stopService()
+        if self._port is not None:
+            return self._port.stopListening()
+        return None
+
+
 def makeService(options):
     config = options.config()
     log.set_level(config.log_level)
+    try:
+        objects = object_store(config)
+    except ValueError as e:
+        raise usage.UsageError(str(e))
     service = MultiService()
-    broker = Broker(config)
+    broker = Broker(config, metadata_store(config), objects)
+    broker.setName("broker")
     broker.setServiceParent(service)
-    listener = strports.service(config.listen, KafkaFactory(broker, config.max_request_size))
+    endpoint = endpoints.serverFromString(broker.reactor, config.listen)
+    listener = ListenWhenReady(endpoint, KafkaFactory(broker, config.max_request_size), broker)
+    listener.setName("listener")
     listener.setServiceParent(service)
     return service

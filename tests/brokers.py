@@ -28,7 +28,8 @@ def free_port():
 
 async def start_broker(test, *args):
     """Start an in-process broker with ``args`` as twistd options; stopped
-    when the test ends. Returns (service, bootstrap "127.0.0.1:port")."""
+    when the test ends, and listening when this returns.
+    Returns (broker, bootstrap "127.0.0.1:port")."""
     port = free_port()
     options = Options()
     data_dir = tempfile.mkdtemp(prefix="kafscale-test-")
@@ -36,7 +37,8 @@ async def start_broker(test, *args):
     service = makeService(options)
     service.startService()
     test.addCleanup(service.stopService)
-    return service, f"127.0.0.1:{port}"
+    await service.getServiceNamed("listener").listening
+    return service.getServiceNamed("broker"), f"127.0.0.1:{port}"
 
 
 def in_thread(function, *args, **kwargs):

@@ -1,6 +1,7 @@
 """Segment and index objects: layout, verification, ranged reads."""
 
 import struct
+import uuid
 
 from kafka.record.default_records import DefaultRecordBatch
 from twisted.trial import unittest
@@ -18,11 +19,13 @@ from kafscale.storage.segment import (
     read_range,
     read_segment,
     segment_keys,
+    topic_prefix,
 )
 from tests.test_protocol_records import build_batch
 
-KEY = "data/orders/3/segment-00000000000000000100.kfs"
-INDEX_KEY = "data/orders/3/segment-00000000000000000100.index"
+TOPIC_ID = uuid.UUID("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0")
+KEY = "orders/0f1e2d3c4b5a69788796a5b4c3d2e1f0/3/segment-00000000000000000100-7.kfs"
+INDEX_KEY = "orders/0f1e2d3c4b5a69788796a5b4c3d2e1f0/3/segment-00000000000000000100-7.index"
 
 
 def produced_blobs(base_offset, requests):
@@ -49,16 +52,14 @@ def produced_blobs(base_offset, requests):
 
 class KeyTests(unittest.TestCase):
     def test_layout(self):
-        self.assertEqual(
-            segment_keys("orders", 3, 100, "data"),
-            (KEY, INDEX_KEY),
-        )
-        self.assertEqual(segment_keys("orders", 3, 100, "/data/").kfs, KEY)
-        self.assertEqual(
-            segment_keys("orders", 0, 0).index, "orders/0/segment-00000000000000000000.index"
-        )
-        self.assertEqual(partition_prefix("orders", 3, "a/b"), "a/b/orders/3/")
-        self.assertEqual(partition_prefix("orders", 3), "orders/3/")
+        self.assertEqual(segment_keys("orders", TOPIC_ID, 3, 100, 7), (KEY, INDEX_KEY))
+        self.assertEqual(partition_prefix("orders", TOPIC_ID, 3), KEY.rsplit("/", 1)[0] + "/")
+        self.assertEqual(topic_prefix("orders", TOPIC_ID), "orders/0f1e2d3c4b5a69788796a5b4c3d2e1f0/")
+
+    def test_owners_never_share_a_key(self):
+        """A deposed owner's late upload cannot replace its successor's object."""
+        self.assertNotEqual(segment_keys("t", TOPIC_ID, 0, 0, 1), segment_keys("t", TOPIC_ID, 0, 0, 2))
+        self.assertNotEqual(segment_keys("t", TOPIC_ID, 0, 0, 1), segment_keys("t", uuid.uuid4(), 0, 0, 1))
 
 
 class BuildAndReadTests(unittest.TestCase):

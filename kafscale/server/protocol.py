@@ -13,7 +13,7 @@ from kafscale.protocol.messages import (
     ApiKey,
     UnsupportedVersion,
     decode_request_header,
-    encode_response_parts,
+    encode_response,
     request_codec,
 )
 
@@ -88,7 +88,7 @@ class KafkaProtocol(Protocol):
             header = decode_request_header(view)
         except UnsupportedVersion as e:
             if e.api_key == ApiKey.API_VERSIONS:
-                self._answer_now([unsupported_version_response(e.correlation_id)])
+                self._answer_now(unsupported_version_response(e.correlation_id))
             else:
                 self._drop(f"unsupported API key {e.api_key} version {e.api_version}")
             return
@@ -98,7 +98,7 @@ class KafkaProtocol(Protocol):
         handler = HANDLERS.get(header.api_key)
         if handler is None or not handler.min_version <= header.api_version <= handler.max_version:
             if header.api_key == ApiKey.API_VERSIONS:
-                self._answer_now([unsupported_version_response(header.correlation_id)])
+                self._answer_now(unsupported_version_response(header.correlation_id))
             else:
                 self._drop(f"unsupported API key {header.api_key} version {header.api_version}")
             return
@@ -120,12 +120,13 @@ class KafkaProtocol(Protocol):
             self._answered, self._failed, callbackArgs=(slot, request), errbackArgs=(request,),
         )
 
-    def _answer_now(self, parts):
-        self._slots.append([parts])
+    def _answer_now(self, response):
+        self._slots.append([response])
         self._flush()
 
     def _answered(self, body, slot, request):
-        slot[0] = None if body is None else encode_response_parts(
+        # Twisted transports take bytes only, so records are copied once here.
+        slot[0] = None if body is None else encode_response(
             request.api_key, request.api_version, request.correlation_id, body
         )
         self._flush()
@@ -143,9 +144,9 @@ class KafkaProtocol(Protocol):
     def _flush(self):
         slots = self._slots
         while slots and slots[0][0] is not _WAITING:
-            parts = slots.popleft()[0]
-            if parts is not None and not self._closed:
-                self.transport.writeSequence(parts)
+            response = slots.popleft()[0]
+            if response is not None and not self._closed:
+                self.transport.write(response)
         if self._paused and len(slots) < self.max_in_flight // 2 and not self._closed:
             self._paused = False
             self.transport.resumeProducing()

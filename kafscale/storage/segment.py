@@ -1,21 +1,27 @@
 """The immutable segment objects a partition's log is made of.
 
 A flush writes two objects per segment (DESIGN.md "Storage format"; all
-integers big-endian):
+integers big-endian), under ``{topic}/{topic_id}/{partition}/``:
 
-``segment-{base_offset:020d}.kfs``
+``segment-{base_offset:020d}-{leader_epoch}.kfs``
     a 32-byte header (magic ``KAFS``, version u16 = 1, flags u16, base offset
     i64, message count i32, created unix ms i64, reserved u32), the RecordBatch
     v2 blobs exactly as produced except for their assigned baseOffset, and a
     16-byte footer (CRC-32C u32 of the batch bytes, last offset i64, magic
     ``END!``).
 
-``segment-{base_offset:020d}.index``
+``segment-{base_offset:020d}-{leader_epoch}.index``
     a 16-byte header (magic ``IDX\\0``, version u16 = 1, entry count i32,
     interval i32, reserved u16) and (offset i64, position i32) entries. An
     entry names a batch's base offset and where that batch starts in the
     ``.kfs`` object; the first batch always has one, later batches get one
     once ``interval`` bytes have passed since the previous entry.
+
+The topic id keeps a re-created topic's objects apart from the deleted
+one's (whose removal runs in the background), and the leader epoch keeps
+a deposed owner's late upload from overwriting the object its successor
+committed at the same base offset: what the manifest names is never
+replaced. The object store applies any deployment-wide key prefix itself.
 
 A reader trusts nothing it has not checked: :func:`read_segment` verifies
 magic, footer, CRC and the chain of batch headers, and every failure raises
@@ -82,18 +88,20 @@ class SegmentInfo(NamedTuple):
     count: int
 
 
-def partition_prefix(topic: str, partition: int, prefix: str = "") -> str:
+def topic_prefix(topic: str, topic_id) -> str:
+    """The key prefix of every object of one incarnation of a topic, ending in "/"."""
+    return f"{topic}/{topic_id.hex}/"
+
+
+def partition_prefix(topic: str, topic_id, partition: int) -> str:
     """The key prefix under which one partition's segments live, ending in "/"."""
-    head = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
-    return f"{head}{topic}/{partition}/"
+    return f"{topic_prefix(topic, topic_id)}{partition}/"
 
 
-def segment_keys(topic: str, partition: int, base_offset: int, prefix: str = "") -> SegmentKeys:
-    """``{prefix}/{topic}/{partition}/segment-{base_offset:020d}.kfs`` and ``.index``.
-
-    An empty ``prefix`` gives keys without a leading slash.
-    """
-    stem = f"{partition_prefix(topic, partition, prefix)}segment-{base_offset:020d}"
+def segment_keys(topic: str, topic_id, partition: int, base_offset: int, leader_epoch: int) -> SegmentKeys:
+    """The ``.kfs`` and ``.index`` keys of the segment an owner at
+    ``leader_epoch`` writes from ``base_offset``."""
+    stem = f"{partition_prefix(topic, topic_id, partition)}segment-{base_offset:020d}-{leader_epoch}"
     return SegmentKeys(f"{stem}.kfs", f"{stem}.index")
 
 

@@ -1,0 +1,372 @@
+"""One owned partition's log: produced batches are buffered, flushed as
+immutable segments (group commit) and committed in the metadata store;
+reads serve committed data only."""
+
+import bisect
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from twisted.internet.defer import Deferred, FirstError, gatherResults
+from twisted.internet.threads import deferToThread
+
+from kafscale.log import logger
+from kafscale.metadata.interfaces import Fenced, MetadataError, SegmentRef
+from kafscale.protocol.errors import ErrorCode, KafkaError
+from kafscale.protocol.records import assign_offsets, decode_records, iter_batches
+from kafscale.storage.interfaces import ObjectStoreError
+from kafscale.storage.segment import (
+    Segment,
+    build_segment,
+    read_index,
+    read_range,
+    read_segment,
+    segment_keys,
+)
+
+log = logger("kafscale.storage.partition_log")
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    segment_bytes: int = 8 << 20
+    flush_linger_ms: int = 0
+    max_buffer_bytes: int = 64 << 20
+    """Bytes a partition may hold unflushed before producers are refused."""
+    whole_segment_limit: int = 32 << 20
+    """Segments up to this size are fetched whole into the cache; larger
+    ones are read in index-guided ranges."""
+
+
+class BufferBudget:
+    """Unflushed bytes across every partition of a broker, bounded."""
+
+    def __init__(self, max_bytes):
+        self.max_bytes = max_bytes
+        self.used = 0
+
+    def reserve(self, size):
+        if self.used + size > self.max_bytes:
+            return False
+        self.used += size
+        return True
+
+    def release(self, size):
+        self.used -= size
+
+
+class _Append:
+    __slots__ = ("blob", "batches", "size", "done", "base_offset")
+
+    def __init__(self, blob, batches):
+        self.blob = blob
+        self.batches = batches
+        self.size = len(blob)
+        self.done = Deferred()
+        self.base_offset = None
+
+
+class PartitionLog:
+    """Appends, flushes and reads for a partition this broker owns at
+    ``state.leader_epoch``.
+
+    Group commit: when no flush is running, a flush starts at once (or after
+    the linger); while one runs, appends accumulate and the next flush takes
+    them all. Offsets are assigned when a flush lays out its segment, so a
+    failed flush leaves no gap: its producers get a retriable error and the
+    next flush starts at the same offset.
+    """
+
+    def __init__(self, state, *, topic_id, metadata, objects, cache, budget, settings, reactor, on_fenced=None):
+        self.topic = state.topic
+        self.topic_id = topic_id
+        self.partition = state.partition
+        self.metadata = metadata
+        self.objects = objects
+        self.cache = cache
+        self.budget = budget
+        self.settings = settings
+        self.reactor = reactor
+        self.on_fenced = on_fenced
+        self._set_state(state)
+        self._pending = deque()
+        self._pending_bytes = 0
+        self._flushing = None
+        self._linger_call = None
+        self._listeners = set()
+        self._closed = False
+
+    # -- state ---------------------------------------------------------
+
+    def _set_state(self, state):
+        self.state = state
+        self._bases = [segment.base_offset for segment in state.segments]
+
+    @property
+    def leader_epoch(self):
+        return self.state.leader_epoch
+
+    @property
+    def high_watermark(self):
+        return self.state.next_offset
+
+    @property
+    def log_start_offset(self):
+        return self.state.log_start_offset
+
+    @property
+    def closed(self):
+        return self._closed
+
+    def configure(self, settings):
+        self.settings = settings
+
+    def check_leader_epoch(self, epoch):
+        """Refuse a request made for another leader epoch (-1: unchecked)."""
+        if epoch == -1 or epoch == self.state.leader_epoch:
+            return
+        if epoch < self.state.leader_epoch:
+            raise KafkaError(ErrorCode.FENCED_LEADER_EPOCH, f"epoch {epoch} is older than {self.state.leader_epoch}")
+        raise KafkaError(ErrorCode.UNKNOWN_LEADER_EPOCH, f"epoch {epoch} is newer than {self.state.leader_epoch}")
+
+    def epoch_at(self, offset):
+        """The leader epoch that wrote ``offset`` (or the current one for the
+        log end), from the epoch history."""
+        epoch = self.state.leader_epoch
+        for entry_epoch, start in reversed(self.state.epoch_history):
+            if start <= offset:
+                return entry_epoch
+        return epoch
+
+    # -- produce -------------------------------------------------------
+
+    def append(self, blob, batches):
+        """Queue validated batches (``blob`` with ``batches`` from
+        iter_batches). -> Deferred firing with the base offset once they are
+        committed, or failing with KafkaError."""
+        if self._closed:
+            raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER, f"{self.topic}-{self.partition} is not owned here")
+        size = len(blob)
+        if self._pending_bytes + size > self.settings.max_buffer_bytes or not self.budget.reserve(size):
+            raise KafkaError(ErrorCode.REQUEST_TIMED_OUT, "produce buffer full: the object store is behind")
+        entry = _Append(blob, batches)
+        self._pending.append(entry)
+        self._pending_bytes += size
+        self._schedule()
+        return entry.done
+
+    def _schedule(self):
+        if self._flushing is not None or not self._pending:
+            return
+        linger = self.settings.flush_linger_ms
+        if linger and self._pending_bytes < self.settings.segment_bytes and not self._closed:
+            if self._linger_call is None:
+                self._linger_call = self.reactor.callLater(linger / 1000, self._linger_over)
+            return
+        self._start_flush()
+
+    def _linger_over(self):
+        self._linger_call = None
+        if self._flushing is None and self._pending:
+            self._start_flush()
+
+    def _start_flush(self):
+        if self._linger_call is not None:
+            self._linger_call.cancel()
+            self._linger_call = None
+        self._flushing = Deferred.fromCoroutine(self._flush_pending())
+
+    async def _flush_pending(self):
+        try:
+            while self._pending:
+                await self._flush(self._take_segment())
+        finally:
+            self._flushing = None
+
+    def _take_segment(self):
+        entries = [self._pending.popleft()]
+        size = entries[0].size
+        while self._pending and size + self._pending[0].size <= self.settings.segment_bytes:
+            entry = self._pending.popleft()
+            entries.append(entry)
+            size += entry.size
+        self._pending_bytes -= size
+        return entries
+
+    async def _flush(self, entries):
+        try:
+            await self._write_segment(entries)
+        except Exception as error:
+            code, why = self._classify(error)
+            for entry in entries:
+                self.budget.release(entry.size)
+                entry.done.errback(KafkaError(code, why))
+            if code == ErrorCode.NOT_LEADER_OR_FOLLOWER:
+                self._fence()
+            return
+        for entry in entries:
+            self.budget.release(entry.size)
+            entry.done.callback(entry.base_offset)
+        self._wake()
+
+    async def _write_segment(self, entries):
+        state = self.state
+        base = state.next_offset
+        offset = base
+        blobs = []
+        for entry in entries:
+            entry.base_offset = offset
+            patched, offset = assign_offsets(entry.blob, entry.batches, offset, state.leader_epoch)
+            blobs.append(patched)
+        created_ms = int(time.time() * 1000)
+        kfs, index, info = build_segment(blobs, base, created_ms=created_ms)
+        keys = segment_keys(self.topic, self.topic_id, self.partition, base, state.leader_epoch)
+        try:
+            await gatherResults(
+                [self.objects.put(keys.kfs, kfs), self.objects.put(keys.index, index)], consumeErrors=True
+            )
+        except FirstError as e:
+            e.subFailure.raiseException()
+        ref = SegmentRef(base, info.last_offset, info.max_timestamp, info.size, info.count, keys.kfs)
+        try:
+            committed = await self.metadata.commit_segment(self.topic, self.partition, state.leader_epoch, base, ref)
+        except Fenced:
+            # A commit that timed out earlier may have landed after all:
+            # then the epoch is still ours and only the next offset moved.
+            current = await self.metadata.partition_state(self.topic, self.partition)
+            if current.leader_epoch != state.leader_epoch:
+                raise
+            self._set_state(current)
+            raise MetadataError("the next offset moved under an ambiguous commit; retry")
+        self._set_state(committed)
+        self.cache.put(Segment(keys.kfs, memoryview(kfs), 0, base, info.last_offset, info.count, created_ms,
+                               info.max_timestamp))
+
+    def _classify(self, error):
+        if isinstance(error, Fenced):
+            return ErrorCode.NOT_LEADER_OR_FOLLOWER, f"{self.topic}-{self.partition} has a new owner"
+        if isinstance(error, ObjectStoreError):
+            log.warn("{topic}-{partition}: segment upload failed: {error}", topic=self.topic,
+                     partition=self.partition, error=error)
+            return ErrorCode.KAFKA_STORAGE_ERROR, f"object store: {error}"
+        if isinstance(error, MetadataError):
+            log.warn("{topic}-{partition}: commit failed: {error}", topic=self.topic,
+                     partition=self.partition, error=error)
+            return ErrorCode.REQUEST_TIMED_OUT, f"metadata store: {error}"
+        log.failure("{topic}-{partition}: flush failed", topic=self.topic, partition=self.partition)
+        return ErrorCode.UNKNOWN_SERVER_ERROR, str(error)
+
+    def _fence(self):
+        self._closed = True
+        while self._pending:
+            entry = self._pending.popleft()
+            self.budget.release(entry.size)
+            entry.done.errback(KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER, "partition has a new owner"))
+        self._pending_bytes = 0
+        self._wake()
+        if self.on_fenced is not None:
+            self.on_fenced(self)
+
+    async def close(self):
+        """Flush what is buffered, then refuse further appends."""
+        if self._pending and self._flushing is None:
+            self._start_flush()
+        while self._flushing is not None:
+            await self._flushing
+        self._closed = True
+        self._wake()
+
+    # -- fetch ---------------------------------------------------------
+
+    def add_listener(self, wake):
+        """Call ``wake()`` after the next commits (and on close), until removed."""
+        self._listeners.add(wake)
+
+    def remove_listener(self, wake):
+        self._listeners.discard(wake)
+
+    def _wake(self):
+        for wake in list(self._listeners):
+            wake()
+
+    def check_offset(self, offset):
+        state = self.state
+        if not state.log_start_offset <= offset <= state.next_offset:
+            raise KafkaError(
+                ErrorCode.OFFSET_OUT_OF_RANGE,
+                f"offset {offset} outside {state.log_start_offset}..{state.next_offset}",
+            )
+
+    async def read(self, offset, max_bytes, min_one=True):
+        """Whole committed batches from the one holding ``offset``: a
+        memoryview, empty at the high watermark."""
+        self.check_offset(offset)
+        state = self.state
+        if offset == state.next_offset:
+            return memoryview(b"")
+        position = bisect.bisect_right(self._bases, offset) - 1
+        ref = state.segments[max(position, 0)]
+        if ref.size > self.settings.whole_segment_limit:
+            return await self._read_range(ref, offset, max_bytes, min_one)
+        segment = await self._segment(ref)
+        data = segment.read(max(offset, ref.base_offset), max_bytes, min_one)
+        following = position + 1
+        if following < len(state.segments) and offset >= (ref.base_offset + ref.last_offset) // 2:
+            # A consumer halfway through a segment will want the next one.
+            self._read_ahead(state.segments[following])
+        return data
+
+    def _segment(self, ref):
+        return self.cache.load(ref.key, lambda: self._fetch_segment(ref))
+
+    async def _fetch_segment(self, ref):
+        data = await self.objects.get(ref.key)
+        return await deferToThread(read_segment, data, ref.key)
+
+    def _read_ahead(self, ref):
+        if ref.key in self.cache or ref.size > self.settings.whole_segment_limit:
+            return
+        self._segment(ref).addErrback(
+            lambda failure: log.warn("read-ahead of {key} failed: {error}", key=ref.key, error=failure.value)
+        )
+
+    async def _read_range(self, ref, offset, max_bytes, min_one):
+        index_key = ref.key[: -len(".kfs")] + ".index"
+        index = read_index(await self.objects.get(index_key), index_key)
+        start, end = index.byte_range(offset, max_bytes, ref.size)
+        data = await self.objects.get(ref.key, start, end)
+        return read_range(data, ref.key, offset, max_bytes, min_one)
+
+    # -- timestamps ----------------------------------------------------
+
+    async def offset_for_timestamp(self, target):
+        """(offset, timestamp) of the first record whose timestamp is at
+        least ``target``, or None."""
+        for ref in self.state.segments:
+            if ref.max_timestamp >= target:
+                found = await self._first_record(ref, lambda record: record.timestamp >= target,
+                                                 lambda batch: batch.max_timestamp >= target)
+                if found is not None:
+                    return found
+        return None
+
+    async def offset_of_max_timestamp(self):
+        """(offset, timestamp) of the first record with the largest timestamp, or None."""
+        if not self.state.segments:
+            return None
+        ref = max(self.state.segments, key=lambda s: s.max_timestamp)
+        return await self._first_record(ref, lambda record: record.timestamp == ref.max_timestamp,
+                                        lambda batch: batch.max_timestamp == ref.max_timestamp)
+
+    async def _first_record(self, ref, record_matches, batch_may_match):
+        segment = await self._segment(ref)
+        start = self.state.log_start_offset
+        for batch in iter_batches(segment.batches, verify_crc=False):
+            if batch.last_offset < start or not batch_may_match(batch):
+                continue
+            view = segment.batches[batch.position: batch.position + batch.size]
+            for record in decode_records(view):
+                if record.offset >= start and record_matches(record):
+                    return record.offset, record.timestamp
+        return None
+
