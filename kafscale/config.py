@@ -30,3 +30,10 @@ class BrokerConfig:
     buffer_bytes: int = 512 << 20
     # Recent and recently read segments kept in memory
     cache_bytes: int = 512 << 20
+    # Consumer groups, with Kafka's defaults: group.initial.rebalance.delay.ms,
+    # group.min.session.timeout.ms, group.max.session.timeout.ms and
+    # offset.metadata.max.bytes
+    group_initial_rebalance_delay_ms: int = 3000
+    group_min_session_timeout_ms: int = 6000
+    group_max_session_timeout_ms: int = 1800000
+    offset_metadata_max_bytes: int = 4096
