@@ -1,0 +1,244 @@
+"""The group coordinator: the consumer groups this broker coordinates and
+their committed offsets.
+
+A group lives in memory on its coordinator, loaded from the metadata store
+when a request first touches it there, so that after a coordinator change
+the members find their group (generation, members, assignments) and carry
+on or rejoin. Offsets are read and written straight through to the store.
+"""
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredLock, gatherResults
+
+from kafscale.coordinator.group import Group, GroupState, GroupSummary
+from kafscale.log import logger
+from kafscale.metadata.interfaces import MetadataError
+from kafscale.protocol.errors import ErrorCode, KafkaError
+
+log = logger("kafscale.coordinator")
+
+
+class GroupCoordinator(Service):
+    """Serves the group APIs for the groups ``broker`` coordinates.
+
+    It uses ``broker.metadata`` (an IMetadataStore), ``broker.config`` (the
+    group settings), ``broker.node_id`` and ``broker.coordinator_for(group_id)``
+    (a BrokerAddress, or None when no broker can coordinate the group now).
+    ``clock`` (an IReactorTime) runs the members' timers.
+
+    Every public coroutine raises KafkaError with the code to answer.
+    """
+
+    def __init__(self, broker, clock=None):
+        if clock is None:
+            from twisted.internet import reactor as clock
+        self.broker = broker
+        self._clock = clock
+        self._groups = {}
+        self._write_locks = {}  # group id -> DeferredLock, so a group's writes land in order
+        self._writes = set()  # state writes in flight, awaited on stop
+
+    def stopService(self):
+        super().stopService()
+        for group_id in list(self._groups):
+            self._unload(group_id)
+        return gatherResults(list(self._writes), consumeErrors=True).addErrback(lambda _: None)
+
+    # -- coordination ----------------------------------------------------
+
+    def coordinates(self, group_id):
+        owner = self.broker.coordinator_for(group_id)
+        return owner is not None and owner.node_id == self.broker.node_id
+
+    def _check_coordinator(self, group_id):
+        owner = self.broker.coordinator_for(group_id)
+        if owner is None:
+            raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE)
+        if owner.node_id != self.broker.node_id:
+            self._unload(group_id)
+            raise KafkaError(ErrorCode.NOT_COORDINATOR)
+
+    def unload_foreign_groups(self):
+        """Let go of the groups another broker coordinates now; call it when
+        coordinator slots change hands. Their waiting members are answered
+        NOT_COORDINATOR, so they look for the new coordinator."""
+        for group_id in list(self._groups):
+            if not self.coordinates(group_id):
+                self._unload(group_id)
+
+    def _unload(self, group_id):
+        group = self._groups.pop(group_id, None)
+        if group is not None:
+            log.info("group {group} is no longer coordinated here", group=group_id)
+            group.close(ErrorCode.NOT_COORDINATOR)
+
+    async def _group(self, group_id):
+        """The group, loaded from the store on first touch; None if it has
+        no state in memory or in the store."""
+        self._check_coordinator(group_id)
+        group = self._groups.get(group_id)
+        if group is not None:
+            return group
+        try:
+            snapshot = await self.broker.metadata.load_group(group_id)
+        except MetadataError as e:
+            raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE, str(e))
+        self._check_coordinator(group_id)
+        # Another request may have loaded or created it meanwhile.
+        group = self._groups.get(group_id)
+        if group is None and snapshot is not None:
+            group = Group.restore(group_id, snapshot, self._clock, self._initial_delay_ms, self._persist)
+            self._groups[group_id] = group
+            log.info("group {group} loaded at generation {generation}, {state}",
+                     group=group_id, generation=group.generation_id, state=group.state.value)
+        return group
+
+    @property
+    def _initial_delay_ms(self):
+        return self.broker.config.group_initial_rebalance_delay_ms
+
+    def _persist(self, group_id, snapshot):
+        written = Deferred.fromCoroutine(self._write(group_id, self.broker.metadata.save_group, group_id, snapshot))
+        self._writes.add(written)
+        written.addBoth(lambda result: (self._writes.discard(written), result)[1])
+        return written
+
+    async def _write(self, group_id, operation, *args):
+        """Run a store write for the group after its earlier ones, and only
+        while this broker still coordinates it."""
+        lock = self._write_locks.setdefault(group_id, DeferredLock())
+        await lock.acquire()
+        try:
+            if not self.coordinates(group_id):
+                self._unload(group_id)
+                raise KafkaError(ErrorCode.NOT_COORDINATOR)
+            return await operation(*args)
+        except MetadataError as e:
+            raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE, str(e))
+        finally:
+            lock.release()
+            if not lock.locked:
+                self._write_locks.pop(group_id, None)
+
+    # -- membership ------------------------------------------------------
+
+    async def join_group(self, group_id, request):
+        """-> JoinResult for a JoinRequest."""
+        _check_group_id(group_id)
+        self._check_coordinator(group_id)
+        config = self.broker.config
+        if not config.group_min_session_timeout_ms <= request.session_timeout_ms <= config.group_max_session_timeout_ms:
+            raise KafkaError(ErrorCode.INVALID_SESSION_TIMEOUT)
+        group = await self._group(group_id)
+        if group is None:
+            if request.member_id:
+                raise KafkaError(ErrorCode.UNKNOWN_MEMBER_ID)
+            group = self._groups[group_id] = Group(group_id, self._clock, self._initial_delay_ms, self._persist)
+        return await group.join(request)
+
+    async def sync_group(self, group_id, member_id, group_instance_id, generation_id,
+                         protocol_type, protocol_name, assignments):
+        """-> SyncResult; ``assignments`` maps member ids to bytes."""
+        _check_group_id(group_id)
+        group = await self._group(group_id)
+        if group is None:
+            raise KafkaError(ErrorCode.UNKNOWN_MEMBER_ID)
+        return await group.sync(member_id, group_instance_id, generation_id, protocol_type, protocol_name, assignments)
+
+    async def heartbeat(self, group_id, member_id, group_instance_id, generation_id):
+        _check_group_id(group_id)
+        group = await self._group(group_id)
+        if group is None:
+            raise KafkaError(ErrorCode.UNKNOWN_MEMBER_ID)
+        group.heartbeat(member_id, group_instance_id, generation_id)
+
+    async def leave_group(self, group_id, leaving):
+        """``leaving``: (member id, group instance id) pairs. -> an error
+        code for each."""
+        _check_group_id(group_id)
+        group = await self._group(group_id)
+        if group is None:
+            return [ErrorCode.UNKNOWN_MEMBER_ID] * len(leaving)
+        return group.leave(leaving)
+
+    # -- offsets ---------------------------------------------------------
+
+    async def commit_offsets(self, group_id, member_id, group_instance_id, generation_id, offsets):
+        """Store ``offsets`` ((topic, partition) -> CommittedOffset) if the
+        group lets this member commit in this generation. A group unknown
+        here takes only commits outside group management (generation -1);
+        others fail with GROUP_ID_NOT_FOUND."""
+        group = await self._group(group_id)
+        if group is not None:
+            group.check_offset_commit(member_id, group_instance_id, generation_id)
+        elif generation_id >= 0:
+            raise KafkaError(ErrorCode.GROUP_ID_NOT_FOUND)
+        elif member_id:
+            raise KafkaError(ErrorCode.UNKNOWN_MEMBER_ID)
+        try:
+            await self.broker.metadata.commit_offsets(group_id, offsets)
+        except MetadataError as e:
+            raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE, str(e))
+
+    async def fetch_offsets(self, group_id, partitions=None):
+        """-> (topic, partition) -> CommittedOffset for those committed among
+        ``partitions``, or for all when it is None."""
+        self._check_coordinator(group_id)
+        try:
+            return await self.broker.metadata.fetch_offsets(group_id, partitions)
+        except MetadataError as e:
+            raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE, str(e))
+
+    # -- administration --------------------------------------------------
+
+    async def describe_group(self, group_id):
+        """-> GroupSummary. A group that has only committed offsets is
+        Empty; one with nothing raises GROUP_ID_NOT_FOUND."""
+        group = await self._group(group_id)
+        if group is not None:
+            return group.describe()
+        if await self.fetch_offsets(group_id):
+            return _offsets_only(group_id)
+        raise KafkaError(ErrorCode.GROUP_ID_NOT_FOUND, f"Group {group_id} not found.")
+
+    async def list_groups(self):
+        """-> GroupSummary (members left out) of every group this broker
+        coordinates, sorted by group id."""
+        try:
+            stored = await self.broker.metadata.groups()
+        except MetadataError as e:
+            raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE, str(e))
+        group_ids = sorted(g for g in set(stored) | set(self._groups) if self.coordinates(g))
+        groups = await gatherResults([Deferred.fromCoroutine(self._group(g)) for g in group_ids])
+        summaries = []
+        for group_id, group in zip(group_ids, groups):
+            if group is None:
+                summaries.append(_offsets_only(group_id))
+            elif group.state is not GroupState.DEAD:
+                summary = group.describe()
+                summaries.append(GroupSummary(group_id, summary.state, summary.protocol_type, "", ()))
+        return summaries
+
+    async def delete_group(self, group_id):
+        """Delete an empty group with its offsets. Raises NON_EMPTY_GROUP
+        while it has members, GROUP_ID_NOT_FOUND if there is nothing."""
+        group = await self._group(group_id)
+        if group is not None:
+            if group.state is not GroupState.EMPTY:
+                raise KafkaError(ErrorCode.NON_EMPTY_GROUP)
+            del self._groups[group_id]
+            group.close(ErrorCode.UNKNOWN_MEMBER_ID)
+        existed = await self._write(group_id, self.broker.metadata.delete_group, group_id)
+        if group is None and not existed:
+            raise KafkaError(ErrorCode.GROUP_ID_NOT_FOUND)
+        log.info("group {group} deleted", group=group_id)
+
+
+def _check_group_id(group_id):
+    # Only the offset and admin APIs accept the empty group id, as in Kafka.
+    if not group_id:
+        raise KafkaError(ErrorCode.INVALID_GROUP_ID)
+
+
+def _offsets_only(group_id):
+    return GroupSummary(group_id, GroupState.EMPTY.value, "", "", ())
