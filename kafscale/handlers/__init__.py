@@ -50,4 +50,4 @@ def handles(api_key, min_version=None, max_version=None):
     return register
 
 
-from kafscale.handlers import api_versions, fetch, list_offsets, metadata, produce, topics  # noqa: E402,F401  (they register themselves)
+from kafscale.handlers import api_versions, fetch, find_coordinator, groups, list_offsets, metadata, offsets, produce, topics  # noqa: E402,F401  (they register themselves)
