@@ -5,7 +5,7 @@ import time
 from dataclasses import dataclass
 
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, gatherResults
 
 from kafscale.log import logger
 from kafscale.metadata import topic_configs
@@ -95,9 +95,9 @@ class Broker(MultiService):
             self._unsubscribe()
         # Flush every partition before the stores go away: what was
         # accepted is committed, then the partitions are free.
-        for partition_log in list(self.logs.values()):
-            await partition_log.close()
+        closing = [Deferred.fromCoroutine(partition_log.close()) for partition_log in self.logs.values()]
         self.logs.clear()
+        await gatherResults(closing)
         await super().stopService()
         await self.metadata.stopService()
         await self.objects.close()

@@ -148,7 +148,8 @@ def object_store(config):
     if config.s3_bucket:
         raise_tcp_read_size()
         return S3ObjectStore(
-            config.s3_bucket, endpoint=config.s3_endpoint, region=config.s3_region, prefix=config.s3_prefix
+            config.s3_bucket, endpoint=config.s3_endpoint, region=config.s3_region, prefix=config.s3_prefix,
+            environ=os.environ,
         )
     return LocalObjectStore(os.path.join(config.data_dir, "objects"))
 
@@ -183,6 +184,7 @@ class ListenWhenReady(Service):
 
     def stopService(self):
         super().stopService()
+        self.factory.disconnect_all()
         if self._port is not None:
             return self._port.stopListening()
         return None

@@ -109,3 +109,22 @@ class BrokerProcess:
         self.process.kill()
         self.process.wait()
         self.log.close()
+
+
+async def s3_args(test, server=None):
+    """twistd options that put a broker's segments in a fresh bucket of the
+    test's moto server (credentials through the standard AWS variables)."""
+    from tests.s3server import s3_store
+
+    store = await s3_store(test, server)
+    server = server or _shared_s3()
+    test.patch(os, "environ", dict(
+        os.environ, AWS_ACCESS_KEY_ID=server.access_key, AWS_SECRET_ACCESS_KEY=server.secret_key,
+    ))
+    return ["--s3-bucket", store.bucket, "--s3-endpoint", server.endpoint, "--s3-region", "us-east-1"]
+
+
+def _shared_s3():
+    from tests.s3server import s3_server
+
+    return s3_server()

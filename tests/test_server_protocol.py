@@ -201,7 +201,7 @@ class OrderingUnitTests(unittest.TestCase):
         from twisted.internet.testing import StringTransport
 
         from kafscale.handlers import HANDLERS, Handler
-        from kafscale.server.protocol import KafkaProtocol
+        from kafscale.server.protocol import KafkaFactory
 
         release = Deferred()
 
@@ -212,7 +212,7 @@ class OrderingUnitTests(unittest.TestCase):
         self.addCleanup(HANDLERS.update, HANDLERS.copy())
         HANDLERS[ApiKey.HEARTBEAT] = Handler(ApiKey.HEARTBEAT, 0, 4, slow_heartbeat)
         self.addCleanup(HANDLERS.clear)
-        protocol = KafkaProtocol(broker=None, max_request_size=1 << 20)
+        protocol = KafkaFactory(broker=None, max_request_size=1 << 20).buildProtocol(None)
         transport = StringTransport()
         protocol.makeConnection(transport)
         heartbeat = {"group_id": "g", "generation_id": 1, "member_id": "m"}

@@ -26,19 +26,13 @@ async def fetch(request):
         return {"error_code": ErrorCode.FETCH_SESSION_ID_NOT_FOUND, "session_id": 0, "responses": []}
     wanted = [(_topic_name(broker, topic), topic, partition)
               for topic in body["topics"] for partition in topic["partitions"]]
-    logs = []
-    for name, _, partition in wanted:
-        try:
-            logs.append(broker.log_for(name, partition["partition"]) if name is not None else None)
-        except KafkaError:
-            logs.append(None)
     deadline = broker.reactor.seconds() + body["max_wait_ms"] / 1000
     while True:
-        responses, size, errors = await _read(broker, body, wanted, logs)
+        responses, size, logs = await _read(broker, body, wanted)
         remaining = deadline - broker.reactor.seconds()
-        if size >= body["min_bytes"] or errors or remaining <= 0:
+        if size >= body["min_bytes"] or logs is None or remaining <= 0:
             return {"error_code": ErrorCode.NONE, "session_id": 0, "responses": responses}
-        await _next_commit([log for log in logs if log is not None], remaining, broker.reactor)
+        await _next_commit(logs, remaining, broker.reactor)
 
 
 def _topic_name(broker, topic):
@@ -48,15 +42,17 @@ def _topic_name(broker, topic):
     return None if info is None else info.name
 
 
-async def _read(broker, body, wanted, logs):
-    """Read every partition once: (topic responses, bytes, any error)."""
+async def _read(broker, body, wanted):
+    """Read every partition once: (topic responses, bytes, the logs read),
+    the logs being None when some partition had an error to report at once."""
     budget = body["max_bytes"]
     read_committed = body["isolation_level"] == READ_COMMITTED
     responses = []
     by_topic = {}
     size = 0
+    logs = []
     errors = False
-    for (name, topic, request), partition_log in zip(wanted, logs):
+    for name, topic, request in wanted:
         key = id(topic)
         response = by_topic.get(key)
         if response is None:
@@ -77,8 +73,8 @@ async def _read(broker, body, wanted, logs):
         try:
             if name is None:
                 raise KafkaError(ErrorCode.UNKNOWN_TOPIC_ID)
-            if partition_log is None:
-                partition_log = broker.log_for(name, request["partition"])
+            partition_log = broker.log_for(name, request["partition"])
+            logs.append(partition_log)
             partition_log.check_leader_epoch(request.get("current_leader_epoch", -1))
             partition["high_watermark"] = partition["last_stable_offset"] = partition_log.high_watermark
             partition["log_start_offset"] = partition_log.log_start_offset
@@ -97,7 +93,7 @@ async def _read(broker, body, wanted, logs):
         partition["records"] = records
         size += len(records)
         budget = max(budget - len(records), 0)
-    return responses, size, errors
+    return responses, size, None if errors else logs
 
 
 def _next_commit(logs, timeout, reactor):

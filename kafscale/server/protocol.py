@@ -42,16 +42,26 @@ class KafkaProtocol(Protocol):
         self._slots = deque()
         self._paused = False
         self._closed = False
+        self._closing = False
 
     def connectionMade(self):
         peer = self.transport.getPeer()
         self.client_host = getattr(peer, "host", str(peer))
+        self.factory.connections.add(self)
 
     def connectionLost(self, reason):
         self._closed = True
         self._slots.clear()
+        self.factory.connections.discard(self)
+
+    def close_when_answered(self):
+        """Take no more requests; close once the pending ones are answered."""
+        self._closing = True
+        self._flush()
 
     def dataReceived(self, data):
+        if self._closing:
+            return
         self._buffer += data
         buffer = self._buffer
         position = 0
@@ -147,7 +157,11 @@ class KafkaProtocol(Protocol):
             response = slots.popleft()[0]
             if response is not None and not self._closed:
                 self.transport.write(response)
-        if self._paused and len(slots) < self.max_in_flight // 2 and not self._closed:
+        if self._closed:
+            return
+        if self._closing and not slots:
+            self.transport.loseConnection()
+        elif self._paused and len(slots) < self.max_in_flight // 2:
             self._paused = False
             self.transport.resumeProducing()
 
@@ -158,6 +172,14 @@ class KafkaFactory(Factory):
     def __init__(self, broker, max_request_size):
         self.broker = broker
         self.max_request_size = max_request_size
+        self.connections = set()
+
+    def disconnect_all(self):
+        """Close every client connection once its pending requests are
+        answered (on shutdown: clients reconnect to whichever broker now
+        owns their partitions)."""
+        for connection in list(self.connections):
+            connection.close_when_answered()
 
     def buildProtocol(self, addr):
         protocol = self.protocol(self.broker, self.max_request_size)

@@ -290,6 +290,8 @@ class PartitionLog:
             wake()
 
     def check_offset(self, offset):
+        if self._closed:
+            raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER, f"{self.topic}-{self.partition} is not owned here")
         state = self.state
         if not state.log_start_offset <= offset <= state.next_offset:
             raise KafkaError(
