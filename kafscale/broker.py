@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, gatherResults
 
+from kafscale.coordinator.coordinator import GroupCoordinator
 from kafscale.log import logger
 from kafscale.metadata import topic_configs
 from kafscale.metadata.interfaces import BrokerInfo, Fenced, MetadataError, TopicExists, UnknownTopic
@@ -53,6 +54,8 @@ class Broker(MultiService):
         self._refreshing = None
         self._refresh_again = False
         self._unsubscribe = None
+        self.groups = GroupCoordinator(self, reactor)
+        self.groups.setServiceParent(self)
 
     # -- lifetime ------------------------------------------------------
 
