@@ -30,6 +30,9 @@ class BrokerConfig:
     buffer_bytes: int = 512 << 20
     # Recent and recently read segments kept in memory
     cache_bytes: int = 512 << 20
+    # How often the partition owner drops segments past retention
+    # (Kafka's log.retention.check.interval.ms)
+    retention_check_interval_ms: int = 5000
     # Consumer groups, with Kafka's defaults: group.initial.rebalance.delay.ms,
     # group.min.session.timeout.ms, group.max.session.timeout.ms and
     # offset.metadata.max.bytes

@@ -68,6 +68,8 @@ class Options(usage.Options):
         ("partition-buffer-bytes", None, _DEFAULTS.partition_buffer_bytes,
          "Unflushed bytes allowed per partition.", int),
         ("cache-bytes", None, _DEFAULTS.cache_bytes, "Memory for cached segments.", int),
+        ("retention-check-interval-ms", None, _DEFAULTS.retention_check_interval_ms,
+         "How often segments past retention.ms / retention.bytes are dropped.", int),
     ]
     optParameters = [
         [name, short, None, f"{text} [env {_variable(name)}, default {default}]"]
@@ -99,6 +101,8 @@ class Options(usage.Options):
         for name in ("flush-linger-ms", "buffer-bytes", "partition-buffer-bytes", "cache-bytes"):
             if self[name] < 0:
                 raise usage.UsageError(f"--{name} cannot be negative")
+        if self["retention-check-interval-ms"] < 1:
+            raise usage.UsageError("--retention-check-interval-ms must be at least 1")
         host, port = _advertised_address(self["listen"], self["advertise"])
         self["advertised-host"], self["advertised-port"] = host, port
 
@@ -123,6 +127,7 @@ class Options(usage.Options):
             buffer_bytes=self["buffer-bytes"],
             partition_buffer_bytes=self["partition-buffer-bytes"],
             cache_bytes=self["cache-bytes"],
+            retention_check_interval_ms=self["retention-check-interval-ms"],
         )
 
 
