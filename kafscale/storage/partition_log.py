@@ -5,7 +5,7 @@ reads serve committed data only."""
 import bisect
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from twisted.internet.defer import Deferred, FirstError, gatherResults
 from twisted.internet.threads import deferToThread
@@ -88,6 +88,7 @@ class PartitionLog:
         self.settings = settings
         self.reactor = reactor
         self.on_fenced = on_fenced
+        self.state = None
         self._set_state(state)
         self._pending = deque()
         self._pending_bytes = 0
@@ -99,6 +100,12 @@ class PartitionLog:
     # -- state ---------------------------------------------------------
 
     def _set_state(self, state):
+        if self.state is not None and state.log_start_offset < self.state.log_start_offset:
+            # A commit the store applied before an advance of the log start,
+            # but answered after it: the log start never moves back.
+            start = self.state.log_start_offset
+            state = replace(state, log_start_offset=start,
+                            segments=tuple(s for s in state.segments if s.last_offset >= start))
         self.state = state
         self._bases = [segment.base_offset for segment in state.segments]
 
@@ -275,6 +282,37 @@ class PartitionLog:
             await self._flushing
         self._closed = True
         self._wake()
+
+    # -- log start -----------------------------------------------------
+
+    async def advance_log_start(self, new_start):
+        """Raise the log start offset to ``new_start`` (DeleteRecords,
+        retention), dropping the segments wholly below it from the manifest:
+        a compare-and-swap on this owner's epoch. -> the removed SegmentRefs,
+        whose objects are the caller's to delete. Raises KafkaError."""
+        try:
+            for _ in range(3):
+                if self._closed:
+                    raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER, f"{self.topic}-{self.partition} is not owned here")
+                if not 0 <= new_start <= self.state.next_offset:
+                    raise KafkaError(ErrorCode.OFFSET_OUT_OF_RANGE,
+                                     f"offset {new_start} outside 0..{self.state.next_offset}")
+                epoch = self.state.leader_epoch
+                try:
+                    state, removed = await self.metadata.advance_log_start(self.topic, self.partition, epoch, new_start)
+                except Fenced:
+                    # A racing commit of our own fails the swap too; only a
+                    # new epoch means a new owner.
+                    current = await self.metadata.partition_state(self.topic, self.partition)
+                    if current.leader_epoch != epoch:
+                        self._fence()
+                        raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER, f"{self.topic}-{self.partition} has a new owner")
+                    continue
+                self._set_state(state)
+                return removed
+        except MetadataError as e:
+            raise KafkaError(ErrorCode.REQUEST_TIMED_OUT, f"metadata store: {e}")
+        raise KafkaError(ErrorCode.REQUEST_TIMED_OUT, f"{self.topic}-{self.partition}: commits kept racing the log start")
 
     # -- fetch ---------------------------------------------------------
 
