@@ -1,0 +1,127 @@
+"""Retention: the owner of a partition drops its oldest whole segments once
+they are past ``retention.ms`` (by their newest record's timestamp) or the
+partition is over ``retention.bytes``, and DeleteRecords drops what lies
+below an offset it names.
+
+Either way the log start offset advances in the metadata store first (a
+compare-and-swap on the owner's epoch), so from that moment no reader is
+sent to the dropped segments: fetches below the new start get
+OFFSET_OUT_OF_RANGE and consumers reset. Only then are the objects deleted;
+one whose delete fails is an orphan nothing references, which
+``kafscale-admin segments gc`` removes.
+"""
+
+from twisted.application.service import Service
+from twisted.internet.defer import DeferredLock, gatherResults
+from twisted.internet.task import LoopingCall
+
+from kafscale.log import logger
+from kafscale.metadata.topic_configs import effective_int
+from kafscale.protocol.errors import KafkaError
+from kafscale.storage.interfaces import ObjectStoreError
+
+log = logger("kafscale.storage.retention")
+
+
+def index_key(kfs_key):
+    """The key of the ``.index`` object that goes with a ``.kfs`` key."""
+    return kfs_key.removesuffix(".kfs") + ".index"
+
+
+def retention_start(state, configs, now_ms):
+    """The log start offset retention wants for a partition in ``state``
+    (a PartitionState) under the topic's ``configs`` at ``now_ms``.
+
+    Segments go oldest first and whole, while the oldest is expired (its
+    newest record older than retention.ms) or the rest would still hold at
+    least retention.bytes, as in Kafka. The result is never below the
+    current log start.
+    """
+    retention_ms = effective_int(configs, "retention.ms")
+    retention_bytes = effective_int(configs, "retention.bytes")
+    size = sum(segment.size for segment in state.segments)
+    start = state.log_start_offset
+    for segment in state.segments:
+        expired = retention_ms >= 0 and now_ms - segment.max_timestamp > retention_ms
+        spare = retention_bytes >= 0 and size - segment.size >= retention_bytes
+        if not (expired or spare):
+            break
+        size -= segment.size
+        start = max(start, segment.last_offset + 1)
+    return start
+
+
+async def drop_segments_below(partition_log, new_start):
+    """Advance ``partition_log``'s start offset to ``new_start``, then delete
+    the objects of the segments that fell wholly below it. -> the removed
+    SegmentRefs. Raises KafkaError when the log start cannot move (deposed
+    owner, offset beyond the high watermark, metadata store down); a failed
+    object delete is only logged."""
+    removed = await partition_log.advance_log_start(new_start)
+    deletes = []
+    for segment in removed:
+        partition_log.cache.discard(segment.key)
+        for key in (segment.key, index_key(segment.key)):
+            deletes.append(partition_log.objects.delete(key).addErrback(_delete_failed, key))
+    await gatherResults(deletes)
+    return removed
+
+
+def _delete_failed(failure, key):
+    failure.trap(ObjectStoreError)
+    log.warn("deleting {key} failed, leaving an orphan for `segments gc`: {error}", key=key, error=failure.value)
+
+
+class RetentionService(Service):
+    """Every ``interval`` seconds, apply retention to each partition the
+    broker owns. ``broker`` provides ``logs`` ({(topic, partition):
+    PartitionLog}), ``topics`` ({name: TopicInfo}) and ``reactor``.
+
+    Passes never overlap, and stopping waits for the one running.
+    """
+
+    name = "retention"
+
+    def __init__(self, broker, interval):
+        self.broker = broker
+        self.interval = interval
+        self._loop = None
+        self._lock = DeferredLock()
+
+    def startService(self):
+        super().startService()
+        self._loop = LoopingCall(self._lock.run, self.enforce)
+        self._loop.clock = self.broker.reactor
+        self._loop.start(self.interval, now=False).addErrback(
+            lambda failure: log.failure("retention stopped", failure)
+        )
+
+    def stopService(self):
+        super().stopService()
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        # Wait for a running pass to finish.
+        return self._lock.acquire().addCallback(lambda lock: lock.release())
+
+    async def enforce(self):
+        """One pass over every partition this broker owns."""
+        now_ms = int(self.broker.reactor.seconds() * 1000)
+        for (topic, partition), partition_log in list(self.broker.logs.items()):
+            info = self.broker.topics.get(topic)
+            if not self.running or info is None or partition_log.closed:
+                continue
+            new_start = retention_start(partition_log.state, info.configs, now_ms)
+            if new_start <= partition_log.log_start_offset:
+                continue
+            try:
+                removed = await drop_segments_below(partition_log, new_start)
+            except KafkaError as e:
+                log.warn("retention of {topic}-{partition} failed: {error}", topic=topic, partition=partition,
+                         error=e)
+                continue
+            except Exception:
+                # One partition's trouble must not stop retention for the rest.
+                log.failure("retention of {topic}-{partition} failed", topic=topic, partition=partition)
+                continue
+            log.info("retention dropped {count} segments of {topic}-{partition}; log start now {start}",
+                     count=len(removed), topic=topic, partition=partition, start=new_start)
