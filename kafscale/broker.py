@@ -14,6 +14,7 @@ from kafscale.metadata.interfaces import BrokerInfo, Fenced, MetadataError, Topi
 from kafscale.protocol.errors import ErrorCode, KafkaError
 from kafscale.storage.cache import SegmentCache
 from kafscale.storage.partition_log import BufferBudget, LogSettings, PartitionLog
+from kafscale.storage.retention import RetentionService
 from kafscale.storage.segment import topic_prefix
 
 log = logger("kafscale.broker")
@@ -54,6 +55,7 @@ class Broker(MultiService):
         self._refreshing = None
         self._refresh_again = False
         self._unsubscribe = None
+        RetentionService(self, config.retention_check_interval_ms / 1000).setServiceParent(self)
         self.groups = GroupCoordinator(self, reactor)
         self.groups.setServiceParent(self)
 
