@@ -1,0 +1,713 @@
+"""The metadata store on etcd: what a cluster of brokers shares.
+
+Every key lives under one cluster prefix (``/kafscale/<cluster>/``), every
+value is JSON::
+
+    topics/{topic}                       {"id", "partitions", "configs", "created_ms"}
+    partitions/{topic}/{partition}       {"epoch", "log_start", "next", "history", "claim"}
+    segments/{topic}/{partition}/{base}  one SegmentRef, base offset zero-padded so keys sort
+    groups/{group}                       the group's state
+    offsets/{group}/{topic}/{partition}  one CommittedOffset
+    brokers/{node id}                    BrokerInfo, under the store's lease
+    owners/{topic}/{partition}           {"node_id", "epoch", "topic_id"}, under the owner's lease
+
+Group ids are percent-encoded in keys (they may hold "/"). A partition key
+is absent until the partition's first claim, so creating or deleting a topic
+touches a fixed number of keys however many partitions it has, within
+etcd's limit of 128 operations per transaction.
+
+Every write that depends on what it read is a transaction comparing the
+keys it read by revision, retried on a conflict. A partition's committed
+state changes only through such a compare on the partition key, which is
+what fences a deposed owner. etcd may apply a request twice when a dropped
+connection makes the client retry it; claims and commits recognise their
+own earlier success (a claim token, a writer-unique segment key) instead of
+reporting themselves fenced.
+
+The store keeps one lease (its session), granted on first need: broker
+registrations and the owner keys of `acquire_partition` hang on it, so they
+vanish when the process dies. A session whose lease was lost is replaced,
+and the registrations are made again.
+"""
+
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from urllib.parse import quote, unquote
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredLock, fail
+from twisted.internet.task import deferLater
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from kafscale.metadata.etcd_client import (
+    Compare,
+    EtcdClient,
+    EtcdError,
+    EtcdUnavailable,
+    LeaseKeeper,
+    LeaseNotFound,
+    Op,
+    prefix_range_end,
+)
+from kafscale.metadata.interfaces import (
+    CHANGE_AREAS,
+    BrokerInfo,
+    CommittedOffset,
+    Fenced,
+    IMetadataStore,
+    InvalidPartitions,
+    MetadataError,
+    MetadataUnavailable,
+    PartitionState,
+    SegmentRef,
+    TopicExists,
+    TopicInfo,
+    UnknownTopic,
+)
+
+log = Logger()
+
+# Conflicting writers are rare (each partition has one owner), so a write
+# that keeps losing its compare-and-swap is a sign of trouble, not of load.
+CAS_ATTEMPTS = 16
+
+# Segment manifests are read in pages of this many keys.
+PAGE = 1000
+
+# etcd's default --max-txn-ops.
+MAX_TXN_OPS = 128
+
+_AREA_PREFIXES = {
+    "topics": ("topics/",),
+    "partitions": ("partitions/",),
+    "groups": ("groups/", "offsets/"),
+    "brokers": ("brokers/",),
+}
+
+
+class NodeIdInUse(MetadataError):
+    """Another live broker is registered under this node id."""
+
+
+class OwnedElsewhere(MetadataError):
+    """Another broker's lease holds the partition's owner key."""
+
+    def __init__(self, topic, partition, node_id):
+        super().__init__(f"{topic}-{partition} is owned by broker {node_id}")
+        self.node_id = node_id
+
+
+class Keys:
+    """The key layout under one cluster prefix."""
+
+    def __init__(self, prefix):
+        self.prefix = prefix.encode() if isinstance(prefix, str) else prefix
+        if not self.prefix.endswith(b"/"):
+            self.prefix += b"/"
+
+    def _key(self, *parts):
+        return self.prefix + "/".join(str(part) for part in parts).encode()
+
+    def area(self, name):
+        """The prefix of one kind of key, like ``topics/``."""
+        return self.prefix + name.encode()
+
+    def topic(self, name):
+        return self._key("topics", name)
+
+    def partition(self, topic, partition):
+        return self._key("partitions", topic, partition)
+
+    def partitions(self, topic):
+        return self._key("partitions", topic, "")
+
+    def segment(self, topic, partition, base_offset):
+        return self._key("segments", topic, partition, f"{base_offset:020d}")
+
+    def segments(self, topic, partition=None):
+        if partition is None:
+            return self._key("segments", topic, "")
+        return self._key("segments", topic, partition, "")
+
+    def group(self, group_id):
+        return self._key("groups", quote(group_id, safe=""))
+
+    def offsets(self, group_id):
+        return self._key("offsets", quote(group_id, safe=""), "")
+
+    def offset(self, group_id, topic, partition):
+        return self._key("offsets", quote(group_id, safe=""), topic, partition)
+
+    def broker(self, node_id):
+        return self._key("brokers", node_id)
+
+    def owner(self, topic, partition):
+        return self._key("owners", topic, partition)
+
+    def relative(self, key):
+        """``key`` without the cluster prefix, as text."""
+        return key[len(self.prefix):].decode()
+
+
+@dataclass(frozen=True, slots=True)
+class _Partition:
+    """A partition's state as read at some revision, with what identifies
+    the stored key: its create revision (one per topic incarnation) and its
+    mod revision (one per write). Absent keys have both at 0."""
+
+    create_revision: int
+    mod_revision: int
+    state: PartitionState
+    claim: str | None
+
+
+@implementer(IMetadataStore)
+class EtcdMetadataStore(Service):
+    """IMetadataStore on etcd, under ``prefix`` (``/kafscale/<cluster>/``).
+
+    ``endpoints`` is a list of URLs or one comma-separated string.
+    ``lease_ttl`` is the session lease's TTL in seconds: how long a dead
+    process's registrations and owner keys outlive it. ``watched`` names the
+    change areas reported to subscribers: each costs a watch, and
+    "partitions" reports every commit in the cluster.
+    """
+
+    def __init__(self, endpoints, prefix="/kafscale/kafscale/", *, lease_ttl=10, timeout=5.0,
+                 watched=CHANGE_AREAS, reactor=None):
+        if reactor is None:
+            from twisted.internet import reactor
+        self.keys = Keys(prefix)
+        self.lease_ttl = lease_ttl
+        self._endpoints = endpoints
+        self._timeout = timeout
+        self._watched = frozenset(watched)
+        self._reactor = reactor
+        self.client = None
+        self._subscribers = []
+        self._watches = {}  # key prefix -> Watch
+        self._watch_lock = DeferredLock()
+        self._session = None
+        self._session_lock = DeferredLock()
+        self._registered = {}  # node id -> BrokerInfo this store registered
+        self._partitions = {}  # (topic, partition) -> _Partition last read or written here
+
+    # Lifetime
+
+    def startService(self):
+        super().startService()
+        self.client = EtcdClient(self._endpoints, reactor=self._reactor, timeout=self._timeout)
+
+    def stopService(self):
+        super().stopService()
+        return Deferred.fromCoroutine(self._stop())
+
+    async def _stop(self):
+        session, self._session = self._session, None
+        self._registered.clear()
+        if session is not None and not session.lost:
+            try:
+                await session.stop()
+            except EtcdError as error:
+                log.warn("could not revoke lease {lease:x}: {error}", lease=session.lease_id, error=error)
+        self._watches.clear()
+        await self.client.close()
+
+    def subscribe(self, callback):
+        self._subscribers.append(callback)
+        return lambda: self._subscribers.remove(callback)
+
+    def _notify(self, areas):
+        for callback in list(self._subscribers):
+            try:
+                callback(areas)
+            except Exception:
+                log.failure("Metadata change subscriber {callback!r} failed", callback=callback)
+
+    # Running calls
+
+    def _run(self, function, *args):
+        """Run ``function(*args)`` once the watches are set up, with etcd's
+        errors as MetadataErrors. -> a Deferred."""
+        if not self.running:
+            return fail(MetadataUnavailable("etcd metadata store is stopped"))
+        return Deferred.fromCoroutine(self._translating(function, *args))
+
+    async def _translating(self, function, *args):
+        try:
+            await self._watching()
+            return await function(*args)
+        except EtcdUnavailable as error:
+            raise MetadataUnavailable(f"etcd: {error}") from error
+        except EtcdError as error:
+            raise MetadataError(f"etcd: {error}") from error
+
+    async def _watching(self):
+        """Start the change watches, once. Every call waits for this, so
+        changes are noticed from the moment the first call is answered."""
+        if len(self._watches) == sum(len(_AREA_PREFIXES[area]) for area in self._watched):
+            return
+        async with self._watch_lock:
+            for area in self._watched:
+                for name in _AREA_PREFIXES[area]:
+                    if name not in self._watches:
+                        await self._watch(name, area)
+
+    async def _watch(self, name, area):
+        prefix = self.keys.area(name)
+        start = (await self.client.range(prefix, prefix=True, count_only=True)).header_revision + 1
+        self._watches[name] = self.client.watch(
+            prefix, prefix=True, start_revision=start,
+            callback=lambda events, revision: self._notify(frozenset({area})),
+            on_compacted=lambda revision: self._rewatch(name, area),
+        )
+
+    def _rewatch(self, name, area):
+        # The history this watch needed is gone: watch again from now, and
+        # report the area as changed, since something may have.
+        self._watches.pop(name, None)
+        if self.running:
+            Deferred.fromCoroutine(self._watch_again(area)).addErrback(
+                lambda failure: log.failure("Cannot watch {name} again", failure, name=name))
+
+    async def _watch_again(self, area):
+        await self._watching()
+        self._notify(frozenset({area}))
+
+    # Topics
+
+    def create_topic(self, name, partitions, configs=None):
+        return self._run(self._create_topic, name, partitions, dict(configs or {}))
+
+    def delete_topic(self, name):
+        return self._run(self._delete_topic, name)
+
+    def topics(self):
+        return self._run(self._topics)
+
+    def alter_topic_configs(self, name, set=None, delete=()):
+        return self._run(self._alter_topic, name, dict(set or {}), tuple(delete), None)
+
+    def add_partitions(self, name, total):
+        return self._run(self._alter_topic, name, {}, (), total)
+
+    async def _create_topic(self, name, partitions, configs):
+        if partitions < 1:
+            raise InvalidPartitions(f"{name}: a topic needs at least one partition, not {partitions}")
+        info = TopicInfo(name, uuid.uuid4(), partitions, configs, int(self._reactor.seconds() * 1000))
+        key = self.keys.topic(name)
+        created = await self.client.txn(
+            [Compare.create_revision(key, "=", 0)], success=[Op.put(key, _encode_topic(info))]
+        )
+        if not created.succeeded:
+            raise TopicExists(name)
+        return info
+
+    async def _delete_topic(self, name):
+        key = self.keys.topic(name)
+        deleted = await self.client.txn(
+            [Compare.create_revision(key, ">", 0)],
+            success=[
+                Op.delete(key, prev_kv=True),
+                Op.delete(self.keys.partitions(name), prefix=True),
+                Op.delete(self.keys.segments(name), prefix=True),
+            ],
+        )
+        if not deleted.succeeded:
+            raise UnknownTopic(name)
+        for cached in [key for key in self._partitions if key[0] == name]:
+            del self._partitions[cached]
+        return _decode_topic(deleted.responses[0].prev_kvs[0])
+
+    async def _topics(self):
+        reply = await self.client.range(self.keys.area("topics/"), prefix=True)
+        return {info.name: info for info in map(_decode_topic, reply.kvs)}
+
+    async def _alter_topic(self, name, updates, deletions, total):
+        key = self.keys.topic(name)
+        for _ in range(CAS_ATTEMPTS):
+            kv = await self.client.get(key)
+            if kv is None:
+                raise UnknownTopic(name)
+            info = _decode_topic(kv)
+            partitions = info.partitions
+            if total is not None:
+                if total <= partitions:
+                    raise InvalidPartitions(f"{name} has {partitions} partitions; cannot grow to {total}")
+                partitions = total
+            configs = {k: v for k, v in info.configs.items() if k not in deletions}
+            configs.update(updates)
+            new = TopicInfo(name, info.topic_id, partitions, configs, info.created_ms)
+            written = await self.client.txn(
+                [Compare.mod_revision(key, "=", kv.mod_revision)], success=[Op.put(key, _encode_topic(new))]
+            )
+            if written.succeeded:
+                return new
+        raise MetadataUnavailable(f"topic {name} kept changing under this write")
+
+    # Partitions
+
+    def partition_state(self, topic, partition):
+        return self._run(self._partition_state, topic, partition)
+
+    def claim_partition(self, topic, partition, expected_epoch):
+        return self._run(self._claim, topic, partition, expected_epoch, None)
+
+    def acquire_partition(self, topic, partition, node_id):
+        """Claim a partition (a new leader epoch) for broker ``node_id`` and
+        write its owner key under this store's lease, in one transaction,
+        whatever the current epoch: only if no other lease holds the owner
+        key. -> the new PartitionState.
+        Raises OwnedElsewhere, UnknownTopic, MetadataUnavailable."""
+        return self._run(self._claim, topic, partition, None, node_id)
+
+    def commit_segment(self, topic, partition, epoch, expected_next_offset, segment):
+        return self._run(self._commit_segment, topic, partition, epoch, expected_next_offset, segment)
+
+    def advance_log_start(self, topic, partition, epoch, new_log_start):
+        return self._run(self._advance_log_start, topic, partition, epoch, new_log_start)
+
+    async def _partition_state(self, topic, partition):
+        return (await self._read_partition(topic, partition)).state
+
+    async def _read_partition(self, topic, partition, *also):
+        """Read the topic and partition keys, and the keys ``also``, in one
+        transaction; -> _Partition (kept as the latest known) when ``also``
+        is empty, else (_Partition, the KeyValue or None of each of ``also``)."""
+        reply = await self.client.txn([], success=[
+            Op.range(key) for key in (self.keys.topic(topic), self.keys.partition(topic, partition), *also)])
+        topics, partitions, *others = reply.responses
+        if not topics.kvs or not 0 <= partition < _decode_topic(topics.kvs[0]).partitions:
+            raise UnknownTopic(f"{topic}-{partition}")
+        if not partitions.kvs:
+            read = _Partition(0, 0, PartitionState(topic, partition, 0, 0, 0, (), ()), None)
+        else:
+            kv = partitions.kvs[0]
+            value = json.loads(kv.value)
+            segments = await self._manifest(topic, partition, kv.mod_revision, reply.header_revision)
+            read = _Partition(kv.create_revision, kv.mod_revision,
+                              _partition_state(topic, partition, value, segments), value.get("claim"))
+        self._partitions[topic, partition] = read
+        if not also:
+            return read
+        return read, topics.kvs[0], [other.kvs[0] if other.kvs else None for other in others]
+
+    async def _manifest(self, topic, partition, mod_revision, revision):
+        """The segments as of ``revision``; the copy kept from the last read
+        or write when the partition key has not changed since."""
+        known = self._partitions.get((topic, partition))
+        if known is not None and known.mod_revision == mod_revision:
+            return known.state.segments
+        segments = []
+        prefix = self.keys.segments(topic, partition)
+        start, end = prefix, prefix_range_end(prefix)
+        while True:
+            page = await self.client.range(start, end, limit=PAGE, revision=revision)
+            segments.extend(_decode_segment(kv.value) for kv in page.kvs)
+            if not page.more:
+                return tuple(segments)
+            start = page.kvs[-1].key + b"\0"
+
+    async def _claim(self, topic, partition, expected_epoch, node_id):
+        token = os.urandom(8).hex()
+        topic_key = self.keys.topic(topic)
+        partition_key = self.keys.partition(topic, partition)
+        owner_key = self.keys.owner(topic, partition)
+        session = None if node_id is None else await self._current_session()
+        for _ in range(CAS_ATTEMPTS):
+            read, topic_kv, (holder,) = await self._read_partition(topic, partition, owner_key)
+            state = read.state
+            if expected_epoch is not None and state.leader_epoch != expected_epoch:
+                raise Fenced(topic, partition, state.leader_epoch, state.next_offset)
+            epoch = state.leader_epoch + 1
+            # An epoch that appended nothing needs no entry: it starts where
+            # the next one does.
+            history = tuple(entry for entry in state.epoch_history if entry[1] < state.next_offset)
+            claimed = PartitionState(topic, partition, epoch, state.log_start_offset, state.next_offset,
+                                     state.segments, (*history, (epoch, state.next_offset)))
+            compares = [
+                Compare.create_revision(topic_key, "=", topic_kv.create_revision),
+                Compare.mod_revision(partition_key, "=", read.mod_revision),
+            ]
+            ops = [Op.put(partition_key, _encode_partition(claimed, token))]
+            if session is not None:
+                if holder is not None and holder.lease != session.lease_id:
+                    raise OwnedElsewhere(topic, partition, json.loads(holder.value)["node_id"])
+                compares.append(Compare.mod_revision(owner_key, "=", 0 if holder is None else holder.mod_revision))
+                owner = {"node_id": node_id, "epoch": epoch, "topic_id": _decode_topic(topic_kv).topic_id.hex}
+                ops.append(Op.put(owner_key, _json(owner), lease=session.lease_id))
+            written = await self.client.txn(compares, success=ops)
+            if written.succeeded:
+                self._partitions[topic, partition] = _Partition(
+                    read.create_revision or written.header_revision, written.header_revision, claimed, token)
+                return claimed
+            again = await self._read_partition(topic, partition)
+            if again.claim == token:
+                # An earlier attempt of this very request was applied.
+                return again.state
+        raise MetadataUnavailable(f"{topic}-{partition} kept changing under a claim")
+
+    async def _commit_segment(self, topic, partition, epoch, expected_next_offset, segment):
+        if segment.base_offset != expected_next_offset or segment.last_offset < segment.base_offset:
+            raise ValueError(
+                f"{topic}-{partition}: segment {segment.base_offset}-{segment.last_offset}"
+                f" does not continue the log at {expected_next_offset}"
+            )
+        known = self._partitions.get((topic, partition)) or await self._read_partition(topic, partition)
+        for _ in range(CAS_ATTEMPTS):
+            state = known.state
+            if state.leader_epoch != epoch or state.next_offset != expected_next_offset:
+                raise Fenced(topic, partition, state.leader_epoch, state.next_offset)
+            committed = PartitionState(topic, partition, epoch, state.log_start_offset, segment.last_offset + 1,
+                                       (*state.segments, segment), state.epoch_history)
+            partition_key = self.keys.partition(topic, partition)
+            written = await self.client.txn(
+                [Compare.mod_revision(partition_key, "=", known.mod_revision)],
+                success=[
+                    Op.put(partition_key, _encode_partition(committed, known.claim)),
+                    Op.put(self.keys.segment(topic, partition, segment.base_offset), _encode_segment(segment)),
+                ],
+            )
+            if written.succeeded:
+                self._partitions[topic, partition] = _Partition(
+                    known.create_revision, written.header_revision, committed, known.claim)
+                return committed
+            fresh = await self._read_partition(topic, partition)
+            if fresh.create_revision != known.create_revision:
+                # The topic was deleted (and maybe created again) meanwhile.
+                raise Fenced(topic, partition, fresh.state.leader_epoch, fresh.state.next_offset)
+            if fresh.state.leader_epoch == epoch and segment in fresh.state.segments:
+                # An earlier attempt of this very commit was applied; the
+                # segment's key is unique to its writer, so it is ours.
+                return fresh.state
+            known = fresh
+        raise MetadataUnavailable(f"{topic}-{partition} kept changing under a commit")
+
+    async def _advance_log_start(self, topic, partition, epoch, new_log_start):
+        for _ in range(CAS_ATTEMPTS):
+            read = await self._read_partition(topic, partition)
+            state = read.state
+            if state.leader_epoch != epoch:
+                raise Fenced(topic, partition, state.leader_epoch, state.next_offset)
+            if new_log_start > state.next_offset:
+                raise ValueError(
+                    f"{topic}-{partition}: log start {new_log_start} beyond next offset {state.next_offset}"
+                )
+            if new_log_start <= state.log_start_offset:
+                return state, []
+            removed = [segment for segment in state.segments if segment.last_offset < new_log_start]
+            history = state.epoch_history
+            # Keep an epoch while some offset at or above the new start may be its.
+            kept = tuple(entry for entry, following in zip(history, history[1:]) if following[1] > new_log_start)
+            advanced = PartitionState(topic, partition, epoch, new_log_start, state.next_offset,
+                                      state.segments[len(removed):], kept + history[-1:])
+            partition_key = self.keys.partition(topic, partition)
+            ops = [Op.put(partition_key, _encode_partition(advanced, read.claim))]
+            if removed:
+                first = self.keys.segment(topic, partition, removed[0].base_offset)
+                last = self.keys.segment(topic, partition, removed[-1].base_offset)
+                ops.append(Op.delete(first, range_end=last + b"\0"))
+            written = await self.client.txn([Compare.mod_revision(partition_key, "=", read.mod_revision)],
+                                            success=ops)
+            if written.succeeded:
+                self._partitions[topic, partition] = _Partition(
+                    read.create_revision, written.header_revision, advanced, read.claim)
+                return advanced, removed
+        raise MetadataUnavailable(f"{topic}-{partition} kept changing under a log start change")
+
+    # Consumer groups
+
+    def commit_offsets(self, group_id, offsets):
+        return self._run(self._commit_offsets, group_id, dict(offsets))
+
+    def fetch_offsets(self, group_id, partitions=None):
+        wanted = None if partitions is None else frozenset(partitions)
+        return self._run(self._fetch_offsets, group_id, wanted)
+
+    def save_group(self, group_id, state):
+        try:
+            value = _json(state)
+        except TypeError as error:
+            return fail(error)
+        return self._run(self._save_group, group_id, value)
+
+    def load_group(self, group_id):
+        return self._run(self._load_group, group_id)
+
+    def groups(self):
+        return self._run(self._groups)
+
+    def delete_group(self, group_id):
+        return self._run(self._delete_group, group_id)
+
+    async def _commit_offsets(self, group_id, offsets):
+        puts = [
+            Op.put(self.keys.offset(group_id, topic, partition), _json({
+                "offset": c.offset, "leader_epoch": c.leader_epoch, "metadata": c.metadata,
+                "commit_ms": c.commit_ms,
+            }))
+            for (topic, partition), c in offsets.items()
+        ]
+        # etcd bounds a transaction: a commit of more partitions than that
+        # lands in atomic chunks, each offset still valid on its own.
+        for start in range(0, len(puts), MAX_TXN_OPS):
+            await self.client.txn([], success=puts[start:start + MAX_TXN_OPS])
+
+    async def _fetch_offsets(self, group_id, wanted):
+        prefix = self.keys.offsets(group_id)
+        offsets = {}
+        for kv in (await self.client.range(prefix, prefix=True)).kvs:
+            topic, _, partition = kv.key[len(prefix):].decode().rpartition("/")
+            key = (topic, int(partition))
+            if wanted is None or key in wanted:
+                value = json.loads(kv.value)
+                offsets[key] = CommittedOffset(
+                    value["offset"], value["leader_epoch"], value["metadata"], value["commit_ms"])
+        return offsets
+
+    async def _save_group(self, group_id, value):
+        await self.client.put(self.keys.group(group_id), value)
+
+    async def _load_group(self, group_id):
+        kv = await self.client.get(self.keys.group(group_id))
+        return None if kv is None else json.loads(kv.value)
+
+    async def _groups(self):
+        reply = await self.client.txn([], success=[
+            Op.range(self.keys.area("groups/"), prefix=True, keys_only=True),
+            Op.range(self.keys.area("offsets/"), prefix=True, keys_only=True),
+        ])
+        names = set()
+        for kv in reply.responses[0].kvs + reply.responses[1].kvs:
+            # groups/{group} or offsets/{group}/{topic}/{partition}
+            names.add(unquote(self.keys.relative(kv.key).split("/")[1]))
+        return sorted(names)
+
+    async def _delete_group(self, group_id):
+        reply = await self.client.txn([], success=[
+            Op.delete(self.keys.group(group_id)),
+            Op.delete(self.keys.offsets(group_id), prefix=True),
+        ])
+        return sum(result.deleted for result in reply.responses) > 0
+
+    # Brokers and the session lease
+
+    def register_broker(self, info, exclusive=False):
+        """As IMetadataStore.register_broker, under the store's lease. With
+        ``exclusive`` it raises NodeIdInUse rather than replace another
+        lease's registration."""
+        return self._run(self._register_broker, info, exclusive)
+
+    def brokers(self):
+        return self._run(self._brokers)
+
+    def session(self):
+        """-> a Deferred firing with the store's LeaseKeeper, granted now if
+        there is none yet or the last one was lost."""
+        return self._run(self._current_session)
+
+    async def _register_broker(self, info, exclusive):
+        session = await self._current_session()
+        key = self.keys.broker(info.node_id)
+        put = Op.put(key, _encode_broker(info), lease=session.lease_id)
+        if exclusive:
+            kv = await self.client.get(key)
+            if kv is not None and kv.lease != session.lease_id:
+                raise NodeIdInUse(f"node id {info.node_id} is registered by another live broker")
+            compare = Compare.mod_revision(key, "=", 0 if kv is None else kv.mod_revision)
+            if not (await self.client.txn([compare], success=[put])).succeeded:
+                raise NodeIdInUse(f"node id {info.node_id} was just registered by another broker")
+        else:
+            await self.client.txn([], success=[put])
+        self._registered[info.node_id] = info
+
+    async def _brokers(self):
+        reply = await self.client.range(self.keys.area("brokers/"), prefix=True)
+        return sorted((_decode_broker(kv) for kv in reply.kvs), key=lambda broker: broker.node_id)
+
+    async def _current_session(self):
+        async with self._session_lock:
+            if self._session is not None and not self._session.lost:
+                return self._session
+            lost, self._session = self._session, None
+            if lost is not None:
+                # Its keys may outlive our hold on it if etcd never saw it
+                # expire: delete them now rather than at etcd's leisure.
+                try:
+                    await self.client.lease_revoke(lost.lease_id)
+                except LeaseNotFound:
+                    pass
+            session = LeaseKeeper(self.client, self.lease_ttl, self._session_lost, clock=self._reactor)
+            await session.start()
+            for info in self._registered.values():
+                await self.client.put(self.keys.broker(info.node_id), _encode_broker(info), lease=session.lease_id)
+            self._session = session
+            return session
+
+    def _session_lost(self, error):
+        # Our registrations (and owner keys) are gone or about to be. Tell
+        # subscribers, and register again under a new lease.
+        self._notify(frozenset({"brokers"}))
+        if self._registered and self.running:
+            Deferred.fromCoroutine(self._renew_session()).addErrback(
+                lambda failure: log.failure("Cannot renew the etcd session", failure))
+
+    async def _renew_session(self):
+        delay = 0.1
+        while self.running and (self._session is None or self._session.lost):
+            try:
+                await self._translating(self._current_session)
+            except MetadataUnavailable as error:
+                log.warn("etcd session not renewed yet: {error}", error=error)
+                await deferLater(self._reactor, delay)
+                delay = min(2 * delay, 2.0)
+                continue
+            self._notify(frozenset({"brokers"}))
+
+
+def _json(value):
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def _encode_topic(info):
+    return _json({"id": info.topic_id.hex, "partitions": info.partitions, "configs": info.configs,
+                  "created_ms": info.created_ms})
+
+
+def _decode_topic(kv):
+    value = json.loads(kv.value)
+    name = kv.key.rsplit(b"/", 1)[1].decode()
+    return TopicInfo(name, uuid.UUID(value["id"]), value["partitions"], value["configs"], value["created_ms"])
+
+
+def _encode_partition(state, claim):
+    return _json({"epoch": state.leader_epoch, "log_start": state.log_start_offset, "next": state.next_offset,
+                  "history": state.epoch_history, "claim": claim})
+
+
+def _partition_state(topic, partition, value, segments):
+    return PartitionState(topic, partition, value["epoch"], value["log_start"], value["next"], segments,
+                          tuple(tuple(entry) for entry in value["history"]))
+
+
+def _encode_segment(segment):
+    return _json({"base": segment.base_offset, "last": segment.last_offset, "max_timestamp": segment.max_timestamp,
+                  "size": segment.size, "count": segment.count, "key": segment.key})
+
+
+def _decode_segment(data):
+    value = json.loads(data)
+    return SegmentRef(value["base"], value["last"], value["max_timestamp"], value["size"], value["count"],
+                      value["key"])
+
+
+def _encode_broker(info):
+    return _json({"node_id": info.node_id, "host": info.host, "port": info.port, "rack": info.rack,
+                  "started_ms": info.started_ms})
+
+
+def _decode_broker(kv):
+    value = json.loads(kv.value)
+    return BrokerInfo(value["node_id"], value["host"], value["port"], value["rack"], value["started_ms"])
