@@ -67,7 +67,7 @@ async def _read(broker, body, wanted):
             "log_start_offset": -1,
             "aborted_transactions": [] if read_committed else None,
             "preferred_read_replica": -1,
-            "records": None,
+            "records": b"",  # Kafka sends empty, not null, records with an error
         }
         response["partitions"].append(partition)
         try:
