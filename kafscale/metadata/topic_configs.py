@@ -1,5 +1,12 @@
 """Topic configs: the Kafka-named settings Kafscale knows, their defaults,
-and validation. The store keeps only what was set explicitly."""
+and validation. The store keeps only what was set explicitly.
+
+Each topic config names its Kafka broker-wide synonym (``retention.ms`` has
+``log.retention.ms``), which DescribeConfigs reports. The broker's own
+settings are described here too, under Kafka's names where Kafka has one:
+they are static (twistd options), so they are listed but never altered
+through the protocol.
+"""
 
 import re
 from dataclasses import dataclass
@@ -35,9 +42,15 @@ class ConfigKey:
     type: str  # Kafka's config type name: LONG, INT, STRING, BOOLEAN, DOUBLE, LIST
     doc: str
     check: Callable[[str], None]
+    broker_name: str
+    """The broker-wide config that supplies the default, as Kafka names it."""
 
 
-def _long(minimum):
+LONG_MAX = 2**63 - 1
+INT_MAX = 2**31 - 1
+
+
+def _whole(minimum, maximum=LONG_MAX):
     def check(value):
         try:
             number = int(value)
@@ -45,15 +58,16 @@ def _long(minimum):
             raise InvalidConfig(f"{value!r} is not a whole number") from None
         if number < minimum:
             raise InvalidConfig(f"{number} is below the minimum {minimum}")
+        if number > maximum:
+            raise InvalidConfig(f"{number} is above the maximum {maximum}")
     return check
 
 
-def _one_of(*choices, refused=None):
+def _only(accepted, why):
+    """A setting Kafscale supports with one value only; ``why`` says why."""
     def check(value):
-        if refused and value in refused:
-            raise InvalidConfig(refused[value])
-        if value not in choices:
-            raise InvalidConfig(f"{value!r} is not one of {', '.join(choices)}")
+        if value != accepted:
+            raise InvalidConfig(f"only {accepted} is supported: {why}")
     return check
 
 
@@ -66,37 +80,43 @@ def _ratio(value):
         raise InvalidConfig(f"{number} is outside 0..1")
 
 
+def _cleanup_policy(value):
+    policies = [policy.strip() for policy in value.split(",")]
+    if "compact" in policies:
+        raise InvalidConfig("compacted topics are not supported: segments are never rewritten")
+    if policies != ["delete"]:
+        raise InvalidConfig(f"{value!r} is not a cleanup policy: only delete is supported")
+
+
 _KEYS = [
     ConfigKey("retention.ms", "604800000", "LONG",
-              "How long a segment is kept after its newest record; -1 keeps it forever.", _long(-1)),
+              "How long a segment is kept after its newest record; -1 keeps it forever.", _whole(-1),
+              "log.retention.ms"),
     ConfigKey("retention.bytes", "-1", "LONG",
-              "Largest size a partition may grow to before its oldest segments are dropped; -1 for no limit.",
-              _long(-1)),
+              "Size a partition keeps: its oldest segments are dropped while the rest is at least this"
+              " large; -1 for no limit.", _whole(-1), "log.retention.bytes"),
     ConfigKey("max.message.bytes", "1048588", "INT",
-              "Largest record batch accepted by produce.", _long(0)),
+              "Largest record batch accepted by produce.", _whole(0, INT_MAX), "message.max.bytes"),
     ConfigKey("segment.bytes", "8388608", "INT",
-              "Largest segment object a flush writes.", _long(1024)),
+              "Largest segment object a flush writes.", _whole(1024, INT_MAX), "log.segment.bytes"),
     ConfigKey("segment.ms", "604800000", "LONG",
-              "Kafka's segment roll time; every flush already writes a new immutable segment.", _long(1)),
+              "Kafka's segment roll time; every flush already writes a new immutable segment.", _whole(1),
+              "log.roll.ms"),
     ConfigKey("cleanup.policy", "delete", "LIST",
-              "Only delete: old segments are dropped by retention.",
-              _one_of("delete", refused={
-                  "compact": "compacted topics are not supported: segments are never rewritten",
-                  "compact,delete": "compacted topics are not supported: segments are never rewritten",
-                  "delete,compact": "compacted topics are not supported: segments are never rewritten",
-              })),
+              "Only delete: old segments are dropped by retention.", _cleanup_policy, "log.cleanup.policy"),
     ConfigKey("message.timestamp.type", "CreateTime", "STRING",
               "Only CreateTime: the broker never rewrites batches, so it keeps the producer's timestamps.",
-              _one_of("CreateTime", refused={
-                  "LogAppendTime": "LogAppendTime is not supported: batches are stored as the producer sent them",
-              })),
+              _only("CreateTime", "batches are stored as the producer sent them, with its timestamps"),
+              "log.message.timestamp.type"),
     ConfigKey("min.insync.replicas", "1", "INT",
               "Every acknowledged batch is in the object store, which does its own replication.",
-              _one_of("1")),
+              _only("1", "an acknowledged batch is in the object store, which replicates it"),
+              "min.insync.replicas"),
     ConfigKey("compression.type", "producer", "STRING",
               "Batches keep the producer's compression.",
-              _one_of("producer")),
-    ConfigKey("min.cleanable.dirty.ratio", "0.5", "DOUBLE", "Unused: no compaction.", _ratio),
+              _only("producer", "the broker never recompresses batches"), "compression.type"),
+    ConfigKey("min.cleanable.dirty.ratio", "0.5", "DOUBLE", "Unused: no compaction.", _ratio,
+              "log.cleaner.min.cleanable.ratio"),
 ]
 
 TOPIC_CONFIGS = {key.name: key for key in _KEYS}
@@ -123,3 +143,53 @@ def effective(configs, name):
 
 def effective_int(configs, name):
     return int(effective(configs, name))
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerSetting:
+    """One of the broker's own settings, as DescribeConfigs lists it."""
+
+    name: str
+    type: str
+    doc: str
+    value: Callable[[object], str | None]
+    """Reads the value from a BrokerConfig."""
+
+
+def _option(attribute):
+    def value(config):
+        setting = getattr(config, attribute)
+        if setting is None:
+            return None
+        if isinstance(setting, bool):
+            return "true" if setting else "false"
+        return str(setting)
+    return value
+
+
+def _fixed(text):
+    return lambda config: text
+
+
+BROKER_SETTINGS = {setting.name: setting for setting in [
+    BrokerSetting("broker.id", "INT", "This broker's node id (--node-id).", _option("node_id")),
+    BrokerSetting("node.id", "INT", "This broker's node id (--node-id).", _option("node_id")),
+    BrokerSetting("broker.rack", "STRING", "Rack reported in Metadata (--rack).", _option("rack")),
+    BrokerSetting("advertised.listeners", "STRING", "Where clients connect (--advertise).",
+                  lambda config: f"PLAINTEXT://{config.advertised_host}:{config.advertised_port}"),
+    BrokerSetting("auto.create.topics.enable", "BOOLEAN",
+                  "Create unknown topics on Metadata and Produce (--auto-create-topics).",
+                  _option("auto_create_topics")),
+    BrokerSetting("num.partitions", "INT", "Partitions of auto-created topics (--num-partitions).",
+                  _option("num_partitions")),
+    BrokerSetting("default.replication.factor", "SHORT",
+                  "Always 1: the object store replicates.", _fixed("1")),
+    BrokerSetting("socket.request.max.bytes", "INT", "Largest request accepted (--max-request-size).",
+                  _option("max_request_size")),
+    BrokerSetting("log.retention.check.interval.ms", "LONG",
+                  "How often retention is enforced (--retention-check-interval-ms).",
+                  _option("retention_check_interval_ms")),
+    *(BrokerSetting(key.broker_name, key.type, f"Default of the topic config {key.name}.", _fixed(key.default))
+      for key in _KEYS),
+]}
+"""The broker's settings under Kafka's names; all static (twistd options)."""

@@ -1,0 +1,41 @@
+"""DescribeCluster: the live brokers, answered by any of them."""
+
+from kafscale.handlers import handles
+from kafscale.protocol.errors import ErrorCode
+from kafscale.protocol.messages import ApiKey
+
+BROKER_ENDPOINTS = 1
+# What Kafka sends when authorized operations were not asked for.
+OPERATIONS_NOT_REQUESTED = -(2**31)
+# Without authentication every client may do every cluster operation Kafka
+# knows: CREATE, ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS,
+# ALTER_CONFIGS and IDEMPOTENT_WRITE (Kafka's AclOperation codes).
+CLUSTER_OPERATIONS = sum(1 << operation for operation in (5, 7, 8, 9, 10, 11, 12))
+
+
+@handles(ApiKey.DESCRIBE_CLUSTER)
+async def describe_cluster(request):
+    broker = request.broker
+    body = request.body
+    response = {
+        "throttle_time_ms": 0,
+        "error_code": ErrorCode.NONE,
+        "error_message": None,
+        "endpoint_type": BROKER_ENDPOINTS,
+        "cluster_id": broker.cluster_id,
+        "controller_id": broker.controller_id(),
+        "brokers": [],
+        "cluster_authorized_operations": (
+            CLUSTER_OPERATIONS if body["include_cluster_authorized_operations"] else OPERATIONS_NOT_REQUESTED
+        ),
+    }
+    if body.get("endpoint_type", BROKER_ENDPOINTS) != BROKER_ENDPOINTS:
+        # Kafscale has no separate controllers to describe.
+        response["error_code"] = ErrorCode.UNSUPPORTED_ENDPOINT_TYPE
+        response["error_message"] = "this is a broker endpoint; Kafscale has no controller endpoints"
+        return response
+    response["brokers"] = [
+        {"broker_id": b.node_id, "host": b.host, "port": b.port, "rack": b.rack, "is_fenced": False}
+        for b in broker.live_brokers()
+    ]
+    return response

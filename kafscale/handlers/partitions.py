@@ -1,0 +1,49 @@
+"""CreatePartitions: topics grow, never shrink; the broker claims the new
+partitions as soon as the metadata store has them."""
+
+from collections import Counter
+
+from kafscale.handlers import handles
+from kafscale.metadata.interfaces import InvalidPartitions, MetadataError, UnknownTopic
+from kafscale.protocol.errors import ErrorCode, KafkaError
+from kafscale.protocol.messages import ApiKey
+
+
+@handles(ApiKey.CREATE_PARTITIONS)
+async def create_partitions(request):
+    broker = request.broker
+    body = request.body
+    repeated = {name for name, count in Counter(t["name"] for t in body["topics"]).items() if count > 1}
+    results = []
+    grown = False
+    for topic in body["topics"]:
+        name, count = topic["name"], topic["count"]
+        result = {"name": name, "error_code": ErrorCode.NONE, "error_message": None}
+        results.append(result)
+        try:
+            if name in repeated:
+                raise KafkaError(ErrorCode.INVALID_REQUEST, f"topic {name!r} is named more than once")
+            info = broker.topics.get(name)
+            if info is None:
+                raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"no topic {name!r}")
+            if topic["assignments"]:
+                raise KafkaError(ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                                 "partitions are placed by the brokers, not by assignment")
+            if count <= info.partitions:
+                raise KafkaError(ErrorCode.INVALID_PARTITIONS,
+                                 f"topic {name!r} has {info.partitions} partitions: it can grow, not go to {count}")
+            if body["validate_only"]:
+                continue
+            await broker.metadata.add_partitions(name, count)
+            grown = True
+        except KafkaError as e:
+            result["error_code"], result["error_message"] = e.code, e.message
+        except UnknownTopic:
+            result["error_code"], result["error_message"] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"no topic {name!r}"
+        except InvalidPartitions as e:
+            result["error_code"], result["error_message"] = ErrorCode.INVALID_PARTITIONS, str(e)
+        except MetadataError as e:
+            result["error_code"], result["error_message"] = ErrorCode.REQUEST_TIMED_OUT, f"metadata store: {e}"
+    if grown:
+        await broker.refresh_topics()
+    return {"throttle_time_ms": 0, "results": results}
