@@ -1,0 +1,51 @@
+"""InitProducerId, every version: producer ids for idempotent producers.
+
+Any broker can answer (idempotence needs no coordinator): a new producer
+gets a new id at epoch 0, and a producer bumping its epoch after an error
+(KIP-360, v3+) keeps its id with the next epoch. Ids need no metadata-store
+write (see :mod:`kafscale.storage.producer_ids`); the partitions keep the
+sequence state (:mod:`kafscale.storage.producer_state`).
+
+Transactions are out of scope. A transactional id is refused with
+TRANSACTIONAL_ID_AUTHORIZATION_FAILED, which Kafka's clients (Java,
+kafka-python, librdkafka) treat as fatal with a message naming the
+transactional id, where a retriable coordinator error would have them retry
+until their timeout.
+"""
+
+from kafscale.handlers import handles
+from kafscale.protocol.errors import ErrorCode
+from kafscale.protocol.messages import ApiKey
+from kafscale.storage.producer_ids import ProducerIdGenerator
+
+NO_PRODUCER_ID = -1
+NO_PRODUCER_EPOCH = -1
+# Kafka counts an epoch of Short.MAX_VALUE - 1 as exhausted: a bump from
+# there starts over with a new id.
+LAST_EPOCH = 0x7FFF - 1
+
+_producer_ids = ProducerIdGenerator()
+
+
+@handles(ApiKey.INIT_PRODUCER_ID)
+async def init_producer_id(request):
+    body = request.body
+    if body["transactional_id"] is not None:
+        return _refused(ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+    producer_id = body.get("producer_id", NO_PRODUCER_ID)
+    epoch = body.get("producer_epoch", NO_PRODUCER_EPOCH)
+    if (producer_id == NO_PRODUCER_ID) != (epoch == NO_PRODUCER_EPOCH):
+        # Both or neither: a bump names the producer exactly.
+        return _refused(ErrorCode.INVALID_REQUEST)
+    if producer_id < NO_PRODUCER_ID or epoch < NO_PRODUCER_EPOCH:
+        return _refused(ErrorCode.INVALID_REQUEST)
+    if producer_id == NO_PRODUCER_ID or epoch >= LAST_EPOCH:
+        producer_id, epoch = _producer_ids.next_id(request.broker.node_id), 0
+    else:
+        epoch += 1
+    return {"throttle_time_ms": 0, "error_code": ErrorCode.NONE, "producer_id": producer_id, "producer_epoch": epoch}
+
+
+def _refused(error):
+    return {"throttle_time_ms": 0, "error_code": error, "producer_id": NO_PRODUCER_ID,
+            "producer_epoch": NO_PRODUCER_EPOCH}
