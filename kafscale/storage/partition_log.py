@@ -15,7 +15,9 @@ from kafscale.metadata.interfaces import Fenced, MetadataError, SegmentRef
 from kafscale.protocol.errors import ErrorCode, KafkaError
 from kafscale.protocol.records import assign_offsets, decode_records, iter_batches
 from kafscale.storage.interfaces import ObjectStoreError
+from kafscale.storage.producer_state import ProducerStates
 from kafscale.storage.segment import (
+    CorruptSegment,
     Segment,
     build_segment,
     read_index,
@@ -36,6 +38,13 @@ class LogSettings:
     whole_segment_limit: int = 32 << 20
     """Segments up to this size are fetched whole into the cache; larger
     ones are read in index-guided ranges."""
+    producer_scan_bytes: int = 8 << 20
+    producer_scan_segments: int = 16
+    """The idempotent producers' state is rebuilt from the last segments
+    holding this many bytes, at most this many segments (at least the last
+    one): a retry whose original is older is not known as a duplicate."""
+    producer_id_expiration_ms: int = 86_400_000
+    """Kafka's producer.id.expiration.ms: idle producers are forgotten."""
 
 
 class BufferBudget:
@@ -56,7 +65,7 @@ class BufferBudget:
 
 
 class _Append:
-    __slots__ = ("blob", "batches", "size", "done", "base_offset")
+    __slots__ = ("blob", "batches", "size", "done", "base_offset", "sequence")
 
     def __init__(self, blob, batches):
         self.blob = blob
@@ -64,6 +73,8 @@ class _Append:
         self.size = len(blob)
         self.done = Deferred()
         self.base_offset = None
+        self.sequence = None
+        """The PendingBatch of an idempotent producer's batch."""
 
 
 class PartitionLog:
@@ -75,6 +86,16 @@ class PartitionLog:
     them all. Offsets are assigned when a flush lays out its segment, so a
     failed flush leaves no gap: its producers get a retriable error and the
     next flush starts at the same offset.
+
+    Batches of idempotent producers (with a producer id) are checked against
+    the partition's :class:`ProducerStates` before they are buffered: a
+    retry of a committed or pending batch is answered with the original's
+    base offset and not appended again. A failed flush takes its batches
+    back out of that state, and fails the buffered batches of the same
+    producers behind them, which would otherwise commit after a gap. The
+    state is rebuilt from the tail of the log when the first idempotent
+    batch arrives (lazily: claiming many partitions reads nothing), and
+    idempotent batches wait for it.
     """
 
     def __init__(self, state, *, topic_id, metadata, objects, cache, budget, settings, reactor, on_fenced=None):
@@ -96,6 +117,12 @@ class PartitionLog:
         self._linger_call = None
         self._listeners = set()
         self._closed = False
+        self._producers = None
+        self._loading_producers = None
+        self._awaiting_producers = deque()
+        # A commit failed without telling whether it landed: re-read the
+        # committed state before writing again.
+        self._in_doubt = False
 
     # -- state ---------------------------------------------------------
 
@@ -150,17 +177,128 @@ class PartitionLog:
     def append(self, blob, batches):
         """Queue validated batches (``blob`` with ``batches`` from
         iter_batches). -> Deferred firing with the base offset once they are
-        committed, or failing with KafkaError."""
+        committed, or failing with KafkaError. A batch with a producer id
+        comes alone, as Produce v3+ carries it; a retry of one is answered
+        with the original's base offset."""
         if self._closed:
             raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER, f"{self.topic}-{self.partition} is not owned here")
+        idempotent = any(batch.producer_id >= 0 for batch in batches)
+        if idempotent and len(batches) != 1:
+            raise KafkaError(ErrorCode.INVALID_RECORD, "a batch with a producer id must come alone")
         size = len(blob)
         if self._pending_bytes + size > self.settings.max_buffer_bytes or not self.budget.reserve(size):
             raise KafkaError(ErrorCode.REQUEST_TIMED_OUT, "produce buffer full: the object store is behind")
-        entry = _Append(blob, batches)
-        self._pending.append(entry)
         self._pending_bytes += size
-        self._schedule()
+        entry = _Append(blob, batches)
+        if not idempotent:
+            self._buffer(entry)
+        elif self._producers is not None:
+            self._admit(entry)
+        else:
+            self._awaiting_producers.append(entry)
+            if self._loading_producers is None:
+                self._loading_producers = Deferred.fromCoroutine(self._load_producers())
+                self._loading_producers.addBoth(self._producers_loaded)
         return entry.done
+
+    def _buffer(self, entry):
+        self._pending.append(entry)
+        self._schedule()
+
+    def _admit(self, entry):
+        """Buffer an idempotent producer's batch, unless it repeats an
+        earlier one or breaks the producer's sequence."""
+        batch = entry.batches[0]
+        original = self._producers.original(batch)
+        if original is None:
+            try:
+                entry.sequence = self._producers.admit(batch, self._now_ms())
+            except KafkaError as error:
+                self._unreserve(entry)
+                entry.done.errback(error)
+                return
+            self._buffer(entry)
+            return
+        self._unreserve(entry)
+        original.chainDeferred(entry.done)
+
+    def _unreserve(self, entry):
+        self._pending_bytes -= entry.size
+        self.budget.release(entry.size)
+
+    def _now_ms(self):
+        return int(self.reactor.seconds() * 1000)
+
+    async def _load_producers(self):
+        try:
+            producers = await self._read_producers()
+        except Exception as error:
+            failure = KafkaError(*self._classify(error))
+            while self._awaiting_producers:
+                entry = self._awaiting_producers.popleft()
+                self._unreserve(entry)
+                entry.done.errback(failure)
+        else:
+            if not self._closed:
+                self._producers = producers
+                while self._awaiting_producers:
+                    self._admit(self._awaiting_producers.popleft())
+
+    def _producers_loaded(self, _):
+        self._loading_producers = None
+
+    async def _read_producers(self):
+        """A ProducerStates rebuilt from the batch headers of the log's last
+        segments (LogSettings.producer_scan_bytes and _segments)."""
+        tail = []
+        size = 0
+        for ref in reversed(self.state.segments):
+            if tail and (size >= self.settings.producer_scan_bytes
+                         or len(tail) >= self.settings.producer_scan_segments):
+                break
+            tail.append(ref)
+            size += ref.size
+        tail.reverse()
+        try:
+            segments = await gatherResults([self._segment_or_none(ref) for ref in tail], consumeErrors=True)
+        except FirstError as e:
+            e.subFailure.raiseException()
+        # What precedes an unreadable segment may be stale: start after it.
+        while None in segments:
+            segments = segments[segments.index(None) + 1:]
+        producers = ProducerStates(self.settings.producer_id_expiration_ms)
+        now_ms = self._now_ms()
+        # Many small batches make this a few hundred milliseconds of work:
+        # off the reactor thread, on a table no one else sees yet.
+        await deferToThread(_load_segments, producers, segments, now_ms)
+        return producers
+
+    async def _resync(self):
+        """Re-read the committed state after a commit whose outcome was not
+        known. -> the segments committed since the state this log knew:
+        commits of its own that landed after all, whose batches join the
+        producers' state. Raises Fenced when the partition has a new owner."""
+        current = await self.metadata.partition_state(self.topic, self.partition)
+        if current.leader_epoch != self.state.leader_epoch:
+            raise Fenced(self.topic, self.partition, current.leader_epoch, current.next_offset)
+        landed = [ref for ref in current.segments if ref.base_offset >= self.state.next_offset]
+        if landed and self._producers is not None:
+            # One or two flushes' segments: loaded on the reactor thread,
+            # since the live table is in use.
+            segments = [await self._segment(ref) for ref in landed]
+            _load_segments(self._producers, segments, self._now_ms())
+        self._set_state(current)
+        self._in_doubt = False
+        return landed
+
+    def _segment_or_none(self, ref):
+        def unreadable(failure):
+            failure.trap(CorruptSegment)
+            log.error("{topic}-{partition}: producer state skips {error}", topic=self.topic,
+                      partition=self.partition, error=failure.value)
+            return None
+
+        return self._segment(ref).addErrback(unreadable)
 
     def _schedule(self):
         if self._flushing is not None or not self._pending:
@@ -204,19 +342,43 @@ class PartitionLog:
         try:
             await self._write_segment(entries)
         except Exception as error:
-            code, why = self._classify(error)
-            for entry in entries:
+            failure = KafkaError(*self._classify(error))
+            for entry in entries + self._take_followers(entries):
                 self.budget.release(entry.size)
-                entry.done.errback(KafkaError(code, why))
-            if code == ErrorCode.NOT_LEADER_OR_FOLLOWER:
+                if entry.sequence is not None:
+                    self._producers.roll_back(entry.sequence, failure)
+                entry.done.errback(failure)
+            if failure.code == ErrorCode.NOT_LEADER_OR_FOLLOWER:
                 self._fence()
             return
+        now_ms = self._now_ms()
         for entry in entries:
             self.budget.release(entry.size)
+            if entry.sequence is not None:
+                self._producers.commit(entry.sequence, entry.base_offset, now_ms)
             entry.done.callback(entry.base_offset)
         self._wake()
 
+    def _take_followers(self, failed):
+        """Take out of the buffer the batches that follow, in their
+        producers' sequences, the ``failed`` ones: committed without them,
+        they would leave a gap. -> those entries."""
+        producers = {entry.sequence.producer for entry in failed if entry.sequence is not None}
+        if not producers:
+            return []
+        followers = [entry for entry in self._pending
+                     if entry.sequence is not None and entry.sequence.producer in producers]
+        if followers:
+            taken = set(followers)
+            self._pending = deque(entry for entry in self._pending if entry not in taken)
+            self._pending_bytes -= sum(entry.size for entry in followers)
+        return followers
+
     async def _write_segment(self, entries):
+        if self._in_doubt and await self._resync():
+            # Batches of ours committed after all: some of this flush's may
+            # repeat them. Their producers retry and learn which.
+            raise MetadataError("an earlier commit landed late; retry")
         state = self.state
         base = state.next_offset
         offset = base
@@ -237,14 +399,19 @@ class PartitionLog:
         ref = SegmentRef(base, info.last_offset, info.max_timestamp, info.size, info.count, keys.kfs)
         try:
             committed = await self.metadata.commit_segment(self.topic, self.partition, state.leader_epoch, base, ref)
-        except Fenced:
-            # A commit that timed out earlier may have landed after all:
-            # then the epoch is still ours and only the next offset moved.
-            current = await self.metadata.partition_state(self.topic, self.partition)
-            if current.leader_epoch != state.leader_epoch:
+        except MetadataError as error:
+            # A timed-out commit may land after all, and a retry inside the
+            # store can fail on its own first attempt. Answering a commit
+            # that landed with an error would have the producers write their
+            # batches twice.
+            self._in_doubt = True
+            if not await self._landed(keys.kfs):
+                if isinstance(error, Fenced):
+                    # Either a commit of ours landed late or a new owner
+                    # took over: the next flush re-reads the state first.
+                    raise MetadataError("the next offset moved under an ambiguous commit; retry")
                 raise
-            self._set_state(current)
-            raise MetadataError("the next offset moved under an ambiguous commit; retry")
+            committed = self.state  # as _landed re-read it
         self._set_state(committed)
         self.cache.put(Segment(keys.kfs, memoryview(kfs), 0, base, info.last_offset, info.count, created_ms,
                                info.max_timestamp))
@@ -263,12 +430,30 @@ class PartitionLog:
         log.failure("{topic}-{partition}: flush failed", topic=self.topic, partition=self.partition)
         return ErrorCode.UNKNOWN_SERVER_ERROR, str(error)
 
+    async def _landed(self, key):
+        """Whether the segment ``key`` is in the committed manifest, after a
+        commit whose outcome is unknown; False while the store cannot tell.
+        Raises Fenced when the partition has a new owner."""
+        try:
+            landed = await self._resync()
+        except Fenced:
+            raise
+        except (MetadataError, ObjectStoreError, CorruptSegment) as error:
+            log.warn("{topic}-{partition}: cannot tell whether a commit landed: {error}", topic=self.topic,
+                     partition=self.partition, error=error)
+            return False
+        return any(ref.key == key for ref in landed)
+
     def _fence(self):
         self._closed = True
-        while self._pending:
-            entry = self._pending.popleft()
-            self.budget.release(entry.size)
-            entry.done.errback(KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER, "partition has a new owner"))
+        failure = KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER, "partition has a new owner")
+        for waiting in (self._pending, self._awaiting_producers):
+            while waiting:
+                entry = waiting.popleft()
+                self.budget.release(entry.size)
+                if entry.sequence is not None:
+                    self._producers.roll_back(entry.sequence, failure)
+                entry.done.errback(failure)
         self._pending_bytes = 0
         self._wake()
         if self.on_fenced is not None:
@@ -276,6 +461,9 @@ class PartitionLog:
 
     async def close(self):
         """Flush what is buffered, then refuse further appends."""
+        if self._loading_producers is not None:
+            # The batches waiting for the producers' state join the buffer.
+            await self._loading_producers
         if self._pending and self._flushing is None:
             self._start_flush()
         while self._flushing is not None:
@@ -410,3 +598,7 @@ class PartitionLog:
                     return record.offset, record.timestamp
         return None
 
+
+def _load_segments(producers, segments, now_ms):
+    for segment in segments:
+        producers.load_batches(segment.batches, now_ms)
