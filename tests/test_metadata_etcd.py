@@ -12,8 +12,21 @@ from twisted.trial.unittest import SkipTest, TestCase
 from kafscale.metadata import etcd
 from kafscale.metadata.etcd import EtcdMetadataStore, NodeIdInUse, OwnedElsewhere
 from kafscale.metadata.etcd_client import EtcdClient
-from kafscale.metadata.interfaces import BrokerInfo, CommittedOffset, Fenced, MetadataUnavailable, SegmentRef, UnknownTopic
-from tests.etcdserver import EtcdServer, etcd_binary, etcd_endpoint, fresh_prefix, missing_reason
+from kafscale.metadata.interfaces import (
+    BrokerInfo,
+    CommittedOffset,
+    Fenced,
+    MetadataUnavailable,
+    SegmentRef,
+    UnknownTopic,
+)
+from tests.etcdserver import (
+    EtcdServer,
+    etcd_binary,
+    etcd_endpoint,
+    fresh_prefix,
+    missing_reason,
+)
 from tests.metadata_contract import MetadataStoreContract, segment
 
 
@@ -124,18 +137,27 @@ class EtcdStoreTests(EtcdStoreTestsMixin):
         store = await self.make_store()
         other = await self.make_store()
         await store.create_topic("events", 1)
-        state = await store.acquire_partition("events", 0, 7)
+        state, revision = await store.acquire_partition("events", 0, 7)
         self.assertEqual((state.leader_epoch, state.epoch_history), (1, ((1, 0),)))
         session = await store.session()
         owner = await self.raw_client().get(store.keys.owner("events", 0))
-        self.assertEqual(owner.lease, session.lease_id)
+        self.assertEqual((owner.lease, owner.mod_revision), (session.lease_id, revision))
         with self.assertRaises(OwnedElsewhere) as raised:
             await other.acquire_partition("events", 0, 8)
         self.assertEqual(raised.exception.node_id, 7)
         # The holder may claim again (a new epoch) under the same lease.
-        self.assertEqual((await store.acquire_partition("events", 0, 7)).leader_epoch, 2)
-        await store.stopService()
-        self.assertEqual((await other.acquire_partition("events", 0, 8)).leader_epoch, 3)
+        state, _ = await store.acquire_partition("events", 0, 7)
+        self.assertEqual(state.leader_epoch, 2)
+        # Only the holder's release deletes the key.
+        await other.release_partition("events", 0)
+        self.assertIsNotNone(await self.raw_client().get(store.keys.owner("events", 0)))
+        await store.release_partition("events", 0)
+        state, _ = await other.acquire_partition("events", 0, 8)
+        self.assertEqual(state.leader_epoch, 3)
+        # A stopped store's lease is revoked: its owner keys go at once.
+        await other.stopService()
+        state, _ = await store.acquire_partition("events", 0, 7)
+        self.assertEqual(state.leader_epoch, 4)
 
     async def test_exclusive_registration(self):
         store = await self.make_store()
@@ -145,6 +167,9 @@ class EtcdStoreTests(EtcdStoreTestsMixin):
         with self.assertRaises(NodeIdInUse):
             await other.register_broker(BrokerInfo(1, "127.0.0.1", 9094, None, 0), exclusive=True)
         self.assertEqual([b.port for b in await other.brokers()], [9093])
+        await store.deregister_broker(1)
+        await other.register_broker(BrokerInfo(1, "127.0.0.1", 9094, None, 0), exclusive=True)
+        self.assertEqual([b.port for b in await store.brokers()], [9094])
 
     async def test_unknown_topic_on_acquire(self):
         store = await self.make_store()

@@ -10,6 +10,7 @@ value is JSON::
     offsets/{group}/{topic}/{partition}  one CommittedOffset
     brokers/{node id}                    BrokerInfo, under the store's lease
     owners/{topic}/{partition}           {"node_id", "epoch", "topic_id"}, under the owner's lease
+    coordinators/{slot}                  {"node_id"}, under the owner's lease (see cluster.py)
 
 Group ids are percent-encoded in keys (they may hold "/"). A partition key
 is absent until the partition's first claim, so creating or deleting a topic
@@ -30,6 +31,7 @@ vanish when the process dies. A session whose lease was lost is replaced,
 and the registrations are made again.
 """
 
+import itertools
 import json
 import os
 import uuid
@@ -146,6 +148,9 @@ class Keys:
 
     def owner(self, topic, partition):
         return self._key("owners", topic, partition)
+
+    def coordinator(self, slot):
+        return self._key("coordinators", slot)
 
     def relative(self, key):
         """``key`` without the cluster prefix, as text."""
@@ -359,9 +364,14 @@ class EtcdMetadataStore(Service):
         """Claim a partition (a new leader epoch) for broker ``node_id`` and
         write its owner key under this store's lease, in one transaction,
         whatever the current epoch: only if no other lease holds the owner
-        key. -> the new PartitionState.
+        key. -> (the new PartitionState, the revision of that write).
         Raises OwnedElsewhere, UnknownTopic, MetadataUnavailable."""
-        return self._run(self._claim, topic, partition, None, node_id)
+        return self._run(self._acquire, topic, partition, node_id)
+
+    def release_partition(self, topic, partition):
+        """Delete the partition's owner key if this store's lease holds it.
+        -> None."""
+        return self._run(self._release, self.keys.owner(topic, partition))
 
     def commit_segment(self, topic, partition, epoch, expected_next_offset, segment):
         return self._run(self._commit_segment, topic, partition, epoch, expected_next_offset, segment)
@@ -409,6 +419,15 @@ class EtcdMetadataStore(Service):
             if not page.more:
                 return tuple(segments)
             start = page.kvs[-1].key + b"\0"
+
+    async def _acquire(self, topic, partition, node_id):
+        state = await self._claim(topic, partition, None, node_id)
+        return state, self._partitions[topic, partition].mod_revision
+
+    async def _release(self, key):
+        session = self._session
+        if session is not None and not session.lost:
+            await self.client.txn([Compare.lease(key, "=", session.lease_id)], success=[Op.delete(key)])
 
     async def _claim(self, topic, partition, expected_epoch, node_id):
         token = os.urandom(8).hex()
@@ -500,7 +519,7 @@ class EtcdMetadataStore(Service):
             removed = [segment for segment in state.segments if segment.last_offset < new_log_start]
             history = state.epoch_history
             # Keep an epoch while some offset at or above the new start may be its.
-            kept = tuple(entry for entry, following in zip(history, history[1:]) if following[1] > new_log_start)
+            kept = tuple(entry for entry, following in itertools.pairwise(history) if following[1] > new_log_start)
             advanced = PartitionState(topic, partition, epoch, new_log_start, state.next_offset,
                                       state.segments[len(removed):], kept + history[-1:])
             partition_key = self.keys.partition(topic, partition)
@@ -600,8 +619,18 @@ class EtcdMetadataStore(Service):
         lease's registration."""
         return self._run(self._register_broker, info, exclusive)
 
+    def deregister_broker(self, node_id):
+        """Withdraw a registration this store made. -> None."""
+        self._registered.pop(node_id, None)
+        return self._run(self._release, self.keys.broker(node_id))
+
     def brokers(self):
         return self._run(self._brokers)
+
+    @property
+    def current_session(self):
+        """The store's LeaseKeeper, or None while it has none."""
+        return self._session
 
     def session(self):
         """-> a Deferred firing with the store's LeaseKeeper, granted now if

@@ -1,0 +1,526 @@
+"""A broker's membership of a cluster that shares one etcd.
+
+Every broker registers under its store's session lease (``brokers/<id>``)
+and watches three prefixes, so each holds the same view within a few
+milliseconds of a change:
+
+    brokers/{node id}       the live brokers
+    owners/{topic}/{part}   who owns each partition, at which leader epoch
+    coordinators/{slot}     who coordinates each consumer-group slot
+
+Assignment is rendezvous hashing over the live brokers: a partition (or a
+slot) goes to the broker with the highest hash of (its name, the broker's
+node id). Every broker computes the same answer from the same live set, and
+a broker joining or leaving changes the answer only for the partitions it
+wins or had won.
+
+The owner keys are the truth, not the hash: a broker serves a partition
+only after it wrote the owner key under its lease, in the transaction that
+bumped the partition's leader epoch (`EtcdMetadataStore.acquire_partition`),
+and Metadata names whoever holds the key. The hash only says who should
+take a partition when it is free and who should hand it over.
+
+A broker stops taking writes when its lease is at risk: when it has not
+been renewed for two thirds of its TTL (`healthy()` turns false), well
+before etcd could let it expire and hand its partitions to others. Commits
+are fenced by the epoch in any case; this keeps a cut-off broker from
+accepting produce it cannot commit.
+"""
+
+import hashlib
+import inspect
+import itertools
+import json
+import uuid
+import zlib
+from dataclasses import dataclass
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredSemaphore, gatherResults
+from twisted.internet.task import LoopingCall, deferLater
+from twisted.logger import Logger
+
+from kafscale.metadata.etcd import NodeIdInUse
+from kafscale.metadata.etcd_client import Compare, EtcdError, Op
+from kafscale.metadata.interfaces import BrokerInfo, MetadataError, MetadataUnavailable
+
+log = Logger()
+
+SLOTS = 64
+"""Consumer groups hash onto this many coordinator slots."""
+
+FIRST_ALLOCATED_NODE_ID = 1001
+"""Node ids allocated from etcd start here, as Kafka's do (above
+reserved.broker.max.id), so they never meet ids given on the command line."""
+
+# Concurrent etcd transactions when taking or handing over many partitions.
+CONCURRENT_CHANGES = 16
+
+
+def rendezvous(name, node_ids):
+    """The node id, of ``node_ids``, that wins ``name`` (bytes); None if
+    there are none."""
+    best, best_score = None, -1
+    for node_id in node_ids:
+        digest = hashlib.blake2b(name + b"@" + str(node_id).encode(), digest_size=8).digest()
+        score = int.from_bytes(digest, "big")
+        if score > best_score:
+            best, best_score = node_id, score
+    return best
+
+
+def partition_name(topic, partition):
+    return f"partition/{topic}/{partition}".encode()
+
+
+def slot_name(slot):
+    return f"slot/{slot}".encode()
+
+
+def slot_of(group_id, slots=SLOTS):
+    """The coordinator slot of a consumer group."""
+    return zlib.crc32(group_id.encode()) % slots
+
+
+class Coalescing:
+    """Runs an async function on demand, one run at a time: demands made
+    during a run are served by one more run after it."""
+
+    def __init__(self, function, name):
+        self._function = function
+        self._name = name
+        self._running = False
+        self._loop_ended = None
+        self._waiting = []
+        self._stopped = False
+
+    def run(self):
+        """-> a Deferred that fires (with None) once a run begun after this
+        call has ended; a failed run is logged."""
+        done = Deferred()
+        if self._stopped:
+            done.callback(None)
+            return done
+        self._waiting.append(done)
+        if not self._running:
+            self._running = True
+            self._loop_ended = Deferred.fromCoroutine(self._loop())
+        return done
+
+    async def stop(self):
+        """Run no more; return once the current run (if any) has ended."""
+        self._stopped = True
+        if self._running:
+            await self._loop_ended
+
+    async def _loop(self):
+        try:
+            while self._waiting:
+                waiters, self._waiting = self._waiting, []
+                if not self._stopped:
+                    try:
+                        await self._function()
+                    except Exception:
+                        log.failure("{name} failed", name=self._name)
+                for waiter in waiters:
+                    waiter.callback(None)
+        finally:
+            self._running = False
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """What an owner key says, and which write of it this is."""
+
+    node_id: int
+    epoch: int
+    """The partition's leader epoch under this owner (0 for a slot)."""
+    topic_id: uuid.UUID | None
+    lease: int
+    revision: int
+    """The key's mod revision: later writes have larger ones."""
+
+
+class _PrefixView:
+    """Every key under a prefix as etcd's events left it: loaded with one
+    range, then followed by a watch from the next revision (reloaded if
+    etcd compacted the history the watch needed)."""
+
+    def __init__(self, client, prefix, decode, on_change, clock):
+        self.items = {}
+        self._client = client
+        self._clock = clock
+        self._prefix = prefix
+        self._decode = decode  # (relative key, KeyValue) -> (item key, value)
+        self._on_change = on_change
+        self._watch = None
+
+    async def start(self):
+        reply = await self._client.range(self._prefix, prefix=True)
+        self.items = dict(self._decode(kv.key[len(self._prefix):].decode(), kv) for kv in reply.kvs)
+        self._watch = self._client.watch(
+            self._prefix, prefix=True, start_revision=reply.header_revision + 1,
+            callback=self._events, on_compacted=self._compacted,
+        )
+        await self._watch.ready()
+
+    async def stop(self):
+        if self._watch is not None:
+            await self._watch.stop()
+            self._watch = None
+
+    def _events(self, events, revision):
+        for event in events:
+            relative = event.kv.key[len(self._prefix):].decode()
+            if event.type == "DELETE":
+                key, _ = self._decode(relative, None)
+                self.items.pop(key, None)
+            else:
+                key, value = self._decode(relative, event.kv)
+                self.items[key] = value
+        self._on_change()
+
+    def _compacted(self, revision):
+        self._watch = None
+        Deferred.fromCoroutine(self._restart()).addErrback(
+            lambda failure: log.failure("cannot reload {prefix!r}", failure, prefix=self._prefix))
+
+    async def _restart(self):
+        delay = 0.1
+        while self._watch is None:
+            try:
+                await self.start()
+            except EtcdError as error:
+                log.warn("reloading {prefix!r} failed: {error}", prefix=self._prefix, error=error)
+                await deferLater(self._clock, delay)
+                delay = min(2 * delay, 2.0)
+        self._on_change()
+
+
+def _broker(relative, kv):
+    node_id = int(relative)
+    if kv is None:
+        return node_id, None
+    value = json.loads(kv.value)
+    return node_id, BrokerInfo(node_id, value["host"], value["port"], value["rack"], value["started_ms"])
+
+
+def _owner(value, kv):
+    topic_id = value.get("topic_id")
+    return Owner(value["node_id"], value.get("epoch", 0), topic_id and uuid.UUID(topic_id), kv.lease,
+                 kv.mod_revision)
+
+
+def _partition_owner(relative, kv):
+    topic, _, partition = relative.rpartition("/")
+    key = (topic, int(partition))
+    return key, None if kv is None else _owner(json.loads(kv.value), kv)
+
+
+def _slot_owner(relative, kv):
+    return int(relative), None if kv is None else _owner(json.loads(kv.value), kv)
+
+
+class Cluster(Service):
+    """This broker's membership: registration, the views, the owner keys of
+    its partitions and coordinator slots.
+
+    ``store`` is a running EtcdMetadataStore; ``node_id`` None means
+    allocate one. The broker drives partitions (`acquire`, `release`,
+    `assignee`, `owner`); the cluster itself takes and hands over
+    coordinator slots, and tells `subscribe_slots` callbacks.
+    """
+
+    def __init__(self, store, host, port, rack=None, node_id=None, slots=SLOTS, reactor=None):
+        if reactor is None:
+            from twisted.internet import reactor
+        self.store = store
+        self.node_id = node_id
+        self.slots = slots
+        self._address = (host, port, rack)
+        self._reactor = reactor
+        self._subscribers = []
+        self._slot_subscribers = []
+        self._views = {}
+        self._joined = False
+        self._leaving = False
+        self._acquired = {}  # (topic, partition) -> revision of our owner key write
+        self._held_slots = {}  # slot -> revision of our owner key write
+        self._healthy = False
+        self._assignments = {}  # name -> node id, for the live set in _assigned_for
+        self._assigned_for = None
+        self._slot_changes = Coalescing(self._slots_once, "coordinator slot changes")
+        self._limit = DeferredSemaphore(CONCURRENT_CHANGES)
+        self._ticker = LoopingCall(self._tick)
+        self._ticker.clock = reactor
+
+    # -- lifetime --------------------------------------------------------
+
+    async def join(self):
+        """Load the views, register this broker (allocating its node id if
+        it has none) and start taking coordinator slots. -> the node id."""
+        keys = self.store.keys
+        client = self.store.client
+        self._views = {
+            name: _PrefixView(client, keys.area(prefix), decode, self._changed, self._reactor)
+            for name, prefix, decode in [
+                ("brokers", "brokers/", _broker),
+                ("owners", "owners/", _partition_owner),
+                ("slots", "coordinators/", _slot_owner),
+            ]
+        }
+        for view in self._views.values():
+            await view.start()
+        await self._register()
+        self._joined = True
+        self._healthy = self._lease_healthy()
+        self._ticker.start(min(0.5, self.store.lease_ttl / 6), now=False)
+        self._changed()
+        return self.node_id
+
+    async def _register(self):
+        host, port, rack = self._address
+        started_ms = int(self._reactor.seconds() * 1000)
+        session = await self.store.session()
+        deadline = self._reactor.seconds() + 2 * session.lease.ttl
+        taken = set()
+        while True:
+            node_id = self.node_id
+            if node_id is None:
+                # Racing allocations may pick the same id: one registers,
+                # the other takes the next one.
+                taken |= set(self._views["brokers"].items)
+                node_id = next(n for n in itertools.count(FIRST_ALLOCATED_NODE_ID) if n not in taken)
+            try:
+                await self.store.register_broker(BrokerInfo(node_id, host, port, rack, started_ms), exclusive=True)
+            except NodeIdInUse:
+                taken.add(node_id)
+                if self.node_id is None:
+                    continue
+                if self._reactor.seconds() > deadline:
+                    raise
+                # Likely this broker's previous life, whose lease has yet to expire.
+                log.warn("node id {node} is registered by a live broker; waiting", node=node_id)
+                await deferLater(self._reactor, 1.0)
+                continue
+            self.node_id = node_id
+            return
+
+    async def leave(self):
+        """The first step of a graceful stop: deregister, so that every
+        broker's assignment leaves this one out, and hand over the slots.
+        The caller then hands over its partitions with `release`."""
+        self._leaving = True
+        self._changed()
+        try:
+            await self.store.deregister_broker(self.node_id)
+        except MetadataError as error:
+            log.warn("could not deregister broker {node}: {error}", node=self.node_id, error=error)
+        await self._slot_changes.run()
+
+    def stopService(self):
+        super().stopService()
+        return Deferred.fromCoroutine(self._stop())
+
+    async def _stop(self):
+        if self._ticker.running:
+            self._ticker.stop()
+        await self._slot_changes.stop()
+        for view in self._views.values():
+            await view.stop()
+
+    # -- the views -------------------------------------------------------
+
+    def subscribe(self, callback):
+        """Call ``callback()`` whenever the live brokers, the owners or this
+        broker's health may have changed (and now and then regardless).
+        -> a callable that unsubscribes."""
+        self._subscribers.append(callback)
+        return lambda: self._subscribers.remove(callback)
+
+    def _changed(self):
+        self._slot_changes.run()
+        for callback in list(self._subscribers):
+            try:
+                callback()
+            except Exception:
+                log.failure("cluster subscriber {callback!r} failed", callback=callback)
+
+    def _tick(self):
+        healthy = self._lease_healthy()
+        if healthy != self._healthy:
+            self._healthy = healthy
+            log.warn("broker {node}: lease {state}", node=self.node_id,
+                     state="healthy again" if healthy else "at risk: not taking writes")
+        self._changed()
+
+    def _lease_healthy(self):
+        session = self.store.current_session
+        if session is None or not session.alive():
+            return False
+        return self._reactor.seconds() < session.deadline - session.lease.ttl / 3
+
+    def healthy(self):
+        """Whether this broker may take writes: it has joined, is not
+        leaving, and its lease was renewed recently."""
+        return self._joined and not self._leaving and self._lease_healthy()
+
+    def live_node_ids(self):
+        ids = {node_id for node_id, info in self._views["brokers"].items.items() if info is not None}
+        if self._leaving:
+            ids.discard(self.node_id)
+        elif self._joined:
+            ids.add(self.node_id)
+        return ids
+
+    def live_brokers(self):
+        """The registered brokers (this one included while it is up), by node id."""
+        brokers = {node_id: info for node_id, info in self._views["brokers"].items.items() if info is not None}
+        if self._leaving:
+            brokers.pop(self.node_id, None)
+        elif self._joined and self.node_id not in brokers:
+            host, port, rack = self._address
+            brokers[self.node_id] = BrokerInfo(self.node_id, host, port, rack, 0)
+        return [brokers[node_id] for node_id in sorted(brokers)]
+
+    def broker(self, node_id):
+        """The BrokerInfo of a live broker, or None."""
+        return next((info for info in self.live_brokers() if info.node_id == node_id), None)
+
+    def _assigned(self, name):
+        live = frozenset(self.live_node_ids())
+        if live != self._assigned_for:
+            self._assignments = {}
+            self._assigned_for = live
+        node_id = self._assignments.get(name)
+        if node_id is None:
+            node_id = self._assignments[name] = rendezvous(name, live)
+        return node_id
+
+    def assignee(self, topic, partition):
+        """The node id that should own a partition, or None."""
+        return self._assigned(partition_name(topic, partition))
+
+    def owner(self, topic, partition):
+        """The partition's Owner as the owner keys say, or None."""
+        return self._views["owners"].items.get((topic, partition))
+
+    def deposed(self, topic, partition):
+        """Whether another lease took the partition since we acquired it."""
+        acquired = self._acquired.get((topic, partition))
+        owner = self.owner(topic, partition)
+        return acquired is None or (owner is not None and owner.revision > acquired and
+                                    owner.lease != self._lease_id())
+
+    def _lease_id(self):
+        session = self.store.current_session
+        return None if session is None else session.lease_id
+
+    # -- partitions ------------------------------------------------------
+
+    async def acquire(self, topic, partition):
+        """Take a partition: a new leader epoch and the owner key under this
+        broker's lease. -> its PartitionState. Raises OwnedElsewhere,
+        UnknownTopic, MetadataError."""
+        async with self._limit:
+            if not self.healthy():
+                raise MetadataUnavailable(f"broker {self.node_id} cannot take partitions now")
+            state, revision = await self.store.acquire_partition(topic, partition, self.node_id)
+        self._acquired[topic, partition] = revision
+        return state
+
+    async def release(self, topic, partition):
+        """Delete the partition's owner key if it is still ours, so the
+        next owner can take it at once."""
+        self._acquired.pop((topic, partition), None)
+        async with self._limit:
+            await self.store.release_partition(topic, partition)
+
+    # -- coordinator slots -----------------------------------------------
+
+    def slot_of(self, group_id):
+        return slot_of(group_id, self.slots)
+
+    def slot_assignee(self, slot):
+        """The node id that should coordinate a slot, or None."""
+        return self._assigned(slot_name(slot))
+
+    def holds_slot(self, slot):
+        return slot in self._held_slots and self.healthy()
+
+    def slot_owner(self, slot):
+        """The node id coordinating a slot, or None."""
+        if self.holds_slot(slot):
+            return self.node_id
+        owner = self._views["slots"].items.get(slot)
+        if owner is None or owner.node_id not in self.live_node_ids():
+            return None
+        return owner.node_id
+
+    def subscribe_slots(self, callback):
+        """Call ``callback(slot, held)`` when this broker gains a slot
+        (``held`` True, after it took the slot) or loses one (False). When
+        the broker hands a slot over, it waits for the callback's result
+        (a Deferred, say) before it lets go of the slot; when it lost the
+        slot already (its lease lapsed), the call is after the fact.
+        -> a callable that unsubscribes."""
+        self._slot_subscribers.append(callback)
+        return lambda: self._slot_subscribers.remove(callback)
+
+    async def _tell_slot(self, slot, held):
+        for callback in list(self._slot_subscribers):
+            try:
+                result = callback(slot, held)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.failure("slot subscriber {callback!r} failed", callback=callback)
+
+    async def _slots_once(self):
+        if not self._joined:
+            return
+        view = self._views["slots"].items
+        healthy = self.healthy()
+        lease = self._lease_id()
+        changes = []
+        for slot in range(self.slots):
+            held = slot in self._held_slots
+            wanted = healthy and self.slot_assignee(slot) == self.node_id
+            owner = view.get(slot)
+            if held and (not self._lease_healthy() or (
+                    owner is not None and owner.revision > self._held_slots[slot] and owner.lease != lease)):
+                del self._held_slots[slot]
+                changes.append(self._tell_slot(slot, False))
+            elif held and not wanted:
+                changes.append(self._hand_over_slot(slot))
+            elif wanted and not held and (owner is None or owner.lease == lease):
+                changes.append(self._take_slot(slot, owner))
+        if changes:
+            await gatherResults([Deferred.fromCoroutine(change) for change in changes], consumeErrors=True)
+
+    async def _take_slot(self, slot, owner):
+        key = self.store.keys.coordinator(slot)
+        lease = self._lease_id()
+        value = json.dumps({"node_id": self.node_id}).encode()
+        try:
+            async with self._limit:
+                taken = await self.store.client.txn(
+                    [Compare.mod_revision(key, "=", 0 if owner is None else owner.revision)],
+                    success=[Op.put(key, value, lease=lease)],
+                )
+        except EtcdError as error:
+            log.warn("could not take coordinator slot {slot}: {error}", slot=slot, error=error)
+            return
+        if taken.succeeded:
+            self._held_slots[slot] = taken.header_revision
+            await self._tell_slot(slot, True)
+
+    async def _hand_over_slot(self, slot):
+        del self._held_slots[slot]
+        await self._tell_slot(slot, False)
+        key = self.store.keys.coordinator(slot)
+        try:
+            async with self._limit:
+                await self.store.client.txn([Compare.lease(key, "=", self._lease_id())], success=[Op.delete(key)])
+        except EtcdError as error:
+            log.warn("could not hand over coordinator slot {slot}: {error}", slot=slot, error=error)
