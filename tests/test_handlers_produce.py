@@ -69,7 +69,7 @@ class ProduceContract:
         from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
         def round_trip():
-            producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=False)
+            producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
             futures = [producer.send("kp", key=b"k%d" % i, value=b"v%d" % i, headers=[("n", b"%d" % i)])
                        for i in range(50)]
             offsets = [f.get(timeout=20).offset for f in futures]
