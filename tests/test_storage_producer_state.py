@@ -108,6 +108,14 @@ class ProducerStatesTests(unittest.TestCase):
         self.assertIsNone(self.states.original(header(1)))
         self.states.admit(header(1), 0)
 
+    def test_after_a_first_batch_failed_its_retry_comes_next(self):
+        failed = self.states.admit(header(0, count=2), 0)
+        behind = self.states.admit(header(2), 0)
+        for pending in (behind, failed):
+            self.states.roll_back(pending, KafkaError(ErrorCode.KAFKA_STORAGE_ERROR))
+        self.assertRefused(ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER, header(2))
+        self.states.admit(header(0, count=2), 0)
+
     def test_older_epoch_is_fenced(self):
         self.commit(header(0, epoch=3), 0)
         self.assertRefused(ErrorCode.INVALID_PRODUCER_EPOCH, header(1, epoch=2))
@@ -259,6 +267,9 @@ class PartitionLogProducerTests(unittest.TestCase):
         await self.assertFailsWith(ErrorCode.KAFKA_STORAGE_ERROR, behind)
         # Other producers' batches go on with the next flush.
         self.assertEqual([await other, await plain], [1, 2])
+        # A batch sent before the producer heard of the failure must wait
+        # for the retries of the failed ones.
+        await self.assertFailsWith(ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER, self.log.append(*batch(2)))
         self.assertEqual(await self.log.append(*batch(0)), 3)
         self.assertEqual(await self.log.append(*batch(1)), 4)
         self.assertEqual(await self.stored_batches(self.log), [(0, 0), (1, 0), (2, -1), (3, 0), (4, 1)])

@@ -343,7 +343,7 @@ class PartitionLog:
             await self._write_segment(entries)
         except Exception as error:
             failure = KafkaError(*self._classify(error))
-            for entry in entries + self._take_followers(entries):
+            for entry in reversed(entries + self._take_followers(entries)):
                 self.budget.release(entry.size)
                 if entry.sequence is not None:
                     self._producers.roll_back(entry.sequence, failure)
@@ -447,13 +447,14 @@ class PartitionLog:
     def _fence(self):
         self._closed = True
         failure = KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER, "partition has a new owner")
-        for waiting in (self._pending, self._awaiting_producers):
-            while waiting:
-                entry = waiting.popleft()
-                self.budget.release(entry.size)
-                if entry.sequence is not None:
-                    self._producers.roll_back(entry.sequence, failure)
-                entry.done.errback(failure)
+        entries = [*self._pending, *self._awaiting_producers]
+        self._pending.clear()
+        self._awaiting_producers.clear()
+        for entry in reversed(entries):
+            self.budget.release(entry.size)
+            if entry.sequence is not None:
+                self._producers.roll_back(entry.sequence, failure)
+            entry.done.errback(failure)
         self._pending_bytes = 0
         self._wake()
         if self.on_fenced is not None:

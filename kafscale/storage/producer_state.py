@@ -42,7 +42,7 @@ def last_sequence(batch):
 class _Producer:
     """What a partition knows of one producer id, at one epoch."""
 
-    __slots__ = ("producer_id", "epoch", "committed", "pending", "last_seen_ms")
+    __slots__ = ("producer_id", "epoch", "committed", "pending", "resume_after", "last_seen_ms")
 
     def __init__(self, producer_id, epoch, now_ms):
         self.producer_id = producer_id
@@ -51,6 +51,9 @@ class _Producer:
         """(first sequence, last sequence, base offset), oldest first."""
         self.pending = deque()
         """PendingBatch, in the order they were admitted."""
+        self.resume_after = None
+        """With nothing committed, the sequence before the first batch that
+        failed: its retry must come next."""
         self.last_seen_ms = now_ms
 
     def remember(self, first, last, base_offset):
@@ -65,7 +68,7 @@ class _Producer:
             return self.pending[-1].last_sequence
         if self.committed:
             return self.committed[-1][1]
-        return None
+        return self.resume_after
 
 
 class PendingBatch:
@@ -178,11 +181,13 @@ class ProducerStates:
 
     def roll_back(self, pending, error):
         """``pending`` failed: forget it, so its retry is admitted, and fail
-        the retries waiting on it with ``error``."""
+        the retries waiting on it with ``error``. The producer's batches
+        behind it must be rolled back too (they would leave a gap), newest
+        first: the producer then resumes at the oldest."""
         producer = pending.producer
+        if not producer.committed and producer.pending[0] is pending:
+            producer.resume_after = (pending.first_sequence - 1) % SEQUENCE_LIMIT
         producer.pending.remove(pending)
-        if not producer.pending and not producer.committed and self._producers.get(producer.producer_id) is producer:
-            del self._producers[producer.producer_id]
         pending._settle(Deferred.errback, error)
 
     def load_batches(self, blob, now_ms):
