@@ -153,12 +153,10 @@ class ProducerStates:
             raise KafkaError(ErrorCode.INVALID_PRODUCER_EPOCH,
                              f"producer {producer_id} epoch {epoch} is older than {producer.epoch}")
         if producer is not None and epoch == producer.epoch:
-            expected = producer.last_sequence()
-            if expected is not None:
-                expected = (expected + 1) % SEQUENCE_LIMIT
-            if expected is not None and first != expected:
+            last = producer.last_sequence()
+            if last is not None and first != (last + 1) % SEQUENCE_LIMIT:
                 raise KafkaError(ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER,
-                                 f"producer {producer_id} sent sequence {first}, expected {expected}")
+                                 f"producer {producer_id} sent sequence {first} after {last}")
         else:
             if producer is not None and first != 0:
                 raise KafkaError(ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER,
