@@ -498,7 +498,9 @@ class Group:
         def persisted(_):
             if self.state is GroupState.COMPLETING_REBALANCE and self.generation_id == generation_id:
                 self.state = GroupState.STABLE
-                for member in self.members.values():
+                # Answering a request runs its handler, which may change
+                # the membership: iterate over a copy.
+                for member in list(self.members.values()):
                     self._answer_sync(member, result=SyncResult(
                         self.protocol_type, self.protocol_name, member.assignment
                     ))
@@ -517,7 +519,7 @@ class Group:
         )
 
     def _fail_assignment(self, error):
-        for member in self.members.values():
+        for member in list(self.members.values()):
             member.assignment = b""
             self._answer_sync(member, error=error)
 
@@ -680,13 +682,13 @@ class Group:
         for expiry in self.pending_members.values():
             expiry.cancel()
         self.pending_members.clear()
-        for member in self.members.values():
+        self.state = GroupState.DEAD
+        for member in list(self.members.values()):
             if member.session is not None and member.session.active():
                 member.session.cancel()
             member.session = None
             self._answer_join(member, error=error)
             self._answer_sync(member, error=error)
-        self.state = GroupState.DEAD
 
     def snapshot(self):
         """The group's state as stored: JSON-able, bytes in base64."""
@@ -746,4 +748,9 @@ class Group:
         self._sync_timer = None
 
     def _log_persist_failure(self, failure):
-        log.failure("group {group}: storing its state failed", failure, group=self.group_id)
+        if failure.check(KafkaError):
+            # The store is unavailable or the group moved: expected, and
+            # the members hear of it on their next request.
+            log.warn("group {group}: its state was not stored: {error}", group=self.group_id, error=failure.value)
+        else:
+            log.failure("group {group}: storing its state failed", failure, group=self.group_id)

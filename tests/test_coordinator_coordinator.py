@@ -1,0 +1,205 @@
+"""The group coordinator over a real embedded metadata store: groups
+persisted on state changes and picked up by a new coordinator, coordinator
+ownership, offsets and the administration calls."""
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+
+from twisted.internet import task
+from twisted.internet.defer import Deferred
+from twisted.trial import unittest
+
+from kafscale.broker import BrokerAddress
+from kafscale.config import BrokerConfig
+from kafscale.coordinator.coordinator import GroupCoordinator
+from kafscale.coordinator.group import JoinRequest
+from kafscale.metadata.embedded import EmbeddedMetadataStore
+from kafscale.metadata.interfaces import CommittedOffset
+from kafscale.protocol.errors import ErrorCode, KafkaError
+
+HERE = BrokerAddress(0, "127.0.0.1", 9092, None)
+ELSEWHERE = BrokerAddress(1, "127.0.0.1", 9093, None)
+DELAY_S = BrokerConfig().group_initial_rebalance_delay_ms / 1000
+
+
+@dataclass
+class BrokerStandIn:
+    """What the coordinator uses of a Broker; ``owner`` says who
+    coordinates every group."""
+
+    metadata: EmbeddedMetadataStore
+    config: BrokerConfig = field(default_factory=BrokerConfig)
+    node_id: int = 0
+    owner: BrokerAddress | None = HERE
+
+    def coordinator_for(self, group_id):
+        return self.owner
+
+
+def join_request(member_id="", instance=None):
+    return JoinRequest(member_id, instance, "client", "/127.0.0.1", 10000, 30000,
+                       "consumer", [("range", b"subscription")], True)
+
+
+class CoordinatorTestCase(unittest.TestCase):
+    def setUp(self):
+        directory = tempfile.mkdtemp(prefix="kafscale-coordinator-")
+        self.store = EmbeddedMetadataStore(os.path.join(directory, "metadata.db"))
+        self.store.startService()
+        self.addCleanup(self.store.stopService)
+        self.saves = []
+        save_group = self.store.save_group
+
+        def counting_save(group_id, state):
+            self.saves.append(group_id)
+            return save_group(group_id, state)
+
+        self.store.save_group = counting_save
+        self.broker = BrokerStandIn(self.store)
+        self.clock = task.Clock()
+        self.coordinator = self.start_coordinator()
+
+    def start_coordinator(self):
+        coordinator = GroupCoordinator(self.broker, self.clock)
+        coordinator.startService()
+        self.addCleanup(coordinator.stopService)
+        return coordinator
+
+    async def assertFailsWith(self, code, coroutine):
+        with self.assertRaises(KafkaError) as raised:
+            await coroutine
+        self.assertEqual(raised.exception.code, code)
+
+    async def form_group(self, group_id="g"):
+        """A one-member Stable group. -> its JoinResult."""
+        required = await self.coordinator.join_group(group_id, join_request())
+        self.assertEqual(required.error, ErrorCode.MEMBER_ID_REQUIRED)
+        joining = Deferred.fromCoroutine(self.coordinator.join_group(group_id, join_request(required.member_id)))
+        self.clock.advance(DELAY_S)
+        joined = await joining
+        synced = await self.coordinator.sync_group(
+            group_id, joined.member_id, None, joined.generation_id, "consumer", "range",
+            {joined.member_id: b"assignment"},
+        )
+        self.assertEqual(synced.assignment, b"assignment")
+        return joined
+
+
+class PersistenceTests(CoordinatorTestCase):
+    async def test_new_coordinator_picks_up_the_group(self):
+        joined = await self.form_group()
+        await self.coordinator.stopService()
+        # Another coordinator takes over (a restart, or another broker).
+        successor = self.start_coordinator()
+        summary = await successor.describe_group("g")
+        self.assertEqual((summary.state, summary.protocol_type, summary.protocol_name), ("Stable", "consumer", "range"))
+        [member] = summary.members
+        self.assertEqual((member.member_id, member.metadata, member.assignment),
+                         (joined.member_id, b"subscription", b"assignment"))
+        # The member carries on where it was, or rejoins with its id.
+        await successor.heartbeat("g", joined.member_id, None, 1)
+        rejoined = await successor.join_group("g", join_request(joined.member_id))
+        self.assertEqual(rejoined.generation_id, 2)
+
+    async def test_state_saved_on_changes_only(self):
+        joined = await self.form_group()
+        self.assertEqual(self.saves, ["g"])  # the assignment of generation 1
+        for _ in range(5):
+            self.clock.advance(1)
+            await self.coordinator.heartbeat("g", joined.member_id, None, 1)
+        self.assertEqual(self.saves, ["g"])
+        self.assertEqual(await self.coordinator.leave_group("g", [(joined.member_id, None)]), [ErrorCode.NONE])
+        await self.coordinator.stopService()  # waits for the write of the empty group
+        self.assertEqual(self.saves, ["g", "g"])
+        stored = await self.store.load_group("g")
+        self.assertEqual((stored["generation_id"], stored["members"]), (2, []))
+
+    async def test_unknown_member_of_unknown_group(self):
+        await self.assertFailsWith(ErrorCode.UNKNOWN_MEMBER_ID,
+                                   self.coordinator.join_group("g", join_request("client-1")))
+        await self.assertFailsWith(ErrorCode.UNKNOWN_MEMBER_ID, self.coordinator.heartbeat("g", "client-1", None, 1))
+        await self.assertFailsWith(ErrorCode.UNKNOWN_MEMBER_ID,
+                                   self.coordinator.sync_group("g", "client-1", None, 1, None, None, {}))
+        self.assertEqual(await self.coordinator.leave_group("g", [("client-1", None)]), [ErrorCode.UNKNOWN_MEMBER_ID])
+
+    async def test_request_checks(self):
+        await self.assertFailsWith(ErrorCode.INVALID_GROUP_ID, self.coordinator.join_group("", join_request()))
+        await self.assertFailsWith(ErrorCode.INVALID_GROUP_ID, self.coordinator.heartbeat("", "m", None, 1))
+        too_short = JoinRequest("", None, "c", "/h", 5999, 30000, "consumer", [("range", b"")], True)
+        await self.assertFailsWith(ErrorCode.INVALID_SESSION_TIMEOUT, self.coordinator.join_group("g", too_short))
+        too_long = JoinRequest("", None, "c", "/h", 1800001, 30000, "consumer", [("range", b"")], True)
+        await self.assertFailsWith(ErrorCode.INVALID_SESSION_TIMEOUT, self.coordinator.join_group("g", too_long))
+
+
+class OwnershipTests(CoordinatorTestCase):
+    async def test_groups_elsewhere_are_not_coordinated_here(self):
+        self.broker.owner = ELSEWHERE
+        await self.assertFailsWith(ErrorCode.NOT_COORDINATOR, self.coordinator.join_group("g", join_request()))
+        await self.assertFailsWith(ErrorCode.NOT_COORDINATOR, self.coordinator.fetch_offsets("g"))
+        await self.assertFailsWith(ErrorCode.NOT_COORDINATOR, self.coordinator.delete_group("g"))
+        self.broker.owner = None
+        await self.assertFailsWith(ErrorCode.COORDINATOR_NOT_AVAILABLE, self.coordinator.heartbeat("g", "m", None, 1))
+
+    async def test_moving_group_answers_its_waiting_members(self):
+        joined = await self.form_group()
+        # A newcomer's first JoinGroup keeps the next rebalance open.
+        await self.coordinator.join_group("g", join_request())
+        waiting = Deferred.fromCoroutine(self.coordinator.join_group("g", join_request(joined.member_id)))
+        self.broker.owner = ELSEWHERE
+        self.coordinator.unload_foreign_groups()
+        await self.assertFailsWith(ErrorCode.NOT_COORDINATOR, waiting)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    async def test_no_writes_once_the_group_moved(self):
+        joined = await self.form_group()
+        self.broker.owner = ELSEWHERE  # moved, but nobody told this coordinator
+        self.clock.advance(10)  # the member's session ends here: the group would become empty
+        await self.coordinator.stopService()
+        self.assertEqual(self.saves, ["g"])
+        stored = await self.store.load_group("g")
+        self.assertEqual([m["member_id"] for m in stored["members"]], [joined.member_id])
+
+
+class OffsetTests(CoordinatorTestCase):
+    async def test_commit_outside_group_management(self):
+        offsets = {("t", 0): CommittedOffset(42, 3, "meta", 1000)}
+        await self.coordinator.commit_offsets("simple", "", None, -1, offsets)
+        self.assertEqual(await self.coordinator.fetch_offsets("simple"), offsets)
+        self.assertEqual(await self.coordinator.fetch_offsets("simple", {("t", 1)}), {})
+        await self.assertFailsWith(ErrorCode.GROUP_ID_NOT_FOUND,
+                                   self.coordinator.commit_offsets("other", "m", None, 3, offsets))
+
+    async def test_member_commits_in_its_generation(self):
+        joined = await self.form_group()
+        offsets = {("t", 0): CommittedOffset(7, -1, "", 1000)}
+        await self.coordinator.commit_offsets("g", joined.member_id, None, 1, offsets)
+        await self.assertFailsWith(ErrorCode.ILLEGAL_GENERATION,
+                                   self.coordinator.commit_offsets("g", joined.member_id, None, 0, offsets))
+        await self.assertFailsWith(ErrorCode.UNKNOWN_MEMBER_ID,
+                                   self.coordinator.commit_offsets("g", "", None, -1, offsets))
+        self.assertEqual((await self.coordinator.fetch_offsets("g"))[("t", 0)].offset, 7)
+
+
+class AdministrationTests(CoordinatorTestCase):
+    async def test_describe_list_delete(self):
+        joined = await self.form_group("busy")
+        await self.coordinator.commit_offsets("offsets-only", "", None, -1, {("t", 0): CommittedOffset(1, -1, "", 0)})
+        await self.assertFailsWith(ErrorCode.GROUP_ID_NOT_FOUND, self.coordinator.describe_group("nothing"))
+        self.assertEqual((await self.coordinator.describe_group("offsets-only")).state, "Empty")
+        listed = [(s.group_id, s.protocol_type, s.state) for s in await self.coordinator.list_groups()]
+        self.assertEqual(listed, [("busy", "consumer", "Stable"), ("offsets-only", "", "Empty")])
+
+        await self.assertFailsWith(ErrorCode.NON_EMPTY_GROUP, self.coordinator.delete_group("busy"))
+        await self.coordinator.leave_group("busy", [(joined.member_id, None)])
+        await self.coordinator.delete_group("busy")
+        await self.coordinator.delete_group("offsets-only")
+        await self.assertFailsWith(ErrorCode.GROUP_ID_NOT_FOUND, self.coordinator.delete_group("busy"))
+        self.assertEqual(await self.coordinator.list_groups(), [])
+        self.assertEqual(await self.store.groups(), [])
+
+    async def test_list_loads_stored_groups(self):
+        await self.form_group()
+        await self.coordinator.stopService()
+        successor = self.start_coordinator()
+        self.assertEqual([(s.group_id, s.state) for s in await successor.list_groups()], [("g", "Stable")])
