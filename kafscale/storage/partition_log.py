@@ -40,9 +40,14 @@ class LogSettings:
     ones are read in index-guided ranges."""
     producer_scan_bytes: int = 8 << 20
     producer_scan_segments: int = 16
-    """The idempotent producers' state is rebuilt from the last segments
-    holding this many bytes, at most this many segments (at least the last
-    one): a retry whose original is older is not known as a duplicate."""
+    """A new owner rebuilds the idempotent producers' state from the last
+    segments holding this many bytes, at most this many segments (at least
+    the last one). A retry whose original was committed before that window
+    is not known as a duplicate: it gets OUT_OF_ORDER_SEQUENCE_NUMBER when
+    later batches of its producer are in the window, and is appended again
+    when none are. Retries come within seconds (a client's
+    delivery.timeout.ms is 2 minutes), so the window needs to hold only the
+    last few flushes."""
     producer_id_expiration_ms: int = 86_400_000
     """Kafka's producer.id.expiration.ms: idle producers are forgotten."""
 
