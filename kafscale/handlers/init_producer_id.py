@@ -24,6 +24,8 @@ NO_PRODUCER_EPOCH = -1
 # there starts over with a new id.
 LAST_EPOCH = 0x7FFF - 1
 
+# One per process: brokers sharing a process (tests) draw from one counter,
+# so their ids differ even under the same node id.
 _producer_ids = ProducerIdGenerator()
 
 
