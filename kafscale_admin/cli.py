@@ -2,11 +2,58 @@
 and bucket directly, with or without a broker running."""
 
 import click
+from click.shell_completion import get_completion_class
 
 from kafscale import __version__
+from kafscale_admin.cluster import brokers, cluster
+from kafscale_admin.groups import groups
+from kafscale_admin.segments import segments
+from kafscale_admin.stores import Admin, Location, react_runner
+from kafscale_admin.topics import topics
+
+PROG_NAME = "kafscale-admin"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="kafscale-admin")
-def main():
-    """Manage Kafscale topics, consumer groups and segments."""
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.version_option(__version__, prog_name=PROG_NAME)
+@click.option("-d", "--data-dir", envvar="KAFSCALE_DATA_DIR", show_envvar=True, default="kafscale-data",
+              type=click.Path(file_okay=False), help="The embedded stores of a single broker (its --data-dir).")
+@click.option("--etcd", envvar="KAFSCALE_ETCD", show_envvar=True, metavar="URLS",
+              help="Comma-separated etcd endpoints of a cluster, instead of the embedded metadata store.")
+@click.option("--cluster-id", envvar="KAFSCALE_CLUSTER_ID", show_envvar=True, default="kafscale",
+              help="The cluster's name in etcd (the brokers' --cluster-id).")
+@click.option("--s3-bucket", envvar="KAFSCALE_S3_BUCKET", show_envvar=True,
+              help="The cluster's bucket, instead of the objects under --data-dir.")
+@click.option("--s3-endpoint", envvar="KAFSCALE_S3_ENDPOINT", show_envvar=True,
+              help="S3 endpoint URL (default: AWS_ENDPOINT_URL_S3 or AWS's).")
+@click.option("--s3-region", envvar="KAFSCALE_S3_REGION", show_envvar=True,
+              help="S3 region (default: AWS_REGION or us-east-1).")
+@click.option("--s3-prefix", envvar="KAFSCALE_S3_PREFIX", show_envvar=True, default="",
+              help="Key prefix of every object in the bucket.")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=5.0,
+              help="Seconds to wait for the metadata store.")
+@click.pass_context
+def main(ctx, data_dir, etcd, cluster_id, s3_bucket, s3_endpoint, s3_region, s3_prefix, timeout):
+    """Manage Kafscale topics, consumer groups and segments.
+
+    Credentials for S3 come from the standard AWS environment variables.
+    """
+    # A caller (a test) may hand over its own way to run the Twisted work.
+    runner = ctx.obj if callable(ctx.obj) else react_runner
+    ctx.obj = Admin(Location(data_dir, etcd, cluster_id, s3_bucket, s3_endpoint, s3_region, s3_prefix, timeout),
+                    runner)
+
+
+@main.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell):
+    """Print the completion script for SHELL.
+
+    For bash: eval "$(kafscale-admin completion bash)"
+    """
+    complete = get_completion_class(shell)(main, {}, PROG_NAME, "_KAFSCALE_ADMIN_COMPLETE")
+    click.echo(complete.source())
+
+
+for command in (topics, groups, segments, brokers, cluster):
+    main.add_command(command)

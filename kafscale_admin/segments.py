@@ -1,0 +1,410 @@
+"""``kafscale-admin segments``: the segment objects in the bucket, checked
+against the manifests in the metadata store.
+
+An object no manifest names is an orphan only when no writer can still
+commit it: its topic (or that incarnation of it) is gone, it lies below the
+log start, or it was written at an offset the log has already passed. An
+upload at or beyond the high watermark by the current owner may be a flush
+about to commit, and is left alone. The bucket is listed before the
+manifests are read, so a segment committed in between is seen as
+committed.
+"""
+
+import base64
+import re
+
+import click
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+from twisted.internet.defer import DeferredSemaphore
+from twisted.internet.threads import deferToThread
+
+from kafscale.metadata.interfaces import UnknownTopic
+from kafscale.protocol.records import InvalidRecords, decode_records, iter_batches
+from kafscale.storage.interfaces import ObjectNotFound
+from kafscale.storage.retention import index_key
+# The layout's one definition is in the segment module.
+from kafscale.storage.segment import _FOOTER, _HEADER, _INDEX_HEADER, FOOTER_SIZE, HEADER_SIZE, CorruptSegment
+from kafscale.storage.segment import read_index, read_segment
+from kafscale_admin.output import Column, console, emit, emit_json, iso_time, number, output_option, table
+from kafscale_admin.stores import AdminError, all_of
+from kafscale_admin.topics import topic_info
+
+SEGMENT_KEY = re.compile(
+    r"(?P<topic>[^/]+)/(?P<topic_id>[0-9a-f]{32})/(?P<partition>\d+)/"
+    r"segment-(?P<base>\d{20})-(?P<epoch>\d+)(?:-\d+)?\.(?P<kind>kfs|index)"
+)
+
+# Segments downloaded at once by verify.
+CONCURRENT_DOWNLOADS = 4
+
+
+@click.group()
+def segments():
+    """List, inspect, dump, verify and garbage-collect segment objects."""
+
+
+# -- list ----------------------------------------------------------------------
+
+
+@segments.command("list")
+@click.argument("topic")
+@click.option("-p", "--partition", type=click.IntRange(min=0), help="Only this partition.")
+@output_option
+@click.pass_obj
+def list_segments(admin, topic, partition, output):
+    """List TOPIC's segments, from the manifest."""
+
+    async def work(stores):
+        info = await topic_info(stores, topic)
+        partitions = range(info.partitions) if partition is None else [partition]
+        try:
+            return [await stores.metadata.partition_state(topic, p) for p in partitions]
+        except UnknownTopic:
+            raise AdminError(f"topic {topic} has no partition {partition}") from None
+
+    rows = [
+        {"partition": state.partition, "base_offset": ref.base_offset, "last_offset": ref.last_offset,
+         "records": ref.count, "bytes": ref.size, "max_timestamp": ref.max_timestamp, "key": ref.key}
+        for state in admin.run(work) for ref in state.segments
+    ]
+    emit(output, rows, [number("partition"), number("base_offset", "base offset"),
+                        number("last_offset", "last offset"), number("records"), number("bytes"),
+                        Column("max_timestamp", "newest record", show=iso_time),
+                        Column("key", "object", show=lambda key: key.rpartition("/")[2])])
+
+
+# -- inspect and dump ----------------------------------------------------------
+
+
+async def _segment_holding(stores, topic, partition, offset):
+    await topic_info(stores, topic)
+    try:
+        state = await stores.metadata.partition_state(topic, partition)
+    except UnknownTopic:
+        raise AdminError(f"topic {topic} has no partition {partition}") from None
+    for ref in state.segments:
+        if ref.base_offset <= offset <= ref.last_offset:
+            return ref
+    raise AdminError(f"offset {offset} is in no segment of {topic}-{partition}"
+                     f" (log start {state.log_start_offset}, high watermark {state.next_offset})")
+
+
+def _batch_rows(data):
+    """One row per batch of a ``.kfs`` object, each batch's CRC checked on
+    its own; a structural fault ends the list with a row saying what."""
+    rows = []
+    view = memoryview(data)[HEADER_SIZE:-FOOTER_SIZE]
+    try:
+        for batch in iter_batches(view, verify_crc=False):
+            try:
+                list(iter_batches(view[batch.position:batch.position + batch.size]))
+                crc_ok = True
+            except InvalidRecords:
+                crc_ok = False
+            rows.append({"position": HEADER_SIZE + batch.position, "base_offset": batch.base_offset,
+                         "last_offset": batch.last_offset, "records": batch.record_count, "bytes": batch.size,
+                         "first_timestamp": batch.first_timestamp, "max_timestamp": batch.max_timestamp,
+                         "compression": batch.compression.name.lower(), "crc_ok": crc_ok})
+    except InvalidRecords as e:
+        rows.append({"error": e.message})
+    return rows
+
+
+def _describe_objects(kfs_key, data, index_data):
+    """What inspect shows of a segment and its index, leniently: a damaged
+    object is described as far as it can be, with the reason."""
+    document = {"key": kfs_key, "size": len(data)}
+    try:
+        read_segment(data, kfs_key)
+        document["verdict"] = "ok"
+    except CorruptSegment as e:
+        document["verdict"] = e.reason
+    if len(data) >= HEADER_SIZE + FOOTER_SIZE:
+        magic, version, flags, base_offset, count, created_ms, _ = _HEADER.unpack_from(data, 0)
+        document["header"] = {"magic": magic.decode("latin-1"), "version": version, "flags": flags,
+                              "base_offset": base_offset, "records": count, "created_ms": created_ms}
+        crc, last_offset, footer_magic = _FOOTER.unpack_from(data, len(data) - FOOTER_SIZE)
+        document["footer"] = {"crc32c": f"{crc:#010x}", "last_offset": last_offset,
+                              "magic": footer_magic.decode("latin-1")}
+        document["batches"] = _batch_rows(data)
+    key = index_key(kfs_key)
+    if index_data is None:
+        document["index"] = {"key": key, "verdict": "missing"}
+    else:
+        document["index"] = {"key": key, "size": len(index_data)}
+        try:
+            index = read_index(index_data, key)
+            document["index"].update(verdict="ok", interval=index.interval,
+                                     entries=[[o, p] for o, p in zip(index.offsets, index.positions)])
+        except CorruptSegment as e:
+            document["index"]["verdict"] = e.reason
+            if len(index_data) >= _INDEX_HEADER.size:
+                document["index"]["declared_entries"] = _INDEX_HEADER.unpack_from(index_data, 0)[2]
+    return document
+
+
+async def _fetch_segment(stores, topic, partition, offset):
+    ref = await _segment_holding(stores, topic, partition, offset)
+    try:
+        data = await stores.objects.get(ref.key)
+    except ObjectNotFound:
+        raise AdminError(f"the manifest names {ref.key}, but there is no such object") from None
+    try:
+        index_data = await stores.objects.get(index_key(ref.key))
+    except ObjectNotFound:
+        index_data = None
+    return ref, data, index_data
+
+
+_BATCH_COLUMNS = [number("position"), number("base_offset", "base offset"), number("last_offset", "last offset"),
+                  number("records"), number("bytes"), Column("first_timestamp", "first timestamp", show=iso_time),
+                  Column("max_timestamp", "newest record", show=iso_time), Column("compression"),
+                  Column("crc_ok", "CRC ok"), Column("error")]
+
+
+def _key_values(mapping):
+    return [{"field": key, "value": value} for key, value in mapping.items()]
+
+
+_FIELD_COLUMNS = [Column("field"), Column("value")]
+
+
+@segments.command()
+@click.argument("topic")
+@click.argument("partition", type=click.IntRange(min=0))
+@click.argument("offset", type=click.IntRange(min=0))
+@output_option
+@click.pass_obj
+def inspect(admin, topic, partition, offset, output):
+    """Show the segment of TOPIC PARTITION holding OFFSET: header, footer,
+    index and every batch, each checked."""
+
+    async def work(stores):
+        return await _fetch_segment(stores, topic, partition, offset)
+
+    ref, data, index_data = admin.run(work)
+    document = _describe_objects(ref.key, data, index_data)
+    if output == "json":
+        emit_json(document)
+        return
+    out = console()
+    out.print(f"segment {document['key']} ({document['size']} bytes): {document['verdict']}")
+    if "header" in document:
+        header = dict(document["header"], created=iso_time(document["header"]["created_ms"]))
+        out.print(table(_key_values(header), _FIELD_COLUMNS, title="header"))
+        out.print(table(_key_values(document["footer"]), _FIELD_COLUMNS, title="footer"))
+    index = document["index"]
+    summary = {key: value for key, value in index.items() if key != "entries"}
+    out.print(table(_key_values(summary), _FIELD_COLUMNS, title="index"))
+    if index.get("entries"):
+        out.print(table([{"offset": o, "position": p} for o, p in index["entries"]],
+                        [number("offset"), number("position")], title="index entries"))
+    if "batches" in document:
+        out.print(table(document["batches"], _BATCH_COLUMNS, title="batches"))
+
+
+def _text(data):
+    """Record bytes for people: UTF-8 text when they are, else base64."""
+    if data is None:
+        return None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return "base64:" + base64.b64encode(data).decode()
+    return text if text.isprintable() else "base64:" + base64.b64encode(data).decode()
+
+
+def _records(data, key, offset):
+    try:
+        segment = read_segment(data, key)
+    except CorruptSegment as e:
+        raise AdminError(str(e)) from None
+    rows = []
+    for batch in iter_batches(segment.batches, verify_crc=False):
+        if batch.last_offset < offset:
+            continue
+        for record in decode_records(segment.batches[batch.position:batch.position + batch.size]):
+            if record.offset >= offset:
+                rows.append({"offset": record.offset, "timestamp": record.timestamp, "key": _text(record.key),
+                             "value": _text(record.value),
+                             "headers": [[name, _text(value)] for name, value in record.headers]})
+    return rows
+
+
+@segments.command()
+@click.argument("topic")
+@click.argument("partition", type=click.IntRange(min=0))
+@click.argument("offset", type=click.IntRange(min=0))
+@click.option("--records", is_flag=True, help="Decode the records (decompressing batches) from OFFSET on.")
+@output_option
+@click.pass_obj
+def dump(admin, topic, partition, offset, records, output):
+    """Dump the batches of the segment of TOPIC PARTITION holding OFFSET, or
+    with --records its records: keys, values and headers as UTF-8 text, or
+    base64 when they are not text."""
+
+    async def work(stores):
+        return await _fetch_segment(stores, topic, partition, offset)
+
+    ref, data, _ = admin.run(work)
+    if not records:
+        emit(output, _batch_rows(data), _BATCH_COLUMNS, title=ref.key)
+        return
+    emit(output, _records(data, ref.key, offset),
+         [number("offset"), Column("timestamp", show=iso_time), Column("key"), Column("value"),
+          Column("headers", show=lambda headers: ", ".join(f"{k}={v}" for k, v in headers) or "-")],
+         title=ref.key)
+
+
+# -- verify and gc -------------------------------------------------------------
+
+
+async def _survey(stores, topic=None):
+    """-> (listed objects, {name: TopicInfo}, {(topic, partition): PartitionState})
+    for every topic, or one."""
+    listed = await stores.objects.list("" if topic is None else f"{topic}/")
+    topics = await stores.metadata.topics()
+    if topic is not None:
+        if topic not in topics:
+            raise AdminError(f"no topic {topic!r}")
+        topics = {topic: topics[topic]}
+    states = {}
+    for info in topics.values():
+        for partition in range(info.partitions):
+            states[info.name, partition] = await stores.metadata.partition_state(info.name, partition)
+    return listed, topics, states
+
+
+def _referenced(states):
+    return {key for state in states.values() for ref in state.segments for key in (ref.key, index_key(ref.key))}
+
+
+def _unreferenced(listed, topics, states):
+    """(ObjectInfo, kind, why) for each listed object no manifest names,
+    except uploads a writer may still commit. ``kind`` is "orphan" (safe
+    to delete) or "unknown" (not a segment object: never deleted)."""
+    referenced = _referenced(states)
+    for item in listed:
+        if item.key in referenced:
+            continue
+        parts = SEGMENT_KEY.fullmatch(item.key)
+        if parts is None:
+            yield item, "unknown", "not a segment object"
+            continue
+        info = topics.get(parts["topic"])
+        partition, base, epoch = int(parts["partition"]), int(parts["base"]), int(parts["epoch"])
+        if info is None:
+            yield item, "orphan", "its topic is deleted"
+        elif parts["topic_id"] != info.topic_id.hex:
+            yield item, "orphan", "an earlier incarnation of the topic"
+        elif partition >= info.partitions:
+            yield item, "orphan", "no such partition"
+        else:
+            state = states[info.name, partition]
+            if base < state.log_start_offset:
+                yield item, "orphan", "below the log start"
+            elif base < state.next_offset or epoch < state.leader_epoch:
+                yield item, "orphan", "an upload that was never committed"
+
+
+def _topic_partition(key):
+    parts = SEGMENT_KEY.fullmatch(key)
+    return parts["topic"], int(parts["partition"])
+
+
+def _check(ref, data, index_data):
+    """What is wrong with a manifest entry's objects, or None."""
+    try:
+        segment = read_segment(data, ref.key)
+        read_index(index_data, index_key(ref.key))
+    except CorruptSegment as e:
+        return e.reason if e.key == ref.key else f"index: {e.reason}"
+    found = (segment.base_offset, segment.last_offset, segment.count, segment.size, segment.max_timestamp)
+    expected = (ref.base_offset, ref.last_offset, ref.count, ref.size, ref.max_timestamp)
+    if found != expected:
+        return f"holds (base, last, records, bytes, newest) {found}, the manifest says {expected}"
+    return None
+
+
+async def _verify(stores, topic, progress):
+    listed, topics, states = await _survey(stores, topic)
+    present = {item.key for item in listed}
+    problems = [{"problem": kind, "key": item.key, "detail": why}
+                for item, kind, why in _unreferenced(listed, topics, states)]
+    to_check = []
+    for state in states.values():
+        for ref in state.segments:
+            missing = [key for key in (ref.key, index_key(ref.key)) if key not in present]
+            for key in missing:
+                problems.append({"problem": "missing", "key": key,
+                                 "detail": f"named by the manifest of {state.topic}-{state.partition}"})
+            if not missing:
+                to_check.append(ref)
+    task = progress.add_task("verifying", total=sum(ref.size for ref in to_check))
+    slots = DeferredSemaphore(CONCURRENT_DOWNLOADS)
+
+    async def check(ref):
+        try:
+            data = await stores.objects.get(ref.key)
+            index_data = await stores.objects.get(index_key(ref.key))
+        except ObjectNotFound as e:
+            # Retention may have dropped it since the survey; else it is missing.
+            state = await stores.metadata.partition_state(*_topic_partition(ref.key))
+            if ref in state.segments:
+                problems.append({"problem": "missing", "key": e.key, "detail": "vanished while verifying"})
+            progress.advance(task, ref.size)
+            return
+        reason = await deferToThread(_check, ref, data, index_data)
+        if reason is not None:
+            problems.append({"problem": "corrupt", "key": ref.key, "detail": reason})
+        progress.advance(task, ref.size)
+
+    await all_of([slots.run(check, ref) for ref in to_check])
+    return len(to_check), sorted(problems, key=lambda p: p["key"])
+
+
+@segments.command()
+@click.argument("topic", required=False)
+@output_option
+@click.pass_context
+def verify(ctx, topic, output):
+    """Download and check every segment (of TOPIC, or all): report manifest
+    entries without objects, objects without manifest entries, and damaged
+    objects. Exits with status 1 when it finds a problem."""
+    admin = ctx.obj
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                        console=console(stderr=True), transient=True)
+
+    async def work(stores):
+        with progress:
+            return await _verify(stores, topic, progress)
+
+    checked, problems = admin.run(work)
+    title = f"{checked} segments checked, {len(problems)} problems"
+    emit(output, problems, [Column("problem"), Column("key"), Column("detail")], title,
+         {"checked": checked, "problems": problems})
+    if problems:
+        ctx.exit(1)
+
+
+@segments.command()
+@click.option("--execute", is_flag=True, help="Delete the orphans; without it, only list them.")
+@output_option
+@click.pass_obj
+def gc(admin, execute, output):
+    """Delete orphaned objects: those no manifest names and no writer can
+    still commit. A dry run unless --execute."""
+
+    async def work(stores):
+        listed, topics, states = await _survey(stores)
+        orphans = [{"key": item.key, "bytes": item.size, "reason": why}
+                   for item, kind, why in _unreferenced(listed, topics, states) if kind == "orphan"]
+        if execute:
+            await all_of([stores.objects.delete(orphan["key"]) for orphan in orphans])
+        return orphans
+
+    orphans = admin.run(work)
+    total = sum(orphan["bytes"] for orphan in orphans)
+    verb = "deleted" if execute else "would delete (dry run, add --execute)"
+    emit(output, orphans, [Column("key"), number("bytes"), Column("reason")],
+         f"{verb}: {len(orphans)} objects, {total} bytes", {"executed": execute, "orphans": orphans})

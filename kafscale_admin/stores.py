@@ -1,0 +1,168 @@
+"""How ``kafscale-admin`` reaches a cluster: it opens the brokers' own
+metadata and object stores, under a reactor of its own, so it works whether
+or not a broker is running.
+
+A command's work is a coroutine function taking :class:`Stores`; a runner
+runs it to completion. The command line's runner is :func:`react_runner`;
+tests run the same work on the reactor they already have.
+"""
+
+import json
+import os
+from dataclasses import dataclass
+
+import click
+from twisted.internet.defer import Deferred, FirstError, gatherResults
+from twisted.internet.task import react
+from twisted.python.failure import Failure
+
+from kafscale.metadata.embedded import EmbeddedMetadataStore
+from kafscale.metadata.etcd import EtcdMetadataStore
+from kafscale.metadata.etcd_client import EtcdError
+from kafscale.metadata.interfaces import MetadataError
+from kafscale.storage.interfaces import ObjectStoreError
+from kafscale.storage.local import LocalObjectStore
+from kafscale.storage.s3 import S3ObjectStore, raise_tcp_read_size
+
+
+class AdminError(click.ClickException):
+    """A failure the user can act on: printed as one line, exit status 1."""
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where the cluster's stores are, named as the broker's options name them."""
+
+    data_dir: str = "kafscale-data"
+    etcd: str | None = None
+    cluster_id: str = "kafscale"
+    s3_bucket: str | None = None
+    s3_endpoint: str | None = None
+    s3_region: str | None = None
+    s3_prefix: str = ""
+    timeout: float = 5.0
+
+    @property
+    def metadata_path(self):
+        return os.path.join(self.data_dir, "metadata.sqlite")
+
+    def describe_metadata(self):
+        if self.etcd:
+            return f"etcd {self.etcd} (cluster {self.cluster_id})"
+        return f"embedded {self.metadata_path}"
+
+    def describe_objects(self):
+        if self.s3_bucket:
+            where = f"s3://{self.s3_bucket}/{self.s3_prefix}"
+            return f"{where} at {self.s3_endpoint}" if self.s3_endpoint else where
+        return f"directory {os.path.join(self.data_dir, 'objects')}"
+
+    def metadata_store(self, reactor):
+        if self.etcd:
+            # No watches: a command reads what it needs when it needs it.
+            return EtcdMetadataStore(self.etcd, f"/kafscale/{self.cluster_id}/", timeout=self.timeout,
+                                     watched=(), reactor=reactor)
+        if not os.path.exists(self.metadata_path):
+            raise AdminError(f"no metadata store at {self.metadata_path}: pass the broker's --data-dir, or --etcd")
+        return EmbeddedMetadataStore(self.metadata_path, reactor=reactor, busy_timeout=self.timeout)
+
+    def object_store(self, reactor):
+        if self.s3_bucket:
+            raise_tcp_read_size()
+            try:
+                return S3ObjectStore(self.s3_bucket, endpoint=self.s3_endpoint, region=self.s3_region,
+                                     prefix=self.s3_prefix, max_attempts=3, reactor=reactor, environ=os.environ)
+            except ValueError as e:
+                raise AdminError(str(e)) from None
+        return LocalObjectStore(os.path.join(self.data_dir, "objects"))
+
+
+@dataclass(frozen=True, slots=True)
+class Stores:
+    metadata: object
+    objects: object
+    location: Location
+    reactor: object
+
+    async def owners(self):
+        """{(topic, partition): node id} for every owned partition."""
+        if isinstance(self.metadata, EtcdMetadataStore):
+            # The owner keys say it, under their owners' leases.
+            reply = await self.metadata.client.range(self.metadata.keys.area("owners/"), prefix=True)
+            owners = {}
+            for kv in reply.kvs:
+                topic, _, partition = self.metadata.keys.relative(kv.key)[len("owners/"):].rpartition("/")
+                owners[topic, int(partition)] = json.loads(kv.value)["node_id"]
+            return owners
+        # The embedded store serves one broker, which owns every partition
+        # it has claimed while it is registered.
+        brokers = await self.metadata.brokers()
+        if not brokers:
+            return {}
+        owners = {}
+        for info in (await self.metadata.topics()).values():
+            for partition in range(info.partitions):
+                if (await self.metadata.partition_state(info.name, partition)).leader_epoch > 0:
+                    owners[info.name, partition] = brokers[0].node_id
+        return owners
+
+
+async def all_of(deferreds):
+    """Wait for every Deferred; -> their results, or raise the first one's
+    exception (after all have finished)."""
+    try:
+        return await gatherResults(deferreds, consumeErrors=True)
+    except FirstError as e:
+        e.subFailure.raiseException()
+
+
+async def open_stores(location, reactor, work):
+    """Run ``work(stores)`` with the stores open, and close them after.
+    Store failures become AdminErrors."""
+    metadata = location.metadata_store(reactor)
+    objects = location.object_store(reactor)
+    metadata.startService()
+    try:
+        return await work(Stores(metadata, objects, location, reactor))
+    except MetadataError as e:
+        raise AdminError(f"metadata store: {e}") from None
+    except EtcdError as e:
+        raise AdminError(f"etcd: {e}") from None
+    except ObjectStoreError as e:
+        raise AdminError(f"object store: {e}") from None
+    finally:
+        await metadata.stopService()
+        await objects.close()
+
+
+def react_runner(main):
+    """Run ``main(reactor)`` (returning a Deferred) under ``task.react`` and
+    return its result, or raise its exception, here rather than through
+    react's traceback printing and exit."""
+    outcome = []
+
+    def capture(reactor):
+        return main(reactor).addBoth(outcome.append)
+
+    try:
+        react(capture)
+    except SystemExit:
+        pass
+    if not outcome:
+        raise click.Abort()
+    if isinstance(outcome[0], Failure):
+        outcome[0].raiseException()
+    return outcome[0]
+
+
+class Admin:
+    """What every command gets as ``ctx.obj``: the cluster's location and
+    the way to run work against it."""
+
+    def __init__(self, location, runner=react_runner):
+        self.location = location
+        self.runner = runner
+
+    def run(self, work):
+        """Run ``work(stores)`` (a coroutine function); -> its result."""
+        return self.runner(lambda reactor: Deferred.fromCoroutine(open_stores(self.location, reactor, work)))
