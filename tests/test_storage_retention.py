@@ -261,7 +261,11 @@ class RetentionContract:
         await create_topic(self.bootstrap, "reborn")
         await in_thread(produce_segments, self.bootstrap, "reborn", [[(b"old-1", 0)], [(b"old-2", 0)]])
         old = self.broker.topics["reborn"]
-        self.assertEqual(len(await self.broker.objects.list(topic_prefix("reborn", old.topic_id))), 4)
+
+        async def four_objects():  # two segments and their indexes, uploaded after the acks
+            return len(await self.broker.objects.list(topic_prefix("reborn", old.topic_id))) == 4
+
+        await until(four_objects, what="two segments with their indexes")
 
         def delete():
             admin = AdminClient({"bootstrap.servers": self.bootstrap})

@@ -14,6 +14,7 @@ from kafscale.storage.segment import (
     CorruptSegment,
     SegmentInfo,
     build_segment,
+    index_key,
     partition_prefix,
     read_index,
     read_range,
@@ -24,8 +25,8 @@ from kafscale.storage.segment import (
 from tests.test_protocol_records import build_batch
 
 TOPIC_ID = uuid.UUID("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0")
-KEY = "orders/0f1e2d3c4b5a69788796a5b4c3d2e1f0/3/segment-00000000000000000100-7.kfs"
-INDEX_KEY = "orders/0f1e2d3c4b5a69788796a5b4c3d2e1f0/3/segment-00000000000000000100-7.index"
+KEY = "orders/0f1e2d3c4b5a69788796a5b4c3d2e1f0/3/segment-00000000000000000100-7-2.kfs"
+INDEX_KEY = "orders/0f1e2d3c4b5a69788796a5b4c3d2e1f0/3/segment-00000000000000000100-7-2.index"
 
 
 def produced_blobs(base_offset, requests):
@@ -52,14 +53,16 @@ def produced_blobs(base_offset, requests):
 
 class KeyTests(unittest.TestCase):
     def test_layout(self):
-        self.assertEqual(segment_keys("orders", TOPIC_ID, 3, 100, 7), (KEY, INDEX_KEY))
+        self.assertEqual(segment_keys("orders", TOPIC_ID, 3, 100, 7, 2), (KEY, INDEX_KEY))
+        self.assertEqual(index_key(KEY), INDEX_KEY)
         self.assertEqual(partition_prefix("orders", TOPIC_ID, 3), KEY.rsplit("/", 1)[0] + "/")
         self.assertEqual(topic_prefix("orders", TOPIC_ID), "orders/0f1e2d3c4b5a69788796a5b4c3d2e1f0/")
 
     def test_owners_never_share_a_key(self):
         """A deposed owner's late upload cannot replace its successor's object."""
-        self.assertNotEqual(segment_keys("t", TOPIC_ID, 0, 0, 1), segment_keys("t", TOPIC_ID, 0, 0, 2))
-        self.assertNotEqual(segment_keys("t", TOPIC_ID, 0, 0, 1), segment_keys("t", uuid.uuid4(), 0, 0, 1))
+        self.assertNotEqual(segment_keys("t", TOPIC_ID, 0, 0, 1, 0), segment_keys("t", TOPIC_ID, 0, 0, 2, 0))
+        self.assertNotEqual(segment_keys("t", TOPIC_ID, 0, 0, 1, 0), segment_keys("t", TOPIC_ID, 0, 0, 1, 1))
+        self.assertNotEqual(segment_keys("t", TOPIC_ID, 0, 0, 1, 0), segment_keys("t", uuid.uuid4(), 0, 0, 1, 0))
 
 
 class BuildAndReadTests(unittest.TestCase):

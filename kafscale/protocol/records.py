@@ -201,6 +201,14 @@ def take_batches(blob, offset: int, max_bytes: int, min_one: bool = True) -> mem
     returns a slice of ``blob`` (empty when nothing qualifies). A partial batch
     met before the selection is complete raises CORRUPT_MESSAGE.
     """
+    start, end = batch_span(blob, offset, max_bytes, min_one)
+    return memoryview(blob)[start:end]
+
+
+def batch_span(blob, offset: int, max_bytes: int, min_one: bool = True) -> tuple[int, int]:
+    """Where :func:`take_batches`' selection lies in ``blob``: ``(start, end)``
+    byte positions, equal when nothing qualifies. ``end == len(blob)`` tells
+    a reader that the selection ran to the end of the blob."""
     view = memoryview(blob)
     end = len(view)
     position = 0
@@ -219,11 +227,11 @@ def take_batches(blob, offset: int, max_bytes: int, min_one: bool = True) -> mem
             if base_offset + last_offset_delta >= offset:
                 start = position
                 if size > max_bytes:
-                    return view[start : position + size] if min_one else view[0:0]
+                    return (start, position + size) if min_one else (start, start)
         elif position + size - start > max_bytes:
-            return view[start:position]
+            return start, position
         position += size
-    return view[0:0] if start is None else view[start:end]
+    return (end, end) if start is None else (start, end)
 
 
 class Record(NamedTuple):

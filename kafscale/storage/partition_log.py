@@ -7,19 +7,21 @@ import time
 from collections import deque
 from dataclasses import dataclass, replace
 
-from twisted.internet.defer import Deferred, FirstError, gatherResults
+from twisted.internet.defer import Deferred, DeferredList, FirstError, gatherResults
 from twisted.internet.threads import deferToThread
+from twisted.python.failure import Failure
 
 from kafscale.log import logger
 from kafscale.metadata.interfaces import Fenced, MetadataError, SegmentRef
 from kafscale.protocol.errors import ErrorCode, KafkaError
 from kafscale.protocol.records import assign_offsets, decode_records, iter_batches
-from kafscale.storage.interfaces import ObjectStoreError
+from kafscale.storage.interfaces import ObjectNotFound, ObjectStoreError
 from kafscale.storage.producer_state import ProducerStates
 from kafscale.storage.segment import (
     CorruptSegment,
     Segment,
     build_segment,
+    index_key,
     read_index,
     read_range,
     read_segment,
@@ -128,6 +130,8 @@ class PartitionLog:
         # A commit failed without telling whether it landed: re-read the
         # committed state before writing again.
         self._in_doubt = False
+        self._attempts = 0
+        self._index_uploads = set()
 
     # -- state ---------------------------------------------------------
 
@@ -394,13 +398,9 @@ class PartitionLog:
             blobs.append(patched)
         created_ms = int(time.time() * 1000)
         kfs, index, info = build_segment(blobs, base, created_ms=created_ms)
-        keys = segment_keys(self.topic, self.topic_id, self.partition, base, state.leader_epoch)
-        try:
-            await gatherResults(
-                [self.objects.put(keys.kfs, kfs), self.objects.put(keys.index, index)], consumeErrors=True
-            )
-        except FirstError as e:
-            e.subFailure.raiseException()
+        keys = segment_keys(self.topic, self.topic_id, self.partition, base, state.leader_epoch, self._attempts)
+        self._attempts += 1
+        await self.objects.put(keys.kfs, kfs)
         ref = SegmentRef(base, info.last_offset, info.max_timestamp, info.size, info.count, keys.kfs)
         try:
             committed = await self.metadata.commit_segment(self.topic, self.partition, state.leader_epoch, base, ref)
@@ -420,6 +420,22 @@ class PartitionLog:
         self._set_state(committed)
         self.cache.put(Segment(keys.kfs, memoryview(kfs), 0, base, info.last_offset, info.count, created_ms,
                                info.max_timestamp))
+        self._put_index(keys.index, index)
+
+    def _put_index(self, key, index):
+        """Upload a committed segment's index without holding up its acks:
+        the index is derived from the segment (readers of a segment without
+        one read it whole), and one PUT fewer on the ack path halves produce
+        latency on stores that serialise requests."""
+        upload = self.objects.put(key, index)
+        self._index_uploads.add(upload)
+
+        def uploaded(result):
+            self._index_uploads.discard(upload)
+            if isinstance(result, Failure):
+                log.warn("{key}: index upload failed: {error}", key=key, error=result.value)
+
+        upload.addBoth(uploaded)
 
     def _classify(self, error):
         if isinstance(error, Fenced):
@@ -476,6 +492,8 @@ class PartitionLog:
             await self._flushing
         self._closed = True
         self._wake()
+        # A successor reading a large segment wants its index.
+        await DeferredList(list(self._index_uploads))
 
     # -- log start -----------------------------------------------------
 
@@ -532,23 +550,38 @@ class PartitionLog:
             )
 
     async def read(self, offset, max_bytes, min_one=True):
-        """Whole committed batches from the one holding ``offset``: a
-        memoryview, empty at the high watermark."""
+        """Whole committed batches from the one holding ``offset``, across
+        as many segments as ``max_bytes`` allows: a bytes-like object, empty
+        at the high watermark."""
         self.check_offset(offset)
         state = self.state
-        if offset == state.next_offset:
-            return memoryview(b"")
-        position = bisect.bisect_right(self._bases, offset) - 1
-        ref = state.segments[max(position, 0)]
-        if ref.size > self.settings.whole_segment_limit:
-            return await self._read_range(ref, offset, max_bytes, min_one)
-        segment = await self._segment(ref)
-        data = segment.read(max(offset, ref.base_offset), max_bytes, min_one)
-        following = position + 1
-        if following < len(state.segments) and offset >= (ref.base_offset + ref.last_offset) // 2:
+        position = max(bisect.bisect_right(self._bases, offset) - 1, 0)
+        chunks = []
+        size = 0
+        ref = None
+        while offset < state.next_offset and position < len(state.segments):
+            ref = state.segments[position]
+            if ref.size > self.settings.whole_segment_limit:
+                if not chunks:
+                    chunks.append(await self._read_range(ref, offset, max_bytes, min_one))
+                break
+            segment = await self._segment(ref)
+            data, whole = segment.read_to_end(max(offset, ref.base_offset), max_bytes - size,
+                                              min_one and not chunks)
+            if len(data):
+                chunks.append(data)
+                size += len(data)
+            if not whole or size >= max_bytes:
+                break
+            offset = ref.last_offset + 1
+            position += 1
+        if ref is not None and position + 1 < len(state.segments) \
+                and offset >= (ref.base_offset + ref.last_offset) // 2:
             # A consumer halfway through a segment will want the next one.
-            self._read_ahead(state.segments[following])
-        return data
+            self._read_ahead(state.segments[position + 1])
+        if len(chunks) == 1:
+            return chunks[0]
+        return b"".join(chunks)
 
     def _segment(self, ref):
         return self.cache.load(ref.key, lambda: self._fetch_segment(ref))
@@ -565,8 +598,13 @@ class PartitionLog:
         )
 
     async def _read_range(self, ref, offset, max_bytes, min_one):
-        index_key = ref.key[: -len(".kfs")] + ".index"
-        index = read_index(await self.objects.get(index_key), index_key)
+        key = index_key(ref.key)
+        try:
+            index = read_index(await self.objects.get(key), key)
+        except ObjectNotFound:
+            # The owner died between the commit and the index upload.
+            segment = await self._fetch_segment(ref)
+            return segment.read(offset, max_bytes, min_one)
         start, end = index.byte_range(offset, max_bytes, ref.size)
         data = await self.objects.get(ref.key, start, end)
         return read_range(data, ref.key, offset, max_bytes, min_one)

@@ -3,14 +3,14 @@
 A flush writes two objects per segment (DESIGN.md "Storage format"; all
 integers big-endian), under ``{topic}/{topic_id}/{partition}/``:
 
-``segment-{base_offset:020d}-{leader_epoch}.kfs``
+``segment-{base_offset:020d}-{leader_epoch}-{attempt}.kfs``
     a 32-byte header (magic ``KAFS``, version u16 = 1, flags u16, base offset
     i64, message count i32, created unix ms i64, reserved u32), the RecordBatch
     v2 blobs exactly as produced except for their assigned baseOffset, and a
     16-byte footer (CRC-32C u32 of the batch bytes, last offset i64, magic
     ``END!``).
 
-``segment-{base_offset:020d}-{leader_epoch}.index``
+``segment-{base_offset:020d}-{leader_epoch}-{attempt}.index``
     a 16-byte header (magic ``IDX\\0``, version u16 = 1, entry count i32,
     interval i32, reserved u16) and (offset i64, position i32) entries. An
     entry names a batch's base offset and where that batch starts in the
@@ -18,10 +18,10 @@ integers big-endian), under ``{topic}/{topic_id}/{partition}/``:
     once ``interval`` bytes have passed since the previous entry.
 
 The topic id keeps a re-created topic's objects apart from the deleted
-one's (whose removal runs in the background), and the leader epoch keeps
-a deposed owner's late upload from overwriting the object its successor
-committed at the same base offset: what the manifest names is never
-replaced. The object store applies any deployment-wide key prefix itself.
+one's (whose removal runs in the background); the leader epoch and the
+owner's flush counter keep a late upload (a deposed owner's, or the
+owner's own retry after a commit of unknown outcome) from overwriting an
+object the manifest names. The object store applies any deployment-wide key prefix itself.
 
 A reader trusts nothing it has not checked: :func:`read_segment` verifies
 magic, footer, CRC and the chain of batch headers, and every failure raises
@@ -38,6 +38,7 @@ from crc32c import crc32c
 from kafscale.protocol.records import (
     LOG_OVERHEAD,
     InvalidRecords,
+    batch_span,
     iter_batches,
     take_batches,
 )
@@ -98,11 +99,23 @@ def partition_prefix(topic: str, topic_id, partition: int) -> str:
     return f"{topic_prefix(topic, topic_id)}{partition}/"
 
 
-def segment_keys(topic: str, topic_id, partition: int, base_offset: int, leader_epoch: int) -> SegmentKeys:
+def segment_keys(
+    topic: str, topic_id, partition: int, base_offset: int, leader_epoch: int, attempt: int
+) -> SegmentKeys:
     """The ``.kfs`` and ``.index`` keys of the segment an owner at
-    ``leader_epoch`` writes from ``base_offset``."""
-    stem = f"{partition_prefix(topic, topic_id, partition)}segment-{base_offset:020d}-{leader_epoch}"
+    ``leader_epoch`` writes from ``base_offset`` on its ``attempt``-th flush:
+    no two uploads ever share a key, so a late PUT cannot replace an object
+    the manifest names."""
+    stem = (
+        f"{partition_prefix(topic, topic_id, partition)}"
+        f"segment-{base_offset:020d}-{leader_epoch}-{attempt}"
+    )
     return SegmentKeys(f"{stem}.kfs", f"{stem}.index")
+
+
+def index_key(kfs_key: str) -> str:
+    """The ``.index`` key that goes with a ``.kfs`` key."""
+    return kfs_key.removesuffix(".kfs") + ".index"
 
 
 def build_segment(
@@ -195,6 +208,12 @@ class Segment:
         """Whole batches from the one holding ``offset``, as in
         :func:`~kafscale.protocol.records.take_batches`."""
         return take_batches(self.batches, offset, max_bytes, min_one)
+
+    def read_to_end(self, offset: int, max_bytes: int, min_one: bool = True) -> tuple[memoryview, bool]:
+        """As :meth:`read`, and whether the batches returned run to the
+        segment's end (so a reader wanting more goes on to the next one)."""
+        start, end = batch_span(self.batches, offset, max_bytes, min_one)
+        return self.batches[start:end], end == len(self.batches)
 
 
 def read_segment(data, key: str) -> Segment:
