@@ -57,7 +57,8 @@ class GroupTestCase(unittest.TestCase):
         if assignments is None:
             assignments = {r.member_id: r.member_id.encode() for r in results}
         generation = leader.generation_id
-        syncs = {leader.member_id: self.group.sync(leader.member_id, None, generation, "consumer", "range", assignments)}
+        syncs = {leader.member_id: self.group.sync(leader.member_id, None, generation, "consumer", "range",
+                                                   assignments)}
         for r in results:
             if r is not leader:
                 syncs[r.member_id] = self.group.sync(r.member_id, None, generation, None, None, {})
@@ -348,7 +349,8 @@ class StaticMemberTests(GroupTestCase):
         self.group.heartbeat(one.member_id, None, 1)
         back = self.successResultOf(self.group.join(join_request(instance="i1")))
         self.assertNotEqual(back.member_id, two.member_id)
-        self.assertEqual((back.error, back.generation_id, back.leader_id, back.members), (ErrorCode.NONE, 1, one.member_id, ()))
+        self.assertEqual((back.error, back.generation_id, back.leader_id, back.members),
+                         (ErrorCode.NONE, 1, one.member_id, ()))
         self.assertIs(self.group.state, GroupState.STABLE)
         self.assertEqual(len(self.saved), saves + 1)
         synced = self.successResultOf(self.group.sync(back.member_id, "i1", 1, None, None, {}))

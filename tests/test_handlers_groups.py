@@ -130,7 +130,8 @@ class WireTests(unittest.TestCase):
                              (ErrorCode.INCONSISTENT_GROUP_PROTOCOL, None))
             old = join(connection, 6, "g", protocols=[("roundrobin", b"")])
             self.assertEqual((old["error_code"], old["protocol_name"]), (ErrorCode.INCONSISTENT_GROUP_PROTOCOL, ""))
-            self.assertEqual(sync(connection, 5, "g", joined["member_id"], 2)["error_code"], ErrorCode.ILLEGAL_GENERATION)
+            self.assertEqual(sync(connection, 5, "g", joined["member_id"], 2)["error_code"],
+                             ErrorCode.ILLEGAL_GENERATION)
 
         await in_thread(run)
 

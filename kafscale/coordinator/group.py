@@ -636,8 +636,9 @@ class Group:
             member.session.cancel()
         member.session = None
         del self.members[member.member_id]
-        if member.group_instance_id is not None and self.static_members.get(member.group_instance_id) == member.member_id:
-            del self.static_members[member.group_instance_id]
+        instance_id = member.group_instance_id
+        if instance_id is not None and self.static_members.get(instance_id) == member.member_id:
+            del self.static_members[instance_id]
         self.awaiting_sync.discard(member.member_id)
         if self.leader_id == member.member_id:
             self.leader_id = next(iter(self.members), None)
