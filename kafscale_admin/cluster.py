@@ -47,7 +47,7 @@ def list_brokers(admin, output):
     ]
     emit(output, rows, [number("node_id", "id"), Column("host"), number("port"), Column("rack"),
                         timestamp("started_ms", "started"), Column("uptime_s", "uptime", show=_duration),
-                        number("partitions", "partitions owned")])
+                        number("partitions", "partitions owned")], empty="no live brokers")
 
 
 @click.group()

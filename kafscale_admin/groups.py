@@ -49,7 +49,8 @@ def list_groups(admin, output):
         return found
 
     emit(output, admin.run(work), [Column("group"), Column("state"), number("members"), Column("protocol_type", "type"),
-                                   Column("protocol"), number("generation"), number("partitions")])
+                                   Column("protocol"), number("generation"), number("partitions")],
+         empty="no groups")
 
 
 @groups.command()

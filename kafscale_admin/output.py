@@ -65,12 +65,15 @@ def table(rows, columns, title=None):
     return result
 
 
-def emit(output, rows, columns, title=None, document=None):
-    """Print ``rows`` as a table, or ``document`` (default: the rows) as JSON."""
+def emit(output, rows, columns, title=None, document=None, empty="none"):
+    """Print ``rows`` as a table (or, when there are none, the title and
+    ``empty``), or ``document`` (default: the rows) as JSON."""
     if output == "json":
         emit_json(rows if document is None else document)
-    else:
+    elif rows:
         console().print(table(rows, columns, title))
+    else:
+        say(f"{title}: {empty}" if title else empty)
 
 
 def emit_json(document):

@@ -70,7 +70,7 @@ def list_segments(admin, topic, partition, output):
     emit(output, rows, [number("partition"), number("base_offset", "base offset"),
                         number("last_offset", "last offset"), number("records"), number("bytes"),
                         Column("max_timestamp", "newest record", show=iso_time),
-                        Column("key", "object", show=lambda key: key.rpartition("/")[2])])
+                        Column("key", "object", show=lambda key: key.rpartition("/")[2])], empty="no segments")
 
 
 # -- inspect and dump ----------------------------------------------------------
@@ -159,7 +159,12 @@ async def _fetch_segment(stores, topic, partition, offset):
 _BATCH_COLUMNS = [number("position"), number("base_offset", "base offset"), number("last_offset", "last offset"),
                   number("records"), number("bytes"), Column("first_timestamp", "first timestamp", show=iso_time),
                   Column("max_timestamp", "newest record", show=iso_time), Column("compression"),
-                  Column("crc_ok", "CRC ok"), Column("error")]
+                  Column("crc_ok", "CRC ok")]
+
+
+def _batch_columns(rows):
+    """The batch columns, with one for the structural fault if there is one."""
+    return _BATCH_COLUMNS + ([Column("error")] if any("error" in row for row in rows) else [])
 
 
 def _key_values(mapping):
@@ -190,7 +195,8 @@ def inspect(admin, topic, partition, offset, output):
     out = console()
     out.print(f"segment {document['key']} ({document['size']} bytes): {document['verdict']}")
     if "header" in document:
-        header = dict(document["header"], created=iso_time(document["header"]["created_ms"]))
+        header = {key: value for key, value in document["header"].items() if key != "created_ms"}
+        header["created"] = iso_time(document["header"]["created_ms"])
         out.print(table(_key_values(header), _FIELD_COLUMNS, title="header"))
         out.print(table(_key_values(document["footer"]), _FIELD_COLUMNS, title="footer"))
     index = document["index"]
@@ -200,7 +206,7 @@ def inspect(admin, topic, partition, offset, output):
         out.print(table([{"offset": o, "position": p} for o, p in index["entries"]],
                         [number("offset"), number("position")], title="index entries"))
     if "batches" in document:
-        out.print(table(document["batches"], _BATCH_COLUMNS, title="batches"))
+        out.print(table(document["batches"], _batch_columns(document["batches"]), title="batches"))
 
 
 def _text(data):
@@ -248,7 +254,8 @@ def dump(admin, topic, partition, offset, records, output):
 
     ref, data, _ = admin.run(work)
     if not records:
-        emit(output, _batch_rows(data), _BATCH_COLUMNS, title=ref.key)
+        rows = _batch_rows(data)
+        emit(output, rows, _batch_columns(rows), title=ref.key)
         return
     emit(output, _records(data, ref.key, offset),
          [number("offset"), Column("timestamp", show=iso_time), Column("key"), Column("value"),
@@ -380,9 +387,8 @@ def verify(ctx, topic, output):
             return await _verify(stores, topic, progress)
 
     checked, problems = admin.run(work)
-    title = f"{checked} segments checked, {len(problems)} problems"
-    emit(output, problems, [Column("problem"), Column("key"), Column("detail")], title,
-         {"checked": checked, "problems": problems})
+    emit(output, problems, [Column("problem"), Column("key"), Column("detail")], f"{checked} segments checked",
+         {"checked": checked, "problems": problems}, empty="no problems")
     if problems:
         ctx.exit(1)
 
@@ -406,5 +412,6 @@ def gc(admin, execute, output):
     orphans = admin.run(work)
     total = sum(orphan["bytes"] for orphan in orphans)
     verb = "deleted" if execute else "would delete (dry run, add --execute)"
-    emit(output, orphans, [Column("key"), number("bytes"), Column("reason")],
-         f"{verb}: {len(orphans)} objects, {total} bytes", {"executed": execute, "orphans": orphans})
+    title = f"{verb}: {len(orphans)} objects, {total} bytes" if orphans else None
+    emit(output, orphans, [Column("key"), number("bytes"), Column("reason")], title,
+         {"executed": execute, "orphans": orphans}, empty="no orphans")

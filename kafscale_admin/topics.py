@@ -53,7 +53,7 @@ def list_topics(admin, output):
         for info in sorted(admin.run(work).values(), key=lambda info: info.name)
     ]
     emit(output, rows, [Column("name"), number("partitions"), Column("topic_id", "topic id"), Column("configs"),
-                        timestamp("created_ms", "created")])
+                        timestamp("created_ms", "created")], empty="no topics")
 
 
 @topics.command()
