@@ -45,6 +45,10 @@ class KafkaProtocol(Protocol):
         self._closing = False
 
     def connectionMade(self):
+        # Answers are whole frames written at once: Nagle would only hold
+        # the last segment of one back for an ACK, as Kafka brokers know.
+        if hasattr(self.transport, "setTcpNoDelay"):
+            self.transport.setTcpNoDelay(True)
         peer = self.transport.getPeer()
         self.client_host = getattr(peer, "host", str(peer))
         self.factory.connections.add(self)
