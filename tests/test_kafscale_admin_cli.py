@@ -1,0 +1,71 @@
+"""The ``kafscale-admin`` entry point: --version, shell completion, and real
+processes, where the work runs under ``task.react``."""
+
+import json
+import os
+import subprocess
+import sys
+
+from click.testing import CliRunner
+from twisted.trial import unittest
+
+from kafscale import __version__
+from kafscale_admin.cli import PROG_NAME, main
+from tests.brokers import SOURCE_ROOT, in_thread
+from tests.test_handlers_produce import create_topic
+from tests.test_kafscale_admin_topics import AdminCase
+
+
+def run_admin(*args, env=None):
+    """``python -m kafscale_admin args`` in a process of its own."""
+    environment = dict(os.environ, PYTHONPATH=SOURCE_ROOT, COLUMNS="200", **(env or {}))
+    return subprocess.run([sys.executable, "-m", "kafscale_admin", *args], capture_output=True, text=True,
+                          env=environment, timeout=60)
+
+
+class EntryPointTests(unittest.TestCase):
+    def test_version(self):
+        result = CliRunner().invoke(main, ["--version"], prog_name=PROG_NAME)
+        self.assertEqual((result.exit_code, result.stdout), (0, f"kafscale-admin, version {__version__}\n"))
+
+    def test_completion_script(self):
+        result = CliRunner().invoke(main, ["completion", "bash"], prog_name=PROG_NAME)
+        self.assertEqual(result.exit_code, 0)
+        self.assertIn("_KAFSCALE_ADMIN_COMPLETE=bash_complete", result.stdout)
+        self.assertIn("complete -o nosort -F", result.stdout)
+
+    def test_completion_answers(self):
+        env = {"_KAFSCALE_ADMIN_COMPLETE": "bash_complete", "COMP_WORDS": "kafscale-admin segments ",
+               "COMP_CWORD": "2"}
+        result = CliRunner().invoke(main, [], prog_name=PROG_NAME, env=env)
+        self.assertEqual(result.exit_code, 0)
+        self.assertEqual(sorted(line.split(",")[1] for line in result.stdout.splitlines()),
+                         ["dump", "gc", "inspect", "list", "verify"])
+
+    def test_help_names_the_environment(self):
+        result = CliRunner().invoke(main, ["--help"], prog_name=PROG_NAME)
+        for variable in ("KAFSCALE_DATA_DIR", "KAFSCALE_ETCD", "KAFSCALE_S3_BUCKET", "KAFSCALE_CLUSTER_ID"):
+            self.assertIn(variable, result.stdout)
+
+
+class ProcessTests(AdminCase):
+    async def test_commands_run_under_their_own_reactor(self):
+        await create_topic(self.bootstrap, "seen", 2)
+        result = await in_thread(run_admin, "topics", "list", "-o", "json",
+                                 env={"KAFSCALE_DATA_DIR": self.broker.config.data_dir})
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual([(t["name"], t["partitions"]) for t in json.loads(result.stdout)], [("seen", 2)])
+
+    async def test_a_user_mistake_is_one_line(self):
+        for args, says in [
+            (["--data-dir", self.broker.config.data_dir, "topics", "describe", "absent"], "no topic 'absent'"),
+            (["--data-dir", self.mktemp(), "topics", "list"], "no metadata store at"),
+            (["--data-dir", self.broker.config.data_dir, "--s3-bucket", "b", "--s3-endpoint", "http://127.0.0.1:1",
+              "topics", "list"], "S3 credentials missing"),
+        ]:
+            result = await in_thread(run_admin, *args, env={"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""})
+            self.assertEqual(result.returncode, 1, result.stderr)
+            self.assertEqual(result.stdout, "")
+            [line] = result.stderr.splitlines()
+            self.assertTrue(line.startswith("Error: "), line)
+            self.assertIn(says, line)
