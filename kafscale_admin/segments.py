@@ -21,10 +21,9 @@ from twisted.internet.threads import deferToThread
 from kafscale.metadata.interfaces import UnknownTopic
 from kafscale.protocol.records import InvalidRecords, decode_records, iter_batches
 from kafscale.storage.interfaces import ObjectNotFound
-from kafscale.storage.retention import index_key
 # The layout's one definition is in the segment module.
 from kafscale.storage.segment import _FOOTER, _HEADER, _INDEX_HEADER, FOOTER_SIZE, HEADER_SIZE, CorruptSegment
-from kafscale.storage.segment import read_index, read_segment
+from kafscale.storage.segment import index_key, read_index, read_segment
 from kafscale_admin.output import Column, console, emit, emit_json, iso_time, number, output_option, table
 from kafscale_admin.stores import AdminError, all_of
 from kafscale_admin.topics import topic_info

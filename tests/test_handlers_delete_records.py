@@ -10,8 +10,7 @@ from twisted.trial import unittest
 
 from kafscale.protocol.errors import ErrorCode
 from kafscale.protocol.messages import ApiKey
-from kafscale.storage.retention import index_key
-from kafscale.storage.segment import partition_prefix
+from kafscale.storage.segment import index_key, partition_prefix
 from tests.brokers import in_thread, s3_args, start_broker
 from tests.clients import consume
 from tests.test_handlers_produce import create_topic

@@ -5,8 +5,7 @@ and gc finding what is damaged, missing or orphaned."""
 from confluent_kafka import Producer
 from twisted.trial import unittest
 
-from kafscale.storage.retention import index_key
-from kafscale.storage.segment import partition_prefix
+from kafscale.storage.segment import index_key, partition_prefix
 from tests.brokers import in_thread
 from tests.test_handlers_produce import create_topic
 from tests.test_kafscale_admin_topics import AdminCase, S3Stores

@@ -16,8 +16,8 @@ from twisted.trial import unittest
 from kafscale.metadata.interfaces import PartitionState, SegmentRef
 from kafscale.protocol.errors import ErrorCode
 from kafscale.protocol.messages import ApiKey
-from kafscale.storage.retention import RetentionService, index_key, retention_start
-from kafscale.storage.segment import partition_prefix, topic_prefix
+from kafscale.storage.retention import RetentionService, retention_start
+from kafscale.storage.segment import index_key, partition_prefix, topic_prefix
 from tests.brokers import in_thread, s3_args, sleep, start_broker
 from tests.clients import consume
 from tests.test_handlers_produce import create_topic
@@ -133,10 +133,6 @@ class RetentionStartTests(unittest.TestCase):
         self.assertEqual(self.start(15, **{"retention.ms": str(150 * 60_000)}), 15)
         self.assertEqual(self.start(15, **{"retention.bytes": "2000"}), 20)
         self.assertEqual(retention_start(state(7), {"retention.ms": "0"}, self.NOW), 7)
-
-    def test_index_key(self):
-        self.assertEqual(index_key("t/x/0/segment-00000000000000000000-1.kfs"),
-                         "t/x/0/segment-00000000000000000000-1.index")
 
 
 class _SlowLog:

@@ -19,13 +19,9 @@ from kafscale.log import logger
 from kafscale.metadata.topic_configs import effective_int
 from kafscale.protocol.errors import KafkaError
 from kafscale.storage.interfaces import ObjectStoreError
+from kafscale.storage.segment import index_key
 
 log = logger("kafscale.storage.retention")
-
-
-def index_key(kfs_key):
-    """The key of the ``.index`` object that goes with a ``.kfs`` key."""
-    return kfs_key.removesuffix(".kfs") + ".index"
 
 
 def retention_start(state, configs, now_ms):
