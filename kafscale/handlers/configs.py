@@ -5,6 +5,7 @@ per topic. The broker's own settings are static (twistd options): they are
 described under Kafka's names and refused when a client tries to alter them.
 """
 
+import dataclasses
 import enum
 from collections import Counter
 
@@ -77,7 +78,9 @@ def _entries(broker, resource_type, name):
             # The cluster-wide dynamic defaults: there are none.
             return []
         _check_broker(broker, name)
-        return [_broker_entry(setting, broker.config) for setting in BROKER_SETTINGS.values()]
+        # In a cluster the node id may have been allocated at start.
+        config = dataclasses.replace(broker.config, node_id=broker.node_id)
+        return [_broker_entry(setting, config) for setting in BROKER_SETTINGS.values()]
     raise KafkaError(ErrorCode.INVALID_REQUEST, f"resource type {resource_type} is not supported")
 
 
