@@ -30,7 +30,7 @@ from kafscale_admin.topics import topic_info
 
 SEGMENT_KEY = re.compile(
     r"(?P<topic>[^/]+)/(?P<topic_id>[0-9a-f]{32})/(?P<partition>\d+)/"
-    r"segment-(?P<base>\d{20})-(?P<epoch>\d+)(?:-\d+)?\.(?P<kind>kfs|index)"
+    r"segment-(?P<base>\d{20})-(?P<epoch>\d+)-\d+\.(?:kfs|index)"
 )
 
 # Segments downloaded at once by verify.
