@@ -11,7 +11,7 @@ from twisted.trial import unittest
 
 from kafscale import __version__
 from kafscale_admin.cli import PROG_NAME, main
-from tests.brokers import SOURCE_ROOT, in_thread
+from tests.brokers import SOURCE_ROOT, free_port, in_thread
 from tests.test_handlers_produce import create_topic
 from tests.test_kafscale_admin_topics import AdminCase
 
@@ -62,6 +62,8 @@ class ProcessTests(AdminCase):
             (["--data-dir", self.mktemp(), "topics", "list"], "no metadata store at"),
             (["--data-dir", self.broker.config.data_dir, "--s3-bucket", "b", "--s3-endpoint", "http://127.0.0.1:1",
               "topics", "list"], "S3 credentials missing"),
+            (["--etcd", f"http://127.0.0.1:{free_port()}", "--timeout", "1", "topics", "list"],
+             "metadata store: etcd: "),
         ]:
             result = await in_thread(run_admin, *args, env={"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""})
             self.assertEqual(result.returncode, 1, result.stderr)
