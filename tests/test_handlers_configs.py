@@ -15,7 +15,6 @@ from kafka.admin import ConfigResource as PyConfigResource
 from kafka.admin import KafkaAdminClient
 from twisted.trial import unittest
 
-from kafscale.handlers.configs import ConfigSource as Source
 from kafscale.handlers.configs import ResourceType
 from kafscale.protocol.errors import ErrorCode
 from kafscale.protocol.messages import ApiKey

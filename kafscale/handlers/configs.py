@@ -209,14 +209,15 @@ async def _alter(request, changes):
                 raise KafkaError(ErrorCode.INVALID_CONFIG, str(e)) from None
             if body["validate_only"]:
                 continue
-            await broker.metadata.alter_topic_configs(name, updates, deletions)
+            try:
+                await broker.metadata.alter_topic_configs(name, updates, deletions)
+            except UnknownTopic:
+                raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"no topic {name!r}") from None
+            except MetadataError as e:
+                raise KafkaError(ErrorCode.REQUEST_TIMED_OUT, f"metadata store: {e}") from None
             altered = True
         except KafkaError as e:
             response["error_code"], response["error_message"] = e.code, e.message
-        except UnknownTopic:
-            response["error_code"], response["error_message"] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"no topic {name!r}"
-        except MetadataError as e:
-            response["error_code"], response["error_message"] = ErrorCode.REQUEST_TIMED_OUT, f"metadata store: {e}"
     if altered:
         await broker.refresh_topics()
     return {"throttle_time_ms": 0, "responses": responses}

@@ -34,16 +34,17 @@ async def create_partitions(request):
                                  f"topic {name!r} has {info.partitions} partitions: it can grow, not go to {count}")
             if body["validate_only"]:
                 continue
-            await broker.metadata.add_partitions(name, count)
+            try:
+                await broker.metadata.add_partitions(name, count)
+            except UnknownTopic:
+                raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"no topic {name!r}") from None
+            except InvalidPartitions as e:
+                raise KafkaError(ErrorCode.INVALID_PARTITIONS, str(e)) from None
+            except MetadataError as e:
+                raise KafkaError(ErrorCode.REQUEST_TIMED_OUT, f"metadata store: {e}") from None
             grown = True
         except KafkaError as e:
             result["error_code"], result["error_message"] = e.code, e.message
-        except UnknownTopic:
-            result["error_code"], result["error_message"] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"no topic {name!r}"
-        except InvalidPartitions as e:
-            result["error_code"], result["error_message"] = ErrorCode.INVALID_PARTITIONS, str(e)
-        except MetadataError as e:
-            result["error_code"], result["error_message"] = ErrorCode.REQUEST_TIMED_OUT, f"metadata store: {e}"
     if grown:
         await broker.refresh_topics()
     return {"throttle_time_ms": 0, "results": results}
