@@ -7,7 +7,7 @@ import tempfile
 from dataclasses import dataclass, field
 
 from twisted.internet import task
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.trial import unittest
 
 from kafscale.broker import BrokerAddress
@@ -169,6 +169,28 @@ class OffsetTests(CoordinatorTestCase):
         self.assertEqual(await self.coordinator.fetch_offsets("simple", {("t", 1)}), {})
         await self.assertFailsWith(ErrorCode.GROUP_ID_NOT_FOUND,
                                    self.coordinator.commit_offsets("other", "m", None, 3, offsets))
+
+    async def test_concurrent_commits_land_in_order_and_together(self):
+        writes = []
+        commit_offsets = self.store.commit_offsets
+
+        def counting_commit(group_id, offsets):
+            writes.append(dict(offsets))
+            return commit_offsets(group_id, offsets)
+
+        self.store.commit_offsets = counting_commit
+        def offsets(n):
+            return {("t", 0): CommittedOffset(n, -1, "", 0), ("t", n): CommittedOffset(n, -1, "", 0)}
+
+        commits = [
+            Deferred.fromCoroutine(self.coordinator.commit_offsets("simple", "", None, -1, offsets(n)))
+            for n in range(1, 11)
+        ]
+        await gatherResults(commits)
+        stored = await self.coordinator.fetch_offsets("simple")
+        self.assertEqual(stored[("t", 0)].offset, 10)
+        self.assertEqual(sorted(partition for _, partition in stored), list(range(11)))
+        self.assertLess(len(writes), 10)
 
     async def test_member_commits_in_its_generation(self):
         joined = await self.form_group()

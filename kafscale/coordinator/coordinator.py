@@ -9,6 +9,7 @@ on or rejoin. Offsets are read and written straight through to the store.
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredLock, gatherResults
+from twisted.python.failure import Failure
 
 from kafscale.coordinator.group import Group, GroupState, GroupSummary
 from kafscale.log import logger
@@ -37,6 +38,7 @@ class GroupCoordinator(Service):
         self._groups = {}
         self._write_locks = {}  # group id -> DeferredLock, so a group's writes land in order
         self._writes = set()  # state writes in flight, awaited on stop
+        self._offset_batches = {}  # group id -> _OffsetBatch waiting for the group's next write
 
     def stopService(self):
         super().stopService()
@@ -175,10 +177,26 @@ class GroupCoordinator(Service):
             raise KafkaError(ErrorCode.GROUP_ID_NOT_FOUND)
         elif member_id:
             raise KafkaError(ErrorCode.UNKNOWN_MEMBER_ID)
-        try:
-            await self.broker.metadata.commit_offsets(group_id, offsets)
-        except MetadataError as e:
-            raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE, str(e))
+        await self._store_offsets(group_id, offsets)
+
+    def _store_offsets(self, group_id, offsets):
+        """Write offsets after the group's earlier writes, so that a later
+        commit is never overwritten by an earlier one. Commits arriving
+        while a write is under way go together in the next. -> Deferred."""
+        batch = self._offset_batches.get(group_id)
+        if batch is not None:
+            batch.offsets.update(offsets)
+            return batch.wait()
+        batch = self._offset_batches[group_id] = _OffsetBatch(offsets)
+        waiting = batch.wait()
+        # The write may start at once, so the batch is complete before.
+        Deferred.fromCoroutine(self._write(group_id, self._commit_batch, group_id, batch)).addBoth(batch.written)
+        return waiting
+
+    def _commit_batch(self, group_id, batch):
+        # From now on new commits make the next batch.
+        del self._offset_batches[group_id]
+        return self.broker.metadata.commit_offsets(group_id, batch.offsets)
 
     async def fetch_offsets(self, group_id, partitions=None):
         """-> (topic, partition) -> CommittedOffset for those committed among
@@ -232,6 +250,26 @@ class GroupCoordinator(Service):
         if group is None and not existed:
             raise KafkaError(ErrorCode.GROUP_ID_NOT_FOUND)
         log.info("group {group} deleted", group=group_id)
+
+
+class _OffsetBatch:
+    """Offsets to commit in one write, and the requests waiting for it."""
+
+    def __init__(self, offsets):
+        self.offsets = dict(offsets)
+        self._waiters = []
+
+    def wait(self):
+        waiter = Deferred()
+        self._waiters.append(waiter)
+        return waiter
+
+    def written(self, result):
+        for waiter in self._waiters:
+            if isinstance(result, Failure):
+                waiter.errback(result)
+            else:
+                waiter.callback(None)
 
 
 def _check_group_id(group_id):
