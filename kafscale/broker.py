@@ -10,6 +10,8 @@ from twisted.internet.defer import Deferred, gatherResults
 from kafscale.coordinator.coordinator import GroupCoordinator
 from kafscale.log import logger
 from kafscale.metadata import topic_configs
+from kafscale.metadata.cluster import Coalescing
+from kafscale.metadata.etcd import OwnedElsewhere
 from kafscale.metadata.interfaces import BrokerInfo, Fenced, MetadataError, TopicExists, UnknownTopic
 from kafscale.protocol.errors import ErrorCode, KafkaError
 from kafscale.storage.cache import SegmentCache
@@ -31,12 +33,20 @@ class BrokerAddress:
 class Broker(MultiService):
     """Owns the metadata and object stores for the broker's lifetime.
 
-    On a single broker with the embedded store it owns every partition: it
-    claims each one (a new leader epoch) when it starts or when the topic
-    appears, and flushes them all before it stops.
+    On a single broker (no ``cluster``) it owns every partition: it claims
+    each one (a new leader epoch) when it starts or when the topic appears,
+    and flushes them all before it stops.
+
+    In a cluster (``cluster`` a kafscale.metadata.cluster.Cluster) it owns
+    the partitions the live brokers' assignment gives it, once it holds
+    their owner keys: it takes them when they are free, hands them over
+    (flush, then release) when the assignment moves them, keeps serving
+    reads but refuses writes while its lease is at risk, and lets go at once
+    of a partition another broker took. Every change of the cluster's view,
+    and a tick of its own, sets this reconciliation going.
     """
 
-    def __init__(self, config, metadata, objects, reactor=None):
+    def __init__(self, config, metadata, objects, reactor=None, cluster=None):
         super().__init__()
         if reactor is None:
             from twisted.internet import reactor
@@ -44,6 +54,7 @@ class Broker(MultiService):
         self.config = config
         self.metadata = metadata
         self.objects = objects
+        self.cluster = cluster
         self.node_id = config.node_id
         self.cluster_id = config.cluster_id
         self.topics = {}
@@ -55,6 +66,8 @@ class Broker(MultiService):
         self._refreshing = None
         self._refresh_again = False
         self._unsubscribe = None
+        self._unsubscribe_cluster = None
+        self._reconciler = Coalescing(self._reconcile_logs, "partition reconciliation")
         RetentionService(self, config.retention_check_interval_ms / 1000).setServiceParent(self)
         self.groups = GroupCoordinator(self, reactor)
         self.groups.setServiceParent(self)
@@ -63,6 +76,8 @@ class Broker(MultiService):
 
     def startService(self):
         self.metadata.startService()
+        if self.cluster is not None:
+            self.cluster.startService()
         super().startService()
         Deferred.fromCoroutine(self._open()).addErrback(
             lambda failure: log.failure("broker failed to start", failure)
@@ -80,11 +95,17 @@ class Broker(MultiService):
 
     async def _open(self):
         self._unsubscribe = self.metadata.subscribe(self._store_changed)
+        if self.cluster is not None:
+            # The topics first: once registered, others hand partitions over.
+            self.topics = await self.metadata.topics()
+            self.node_id = await self.cluster.join()
+            self._unsubscribe_cluster = self.cluster.subscribe(self._reconciler.run)
         await self.refresh_topics()
-        await self.metadata.register_broker(BrokerInfo(
-            self.node_id, self.config.advertised_host, self.config.advertised_port, self.config.rack,
-            int(time.time() * 1000),
-        ))
+        if self.cluster is None:
+            await self.metadata.register_broker(BrokerInfo(
+                self.node_id, self.config.advertised_host, self.config.advertised_port, self.config.rack,
+                int(time.time() * 1000),
+            ))
         log.info("broker {node} ready: {topics} topics, {logs} partitions owned",
                  node=self.node_id, topics=len(self.topics), logs=len(self.logs))
         self._ready = True
@@ -98,12 +119,21 @@ class Broker(MultiService):
     async def _close(self):
         if self._unsubscribe is not None:
             self._unsubscribe()
+        if self._unsubscribe_cluster is not None:
+            self._unsubscribe_cluster()
+        await self._reconciler.stop()
+        if self.cluster is not None and self.cluster.node_id is not None:
+            # Out of the assignment first, so that each partition's
+            # successor takes it the moment it is released.
+            await self.cluster.leave()
         # Flush every partition before the stores go away: what was
         # accepted is committed, then the partitions are free.
-        closing = [Deferred.fromCoroutine(partition_log.close()) for partition_log in self.logs.values()]
+        closing = [Deferred.fromCoroutine(self._hand_over(partition_log)) for partition_log in self.logs.values()]
         self.logs.clear()
         await gatherResults(closing)
         await super().stopService()
+        if self.cluster is not None:
+            await self.cluster.stopService()
         await self.metadata.stopService()
         await self.objects.close()
 
@@ -130,7 +160,7 @@ class Broker(MultiService):
             while True:
                 self._refresh_again = False
                 self.topics = await self.metadata.topics()
-                await self._reconcile_logs()
+                await self._reconciler.run()
                 if not self._refresh_again:
                     break
         finally:
@@ -138,6 +168,9 @@ class Broker(MultiService):
             done.callback(None)
 
     async def _reconcile_logs(self):
+        if self.cluster is not None:
+            await self._reconcile_cluster_logs()
+            return
         for (name, partition), partition_log in list(self.logs.items()):
             info = self.topics.get(name)
             if info is None or info.topic_id != partition_log.topic_id or partition >= info.partitions:
@@ -168,21 +201,86 @@ class Broker(MultiService):
                 continue
             except UnknownTopic:
                 return None
-            partition_log = PartitionLog(
-                state, topic_id=info.topic_id, metadata=self.metadata, objects=self.objects,
-                cache=self.cache, budget=self.budget, settings=self._log_settings(info),
-                reactor=self.reactor, on_fenced=self._fenced,
-            )
-            self.logs[(info.name, partition)] = partition_log
-            return partition_log
+            return self._open_log(info, state)
         log.warn("could not claim {topic}-{partition}", topic=info.name, partition=partition)
         return None
+
+    def _open_log(self, info, state):
+        partition_log = PartitionLog(
+            state, topic_id=info.topic_id, metadata=self.metadata, objects=self.objects,
+            cache=self.cache, budget=self.budget, settings=self._log_settings(info),
+            reactor=self.reactor, on_fenced=self._fenced,
+        )
+        self.logs[(info.name, state.partition)] = partition_log
+        return partition_log
 
     def _fenced(self, partition_log):
         key = (partition_log.topic, partition_log.partition)
         if self.logs.get(key) is partition_log:
             del self.logs[key]
         log.warn("{topic}-{partition} was claimed by another owner", topic=key[0], partition=key[1])
+        self._reconciler.run()
+
+    async def _reconcile_cluster_logs(self):
+        """Bring the partitions owned here in line with the cluster's view:
+        first let go of what must go (so that a topic deleted and created
+        again is released before it is taken), then take what is ours."""
+        cluster = self.cluster
+        healthy = cluster.healthy()
+        leaving = []
+        for (name, partition), partition_log in list(self.logs.items()):
+            info = self.topics.get(name)
+            if info is None or info.topic_id != partition_log.topic_id or partition >= info.partitions:
+                del self.logs[(name, partition)]
+                leaving.append(self._hand_over(partition_log))
+            elif cluster.taken_by_another(name, partition):
+                del self.logs[(name, partition)]
+                leaving.append(partition_log.close())
+            elif healthy and cluster.assignee(name, partition) != self.node_id:
+                del self.logs[(name, partition)]
+                leaving.append(self._hand_over(partition_log))
+            elif not partition_log.closed and not (healthy and cluster.holds(name, partition)):
+                # Our lease is at risk or lost: no more writes, but the
+                # committed data stays readable here until someone else
+                # owns the partition.
+                leaving.append(partition_log.close())
+        await _all(leaving)
+        if not healthy:
+            return
+        taking = []
+        for info in list(self.topics.values()):
+            settings = self._log_settings(info)
+            for partition in range(info.partitions):
+                existing = self.logs.get((info.name, partition))
+                if existing is not None and not existing.closed:
+                    existing.configure(settings)
+                elif cluster.assignee(info.name, partition) == self.node_id and cluster.free(info.name, partition):
+                    taking.append(self._take(info, partition))
+        await _all(taking)
+
+    async def _take(self, info, partition):
+        try:
+            state = await self.cluster.acquire(info.name, partition)
+        except (OwnedElsewhere, UnknownTopic) as error:
+            log.debug("not taking {topic}-{partition}: {error}", topic=info.name, partition=partition, error=error)
+            return
+        except MetadataError as error:
+            log.warn("could not take {topic}-{partition}: {error}", topic=info.name, partition=partition, error=error)
+            return
+        self._open_log(info, state)
+        log.info("took {topic}-{partition} at leader epoch {epoch}, next offset {offset}",
+                 topic=info.name, partition=partition, epoch=state.leader_epoch, offset=state.next_offset)
+
+    async def _hand_over(self, partition_log):
+        """Flush (refusing appends from then on), then free the partition."""
+        await partition_log.close()
+        if self.cluster is not None:
+            try:
+                await self.cluster.release(partition_log.topic, partition_log.partition)
+            except MetadataError as error:
+                # Its owner key goes with our lease, then.
+                log.warn("could not release {topic}-{partition}: {error}", topic=partition_log.topic,
+                         partition=partition_log.partition, error=error)
 
     async def create_topic(self, name, partitions, configs, validate_only=False):
         """Validate and create a topic, claiming its partitions at once.
@@ -243,22 +341,56 @@ class Broker(MultiService):
     # -- cluster view --------------------------------------------------
 
     def live_brokers(self):
-        config = self.config
-        return [BrokerAddress(config.node_id, config.advertised_host, config.advertised_port, config.rack)]
+        if self.cluster is None:
+            config = self.config
+            return [BrokerAddress(config.node_id, config.advertised_host, config.advertised_port, config.rack)]
+        return [BrokerAddress(b.node_id, b.host, b.port, b.rack) for b in self.cluster.live_brokers()]
 
     def controller_id(self):
-        return self.node_id
+        """Any broker can create topics; clients that insist on a controller
+        get the lowest live node id, the same on every broker."""
+        return min(broker.node_id for broker in self.live_brokers())
 
     def coordinator_for(self, group_id):
-        """The broker coordinating ``group_id``: on a single broker, itself."""
-        return self.live_brokers()[0]
+        """The BrokerAddress of the broker coordinating ``group_id`` (on a
+        single broker, itself), or None when no live broker does now."""
+        if self.cluster is None:
+            return self.live_brokers()[0]
+        node_id = self.cluster.slot_owner(self.cluster.slot_of(group_id))
+        broker = None if node_id is None else self.cluster.broker(node_id)
+        return None if broker is None else BrokerAddress(broker.node_id, broker.host, broker.port, broker.rack)
+
+    def coordinates(self, group_id):
+        """Whether this broker coordinates ``group_id`` now."""
+        return self.cluster is None or self.cluster.holds_slot(self.cluster.slot_of(group_id))
+
+    def subscribe_coordination(self, callback):
+        """Call ``callback(slot, held)`` when this broker gains (``held``
+        True) or loses a coordinator slot; groups whose
+        ``cluster.slot_of(group_id)`` is that slot moved. When the broker
+        hands a slot over (the assignment moved it, or a graceful stop), it
+        waits for the callback's result (it may return a Deferred) before
+        another broker can take the slot. A single broker never calls it.
+        -> a callable that unsubscribes."""
+        if self.cluster is None:
+            return lambda: None
+        return self.cluster.subscribe_slots(callback)
 
     def leader_of(self, topic, partition):
         """(leader node id, leader epoch), or (-1, -1) when no one owns it."""
         partition_log = self.logs.get((topic, partition))
-        if partition_log is None:
+        if self.cluster is None or (partition_log is not None and not partition_log.closed):
+            if partition_log is None:
+                return -1, -1
+            return self.node_id, partition_log.leader_epoch
+        owner = self.cluster.owner(topic, partition)
+        info = self.topics.get(topic)
+        if owner is None or info is None or owner.topic_id != info.topic_id or self.cluster.broker(owner.node_id) is None:
+            if partition_log is not None:
+                # Ours still, as far as anyone can tell (etcd is away).
+                return self.node_id, partition_log.leader_epoch
             return -1, -1
-        return self.node_id, partition_log.leader_epoch
+        return owner.node_id, owner.epoch
 
     def log_for(self, topic, partition):
         """The PartitionLog this broker owns, or a KafkaError saying why not."""
@@ -269,3 +401,12 @@ class Broker(MultiService):
         if info is None or not 0 <= partition < info.partitions:
             raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
         raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
+
+
+def _all(coroutines):
+    """Run coroutines concurrently; -> a Deferred firing when all have ended
+    (failures are logged, not raised)."""
+    def logged(failure):
+        log.failure("partition change failed", failure)
+
+    return gatherResults([Deferred.fromCoroutine(c).addErrback(logged) for c in coroutines])

@@ -8,13 +8,18 @@ class BrokerConfig:
     listen: str = "tcp:9092:interface=127.0.0.1"
     advertised_host: str = "127.0.0.1"
     advertised_port: int = 9092
-    node_id: int = 0
+    # None in a cluster: allocated from etcd at start
+    node_id: int | None = 0
     rack: str | None = None
     data_dir: str = "kafscale-data"
     # Kafka's socket.request.max.bytes
     max_request_size: int = 104857600
     log_level: str = "info"
     cluster_id: str = "kafscale"
+    # Cluster mode: etcd endpoints (comma-separated URLs), and how long a
+    # crashed broker's registration and partitions outlive it, in seconds
+    etcd: str | None = None
+    lease_ttl: int = 10
     # Kafka's auto.create.topics.enable and num.partitions
     auto_create_topics: bool = True
     num_partitions: int = 1

@@ -11,7 +11,9 @@ from kafscale import __version__
 from kafscale import log
 from kafscale.broker import Broker
 from kafscale.config import BrokerConfig
+from kafscale.metadata.cluster import Cluster
 from kafscale.metadata.embedded import EmbeddedMetadataStore
+from kafscale.metadata.etcd import EtcdMetadataStore
 from kafscale.server.protocol import KafkaFactory
 from kafscale.storage.local import LocalObjectStore
 from kafscale.storage.s3 import S3ObjectStore, raise_tcp_read_size
@@ -48,13 +50,21 @@ class Options(usage.Options):
         ("listen", "l", _DEFAULTS.listen, "Twisted endpoint string to listen on.", str),
         ("advertise", "a", None,
          "host:port clients should connect to (default: the listen interface and port).", str),
-        ("node-id", None, _DEFAULTS.node_id, "This broker's node id.", int),
+        ("node-id", None, None,
+         "This broker's node id (default: 0 alone, allocated from etcd in a cluster).", int),
         ("rack", None, None, "Rack name reported in Metadata.", str),
         ("data-dir", "d", _DEFAULTS.data_dir, "Directory for the embedded stores.", str),
         ("max-request-size", None, _DEFAULTS.max_request_size,
          "Largest request frame accepted, in bytes (Kafka's socket.request.max.bytes).", int),
         ("log-level", None, _DEFAULTS.log_level, "debug, info, warn, error or critical.", str),
-        ("cluster-id", None, _DEFAULTS.cluster_id, "Cluster id reported to clients.", str),
+        ("cluster-id", None, _DEFAULTS.cluster_id,
+         "Cluster id reported to clients; also names the cluster's keys in etcd.", str),
+        ("etcd", None, None,
+         "Comma-separated etcd endpoints (http://host:2379,...): keep metadata there and join the"
+         " cluster of brokers that share it, instead of the embedded store.", str),
+        ("lease-ttl", None, _DEFAULTS.lease_ttl,
+         "Seconds a crashed broker keeps its partitions before the others take them over (with --etcd).",
+         int),
         ("auto-create-topics", None, "true",
          "Create unknown topics on Metadata and Produce (Kafka's auto.create.topics.enable).", _boolean),
         ("num-partitions", None, _DEFAULTS.num_partitions, "Partitions of auto-created topics.", int),
@@ -103,6 +113,10 @@ class Options(usage.Options):
                 raise usage.UsageError(f"--{name} cannot be negative")
         if self["retention-check-interval-ms"] < 1:
             raise usage.UsageError("--retention-check-interval-ms must be at least 1")
+        if self["lease-ttl"] < 1:
+            raise usage.UsageError("--lease-ttl must be at least 1")
+        if self["node-id"] is None and not self["etcd"]:
+            self["node-id"] = _DEFAULTS.node_id
         host, port = _advertised_address(self["listen"], self["advertise"])
         self["advertised-host"], self["advertised-port"] = host, port
 
@@ -117,6 +131,8 @@ class Options(usage.Options):
             max_request_size=self["max-request-size"],
             log_level=self["log-level"],
             cluster_id=self["cluster-id"],
+            etcd=self["etcd"],
+            lease_ttl=self["lease-ttl"],
             auto_create_topics=self["auto-create-topics"],
             num_partitions=self["num-partitions"],
             s3_bucket=self["s3-bucket"],
@@ -160,8 +176,20 @@ def object_store(config):
 
 
 def metadata_store(config):
+    if config.etcd:
+        # The broker reacts only to topic changes; it follows brokers and
+        # owners through its Cluster's own watches.
+        return EtcdMetadataStore(config.etcd, f"/kafscale/{config.cluster_id}/", lease_ttl=config.lease_ttl,
+                                 watched={"topics"})
     os.makedirs(config.data_dir, exist_ok=True)
     return EmbeddedMetadataStore(os.path.join(config.data_dir, "metadata.sqlite"))
+
+
+def cluster(config, metadata):
+    """This broker's Cluster membership, or None when it runs alone."""
+    if not config.etcd:
+        return None
+    return Cluster(metadata, config.advertised_host, config.advertised_port, config.rack, node_id=config.node_id)
 
 
 class ListenWhenReady(Service):
@@ -203,7 +231,8 @@ def makeService(options):
     except ValueError as e:
         raise usage.UsageError(str(e))
     service = MultiService()
-    broker = Broker(config, metadata_store(config), objects)
+    metadata = metadata_store(config)
+    broker = Broker(config, metadata, objects, cluster=cluster(config, metadata))
     broker.setName("broker")
     broker.setServiceParent(service)
     endpoint = endpoints.serverFromString(broker.reactor, config.listen)

@@ -50,4 +50,4 @@ def handles(api_key, min_version=None, max_version=None):
     return register
 
 
-from kafscale.handlers import api_versions, cluster, configs, delete_records, fetch, find_coordinator, groups, init_producer_id, list_offsets, metadata, offsets, partitions, produce, topics  # noqa: E402,F401  (they register themselves)
+from kafscale.handlers import api_versions, cluster, configs, delete_records, fetch, find_coordinator, groups, init_producer_id, list_offsets, metadata, offset_for_leader_epoch, offsets, partitions, produce, topics  # noqa: E402,F401  (they register themselves)

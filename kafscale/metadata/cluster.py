@@ -244,7 +244,7 @@ class Cluster(Service):
         self._views = {}
         self._joined = False
         self._leaving = False
-        self._acquired = {}  # (topic, partition) -> revision of our owner key write
+        self._acquired = {}  # (topic, partition) -> (revision, lease) of our owner key write
         self._held_slots = {}  # slot -> revision of our owner key write
         self._healthy = False
         self._assignments = {}  # name -> node id, for the live set in _assigned_for
@@ -355,9 +355,9 @@ class Cluster(Service):
         self._changed()
 
     def _lease_healthy(self):
-        session = self.store.current_session
-        if session is None or not session.alive():
+        if not self._lease_alive():
             return False
+        session = self.store.current_session
         return self._reactor.seconds() < session.deadline - session.lease.ttl / 3
 
     def healthy(self):
@@ -405,12 +405,31 @@ class Cluster(Service):
         """The partition's Owner as the owner keys say, or None."""
         return self._views["owners"].items.get((topic, partition))
 
-    def deposed(self, topic, partition):
-        """Whether another lease took the partition since we acquired it."""
+    def holds(self, topic, partition):
+        """Whether this broker holds the partition's owner key: it acquired
+        it under the lease it still has, and no one took it since."""
         acquired = self._acquired.get((topic, partition))
+        return (acquired is not None and acquired[1] == self._lease_id() and self._lease_alive()
+                and not self.taken_by_another(topic, partition))
+
+    def taken_by_another(self, topic, partition):
+        """Whether another lease holds the partition's owner key, written
+        after our last acquisition of it."""
         owner = self.owner(topic, partition)
-        return acquired is None or (owner is not None and owner.revision > acquired and
-                                    owner.lease != self._lease_id())
+        if owner is None or owner.lease == self._lease_id():
+            return False
+        acquired = self._acquired.get((topic, partition))
+        return acquired is None or owner.revision > acquired[0]
+
+    def free(self, topic, partition):
+        """Whether the partition may be acquired here, as far as the view
+        tells: no owner key, or ours."""
+        owner = self.owner(topic, partition)
+        return owner is None or owner.lease == self._lease_id()
+
+    def _lease_alive(self):
+        session = self.store.current_session
+        return session is not None and session.alive()
 
     def _lease_id(self):
         session = self.store.current_session
@@ -425,8 +444,9 @@ class Cluster(Service):
         async with self._limit:
             if not self.healthy():
                 raise MetadataUnavailable(f"broker {self.node_id} cannot take partitions now")
+            lease = self._lease_id()
             state, revision = await self.store.acquire_partition(topic, partition, self.node_id)
-        self._acquired[topic, partition] = revision
+        self._acquired[topic, partition] = (revision, lease)
         return state
 
     async def release(self, topic, partition):

@@ -42,6 +42,7 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredLock, fail
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
+from twisted.web.client import HTTPConnectionPool, _HTTP11ClientFactory
 from zope.interface import implementer
 
 from kafscale.metadata.etcd_client import (
@@ -169,6 +170,15 @@ class _Partition:
     claim: str | None
 
 
+class _QuietFactory(_HTTP11ClientFactory):
+    # One line per connection opened or closed is noise in a broker's log.
+    noisy = False
+
+
+class _QuietPool(HTTPConnectionPool):
+    _factory = _QuietFactory
+
+
 @implementer(IMetadataStore)
 class EtcdMetadataStore(Service):
     """IMetadataStore on etcd, under ``prefix`` (``/kafscale/<cluster>/``).
@@ -191,6 +201,7 @@ class EtcdMetadataStore(Service):
         self._watched = frozenset(watched)
         self._reactor = reactor
         self.client = None
+        self._pool = None
         self._subscribers = []
         self._watches = {}  # key prefix -> Watch
         self._watch_lock = DeferredLock()
@@ -203,7 +214,10 @@ class EtcdMetadataStore(Service):
 
     def startService(self):
         super().startService()
-        self.client = EtcdClient(self._endpoints, reactor=self._reactor, timeout=self._timeout)
+        self._pool = _QuietPool(self._reactor)
+        # Enough idle connections for concurrent commits, beside the watches.
+        self._pool.maxPersistentPerHost = 8
+        self.client = EtcdClient(self._endpoints, reactor=self._reactor, pool=self._pool, timeout=self._timeout)
 
     def stopService(self):
         super().stopService()
@@ -219,6 +233,7 @@ class EtcdMetadataStore(Service):
                 log.warn("could not revoke lease {lease:x}: {error}", lease=session.lease_id, error=error)
         self._watches.clear()
         await self.client.close()
+        await self._pool.closeCachedConnections()
 
     def subscribe(self, callback):
         self._subscribers.append(callback)
