@@ -79,10 +79,10 @@ class Location:
 
 @dataclass(frozen=True, slots=True)
 class Stores:
+    """The open stores a command's work uses."""
+
     metadata: object
     objects: object
-    location: Location
-    reactor: object
 
     async def owners(self):
         """{(topic, partition): node id} for every owned partition."""
@@ -123,7 +123,7 @@ async def open_stores(location, reactor, work):
     objects = location.object_store(reactor)
     metadata.startService()
     try:
-        return await work(Stores(metadata, objects, location, reactor))
+        return await work(Stores(metadata, objects))
     except MetadataError as e:
         raise AdminError(f"metadata store: {e}") from None
     except EtcdError as e:
