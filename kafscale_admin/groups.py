@@ -15,7 +15,7 @@ from kafscale.metadata.interfaces import CommittedOffset, UnknownTopic
 from kafscale.protocol.records import decode_records, iter_batches
 from kafscale.storage.segment import CorruptSegment, read_segment
 from kafscale_admin.output import Column, console, emit, emit_json, number, output_option, say, table
-from kafscale_admin.stores import AdminError
+from kafscale_admin.stores import AdminError, completing, group_names, topic_names
 
 
 @click.group()
@@ -54,7 +54,7 @@ def list_groups(admin, output):
 
 
 @groups.command()
-@click.argument("group")
+@click.argument("group", shell_complete=completing(group_names))
 @output_option
 @click.pass_obj
 def describe(admin, group, output):
@@ -141,8 +141,9 @@ async def offset_for_time(stores, state, target_ms):
 
 
 @groups.command("reset-offsets")
-@click.argument("group")
+@click.argument("group", shell_complete=completing(group_names))
 @click.option("--topic", "topic_specs", multiple=True, required=True, metavar="TOPIC[:P,P...]",
+              shell_complete=completing(topic_names),
               help="A topic, or some of its partitions (repeatable).")
 @click.option("--to-earliest", is_flag=True, help="To each partition's log start offset.")
 @click.option("--to-latest", is_flag=True, help="To each partition's high watermark.")
@@ -213,7 +214,7 @@ def reset_offsets(admin, group, topic_specs, to_earliest, to_latest, to_offset, 
 
 
 @groups.command()
-@click.argument("group")
+@click.argument("group", shell_complete=completing(group_names))
 @click.pass_obj
 def delete(admin, group):
     """Delete GROUP's state and committed offsets; refused while it has members."""

@@ -25,7 +25,7 @@ from kafscale.storage.interfaces import ObjectNotFound
 from kafscale.storage.segment import _FOOTER, _HEADER, _INDEX_HEADER, FOOTER_SIZE, HEADER_SIZE, CorruptSegment
 from kafscale.storage.segment import index_key, read_index, read_segment
 from kafscale_admin.output import Column, console, emit, emit_json, iso_time, number, output_option, table
-from kafscale_admin.stores import AdminError, all_of
+from kafscale_admin.stores import AdminError, all_of, completing, topic_names
 from kafscale_admin.topics import topic_info
 
 SEGMENT_KEY = re.compile(
@@ -46,7 +46,7 @@ def segments():
 
 
 @segments.command("list")
-@click.argument("topic")
+@click.argument("topic", shell_complete=completing(topic_names))
 @click.option("-p", "--partition", type=click.IntRange(min=0), help="Only this partition.")
 @output_option
 @click.pass_obj
@@ -174,7 +174,7 @@ _FIELD_COLUMNS = [Column("field"), Column("value")]
 
 
 @segments.command()
-@click.argument("topic")
+@click.argument("topic", shell_complete=completing(topic_names))
 @click.argument("partition", type=click.IntRange(min=0))
 @click.argument("offset", type=click.IntRange(min=0))
 @output_option
@@ -237,7 +237,7 @@ def _records(data, key, offset):
 
 
 @segments.command()
-@click.argument("topic")
+@click.argument("topic", shell_complete=completing(topic_names))
 @click.argument("partition", type=click.IntRange(min=0))
 @click.argument("offset", type=click.IntRange(min=0))
 @click.option("--records", is_flag=True, help="Decode the records (decompressing batches) from OFFSET on.")
@@ -370,7 +370,7 @@ async def _verify(stores, topic, progress):
 
 
 @segments.command()
-@click.argument("topic", required=False)
+@click.argument("topic", required=False, shell_complete=completing(topic_names))
 @output_option
 @click.pass_context
 def verify(ctx, topic, output):

@@ -166,3 +166,28 @@ class Admin:
     def run(self, work):
         """Run ``work(stores)`` (a coroutine function); -> its result."""
         return self.runner(lambda reactor: Deferred.fromCoroutine(open_stores(self.location, reactor, work)))
+
+
+def completing(names):
+    """A click ``shell_complete`` callback offering what ``names(stores)``
+    (a coroutine function) lists: topic or group names, read from the
+    cluster that the command line so far points at."""
+
+    def complete(ctx, param, incomplete):
+        root = ctx.find_root()
+        runner = root.obj if callable(root.obj) else react_runner
+        try:
+            found = Admin(Location(**root.params), runner).run(names)
+        except click.ClickException:
+            return []
+        return [name for name in found if name.startswith(incomplete)]
+
+    return complete
+
+
+async def topic_names(stores):
+    return sorted(await stores.metadata.topics())
+
+
+async def group_names(stores):
+    return await stores.metadata.groups()

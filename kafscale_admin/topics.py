@@ -8,12 +8,15 @@ from kafscale.metadata.interfaces import InvalidPartitions, TopicExists, Unknown
 from kafscale.storage.interfaces import ObjectStoreError
 from kafscale.storage.segment import topic_prefix
 from kafscale_admin.output import Column, emit, number, output_option, say, timestamp
-from kafscale_admin.stores import AdminError, all_of
+from kafscale_admin.stores import AdminError, all_of, completing, topic_names
 
 
 @click.group()
 def topics():
     """Create, list, describe, alter and delete topics."""
+
+
+topic_argument = click.argument("name", shell_complete=completing(topic_names))
 
 
 def name_value_pairs(values, option):
@@ -83,7 +86,7 @@ def create(admin, name, partitions, configs):
 
 
 @topics.command()
-@click.argument("name")
+@topic_argument
 @output_option
 @click.pass_obj
 def describe(admin, name, output):
@@ -113,7 +116,7 @@ def describe(admin, name, output):
 
 
 @topics.command()
-@click.argument("name")
+@topic_argument
 @click.pass_obj
 def delete(admin, name):
     """Delete topic NAME and its objects."""
@@ -137,7 +140,7 @@ def delete(admin, name):
 
 
 @topics.command("alter-config")
-@click.argument("name")
+@topic_argument
 @click.option("--set", "updates", multiple=True, metavar="NAME=VALUE", help="Set a config (repeatable).")
 @click.option("--delete", "deletions", multiple=True, metavar="NAME",
               help="Return a config to its default (repeatable).")
@@ -166,7 +169,7 @@ def alter_config(admin, name, updates, deletions):
 
 
 @topics.command("add-partitions")
-@click.argument("name")
+@topic_argument
 @click.option("--total", type=click.IntRange(min=1), required=True, help="The new number of partitions.")
 @click.pass_obj
 def add_partitions(admin, name, total):

@@ -10,10 +10,11 @@ from click.testing import CliRunner
 from twisted.trial import unittest
 
 from kafscale import __version__
+from kafscale.metadata.interfaces import CommittedOffset
 from kafscale_admin.cli import PROG_NAME, main
 from tests.brokers import SOURCE_ROOT, free_port, in_thread
 from tests.test_handlers_produce import create_topic
-from tests.test_kafscale_admin_topics import AdminCase
+from tests.test_kafscale_admin_topics import AdminCase, on_trials_reactor
 
 
 def run_admin(*args, env=None):
@@ -46,6 +47,30 @@ class EntryPointTests(unittest.TestCase):
         result = CliRunner().invoke(main, ["--help"], prog_name=PROG_NAME)
         for variable in ("KAFSCALE_DATA_DIR", "KAFSCALE_ETCD", "KAFSCALE_S3_BUCKET", "KAFSCALE_CLUSTER_ID"):
             self.assertIn(variable, result.stdout)
+
+
+class CompletionTests(AdminCase):
+    async def complete(self, words):
+        env = {"_KAFSCALE_ADMIN_COMPLETE": "bash_complete", "COMP_WORDS": words,
+               "COMP_CWORD": str(len(words.split(" ")) - 1)}
+        result = await in_thread(CliRunner().invoke, main, [], prog_name=PROG_NAME, env=env, obj=on_trials_reactor)
+        self.assertEqual(result.exit_code, 0, result.output)
+        return sorted(line.split(",")[1] for line in result.stdout.splitlines() if line)
+
+    async def test_topic_and_group_names(self):
+        for name in ("orders", "orders-dlq", "audit"):
+            await create_topic(self.bootstrap, name)
+        await self.broker.metadata.commit_offsets("billing", {("orders", 0): CommittedOffset(0, -1, "", 0)})
+        data_dir = self.broker.config.data_dir
+        self.assertEqual(await self.complete(f"kafscale-admin --data-dir {data_dir} topics describe ord"),
+                         ["orders", "orders-dlq"])
+        self.assertEqual(await self.complete(f"kafscale-admin -d {data_dir} segments verify "),
+                         ["audit", "orders", "orders-dlq"])
+        self.assertEqual(await self.complete(f"kafscale-admin -d {data_dir} groups reset-offsets billing --topic a"),
+                         ["audit"])
+        self.assertEqual(await self.complete(f"kafscale-admin -d {data_dir} groups describe "), ["billing"])
+        # Nothing to offer, and no error, where there is no store.
+        self.assertEqual(await self.complete(f"kafscale-admin -d {self.mktemp()} topics describe "), [])
 
 
 class ProcessTests(AdminCase):
