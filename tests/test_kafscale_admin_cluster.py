@@ -8,7 +8,7 @@ from tests.brokers import free_port, in_thread
 from tests.test_handlers_groups import fast_rebalances
 from tests.test_handlers_produce import create_topic
 from tests.test_kafscale_admin_groups import consume_in_group
-from tests.test_kafscale_admin_topics import AdminCase, S3Stores
+from tests.test_kafscale_admin_topics import AdminCase, EtcdStores, S3Stores
 from tests.test_storage_retention import produce_segments
 
 
@@ -61,3 +61,7 @@ class S3ClusterTests(ClusterContract, S3Stores, AdminCase):
         self.assertIn('"object_store_reachable": false', result.stdout)
         self.assertIn('"metadata_reachable": true', result.stdout)
         await self.refused("segments", "gc", says="object store: ")
+
+
+class EtcdClusterTests(ClusterContract, EtcdStores, AdminCase):
+    pass

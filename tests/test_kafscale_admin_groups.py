@@ -5,12 +5,11 @@ import threading
 import time
 
 from confluent_kafka import Consumer
-from twisted.trial import unittest
 
 from tests.brokers import in_thread
 from tests.test_handlers_groups import FAST_CONSUMER, fast_rebalances
 from tests.test_handlers_produce import create_topic
-from tests.test_kafscale_admin_topics import AdminCase, S3Stores
+from tests.test_kafscale_admin_topics import AdminCase, EtcdStores, S3Stores
 from tests.test_storage_retention import produce_segments, until
 
 BASE_TIME = 1_700_000_000_000
@@ -163,4 +162,8 @@ class EmbeddedGroupsTests(GroupsContract, AdminCase):
 
 
 class S3GroupsTests(GroupsContract, S3Stores, AdminCase):
+    pass
+
+
+class EtcdGroupsTests(GroupsContract, EtcdStores, AdminCase):
     pass

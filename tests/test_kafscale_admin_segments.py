@@ -3,12 +3,11 @@ manifest, inspected and dumped objects (compressed ones too), and verify
 and gc finding what is damaged, missing or orphaned."""
 
 from confluent_kafka import Producer
-from twisted.trial import unittest
 
 from kafscale.storage.segment import index_key, partition_prefix
 from tests.brokers import in_thread
 from tests.test_handlers_produce import create_topic
-from tests.test_kafscale_admin_topics import AdminCase, S3Stores
+from tests.test_kafscale_admin_topics import AdminCase, EtcdStores, S3Stores
 from tests.test_storage_retention import until
 
 BASE_TIME = 1_700_000_000_000
@@ -59,7 +58,8 @@ class SegmentsContract:
         self.assertEqual([r["partition"] for r in only], [1])
         table = (await self.admin("segments", "list", "logs")).stdout
         name = self.segments[1].key.rpartition("/")[2]
-        self.assertRegex(table, rf"│ +0 │ +2 │ +4 │ +3 │ +{self.segments[1].size} │ 2023-11-14T22:13:20\.012\+00:00 │ {name} │")
+        self.assertRegex(
+            table, rf"│ +0 │ +2 │ +4 │ +3 │ +{self.segments[1].size} │ 2023-11-14T22:13:20\.012\+00:00 │ {name} │")
         await self.refused("segments", "list", "nothing", says="no topic 'nothing'")
         await self.refused("segments", "list", "logs", "-p", "9", says="topic logs has no partition 9")
 
@@ -155,4 +155,8 @@ class EmbeddedSegmentsTests(SegmentsContract, AdminCase):
 
 
 class S3SegmentsTests(SegmentsContract, S3Stores, AdminCase):
+    pass
+
+
+class EtcdSegmentsTests(SegmentsContract, EtcdStores, AdminCase):
     pass

@@ -9,6 +9,7 @@ trial's reactor instead of under ``task.react``.
 import json
 import os
 import traceback
+import uuid
 
 from click.testing import CliRunner
 from twisted.internet import reactor
@@ -19,6 +20,7 @@ from kafscale.storage.segment import topic_prefix
 from kafscale_admin.cli import main
 from tests.brokers import in_thread, start_broker
 from tests.clients import produce
+from tests.etcdserver import etcd_endpoint, missing_reason
 from tests.s3server import s3_server
 from tests.test_handlers_produce import create_topic
 from tests.test_storage_retention import produce_segments, until
@@ -90,6 +92,21 @@ class S3Stores:
 
     def admin_store_args(self):
         return self.s3
+
+
+class EtcdStores(S3Stores):
+    """Mixin: the broker and kafscale-admin on a real etcd (a cluster of
+    its own in it) and a moto bucket."""
+
+    async def store_args(self):
+        reason = missing_reason("3.5")
+        if reason:
+            raise unittest.SkipTest(reason)
+        self.etcd = ["--etcd", etcd_endpoint("3.5"), "--cluster-id", f"admin-{uuid.uuid4().hex[:12]}"]
+        return [*self.etcd, *await super().store_args()]
+
+    def admin_store_args(self):
+        return [*self.etcd, *super().admin_store_args()]
 
 
 def _restore(name, value):
@@ -193,4 +210,8 @@ class EmbeddedTopicsTests(TopicsContract, AdminCase):
 
 
 class S3TopicsTests(TopicsContract, S3Stores, AdminCase):
+    pass
+
+
+class EtcdTopicsTests(TopicsContract, EtcdStores, AdminCase):
     pass
