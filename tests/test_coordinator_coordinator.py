@@ -23,6 +23,13 @@ ELSEWHERE = BrokerAddress(1, "127.0.0.1", 9093, None)
 DELAY_S = BrokerConfig().group_initial_rebalance_delay_ms / 1000
 
 
+class OneSlot:
+    """A cluster whose every group hashes to slot 0."""
+
+    def slot_of(self, group_id):
+        return 0
+
+
 @dataclass
 class BrokerStandIn:
     """What the coordinator uses of a Broker; ``owner`` says who
@@ -32,9 +39,24 @@ class BrokerStandIn:
     config: BrokerConfig = field(default_factory=BrokerConfig)
     node_id: int = 0
     owner: BrokerAddress | None = HERE
+    cluster: OneSlot = field(default_factory=OneSlot)
+    slot_callbacks: list = field(default_factory=list)
 
     def coordinator_for(self, group_id):
         return self.owner
+
+    def coordinates(self, group_id):
+        return self.owner is not None and self.owner.node_id == self.node_id
+
+    def subscribe_coordination(self, callback):
+        self.slot_callbacks.append(callback)
+        return lambda: self.slot_callbacks.remove(callback)
+
+    async def hand_over_slot(self):
+        """As the broker does: tell the coordinators, wait, then let go."""
+        for callback in list(self.slot_callbacks):
+            await callback(0, False)
+        self.owner = ELSEWHERE
 
 
 def join_request(member_id="", instance=None):
@@ -146,10 +168,23 @@ class OwnershipTests(CoordinatorTestCase):
         # A newcomer's first JoinGroup keeps the next rebalance open.
         await self.coordinator.join_group("g", join_request())
         waiting = Deferred.fromCoroutine(self.coordinator.join_group("g", join_request(joined.member_id)))
-        self.broker.owner = ELSEWHERE
-        self.coordinator.unload_foreign_groups()
+        await self.broker.hand_over_slot()
         await self.assertFailsWith(ErrorCode.NOT_COORDINATOR, waiting)
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    async def test_hand_over_waits_for_writes_and_refuses_new_ones(self):
+        joined = await self.form_group()
+        offsets = {("t", 0): CommittedOffset(5, -1, "", 0)}
+        committing = Deferred.fromCoroutine(self.coordinator.commit_offsets("g", joined.member_id, None, 1, offsets))
+        handing_over = Deferred.fromCoroutine(self.broker.hand_over_slot())
+        # The broker still holds the slot until the hand-over is done, but
+        # the coordinator takes no more requests for its groups.
+        await self.assertFailsWith(ErrorCode.NOT_COORDINATOR,
+                                   self.coordinator.commit_offsets("g", "", None, -1, offsets))
+        await handing_over
+        # The commit under way was written before the slot was let go.
+        self.assertEqual((await self.store.fetch_offsets("g"))[("t", 0)].offset, 5)
+        await committing
 
     async def test_no_writes_once_the_group_moved(self):
         joined = await self.form_group()

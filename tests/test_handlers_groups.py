@@ -258,6 +258,7 @@ class WireTests(unittest.TestCase):
 
         elsewhere = BrokerAddress(7, "127.0.0.1", 1, None)
         self.broker.coordinator_for = lambda group_id: elsewhere
+        self.broker.coordinates = lambda group_id: False
 
         def run():
             connection = self.connection()

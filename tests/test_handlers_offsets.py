@@ -176,6 +176,7 @@ class WireTests(unittest.TestCase):
 
     async def test_not_the_coordinator(self):
         self.broker.coordinator_for = lambda group_id: BrokerAddress(7, "127.0.0.1", 1, None)
+        self.broker.coordinates = lambda group_id: False
 
         def run():
             connection = self.connection()

@@ -23,9 +23,12 @@ class GroupCoordinator(Service):
     """Serves the group APIs for the groups ``broker`` coordinates.
 
     It uses ``broker.metadata`` (an IMetadataStore), ``broker.config`` (the
-    group settings), ``broker.node_id`` and ``broker.coordinator_for(group_id)``
-    (a BrokerAddress, or None when no broker can coordinate the group now).
-    ``clock`` (an IReactorTime) runs the members' timers.
+    group settings), ``broker.coordinates(group_id)`` (whether this broker
+    coordinates the group now), ``broker.coordinator_for(group_id)`` (the
+    BrokerAddress that does, or None), ``broker.subscribe_coordination``
+    (told when a coordinator slot comes or goes) and, in a cluster,
+    ``broker.cluster.slot_of(group_id)``. ``clock`` (an IReactorTime) runs
+    the members' timers.
 
     Every public coroutine raises KafkaError with the code to answer.
     """
@@ -39,34 +42,61 @@ class GroupCoordinator(Service):
         self._write_locks = {}  # group id -> DeferredLock, so a group's writes land in order
         self._writes = set()  # state writes in flight, awaited on stop
         self._offset_batches = {}  # group id -> _OffsetBatch waiting for the group's next write
+        self._released_slots = set()  # coordinator slots given up, though perhaps not yet handed over
+        self._unsubscribe = None
+
+    def startService(self):
+        super().startService()
+        self._unsubscribe = self.broker.subscribe_coordination(self._coordination_changed)
 
     def stopService(self):
         super().stopService()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
         for group_id in list(self._groups):
             self._unload(group_id)
         return gatherResults(list(self._writes), consumeErrors=True).addErrback(lambda _: None)
 
     # -- coordination ----------------------------------------------------
 
-    def coordinates(self, group_id):
-        owner = self.broker.coordinator_for(group_id)
-        return owner is not None and owner.node_id == self.broker.node_id
+    def _coordinates(self, group_id):
+        if not self.broker.coordinates(group_id):
+            return False
+        return not self._released_slots or self.broker.cluster.slot_of(group_id) not in self._released_slots
 
     def _check_coordinator(self, group_id):
-        owner = self.broker.coordinator_for(group_id)
-        if owner is None:
+        if self._coordinates(group_id):
+            return
+        self._unload(group_id)
+        if self.broker.coordinator_for(group_id) is None:
             raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE)
-        if owner.node_id != self.broker.node_id:
-            self._unload(group_id)
-            raise KafkaError(ErrorCode.NOT_COORDINATOR)
+        raise KafkaError(ErrorCode.NOT_COORDINATOR)
 
-    def unload_foreign_groups(self):
-        """Let go of the groups another broker coordinates now; call it when
-        coordinator slots change hands. Their waiting members are answered
-        NOT_COORDINATOR, so they look for the new coordinator."""
-        for group_id in list(self._groups):
-            if not self.coordinates(group_id):
-                self._unload(group_id)
+    def _coordination_changed(self, slot, held):
+        """A coordinator slot came or went. Its groups in memory are stale
+        either way: drop them (answering their waiting members
+        NOT_COORDINATOR, so they look for the coordinator again); they are
+        loaded afresh from the store when next touched here. When the slot
+        goes, the groups' writes under way finish before another broker may
+        take it. -> a Deferred, or None."""
+        slot_of = self.broker.cluster.slot_of
+        if held:
+            self._released_slots.discard(slot)
+        else:
+            self._released_slots.add(slot)
+        for group_id in [g for g in self._groups if slot_of(g) == slot]:
+            self._unload(group_id)
+        if held:
+            return None
+        return Deferred.fromCoroutine(self._writes_finished([g for g in self._write_locks if slot_of(g) == slot]))
+
+    async def _writes_finished(self, group_ids):
+        for group_id in group_ids:
+            lock = self._write_locks.get(group_id)
+            if lock is not None:
+                await lock.acquire()
+                self._release(group_id, lock)
 
     def _unload(self, group_id):
         group = self._groups.pop(group_id, None)
@@ -111,16 +141,19 @@ class GroupCoordinator(Service):
         lock = self._write_locks.setdefault(group_id, DeferredLock())
         await lock.acquire()
         try:
-            if not self.coordinates(group_id):
-                self._unload(group_id)
-                raise KafkaError(ErrorCode.NOT_COORDINATOR)
+            self._check_coordinator(group_id)
             return await operation(*args)
         except MetadataError as e:
             raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE, str(e))
         finally:
-            lock.release()
-            if not lock.locked:
-                self._write_locks.pop(group_id, None)
+            self._release(group_id, lock)
+
+    def _release(self, group_id, lock):
+        # Releasing runs the next holder at once, which may release and
+        # drop the lock before this call returns.
+        lock.release()
+        if not lock.locked and self._write_locks.get(group_id) is lock:
+            del self._write_locks[group_id]
 
     # -- membership ------------------------------------------------------
 
@@ -226,7 +259,7 @@ class GroupCoordinator(Service):
             stored = await self.broker.metadata.groups()
         except MetadataError as e:
             raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE, str(e))
-        group_ids = sorted(g for g in set(stored) | set(self._groups) if self.coordinates(g))
+        group_ids = sorted(g for g in set(stored) | set(self._groups) if self._coordinates(g))
         groups = await gatherResults([Deferred.fromCoroutine(self._group(g)) for g in group_ids])
         summaries = []
         for group_id, group in zip(group_ids, groups):
