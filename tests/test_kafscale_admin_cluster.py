@@ -4,12 +4,12 @@ broker, and after it stops."""
 import os
 
 from kafscale.metadata.embedded import EmbeddedMetadataStore
-from tests.brokers import free_port, in_thread
+from tests.brokers import free_port, in_thread, start_broker
 from tests.test_handlers_groups import fast_rebalances
 from tests.test_handlers_produce import create_topic
 from tests.test_kafscale_admin_groups import consume_in_group
 from tests.test_kafscale_admin_topics import AdminCase, EtcdStores, S3Stores
-from tests.test_storage_retention import produce_segments
+from tests.test_storage_retention import produce_segments, until
 
 
 class ClusterContract:
@@ -65,3 +65,22 @@ class S3ClusterTests(ClusterContract, S3Stores, AdminCase):
 
 class EtcdClusterTests(ClusterContract, EtcdStores, AdminCase):
     pass
+
+
+class TwoBrokerClusterTests(EtcdStores, AdminCase):
+    async def test_owners_come_from_the_owner_keys(self):
+        other, _ = await start_broker(self, *self.etcd, *self.s3)
+        await create_topic(self.bootstrap, "spread", 16)
+
+        def owned(broker):
+            return {p for (topic, p), log in broker.logs.items() if topic == "spread" and not log.closed}
+
+        await until(lambda: len(owned(self.broker)) + len(owned(other)) == 16 and not owned(self.broker) & owned(other),
+                    timeout=20, what="the partitions spread over both brokers")
+        rows = await self.admin_json("brokers", "list")
+        self.assertEqual({row["node_id"]: row["partitions"] for row in rows},
+                         {self.broker.node_id: len(owned(self.broker)), other.node_id: len(owned(other))})
+        described = await self.admin_json("topics", "describe", "spread")
+        self.assertEqual({p["partition"]: p["owner"] for p in described["partitions"]},
+                         {**{p: self.broker.node_id for p in owned(self.broker)},
+                          **{p: other.node_id for p in owned(other)}})
