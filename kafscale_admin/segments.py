@@ -22,7 +22,7 @@ from kafscale.metadata.interfaces import UnknownTopic
 from kafscale.protocol.records import InvalidRecords, decode_records, iter_batches
 from kafscale.storage.interfaces import ObjectNotFound
 # The layout's one definition is in the segment module.
-from kafscale.storage.segment import _FOOTER, _HEADER, _INDEX_HEADER, FOOTER_SIZE, HEADER_SIZE, CorruptSegment
+from kafscale.storage.segment import FOOTER, FOOTER_SIZE, HEADER, HEADER_SIZE, INDEX_HEADER, CorruptSegment
 from kafscale.storage.segment import index_key, read_index, read_segment
 from kafscale_admin.output import Column, console, emit, emit_json, iso_time, number, output_option, table
 from kafscale_admin.stores import AdminError, all_of, completing, topic_names
@@ -119,10 +119,10 @@ def _describe_objects(kfs_key, data, index_data):
     except CorruptSegment as e:
         document["verdict"] = e.reason
     if len(data) >= HEADER_SIZE + FOOTER_SIZE:
-        magic, version, flags, base_offset, count, created_ms, _ = _HEADER.unpack_from(data, 0)
+        magic, version, flags, base_offset, count, created_ms, _ = HEADER.unpack_from(data, 0)
         document["header"] = {"magic": magic.decode("latin-1"), "version": version, "flags": flags,
                               "base_offset": base_offset, "records": count, "created_ms": created_ms}
-        crc, last_offset, footer_magic = _FOOTER.unpack_from(data, len(data) - FOOTER_SIZE)
+        crc, last_offset, footer_magic = FOOTER.unpack_from(data, len(data) - FOOTER_SIZE)
         document["footer"] = {"crc32c": f"{crc:#010x}", "last_offset": last_offset,
                               "magic": footer_magic.decode("latin-1")}
         document["batches"] = _batch_rows(data)
@@ -137,8 +137,8 @@ def _describe_objects(kfs_key, data, index_data):
                                      entries=[[o, p] for o, p in zip(index.offsets, index.positions)])
         except CorruptSegment as e:
             document["index"]["verdict"] = e.reason
-            if len(index_data) >= _INDEX_HEADER.size:
-                document["index"]["declared_entries"] = _INDEX_HEADER.unpack_from(index_data, 0)[2]
+            if len(index_data) >= INDEX_HEADER.size:
+                document["index"]["declared_entries"] = INDEX_HEADER.unpack_from(index_data, 0)[2]
     return document
 
 

@@ -49,13 +49,13 @@ INDEX_MAGIC = b"IDX\0"
 VERSION = 1
 DEFAULT_INDEX_INTERVAL = 4096
 
-_HEADER = struct.Struct(">4sHHqiqI")
-_FOOTER = struct.Struct(">Iq4s")
-_INDEX_HEADER = struct.Struct(">4sHiiH")
+HEADER = struct.Struct(">4sHHqiqI")
+FOOTER = struct.Struct(">Iq4s")
+INDEX_HEADER = struct.Struct(">4sHiiH")
 _INDEX_ENTRY = struct.Struct(">qi")
-HEADER_SIZE = _HEADER.size  # 32
-FOOTER_SIZE = _FOOTER.size  # 16
-INDEX_HEADER_SIZE = _INDEX_HEADER.size  # 16
+HEADER_SIZE = HEADER.size  # 32
+FOOTER_SIZE = FOOTER.size  # 16
+INDEX_HEADER_SIZE = INDEX_HEADER.size  # 16
 INDEX_ENTRY_SIZE = _INDEX_ENTRY.size  # 12
 
 # The batch header fields a segment writer needs, read without a full unpack.
@@ -171,11 +171,11 @@ def build_segment(
     last_offset = next_offset - 1
     if created_ms is None:
         created_ms = int(time.time() * 1000)
-    header = _HEADER.pack(SEGMENT_MAGIC, VERSION, 0, base_offset, count, created_ms, 0)
-    footer = _FOOTER.pack(crc, last_offset, FOOTER_MAGIC)
+    header = HEADER.pack(SEGMENT_MAGIC, VERSION, 0, base_offset, count, created_ms, 0)
+    footer = FOOTER.pack(crc, last_offset, FOOTER_MAGIC)
     kfs = b"".join([header, *batches, footer])
     index = b"".join(
-        [_INDEX_HEADER.pack(INDEX_MAGIC, VERSION, len(entries), index_interval, 0), *entries]
+        [INDEX_HEADER.pack(INDEX_MAGIC, VERSION, len(entries), index_interval, 0), *entries]
     )
     return kfs, index, SegmentInfo(base_offset, last_offset, max_timestamp, len(kfs), count)
 
@@ -227,12 +227,12 @@ def read_segment(data, key: str) -> Segment:
     view = memoryview(data)
     if len(view) < HEADER_SIZE + FOOTER_SIZE:
         raise CorruptSegment(key, f"{len(view)} bytes, shorter than header and footer")
-    magic, version, flags, base_offset, count, created_ms, _ = _HEADER.unpack_from(view, 0)
+    magic, version, flags, base_offset, count, created_ms, _ = HEADER.unpack_from(view, 0)
     if magic != SEGMENT_MAGIC:
         raise CorruptSegment(key, f"header magic {magic!r}")
     if version != VERSION:
         raise CorruptSegment(key, f"unknown version {version}")
-    crc, last_offset, footer_magic = _FOOTER.unpack_from(view, len(view) - FOOTER_SIZE)
+    crc, last_offset, footer_magic = FOOTER.unpack_from(view, len(view) - FOOTER_SIZE)
     if footer_magic != FOOTER_MAGIC:
         raise CorruptSegment(key, f"footer magic {footer_magic!r} (truncated object?)")
     batches = view[HEADER_SIZE:-FOOTER_SIZE]
@@ -324,7 +324,7 @@ def read_index(data, key: str) -> SegmentIndex:
     view = memoryview(data)
     if len(view) < INDEX_HEADER_SIZE:
         raise CorruptSegment(key, f"index of {len(view)} bytes, shorter than its header")
-    magic, version, entry_count, interval, _ = _INDEX_HEADER.unpack_from(view, 0)
+    magic, version, entry_count, interval, _ = INDEX_HEADER.unpack_from(view, 0)
     if magic != INDEX_MAGIC:
         raise CorruptSegment(key, f"index magic {magic!r}")
     if version != VERSION:
