@@ -4,7 +4,9 @@ their committed offsets.
 A group lives in memory on its coordinator, loaded from the metadata store
 when a request first touches it there, so that after a coordinator change
 the members find their group (generation, members, assignments) and carry
-on or rejoin. Offsets are read and written straight through to the store.
+on or rejoin. Committed offsets live in the store alone: fetches read it,
+and a group's commits are written in order, those arriving during a write
+merged into the next.
 """
 
 from twisted.application.service import Service
@@ -132,8 +134,12 @@ class GroupCoordinator(Service):
     def _persist(self, group_id, snapshot):
         written = Deferred.fromCoroutine(self._write(group_id, self.broker.metadata.save_group, group_id, snapshot))
         self._writes.add(written)
-        written.addBoth(lambda result: (self._writes.discard(written), result)[1])
-        return written
+
+        def finished(result):
+            self._writes.discard(written)
+            return result
+
+        return written.addBoth(finished)
 
     async def _write(self, group_id, operation, *args):
         """Run a store write for the group after its earlier ones, and only
