@@ -206,11 +206,15 @@ class Broker(MultiService):
         return None
 
     def _open_log(self, info, state):
-        partition_log = PartitionLog(
-            state, topic_id=info.topic_id, metadata=self.metadata, objects=self.objects,
-            cache=self.cache, budget=self.budget, settings=self._log_settings(info),
-            reactor=self.reactor, on_fenced=self._fenced,
-        )
+        options = {"topic_id": info.topic_id, "metadata": self.metadata, "objects": self.objects,
+                   "cache": self.cache, "budget": self.budget, "settings": self._log_settings(info),
+                   "reactor": self.reactor, "on_fenced": self._fenced}
+        if self.cluster is None:
+            partition_log = PartitionLog(state, **options)
+        else:
+            cluster, name = self.cluster, info.name
+            partition_log = _HeldLog(
+                state, holds=lambda: cluster.healthy() and cluster.holds(name, state.partition), **options)
         self.logs[(info.name, state.partition)] = partition_log
         return partition_log
 
@@ -230,35 +234,31 @@ class Broker(MultiService):
         leaving = []
         for (name, partition), partition_log in list(self.logs.items()):
             info = self.topics.get(name)
-            if info is None or info.topic_id != partition_log.topic_id or partition >= info.partitions:
+            gone = info is None or info.topic_id != partition_log.topic_id or partition >= info.partitions
+            if gone or cluster.taken_by_another(name, partition) or (
+                    healthy and cluster.assignee(name, partition) != self.node_id):
                 del self.logs[(name, partition)]
                 leaving.append(self._hand_over(partition_log))
-            elif cluster.taken_by_another(name, partition):
-                del self.logs[(name, partition)]
-                leaving.append(partition_log.close())
-            elif healthy and cluster.assignee(name, partition) != self.node_id:
-                del self.logs[(name, partition)]
-                leaving.append(self._hand_over(partition_log))
-            elif not partition_log.closed and not (healthy and cluster.holds(name, partition)):
-                # Our lease is at risk or lost: no more writes, but the
-                # committed data stays readable here until someone else
-                # owns the partition.
-                leaving.append(partition_log.close())
         await _all(leaving)
         if not healthy:
+            # The logs stay, serving reads; they refuse appends meanwhile.
             return
         taking = []
         for info in list(self.topics.values()):
             settings = self._log_settings(info)
             for partition in range(info.partitions):
                 existing = self.logs.get((info.name, partition))
-                if existing is not None and not existing.closed:
+                if existing is not None and cluster.holds(info.name, partition):
                     existing.configure(settings)
                 elif cluster.assignee(info.name, partition) == self.node_id and cluster.free(info.name, partition):
                     taking.append(self._take(info, partition))
         await _all(taking)
 
     async def _take(self, info, partition):
+        stale = self.logs.pop((info.name, partition), None)
+        if stale is not None:
+            # Held under a lease since lost: commit what it has first.
+            await stale.close()
         try:
             state = await self.cluster.acquire(info.name, partition)
         except (OwnedElsewhere, UnknownTopic) as error:
@@ -379,16 +379,13 @@ class Broker(MultiService):
     def leader_of(self, topic, partition):
         """(leader node id, leader epoch), or (-1, -1) when no one owns it."""
         partition_log = self.logs.get((topic, partition))
-        if self.cluster is None or (partition_log is not None and not partition_log.closed):
-            if partition_log is None:
-                return -1, -1
+        if partition_log is not None:
             return self.node_id, partition_log.leader_epoch
+        if self.cluster is None:
+            return -1, -1
         owner = self.cluster.owner(topic, partition)
         info = self.topics.get(topic)
         if owner is None or info is None or owner.topic_id != info.topic_id or self.cluster.broker(owner.node_id) is None:
-            if partition_log is not None:
-                # Ours still, as far as anyone can tell (etcd is away).
-                return self.node_id, partition_log.leader_epoch
             return -1, -1
         return owner.node_id, owner.epoch
 
@@ -401,6 +398,23 @@ class Broker(MultiService):
         if info is None or not 0 <= partition < info.partitions:
             raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
         raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
+
+
+class _HeldLog(PartitionLog):
+    """The log of a partition a cluster member owns: it takes appends only
+    while ``holds()`` says the member certainly holds the partition (its
+    lease healthy, its owner key in place). Reads go on regardless: the
+    committed data stays valid whoever owns the partition next."""
+
+    def __init__(self, state, *, holds, **options):
+        super().__init__(state, **options)
+        self._holds = holds
+
+    def append(self, *args, **kwargs):
+        if not self._holds():
+            raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER,
+                             f"{self.topic}-{self.partition}: this broker's hold on it is in doubt")
+        return super().append(*args, **kwargs)
 
 
 def _all(coroutines):

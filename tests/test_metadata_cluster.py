@@ -18,7 +18,13 @@ from kafscale.metadata.cluster import (
 from kafscale.metadata.etcd import EtcdMetadataStore, NodeIdInUse, OwnedElsewhere
 from kafscale.metadata.etcd_client import EtcdClient
 from kafscale.metadata.interfaces import MetadataUnavailable
-from tests.etcdserver import EtcdServer, etcd_binary, etcd_endpoint, fresh_prefix, missing_reason
+from tests.etcdserver import (
+    EtcdServer,
+    etcd_binary,
+    etcd_endpoint,
+    fresh_prefix,
+    missing_reason,
+)
 
 # How soon every member must see a change another made.
 VIEW_WITHIN = 1.0
@@ -33,7 +39,7 @@ async def eventually(predicate, timeout=VIEW_WITHIN, interval=0.01):
 
 
 class RendezvousTests(SynchronousTestCase):
-    names = [partition_name("events", partition) for partition in range(600)]
+    names = tuple(partition_name("events", partition) for partition in range(600))
 
     def test_deterministic_and_spread(self):
         owners = [rendezvous(name, [1, 2, 3]) for name in self.names]
@@ -102,7 +108,7 @@ class ClusterTestsMixin:
         self.assertEqual((given.node_id, first.node_id, second.node_id),
                          (5, FIRST_ALLOCATED_NODE_ID, FIRST_ALLOCATED_NODE_ID + 1))
         for member in (given, first, second):
-            await eventually(lambda: [b.port for b in member.live_brokers()] == [9092, 9093, 9094])
+            await eventually(lambda member=member: [b.port for b in member.live_brokers()] == [9092, 9093, 9094])
 
     async def test_a_given_node_id_in_use_is_refused(self):
         await self.member(9092, node_id=5)
@@ -115,7 +121,7 @@ class ClusterTestsMixin:
     async def test_members_agree_on_assignment(self):
         members = [await self.member(9092 + n) for n in range(3)]
         for member in members:
-            await eventually(lambda: len(member.live_node_ids()) == 3)
+            await eventually(lambda member=member: len(member.live_node_ids()) == 3)
         for partition in range(30):
             self.assertEqual(len({m.assignee("events", partition) for m in members}), 1)
         self.assertEqual({members[0].assignee("events", p) for p in range(30)},

@@ -350,8 +350,10 @@ class Cluster(Service):
         healthy = self._lease_healthy()
         if healthy != self._healthy:
             self._healthy = healthy
-            log.warn("broker {node}: lease {state}", node=self.node_id,
-                     state="healthy again" if healthy else "at risk: not taking writes")
+            if healthy:
+                log.info("broker {node}: lease healthy again", node=self.node_id)
+            else:
+                log.warn("broker {node}: lease at risk: not taking writes", node=self.node_id)
         self._changed()
 
     def _lease_healthy(self):
