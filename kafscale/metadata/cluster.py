@@ -245,7 +245,7 @@ class Cluster(Service):
         self._joined = False
         self._leaving = False
         self._acquired = {}  # (topic, partition) -> (revision, lease) of our owner key write
-        self._held_slots = {}  # slot -> revision of our owner key write
+        self._held_slots = {}  # slot -> (revision, lease) of our owner key write
         self._healthy = False
         self._assignments = {}  # name -> node id, for the live set in _assigned_for
         self._assigned_for = None
@@ -468,7 +468,9 @@ class Cluster(Service):
         return self._assigned(slot_name(slot))
 
     def holds_slot(self, slot):
-        return slot in self._held_slots and self.healthy()
+        """Whether this broker coordinates the slot now."""
+        held = self._held_slots.get(slot)
+        return held is not None and held[1] == self._lease_id() and self.healthy()
 
     def slot_owner(self, slot):
         """The node id coordinating a slot, or None."""
@@ -506,16 +508,18 @@ class Cluster(Service):
         lease = self._lease_id()
         changes = []
         for slot in range(self.slots):
-            held = slot in self._held_slots
+            held = self._held_slots.get(slot)
             wanted = healthy and self.slot_assignee(slot) == self.node_id
             owner = view.get(slot)
-            if held and (not self._lease_healthy() or (
-                    owner is not None and owner.revision > self._held_slots[slot] and owner.lease != lease)):
+            if held is not None and (held[1] != lease or not self._lease_healthy() or (
+                    owner is not None and owner.revision > held[0] and owner.lease != lease)):
+                # Lost: the lease that held it lapsed (or is in doubt), or
+                # someone took the slot since.
                 del self._held_slots[slot]
                 changes.append(self._tell_slot(slot, False))
-            elif held and not wanted:
+            elif held is not None and not wanted:
                 changes.append(self._hand_over_slot(slot))
-            elif wanted and not held and (owner is None or owner.lease == lease):
+            elif wanted and held is None and (owner is None or owner.lease == lease):
                 changes.append(self._take_slot(slot, owner))
         if changes:
             await gatherResults([Deferred.fromCoroutine(change) for change in changes], consumeErrors=True)
@@ -534,7 +538,7 @@ class Cluster(Service):
             log.warn("could not take coordinator slot {slot}: {error}", slot=slot, error=error)
             return
         if taken.succeeded:
-            self._held_slots[slot] = taken.header_revision
+            self._held_slots[slot] = (taken.header_revision, lease)
             await self._tell_slot(slot, True)
 
     async def _hand_over_slot(self, slot):
