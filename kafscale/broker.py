@@ -6,13 +6,21 @@ from dataclasses import dataclass
 
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.task import deferLater
 
 from kafscale.coordinator.coordinator import GroupCoordinator
 from kafscale.log import logger
 from kafscale.metadata import topic_configs
 from kafscale.metadata.cluster import Coalescing
 from kafscale.metadata.etcd import OwnedElsewhere
-from kafscale.metadata.interfaces import BrokerInfo, Fenced, MetadataError, TopicExists, UnknownTopic
+from kafscale.metadata.interfaces import (
+    BrokerInfo,
+    Fenced,
+    MetadataError,
+    MetadataUnavailable,
+    TopicExists,
+    UnknownTopic,
+)
 from kafscale.protocol.errors import ErrorCode, KafkaError
 from kafscale.storage.cache import SegmentCache
 from kafscale.storage.partition_log import BufferBudget, LogSettings, PartitionLog
@@ -96,9 +104,8 @@ class Broker(MultiService):
     async def _open(self):
         self._unsubscribe = self.metadata.subscribe(self._store_changed)
         if self.cluster is not None:
-            # The topics first: once registered, others hand partitions over.
-            self.topics = await self.metadata.topics()
-            self.node_id = await self.cluster.join()
+            if not await self._join_cluster():
+                return
             self._unsubscribe_cluster = self.cluster.subscribe(self._reconciler.run)
         await self.refresh_topics()
         if self.cluster is None:
@@ -112,6 +119,22 @@ class Broker(MultiService):
         waiters, self._ready_waiters = self._ready_waiters, []
         for waiter in waiters:
             waiter.callback(self)
+
+    async def _join_cluster(self):
+        """Join, retrying while etcd cannot be reached; -> False if the
+        broker was stopped first."""
+        delay = 0.1
+        while self.running:
+            try:
+                # The topics first: once registered, others hand partitions over.
+                self.topics = await self.metadata.topics()
+                self.node_id = await self.cluster.join()
+                return True
+            except MetadataUnavailable as error:
+                log.warn("cannot join the cluster yet: {error}", error=error)
+                await deferLater(self.reactor, delay)
+                delay = min(2 * delay, 2.0)
+        return False
 
     def stopService(self):
         return Deferred.fromCoroutine(self._close())

@@ -313,3 +313,17 @@ class ClusterTests(unittest.TestCase):
         acked.update(producer.acked)
         await self.settled(self.brokers)
         self.assert_exactly_once(acked, await self.read_all(first.bootstrap, len(acked)))
+
+    async def test_a_broker_started_before_etcd_waits_for_it(self):
+        server = EtcdServer(etcd_binary("3.5"))
+        server.start()
+        self.addCleanup(server.close)
+        server.stop()
+        starting = self.start_brokers(1, etcd=server.endpoint)
+        await sleep(1.0)
+        server.start()
+        (broker,) = await starting
+        await self.create_topic()
+        await self.settled(self.brokers)
+        acked = await self.produce_numbered(broker.bootstrap, 0.3)
+        self.assert_exactly_once(acked, await self.read_all(broker.bootstrap, len(acked)))

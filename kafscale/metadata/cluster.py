@@ -41,7 +41,7 @@ from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 
 from kafscale.metadata.etcd import NodeIdInUse
-from kafscale.metadata.etcd_client import Compare, EtcdError, Op
+from kafscale.metadata.etcd_client import Compare, EtcdError, EtcdUnavailable, Op
 from kafscale.metadata.interfaces import BrokerInfo, MetadataError, MetadataUnavailable
 
 log = Logger()
@@ -258,7 +258,9 @@ class Cluster(Service):
 
     async def join(self):
         """Load the views, register this broker (allocating its node id if
-        it has none) and start taking coordinator slots. -> the node id."""
+        it has none) and start taking coordinator slots. -> the node id.
+        Raises MetadataUnavailable when etcd cannot be reached, NodeIdInUse
+        when a given node id stays taken."""
         keys = self.store.keys
         client = self.store.client
         self._views = {
@@ -269,9 +271,16 @@ class Cluster(Service):
                 ("slots", "coordinators/", _slot_owner),
             ]
         }
-        for view in self._views.values():
-            await view.start()
-        await self._register()
+        try:
+            for view in self._views.values():
+                await view.start()
+            await self._register()
+        except (EtcdUnavailable, MetadataUnavailable) as error:
+            for view in self._views.values():
+                await view.stop()
+            if isinstance(error, EtcdUnavailable):
+                raise MetadataUnavailable(f"etcd: {error}") from error
+            raise
         self._joined = True
         self._healthy = self._lease_healthy()
         self._ticker.start(min(0.5, self.store.lease_ttl / 6), now=False)
