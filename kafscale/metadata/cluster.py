@@ -38,13 +38,13 @@ from dataclasses import dataclass
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredSemaphore, gatherResults
 from twisted.internet.task import LoopingCall, deferLater
-from twisted.logger import Logger
 
+from kafscale.log import logger
 from kafscale.metadata.etcd import NodeIdInUse
 from kafscale.metadata.etcd_client import Compare, EtcdError, EtcdUnavailable, Op
 from kafscale.metadata.interfaces import BrokerInfo, MetadataError, MetadataUnavailable
 
-log = Logger()
+log = logger("kafscale.metadata.cluster")
 
 SLOTS = 64
 """Consumer groups hash onto this many coordinator slots."""

@@ -41,10 +41,10 @@ from urllib.parse import quote, unquote
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredLock, fail
 from twisted.internet.task import deferLater
-from twisted.logger import Logger
 from twisted.web.client import HTTPConnectionPool, _HTTP11ClientFactory
 from zope.interface import implementer
 
+from kafscale.log import logger
 from kafscale.metadata.etcd_client import (
     Compare,
     EtcdClient,
@@ -71,7 +71,7 @@ from kafscale.metadata.interfaces import (
     UnknownTopic,
 )
 
-log = Logger()
+log = logger("kafscale.metadata.etcd")
 
 # Conflicting writers are rare (each partition has one owner), so a write
 # that keeps losing its compare-and-swap is a sign of trouble, not of load.
