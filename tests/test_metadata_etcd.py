@@ -137,27 +137,25 @@ class EtcdStoreTests(EtcdStoreTestsMixin):
         store = await self.make_store()
         other = await self.make_store()
         await store.create_topic("events", 1)
-        state, revision = await store.acquire_partition("events", 0, 7)
-        self.assertEqual((state.leader_epoch, state.epoch_history), (1, ((1, 0),)))
+        acquired = await store.acquire_partition("events", 0, 7)
+        self.assertEqual((acquired.state.leader_epoch, acquired.state.epoch_history), (1, ((1, 0),)))
         session = await store.session()
         owner = await self.raw_client().get(store.keys.owner("events", 0))
-        self.assertEqual((owner.lease, owner.mod_revision), (session.lease_id, revision))
+        self.assertEqual((owner.lease, owner.mod_revision), (session.lease_id, acquired.revision))
+        self.assertEqual(acquired.lease, session.lease_id)
         with self.assertRaises(OwnedElsewhere) as raised:
             await other.acquire_partition("events", 0, 8)
         self.assertEqual(raised.exception.node_id, 7)
         # The holder may claim again (a new epoch) under the same lease.
-        state, _ = await store.acquire_partition("events", 0, 7)
-        self.assertEqual(state.leader_epoch, 2)
+        self.assertEqual((await store.acquire_partition("events", 0, 7)).state.leader_epoch, 2)
         # Only the holder's release deletes the key.
         await other.release_partition("events", 0)
         self.assertIsNotNone(await self.raw_client().get(store.keys.owner("events", 0)))
         await store.release_partition("events", 0)
-        state, _ = await other.acquire_partition("events", 0, 8)
-        self.assertEqual(state.leader_epoch, 3)
+        self.assertEqual((await other.acquire_partition("events", 0, 8)).state.leader_epoch, 3)
         # A stopped store's lease is revoked: its owner keys go at once.
         await other.stopService()
-        state, _ = await store.acquire_partition("events", 0, 7)
-        self.assertEqual(state.leader_epoch, 4)
+        self.assertEqual((await store.acquire_partition("events", 0, 7)).state.leader_epoch, 4)
 
     async def test_exclusive_registration(self):
         store = await self.make_store()

@@ -455,10 +455,9 @@ class Cluster(Service):
         async with self._limit:
             if not self.healthy():
                 raise MetadataUnavailable(f"broker {self.node_id} cannot take partitions now")
-            lease = self._lease_id()
-            state, revision = await self.store.acquire_partition(topic, partition, self.node_id)
-        self._acquired[topic, partition] = (revision, lease)
-        return state
+            acquired = await self.store.acquire_partition(topic, partition, self.node_id)
+        self._acquired[topic, partition] = (acquired.revision, acquired.lease)
+        return acquired.state
 
     async def release(self, topic, partition):
         """Delete the partition's owner key if it is still ours, so the

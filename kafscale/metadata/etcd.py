@@ -159,6 +159,17 @@ class Keys:
 
 
 @dataclass(frozen=True, slots=True)
+class Acquired:
+    """A partition taken with `EtcdMetadataStore.acquire_partition`."""
+
+    state: PartitionState
+    revision: int
+    """The revision of the write: later writes of the owner key have larger ones."""
+    lease: int
+    """The lease the owner key hangs on."""
+
+
+@dataclass(frozen=True, slots=True)
 class _Partition:
     """A partition's state as read at some revision, with what identifies
     the stored key: its create revision (one per topic incarnation) and its
@@ -379,8 +390,8 @@ class EtcdMetadataStore(Service):
         """Claim a partition (a new leader epoch) for broker ``node_id`` and
         write its owner key under this store's lease, in one transaction,
         whatever the current epoch: only if no other lease holds the owner
-        key. -> (the new PartitionState, the revision of that write).
-        Raises OwnedElsewhere, UnknownTopic, MetadataUnavailable."""
+        key. -> an Acquired. Raises OwnedElsewhere, UnknownTopic,
+        MetadataUnavailable."""
         return self._run(self._acquire, topic, partition, node_id)
 
     def release_partition(self, topic, partition):
@@ -436,20 +447,22 @@ class EtcdMetadataStore(Service):
             start = page.kvs[-1].key + b"\0"
 
     async def _acquire(self, topic, partition, node_id):
-        state = await self._claim(topic, partition, None, node_id)
-        return state, self._partitions[topic, partition].mod_revision
+        session = await self._current_session()
+        state = await self._claim(topic, partition, None, (node_id, session))
+        return Acquired(state, self._partitions[topic, partition].mod_revision, session.lease_id)
 
     async def _release(self, key):
         session = self._session
         if session is not None and not session.lost:
             await self.client.txn([Compare.lease(key, "=", session.lease_id)], success=[Op.delete(key)])
 
-    async def _claim(self, topic, partition, expected_epoch, node_id):
+    async def _claim(self, topic, partition, expected_epoch, owner):
+        """Claim, if the epoch is ``expected_epoch`` (None: any); with
+        ``owner`` (node id, session) also write the owner key."""
         token = os.urandom(8).hex()
         topic_key = self.keys.topic(topic)
         partition_key = self.keys.partition(topic, partition)
         owner_key = self.keys.owner(topic, partition)
-        session = None if node_id is None else await self._current_session()
         for _ in range(CAS_ATTEMPTS):
             read, topic_kv, (holder,) = await self._read_partition(topic, partition, owner_key)
             state = read.state
@@ -466,12 +479,13 @@ class EtcdMetadataStore(Service):
                 Compare.mod_revision(partition_key, "=", read.mod_revision),
             ]
             ops = [Op.put(partition_key, _encode_partition(claimed, token))]
-            if session is not None:
+            if owner is not None:
+                node_id, session = owner
                 if holder is not None and holder.lease != session.lease_id:
                     raise OwnedElsewhere(topic, partition, json.loads(holder.value)["node_id"])
                 compares.append(Compare.mod_revision(owner_key, "=", 0 if holder is None else holder.mod_revision))
-                owner = {"node_id": node_id, "epoch": epoch, "topic_id": _decode_topic(topic_kv).topic_id.hex}
-                ops.append(Op.put(owner_key, _json(owner), lease=session.lease_id))
+                value = {"node_id": node_id, "epoch": epoch, "topic_id": _decode_topic(topic_kv).topic_id.hex}
+                ops.append(Op.put(owner_key, _json(value), lease=session.lease_id))
             written = await self.client.txn(compares, success=ops)
             if written.succeeded:
                 self._partitions[topic, partition] = _Partition(
