@@ -140,10 +140,10 @@ class Broker(MultiService):
         return Deferred.fromCoroutine(self._close())
 
     async def _close(self):
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-        if self._unsubscribe_cluster is not None:
-            self._unsubscribe_cluster()
+        for unsubscribe in (self._unsubscribe, self._unsubscribe_cluster):
+            if unsubscribe is not None:
+                unsubscribe()
+        self._unsubscribe = self._unsubscribe_cluster = None
         await self._reconciler.stop()
         if self.cluster is not None and self.cluster.node_id is not None:
             # Out of the assignment first, so that each partition's
