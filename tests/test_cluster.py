@@ -5,6 +5,7 @@ brokers come and go, and no acknowledged record is lost or doubled.
 A lease TTL of 2 s keeps crash takeovers short."""
 
 import itertools
+import os
 import signal
 import threading
 import time
@@ -13,6 +14,7 @@ import uuid
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from twisted.internet.defer import gatherResults
+from twisted.python import usage
 from twisted.trial import unittest
 
 from kafscale.metadata.cluster import partition_name, rendezvous
@@ -20,6 +22,7 @@ from kafscale.metadata.etcd import EtcdMetadataStore
 from kafscale.protocol.errors import ErrorCode
 from kafscale.protocol.messages import ApiKey
 from kafscale.storage.segment import partition_prefix
+from kafscale.tap import Options, cluster, metadata_store
 from tests.brokers import BrokerProcess, in_thread, sleep
 from tests.clients import consume
 from tests.etcdserver import EtcdServer, etcd_binary, etcd_endpoint, missing_reason
@@ -96,6 +99,34 @@ class NumberedProducer:
     def stop(self):
         self._stop.set()
         self._thread.join(90)
+
+
+class ClusterOptionsTests(unittest.TestCase):
+    def parse(self, *args, **env):
+        self.patch(os, "environ", dict(os.environ, **env))
+        options = Options()
+        options.parseOptions(list(args))
+        return options.config()
+
+    def test_etcd_selects_cluster_mode(self):
+        config = self.parse("--etcd", "http://a:2379,http://b:2379", "--cluster-id", "prod")
+        self.assertEqual((config.etcd, config.node_id, config.lease_ttl), ("http://a:2379,http://b:2379", None, 10))
+        store = metadata_store(config)
+        self.assertIsInstance(store, EtcdMetadataStore)
+        self.assertEqual(store.keys.prefix, b"/kafscale/prod/")
+        self.assertEqual(cluster(config, store).node_id, None)
+
+    def test_environment_and_given_node_id(self):
+        config = self.parse("--node-id", "3", KAFSCALE_ETCD="http://a:2379", KAFSCALE_LEASE_TTL="4")
+        self.assertEqual((config.etcd, config.node_id, config.lease_ttl), ("http://a:2379", 3, 4))
+
+    def test_alone_without_etcd(self):
+        config = self.parse("--data-dir", self.mktemp())
+        self.assertEqual((config.etcd, config.node_id), (None, 0))
+        self.assertIsNone(cluster(config, None))
+
+    def test_bad_lease_ttl(self):
+        self.assertRaises(usage.UsageError, self.parse, "--etcd", "http://a:2379", "--lease-ttl", "0")
 
 
 class ClusterTests(unittest.TestCase):
