@@ -30,7 +30,6 @@ from twisted.internet.defer import (
 from twisted.internet.error import ConnectError, ConnectionClosed
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
-from twisted.logger import Logger
 from twisted.web.client import (
     Agent,
     HTTPConnectionPool,
@@ -41,6 +40,7 @@ from twisted.web.client import (
 from twisted.web.iweb import IBodyProducer
 from zope.interface import implementer
 
+from kafscale.log import logger
 from kafscale.storage.interfaces import (
     IObjectStore,
     ObjectInfo,
@@ -50,7 +50,7 @@ from kafscale.storage.interfaces import (
     check_byte_range,
 )
 
-log = Logger()
+log = logger("kafscale.storage.s3")
 
 MiB = 1 << 20
 DEFAULT_REGION = "us-east-1"
