@@ -10,9 +10,9 @@ import enum
 from collections import Counter
 
 from kafscale.config import BrokerConfig
-from kafscale.handlers import handles
+from kafscale.handlers import handles, metadata_store_error, named_more_than_once
 from kafscale.metadata import topic_configs
-from kafscale.metadata.interfaces import MetadataError, UnknownTopic
+from kafscale.metadata.interfaces import MetadataError
 from kafscale.metadata.topic_configs import BROKER_SETTINGS, TOPIC_CONFIGS, InvalidConfig
 from kafscale.protocol.errors import ErrorCode, KafkaError
 from kafscale.protocol.messages import ApiKey
@@ -192,7 +192,7 @@ async def _alter(request, changes):
         try:
             if resources[resource_type, name] > 1:
                 raise KafkaError(ErrorCode.INVALID_REQUEST, f"resource {name!r} is named more than once")
-            repeated = [n for n, count in Counter(c["name"] for c in resource["configs"]).items() if count > 1]
+            repeated = named_more_than_once(c["name"] for c in resource["configs"])
             if repeated:
                 raise KafkaError(ErrorCode.INVALID_REQUEST, f"config {repeated[0]!r} is named more than once")
             if resource_type == ResourceType.BROKER:
@@ -211,10 +211,8 @@ async def _alter(request, changes):
                 continue
             try:
                 await broker.metadata.alter_topic_configs(name, updates, deletions)
-            except UnknownTopic:
-                raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"no topic {name!r}") from None
             except MetadataError as e:
-                raise KafkaError(ErrorCode.REQUEST_TIMED_OUT, f"metadata store: {e}") from None
+                raise metadata_store_error(name, e) from None
             altered = True
         except KafkaError as e:
             response["error_code"], response["error_message"] = e.code, e.message

@@ -1,10 +1,8 @@
 """CreatePartitions: topics grow, never shrink; the broker claims the new
 partitions as soon as the metadata store has them."""
 
-from collections import Counter
-
-from kafscale.handlers import handles
-from kafscale.metadata.interfaces import InvalidPartitions, MetadataError, UnknownTopic
+from kafscale.handlers import handles, metadata_store_error, named_more_than_once
+from kafscale.metadata.interfaces import MetadataError
 from kafscale.protocol.errors import ErrorCode, KafkaError
 from kafscale.protocol.messages import ApiKey
 
@@ -13,7 +11,7 @@ from kafscale.protocol.messages import ApiKey
 async def create_partitions(request):
     broker = request.broker
     body = request.body
-    repeated = {name for name, count in Counter(t["name"] for t in body["topics"]).items() if count > 1}
+    repeated = named_more_than_once(t["name"] for t in body["topics"])
     results = []
     grown = False
     for topic in body["topics"]:
@@ -36,12 +34,8 @@ async def create_partitions(request):
                 continue
             try:
                 await broker.metadata.add_partitions(name, count)
-            except UnknownTopic:
-                raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"no topic {name!r}") from None
-            except InvalidPartitions as e:
-                raise KafkaError(ErrorCode.INVALID_PARTITIONS, str(e)) from None
             except MetadataError as e:
-                raise KafkaError(ErrorCode.REQUEST_TIMED_OUT, f"metadata store: {e}") from None
+                raise metadata_store_error(name, e) from None
             grown = True
         except KafkaError as e:
             result["error_code"], result["error_message"] = e.code, e.message

@@ -1,9 +1,8 @@
 """CreateTopics and DeleteTopics."""
 
 import uuid
-from collections import Counter
 
-from kafscale.handlers import handles
+from kafscale.handlers import handles, named_more_than_once
 from kafscale.metadata.topic_configs import TOPIC_CONFIGS
 from kafscale.protocol.errors import ErrorCode, KafkaError
 from kafscale.protocol.messages import ApiKey
@@ -18,7 +17,7 @@ DEFAULT_CONFIG = 5
 async def create_topics(request):
     broker = request.broker
     body = request.body
-    repeated = {name for name, count in Counter(t["name"] for t in body["topics"]).items() if count > 1}
+    repeated = named_more_than_once(t["name"] for t in body["topics"])
     results = []
     for topic in body["topics"]:
         name = topic["name"]
