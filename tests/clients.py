@@ -35,6 +35,14 @@ def produce(bootstrap, topic, messages, **settings):
     return results
 
 
+def result_or_error(future, timeout=20):
+    """An admin client future's result, or the KafkaError it failed with."""
+    try:
+        return future.result(timeout)
+    except KafkaException as e:
+        return e.args[0]
+
+
 def consume(bootstrap, topic, partitions, count, timeout=30, **settings):
     """Read ``count`` messages from the start of ``partitions`` with
     confluent-kafka; -> list of Message."""

@@ -2,7 +2,7 @@
 confluent-kafka's AdminClient, kafka-python's KafkaAdminClient and the
 bare wire (for what neither client shows: documentation, error messages)."""
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -19,6 +19,7 @@ from kafscale.handlers.configs import ResourceType
 from kafscale.protocol.errors import ErrorCode
 from kafscale.protocol.messages import ApiKey
 from tests.brokers import in_thread, start_broker
+from tests.clients import result_or_error
 from tests.wire import Connection
 
 TOPIC = ConfigResource.Type.TOPIC
@@ -27,14 +28,6 @@ BROKER = ConfigResource.Type.BROKER
 
 def confluent_admin(bootstrap):
     return AdminClient({"bootstrap.servers": bootstrap})
-
-
-def result_or_code(future):
-    """The future's result, or the KafkaError it failed with."""
-    try:
-        return future.result(20)
-    except KafkaException as e:
-        return e.args[0]
 
 
 async def python_admin(test, bootstrap):
@@ -67,10 +60,10 @@ class ConfigsTestCase(unittest.TestCase):
         await in_thread(create)
 
     def describe(self, resource):
-        return result_or_code(self.admin.describe_configs([resource])[resource])
+        return result_or_error(self.admin.describe_configs([resource])[resource])
 
     def incremental(self, resource, validate_only=False):
-        return result_or_code(
+        return result_or_error(
             self.admin.incremental_alter_configs([resource], validate_only=validate_only)[resource])
 
 
@@ -242,7 +235,7 @@ class IncrementalAlterConfigsTests(ConfigsTestCase):
 class AlterConfigsTests(ConfigsTestCase):
     async def test_replaces_every_topic_config(self):
         resource = ConfigResource(TOPIC, "tuned", set_config={"retention.bytes": "2048"})
-        self.assertIsNone(await in_thread(lambda: result_or_code(self.admin.alter_configs([resource])[resource])))
+        self.assertIsNone(await in_thread(lambda: result_or_error(self.admin.alter_configs([resource])[resource])))
         self.assertEqual(self.broker.topics["tuned"].configs, {"retention.bytes": "2048"})
 
     async def test_kafka_python_legacy_keeps_what_it_resends(self):

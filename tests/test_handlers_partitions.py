@@ -1,7 +1,7 @@
 """CreatePartitions through confluent-kafka and kafka-python: topics grow,
 never shrink, and the new partitions are served at once."""
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError
 from confluent_kafka.admin import AdminClient, NewPartitions
 from kafka.admin import KafkaAdminClient
 from kafka.errors import InvalidPartitionsError, UnknownTopicOrPartitionError
@@ -10,7 +10,7 @@ from twisted.trial import unittest
 from kafscale.protocol.errors import ErrorCode
 from kafscale.protocol.messages import ApiKey
 from tests.brokers import in_thread, start_broker
-from tests.clients import consume, produce
+from tests.clients import consume, produce, result_or_error
 from tests.test_handlers_produce import create_topic
 from tests.wire import Connection
 
@@ -19,14 +19,7 @@ def grow(bootstrap, *requests, validate_only=False):
     """-> {topic: None or the KafkaError}"""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     futures = admin.create_partitions(list(requests), validate_only=validate_only, request_timeout=15)
-    results = {}
-    for name, future in futures.items():
-        try:
-            future.result(20)
-            results[name] = None
-        except KafkaException as e:
-            results[name] = e.args[0]
-    return results
+    return {name: result_or_error(future) for name, future in futures.items()}
 
 
 class CreatePartitionsTests(unittest.TestCase):

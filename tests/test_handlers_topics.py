@@ -1,14 +1,13 @@
 """CreateTopics and DeleteTopics through the admin clients, and topic
 auto-creation."""
 
-from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 from twisted.trial import unittest
 
 from kafscale.protocol.errors import ErrorCode
 from kafscale.protocol.messages import ApiKey
 from tests.brokers import in_thread, sleep, start_broker
-from tests.clients import consume, produce
+from tests.clients import consume, produce, result_or_error
 from tests.wire import Connection
 
 
@@ -18,11 +17,8 @@ def create(bootstrap, *topics, validate_only=False):
     futures = admin.create_topics(list(topics), validate_only=validate_only, request_timeout=15)
     results = {}
     for name, future in futures.items():
-        try:
-            future.result(20)
-            results[name] = None
-        except KafkaException as e:
-            results[name] = e.args[0].code()
+        error = result_or_error(future)
+        results[name] = None if error is None else error.code()
     return results
 
 
