@@ -7,7 +7,6 @@ from twisted.trial import unittest
 from kafscale.protocol.errors import ErrorCode
 from kafscale.protocol.messages import ApiKey
 from tests.brokers import in_thread, start_broker
-from tests.clients import produce
 from tests.test_handlers_produce import create_topic
 from tests.wire import Connection
 

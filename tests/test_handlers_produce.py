@@ -3,7 +3,6 @@ acknowledged is durable, byte-exact, and readable by any client."""
 
 import os
 import shutil
-import struct
 import threading
 
 from confluent_kafka import KafkaError as ClientError
