@@ -226,3 +226,27 @@ class OrderingUnitTests(unittest.TestCase):
         first_size, first_correlation = struct.unpack_from(">ii", frames)
         (second_correlation,) = struct.unpack_from(">i", frames, 4 + first_size + 4)
         self.assertEqual((first_correlation, second_correlation), (1, 2))
+
+    def test_unencodable_answer_closes_the_connection(self):
+        """A handler's body that does not encode is a broker bug like a
+        handler that raises: logged, and the connection closed rather than
+        left waiting for an answer that never comes."""
+        from twisted.internet.testing import StringTransport
+
+        from kafscale.handlers import HANDLERS, Handler
+        from kafscale.server.protocol import KafkaFactory
+
+        async def garbled_heartbeat(request):
+            return {"error_code": "none"}
+
+        self.addCleanup(HANDLERS.update, HANDLERS.copy())
+        HANDLERS[ApiKey.HEARTBEAT] = Handler(ApiKey.HEARTBEAT, 0, 4, garbled_heartbeat)
+        self.addCleanup(HANDLERS.clear)
+        protocol = KafkaFactory(broker=None, max_request_size=1 << 20).buildProtocol(None)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        heartbeat = {"group_id": "g", "generation_id": 1, "member_id": "m"}
+        protocol.dataReceived(encode_request(ApiKey.HEARTBEAT, 4, 1, "t", heartbeat))
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(transport.value(), b"")
+        self.assertEqual(len(self.flushLoggedErrors(struct.error)), 1)

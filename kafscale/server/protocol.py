@@ -130,9 +130,10 @@ class KafkaProtocol(Protocol):
         if len(self._slots) >= self.max_in_flight and not self._paused:
             self._paused = True
             self.transport.pauseProducing()
-        Deferred.fromCoroutine(handler.handle(request)).addCallbacks(
-            self._answered, self._failed, callbackArgs=(slot, request), errbackArgs=(request,),
-        )
+        # The errback also catches a body that does not encode.
+        Deferred.fromCoroutine(handler.handle(request)).addCallback(
+            self._answered, slot, request
+        ).addErrback(self._failed, request)
 
     def _answer_now(self, response):
         self._slots.append([response])
@@ -146,8 +147,9 @@ class KafkaProtocol(Protocol):
         self._flush()
 
     def _failed(self, failure, request):
-        # A handler that raises is a broker bug, not a client mistake: keep
-        # the traceback, and close since no well-formed answer exists.
+        # A handler that raises (or answers what does not encode) is a
+        # broker bug, not a client mistake: keep the traceback, and close
+        # since no well-formed answer exists.
         log.failure(
             "{api} v{version} handler failed", failure,
             api=ApiKey(request.api_key).name, version=request.api_version,
