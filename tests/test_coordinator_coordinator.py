@@ -15,7 +15,7 @@ from kafscale.config import BrokerConfig
 from kafscale.coordinator.coordinator import GroupCoordinator
 from kafscale.coordinator.group import JoinRequest
 from kafscale.metadata.embedded import EmbeddedMetadataStore
-from kafscale.metadata.interfaces import CommittedOffset
+from kafscale.metadata.interfaces import CommittedOffset, MetadataUnavailable
 from kafscale.protocol.errors import ErrorCode, KafkaError
 
 HERE = BrokerAddress(0, "127.0.0.1", 9092, None)
@@ -260,3 +260,18 @@ class AdministrationTests(CoordinatorTestCase):
         await self.coordinator.stopService()
         successor = self.start_coordinator()
         self.assertEqual([(s.group_id, s.state) for s in await successor.list_groups()], [("g", "Stable")])
+
+    async def test_list_when_a_stored_group_cannot_be_loaded(self):
+        """The store failing on one group of many is the Kafka error every
+        coordinator call raises, not a wrapped FirstError that would fail
+        the handler and close the client's connection."""
+        await self.form_group("first")
+        await self.form_group("second")
+        await self.coordinator.stopService()
+        successor = self.start_coordinator()
+
+        def unavailable(group_id):
+            raise MetadataUnavailable("etcd is away")
+
+        self.store.load_group = unavailable
+        await self.assertFailsWith(ErrorCode.COORDINATOR_NOT_AVAILABLE, successor.list_groups())

@@ -10,7 +10,7 @@ merged into the next.
 """
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredLock, gatherResults
+from twisted.internet.defer import Deferred, DeferredLock, FirstError, gatherResults
 from twisted.python.failure import Failure
 
 from kafscale.coordinator.group import Group, GroupState, GroupSummary
@@ -266,7 +266,11 @@ class GroupCoordinator(Service):
         except MetadataError as e:
             raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE, str(e))
         group_ids = sorted(g for g in set(stored) | set(self._groups) if self._coordinates(g))
-        groups = await gatherResults([Deferred.fromCoroutine(self._group(g)) for g in group_ids])
+        try:
+            groups = await gatherResults([Deferred.fromCoroutine(self._group(g)) for g in group_ids],
+                                         consumeErrors=True)
+        except FirstError as e:
+            e.subFailure.raiseException()
         summaries = []
         for group_id, group in zip(group_ids, groups):
             if group is None:
