@@ -116,7 +116,7 @@ class GroupCoordinator(Service):
         try:
             snapshot = await self.broker.metadata.load_group(group_id)
         except MetadataError as e:
-            raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE, str(e))
+            raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE, str(e)) from None
         self._check_coordinator(group_id)
         # Another request may have loaded or created it meanwhile.
         group = self._groups.get(group_id)
@@ -150,7 +150,7 @@ class GroupCoordinator(Service):
             self._check_coordinator(group_id)
             return await operation(*args)
         except MetadataError as e:
-            raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE, str(e))
+            raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE, str(e)) from None
         finally:
             self._release(group_id, lock)
 
@@ -244,7 +244,7 @@ class GroupCoordinator(Service):
         try:
             return await self.broker.metadata.fetch_offsets(group_id, partitions)
         except MetadataError as e:
-            raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE, str(e))
+            raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE, str(e)) from None
 
     # -- administration --------------------------------------------------
 
@@ -264,7 +264,7 @@ class GroupCoordinator(Service):
         try:
             stored = await self.broker.metadata.groups()
         except MetadataError as e:
-            raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE, str(e))
+            raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE, str(e)) from None
         group_ids = sorted(g for g in set(stored) | set(self._groups) if self._coordinates(g))
         try:
             groups = await gatherResults([Deferred.fromCoroutine(self._group(g)) for g in group_ids],

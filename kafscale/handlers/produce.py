@@ -84,7 +84,7 @@ def _validated(records, info):
     try:
         batches = list(iter_batches(records))
     except InvalidRecords as e:
-        raise KafkaError(e.code, e.message)
+        raise KafkaError(e.code, e.message) from None
     if len(batches) != 1:
         raise KafkaError(ErrorCode.INVALID_RECORD, f"{len(batches)} batches: Produce v3+ carries exactly one")
     batch = batches[0]

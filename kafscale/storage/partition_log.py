@@ -414,7 +414,7 @@ class PartitionLog:
                 if isinstance(error, Fenced):
                     # Either a commit of ours landed late or a new owner
                     # took over: the next flush re-reads the state first.
-                    raise MetadataError("the next offset moved under an ambiguous commit; retry")
+                    raise MetadataError("the next offset moved under an ambiguous commit; retry") from error
                 raise
             committed = self.state  # as _landed re-read it
         self._set_state(committed)
@@ -518,12 +518,12 @@ class PartitionLog:
                     current = await self.metadata.partition_state(self.topic, self.partition)
                     if current.leader_epoch != epoch:
                         self._fence()
-                        raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER, f"{self.topic}-{self.partition} has a new owner")
+                        raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER, f"{self.topic}-{self.partition} has a new owner") from None
                     continue
                 self._set_state(state)
                 return removed
         except MetadataError as e:
-            raise KafkaError(ErrorCode.REQUEST_TIMED_OUT, f"metadata store: {e}")
+            raise KafkaError(ErrorCode.REQUEST_TIMED_OUT, f"metadata store: {e}") from None
         raise KafkaError(ErrorCode.REQUEST_TIMED_OUT, f"{self.topic}-{self.partition}: commits kept racing the log start")
 
     # -- fetch ---------------------------------------------------------
