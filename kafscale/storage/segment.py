@@ -1,7 +1,9 @@
 """The immutable segment objects a partition's log is made of.
 
 A flush writes two objects per segment (DESIGN.md "Storage format"; all
-integers big-endian), under ``{topic}/{topic_id}/{partition}/``:
+integers big-endian), under ``{topic}/{topic_id}/{partition}/``: the
+``.kfs`` before the commit, the ``.index`` after it, off the ack path (a
+reader that finds no index reads the segment whole):
 
 ``segment-{base_offset:020d}-{leader_epoch}-{attempt}.kfs``
     a 32-byte header (magic ``KAFS``, version u16 = 1, flags u16, base offset
