@@ -6,11 +6,11 @@ import uuid
 from twisted.internet.defer import Deferred
 
 from kafscale.handlers import handles
+from kafscale.log import logger
 from kafscale.protocol.errors import ErrorCode, KafkaError
 from kafscale.protocol.messages import ApiKey
-from kafscale.storage.segment import CorruptSegment
 from kafscale.storage.interfaces import ObjectStoreError
-from kafscale.log import logger
+from kafscale.storage.segment import CorruptSegment
 
 log = logger("kafscale.handlers.fetch")
 
