@@ -56,6 +56,10 @@ reserved.broker.max.id), so they never meet ids given on the command line."""
 # Concurrent etcd transactions when taking or handing over many partitions.
 CONCURRENT_CHANGES = 16
 
+# Subscribers hear at least this often (seconds), so that a change that
+# failed (etcd away, say) is tried again without waiting for an event.
+SWEEP_INTERVAL = 2.0
+
 
 def rendezvous(name, node_ids):
     """The node id, of ``node_ids``, that wins ``name`` (bytes); None if
@@ -247,6 +251,7 @@ class Cluster(Service):
         self._acquired = {}  # (topic, partition) -> (revision, lease) of our owner key write
         self._held_slots = {}  # slot -> (revision, lease) of our owner key write
         self._healthy = False
+        self._last_sweep = 0.0
         self._assignments = {}  # name -> node id, for the live set in _assigned_for
         self._assigned_for = None
         self._slot_changes = Coalescing(self._slots_once, "coordinator slot changes")
@@ -342,7 +347,7 @@ class Cluster(Service):
 
     def subscribe(self, callback):
         """Call ``callback()`` whenever the live brokers, the owners or this
-        broker's health may have changed (and now and then regardless).
+        broker's health may have changed (and every SWEEP_INTERVAL regardless).
         -> a callable that unsubscribes."""
         self._subscribers.append(callback)
         return lambda: self._subscribers.remove(callback)
@@ -357,12 +362,16 @@ class Cluster(Service):
 
     def _tick(self):
         healthy = self._lease_healthy()
+        now = self._reactor.seconds()
         if healthy != self._healthy:
             self._healthy = healthy
             if healthy:
                 log.info("broker {node}: lease healthy again", node=self.node_id)
             else:
                 log.warn("broker {node}: lease at risk: not taking writes", node=self.node_id)
+        elif now < self._last_sweep + SWEEP_INTERVAL:
+            return
+        self._last_sweep = now
         self._changed()
 
     def _lease_healthy(self):
