@@ -96,3 +96,20 @@ class ListOffsetsTests(unittest.TestCase):
         epoch = self.broker.logs[("timed", 0)].leader_epoch
         answer = await in_thread(list_offsets, self.bootstrap, -1, current_leader_epoch=epoch - 1)
         self.assertEqual(answer["error_code"], ErrorCode.FENCED_LEADER_EPOCH)
+
+    async def test_unreadable_segment_is_a_storage_error(self):
+        """A segment the object store cannot give back fails its partition
+        with KAFKA_STORAGE_ERROR, as Fetch does; the connection stays."""
+        await self.produce_at([BASE_TIME, BASE_TIME + 1000])
+        for ref in self.broker.logs[("timed", 0)].state.segments:
+            self.broker.cache.discard(ref.key)
+            await self.broker.objects.delete(ref.key)
+        conn = Connection(self.bootstrap)
+        self.addCleanup(conn.close)
+        body = {"replica_id": -1, "isolation_level": 0, "topics": [{"name": "timed", "partitions": [
+            {"partition_index": 0, "timestamp": BASE_TIME + 500, "current_leader_epoch": -1}]}]}
+        [answer] = (await in_thread(conn.request, ApiKey.LIST_OFFSETS, 7, body))["topics"][0]["partitions"]
+        self.assertEqual((answer["error_code"], answer["offset"]), (ErrorCode.KAFKA_STORAGE_ERROR, -1))
+        body["topics"][0]["partitions"][0]["timestamp"] = -1
+        [answer] = (await in_thread(conn.request, ApiKey.LIST_OFFSETS, 7, body))["topics"][0]["partitions"]
+        self.assertEqual((answer["error_code"], answer["offset"]), (ErrorCode.NONE, 2))

@@ -12,6 +12,12 @@ from typing import Any, Awaitable, Callable
 from kafscale.metadata.interfaces import InvalidPartitions, UnknownTopic
 from kafscale.protocol.errors import ErrorCode, KafkaError
 from kafscale.protocol.messages import valid_versions
+from kafscale.storage.interfaces import ObjectStoreError
+from kafscale.storage.segment import CorruptSegment
+
+# What reading committed segments raises when the object store fails or
+# holds a damaged object: answered KAFKA_STORAGE_ERROR for that partition.
+STORAGE_ERRORS = (ObjectStoreError, CorruptSegment)
 
 
 @dataclass(slots=True)

@@ -5,12 +5,10 @@ import uuid
 
 from twisted.internet.defer import Deferred
 
-from kafscale.handlers import handles
+from kafscale.handlers import STORAGE_ERRORS, handles
 from kafscale.log import logger
 from kafscale.protocol.errors import ErrorCode, KafkaError
 from kafscale.protocol.messages import ApiKey
-from kafscale.storage.interfaces import ObjectStoreError
-from kafscale.storage.segment import CorruptSegment
 
 log = logger("kafscale.handlers.fetch")
 
@@ -84,7 +82,7 @@ async def _read(broker, body, wanted):
             partition["error_code"] = e.code
             errors = True
             continue
-        except (ObjectStoreError, CorruptSegment) as e:
+        except STORAGE_ERRORS as e:
             log.warn("fetch of {topic}-{partition} failed: {error}", topic=name,
                      partition=request["partition"], error=e)
             partition["error_code"] = ErrorCode.KAFKA_STORAGE_ERROR

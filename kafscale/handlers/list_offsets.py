@@ -1,8 +1,11 @@
 """ListOffsets: earliest, latest, max timestamp, and by timestamp."""
 
-from kafscale.handlers import handles
+from kafscale.handlers import STORAGE_ERRORS, handles
+from kafscale.log import logger
 from kafscale.protocol.errors import ErrorCode, KafkaError
 from kafscale.protocol.messages import ApiKey
+
+log = logger("kafscale.handlers.list_offsets")
 
 LATEST = -1
 EARLIEST = -2
@@ -25,6 +28,11 @@ async def list_offsets(request):
                 found = await _lookup(partition_log, wanted["timestamp"])
             except KafkaError as e:
                 answer["error_code"] = e.code
+            except STORAGE_ERRORS as e:
+                # Lookups by timestamp read segments.
+                log.warn("ListOffsets of {topic}-{partition} failed: {error}", topic=topic["name"],
+                         partition=wanted["partition_index"], error=e)
+                answer["error_code"] = ErrorCode.KAFKA_STORAGE_ERROR
             else:
                 if found is not None:
                     answer["offset"], answer["timestamp"] = found
