@@ -141,3 +141,16 @@ class PartitionLogTests(unittest.TestCase):
         with self.assertRaises(KafkaError) as raised:
             self.log.append(*records(b"late"))
         self.assertEqual(raised.exception.code, ErrorCode.NOT_LEADER_OR_FOLLOWER)
+
+    async def test_prefetch_loads_the_segment_a_read_will_want(self):
+        await self.log.append(*records(b"cold"))
+        key = self.log.state.segments[0].key
+        self.cache.discard(key)
+        self.log.prefetch(5)  # beyond the log: nothing to load
+        self.assertNotIn(key, self.cache)
+        self.log.prefetch(0)
+        for _ in range(100):
+            if key in self.cache:
+                break
+            await sleep(0.01)
+        self.assertIn(key, self.cache)

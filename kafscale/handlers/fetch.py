@@ -25,6 +25,7 @@ async def fetch(request):
     wanted = [(_topic_name(broker, topic), topic, partition)
               for topic in body["topics"] for partition in topic["partitions"]]
     deadline = broker.reactor.seconds() + body["max_wait_ms"] / 1000
+    _prefetch(broker, wanted)
     while True:
         responses, size, logs = await _read(broker, body, wanted)
         remaining = deadline - broker.reactor.seconds()
@@ -92,6 +93,13 @@ async def _read(broker, body, wanted):
         size += len(records)
         budget = max(budget - len(records), 0)
     return responses, size, None if errors else logs
+
+
+def _prefetch(broker, wanted):
+    for name, _, request in wanted:
+        partition_log = broker.logs.get((name, request["partition"]))
+        if partition_log is not None:
+            partition_log.prefetch(request["fetch_offset"])
 
 
 def _next_commit(logs, timeout, reactor):

@@ -583,6 +583,14 @@ class PartitionLog:
             return chunks[0]
         return b"".join(chunks)
 
+    def prefetch(self, offset):
+        """Start loading the segment a read at ``offset`` will want, so that
+        a fetch over many partitions waits for their GETs together rather
+        than one after another."""
+        state = self.state
+        if not self._closed and state.log_start_offset <= offset < state.next_offset:
+            self._read_ahead(state.segments[max(bisect.bisect_right(self._bases, offset) - 1, 0)])
+
     def _segment(self, ref):
         return self.cache.load(ref.key, lambda: self._fetch_segment(ref))
 
