@@ -232,12 +232,10 @@ class Broker(MultiService):
         options = {"topic_id": info.topic_id, "metadata": self.metadata, "objects": self.objects,
                    "cache": self.cache, "budget": self.budget, "settings": self._log_settings(info),
                    "reactor": self.reactor, "on_fenced": self._fenced}
-        if self.cluster is None:
-            partition_log = PartitionLog(state, **options)
-        else:
+        if self.cluster is not None:
             cluster, name = self.cluster, info.name
-            partition_log = _HeldLog(
-                state, holds=lambda: cluster.healthy() and cluster.holds(name, state.partition), **options)
+            options["holds"] = lambda: cluster.healthy() and cluster.holds(name, state.partition)
+        partition_log = PartitionLog(state, **options)
         self.logs[(info.name, state.partition)] = partition_log
         return partition_log
 
@@ -421,23 +419,6 @@ class Broker(MultiService):
         if info is None or not 0 <= partition < info.partitions:
             raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
         raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
-
-
-class _HeldLog(PartitionLog):
-    """The log of a partition a cluster member owns: it takes appends only
-    while ``holds()`` says the member certainly holds the partition (its
-    lease healthy, its owner key in place). Reads go on regardless: the
-    committed data stays valid whoever owns the partition next."""
-
-    def __init__(self, state, *, holds, **options):
-        super().__init__(state, **options)
-        self._holds = holds
-
-    def append(self, *args, **kwargs):
-        if not self._holds():
-            raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER,
-                             f"{self.topic}-{self.partition}: this broker's hold on it is in doubt")
-        return super().append(*args, **kwargs)
 
 
 def _all(coroutines):

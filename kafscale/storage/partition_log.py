@@ -105,7 +105,14 @@ class PartitionLog:
     idempotent batches wait for it.
     """
 
-    def __init__(self, state, *, topic_id, metadata, objects, cache, budget, settings, reactor, on_fenced=None):
+    def __init__(self, state, *, topic_id, metadata, objects, cache, budget, settings, reactor, on_fenced=None,
+                 holds=None):
+        """``holds``, when given, is asked before every append whether this
+        broker certainly still owns the partition (a cluster member whose
+        lease is in doubt must stop taking writes before another can claim
+        them); reads go on regardless, committed data being valid whoever
+        owns the partition next."""
+        self.holds = holds
         self.topic = state.topic
         self.topic_id = topic_id
         self.partition = state.partition
@@ -191,6 +198,9 @@ class PartitionLog:
         with the original's base offset."""
         if self._closed:
             raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER, f"{self.topic}-{self.partition} is not owned here")
+        if self.holds is not None and not self.holds():
+            raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER,
+                             f"{self.topic}-{self.partition}: this broker's hold on it is in doubt")
         idempotent = any(batch.producer_id >= 0 for batch in batches)
         if idempotent and len(batches) != 1:
             raise KafkaError(ErrorCode.INVALID_RECORD, "a batch with a producer id must come alone")
