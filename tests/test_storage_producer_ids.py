@@ -15,8 +15,12 @@ class SteppedClock:
 
 def fields(producer_id):
     """(milliseconds, node, counter) of an id."""
-    return (producer_id >> (NODE_BITS + COUNTER_BITS), (producer_id >> COUNTER_BITS) & 0x3FF,
-            producer_id & 0xFFF)
+    return (producer_id >> (NODE_BITS + COUNTER_BITS), (producer_id >> COUNTER_BITS) & (NODES - 1),
+            producer_id & (PER_MILLISECOND - 1))
+
+
+NODES = 1 << NODE_BITS
+PER_MILLISECOND = 1 << COUNTER_BITS
 
 
 class ProducerIdGeneratorTests(unittest.TestCase):
@@ -28,7 +32,9 @@ class ProducerIdGeneratorTests(unittest.TestCase):
         self.assertEqual(fields(self.ids.next_id(3)), (5000, 3, 0))
         self.assertEqual(fields(self.ids.next_id(3)), (5000, 3, 1))
         self.clock.ms += 7
-        self.assertEqual(fields(self.ids.next_id(1027)), (5007, 3, 0))
+        self.assertEqual(fields(self.ids.next_id(NODES + 3)), (5007, 3, 0))
+        # the node ids a cluster allocates (1001 and up) keep bits of their own
+        self.assertEqual(fields(self.ids.next_id(1001)), (5007, 1001, 1))
 
     def test_clock_going_back_keeps_counting(self):
         first = self.ids.next_id(1)
@@ -38,15 +44,15 @@ class ProducerIdGeneratorTests(unittest.TestCase):
         self.assertEqual(fields(second), (5000, 1, 1))
 
     def test_counter_wrap_moves_to_the_next_millisecond_without_waiting(self):
-        drawn = [self.ids.next_id(1) for _ in range(4096 * 3)]
+        drawn = [self.ids.next_id(1) for _ in range(PER_MILLISECOND * 3)]
         self.assertEqual(drawn, sorted(set(drawn)))
-        self.assertEqual(fields(drawn[-1]), (5002, 1, 4095))
+        self.assertEqual(fields(drawn[-1]), (5002, 1, PER_MILLISECOND - 1))
         self.clock.ms += 1
         # The clock now reads 5001, behind the ids: they keep going up.
         self.assertEqual(fields(self.ids.next_id(1)), (5003, 1, 0))
 
     def test_ids_fit_in_int64(self):
         self.clock.ms = ID_EPOCH_MS + (1 << 41) - 1
-        self.assertEqual(self.ids.next_id(1023), (1 << 63) - 1 - 4095)
+        self.assertEqual(self.ids.next_id(NODES - 1), (1 << 63) - PER_MILLISECOND)
         self.clock.ms += 1
         self.assertRaises(OverflowError, self.ids.next_id, 0)

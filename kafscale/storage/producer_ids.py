@@ -4,9 +4,10 @@ restarts without a write to the metadata store.
 An id is laid out like a Snowflake id, in 63 bits (ids are non-negative
 int64)::
 
-    milliseconds since ID_EPOCH (41 bits) | node id (10 bits) | counter (12 bits)
+    milliseconds since ID_EPOCH (41 bits) | node id (13 bits) | counter (9 bits)
 
-so brokers with different node ids (modulo 1024) never collide, and one
+so brokers with different node ids (modulo 8192, room for the ids a
+cluster allocates from 1001 up) never collide, and one
 broker never repeats itself: its milliseconds never go backwards. When the
 clock stands still or steps back, the last millisecond is kept and the
 counter advances; when the counter wraps, the generator moves on to the next
@@ -23,8 +24,8 @@ import time
 ID_EPOCH_MS = 1_704_067_200_000
 """2024-01-01T00:00:00Z."""
 
-NODE_BITS = 10
-COUNTER_BITS = 12
+NODE_BITS = 13
+COUNTER_BITS = 9
 MILLISECOND_BITS = 63 - NODE_BITS - COUNTER_BITS
 _NODE_MASK = (1 << NODE_BITS) - 1
 _COUNTER_MASK = (1 << COUNTER_BITS) - 1
