@@ -37,10 +37,10 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThreadPool
-from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
+from kafscale.log import logger
 from kafscale.metadata.interfaces import (
     CHANGE_AREAS,
     BrokerInfo,
@@ -57,7 +57,7 @@ from kafscale.metadata.interfaces import (
     UnknownTopic,
 )
 
-log = Logger()
+log = logger("kafscale.metadata.embedded")
 
 SCHEMA_VERSION = 1
 

@@ -22,12 +22,11 @@ from json.decoder import WHITESPACE
 
 from treq import content
 from treq.client import HTTPClient
-from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectError, ConnectionClosed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import deferLater
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.client import (
     Agent,
@@ -39,10 +38,12 @@ from twisted.web.client import (
     ResponseFailed,
     ResponseNeverReceived,
 )
-from twisted.web.iweb import IBodyProducer, IResponse
-from zope.interface import implementer
+from twisted.web.iweb import IResponse
 
-log = Logger()
+from kafscale.http import BytesBody
+from kafscale.log import logger
+
+log = logger("kafscale.metadata.etcd_client")
 
 __all__ = [
     "Compare",
@@ -433,28 +434,6 @@ def _op_result(response: dict) -> RangeResult | PutResult | DeleteResult:
     return _OP_RESULTS[name.removeprefix("response_")](reply)
 
 
-@implementer(IBodyProducer)
-class _Body:
-    """A request body already in memory, written in one go."""
-
-    def __init__(self, data: bytes):
-        self._data = data
-        self.length = len(data)
-
-    def startProducing(self, consumer):
-        consumer.write(self._data)
-        return succeed(None)
-
-    def pauseProducing(self):
-        """Nothing to pause: everything was written at once."""
-
-    def resumeProducing(self):
-        """Nothing to resume: everything was written at once."""
-
-    def stopProducing(self):
-        """Nothing to stop: everything was written at once."""
-
-
 _JSON_HEADERS = {b"Content-Type": [b"application/json"]}
 
 
@@ -656,7 +635,7 @@ class EtcdClient:
         return await self._failover(open_stream)
 
     def _post(self, url: str, body: bytes) -> Deferred[IResponse]:
-        return self._http.post(url, data=_Body(body), headers=_JSON_HEADERS, unbuffered=True)
+        return self._http.post(url, data=BytesBody(body), headers=_JSON_HEADERS, unbuffered=True)
 
     async def _failover(self, attempt: Callable[[str], Awaitable]):
         """Run ``attempt(endpoint)`` on each endpoint in turn, the last one

@@ -25,7 +25,6 @@ from twisted.internet.defer import (
     DeferredList,
     DeferredSemaphore,
     TimeoutError,
-    succeed,
 )
 from twisted.internet.error import ConnectError, ConnectionClosed
 from twisted.internet.task import deferLater
@@ -37,9 +36,9 @@ from twisted.web.client import (
     RequestTransmissionFailed,
     ResponseFailed,
 )
-from twisted.web.iweb import IBodyProducer
 from zope.interface import implementer
 
+from kafscale.http import BytesBody
 from kafscale.log import logger
 from kafscale.storage.interfaces import (
     IObjectStore,
@@ -136,28 +135,6 @@ def raise_tcp_read_size(size: int = MiB):
     application calls this once at start-up rather than this module at import.
     """
     tcp.Connection.bufferSize = size
-
-
-@implementer(IBodyProducer)
-class _BytesProducer:
-    """A request body already in memory, written in one go with its length."""
-
-    def __init__(self, data: bytes):
-        self._data = data
-        self.length = len(data)
-
-    def startProducing(self, consumer):
-        consumer.write(self._data)
-        return succeed(None)
-
-    def pauseProducing(self):
-        pass
-
-    def resumeProducing(self):
-        pass
-
-    def stopProducing(self):
-        pass
 
 
 class _PrecomputedPayloadAuth(S3SigV4Auth):
@@ -497,7 +474,7 @@ class S3ObjectStore:
         self._auth.add_auth(request)
         producer = None
         if body is not None:
-            producer = _BytesProducer(body if isinstance(body, bytes) else bytes(body))
+            producer = BytesBody(body if isinstance(body, bytes) else bytes(body))
 
         async def exchange():
             response = await self._http.request(
