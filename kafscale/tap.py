@@ -65,7 +65,7 @@ class Options(usage.Options):
         ("lease-ttl", None, _DEFAULTS.lease_ttl,
          "Seconds a crashed broker keeps its partitions before the others take them over (with --etcd).",
          int),
-        ("auto-create-topics", None, "true",
+        ("auto-create-topics", None, _DEFAULTS.auto_create_topics,
          "Create unknown topics on Metadata and Produce (Kafka's auto.create.topics.enable).", _boolean),
         ("num-partitions", None, _DEFAULTS.num_partitions, "Partitions of auto-created topics.", int),
         ("s3-bucket", None, None, "Keep segments in this S3 bucket instead of the data directory.", str),
@@ -80,6 +80,14 @@ class Options(usage.Options):
         ("cache-bytes", None, _DEFAULTS.cache_bytes, "Memory for cached segments.", int),
         ("retention-check-interval-ms", None, _DEFAULTS.retention_check_interval_ms,
          "How often segments past retention.ms / retention.bytes are dropped.", int),
+        ("group-initial-rebalance-delay-ms", None, _DEFAULTS.group_initial_rebalance_delay_ms,
+         "How long the first rebalance of an empty group waits for more members.", int),
+        ("group-min-session-timeout-ms", None, _DEFAULTS.group_min_session_timeout_ms,
+         "Shortest session timeout a group member may ask for.", int),
+        ("group-max-session-timeout-ms", None, _DEFAULTS.group_max_session_timeout_ms,
+         "Longest session timeout a group member may ask for.", int),
+        ("offset-metadata-max-bytes", None, _DEFAULTS.offset_metadata_max_bytes,
+         "Largest metadata string stored with a committed offset.", int),
     ]
     optParameters = [
         [name, short, None, f"{text} [env {_variable(name)}, default {default}]"]
@@ -108,11 +116,14 @@ class Options(usage.Options):
             raise usage.UsageError("--max-request-size must be at least 1024")
         if self["num-partitions"] < 1:
             raise usage.UsageError("--num-partitions must be at least 1")
-        for name in ("flush-linger-ms", "buffer-bytes", "partition-buffer-bytes", "cache-bytes"):
+        for name in ("flush-linger-ms", "buffer-bytes", "partition-buffer-bytes", "cache-bytes",
+                     "group-initial-rebalance-delay-ms", "offset-metadata-max-bytes"):
             if self[name] < 0:
                 raise usage.UsageError(f"--{name} cannot be negative")
         if self["retention-check-interval-ms"] < 1:
             raise usage.UsageError("--retention-check-interval-ms must be at least 1")
+        if not 0 < self["group-min-session-timeout-ms"] <= self["group-max-session-timeout-ms"]:
+            raise usage.UsageError("group session timeouts: 0 < min <= max")
         if self["lease-ttl"] < 1:
             raise usage.UsageError("--lease-ttl must be at least 1")
         if self["node-id"] is None and not self["etcd"]:
@@ -121,30 +132,11 @@ class Options(usage.Options):
         self["advertised-host"], self["advertised-port"] = host, port
 
     def config(self):
-        return BrokerConfig(
-            listen=self["listen"],
-            advertised_host=self["advertised-host"],
-            advertised_port=self["advertised-port"],
-            node_id=self["node-id"],
-            rack=self["rack"],
-            data_dir=self["data-dir"],
-            max_request_size=self["max-request-size"],
-            log_level=self["log-level"],
-            cluster_id=self["cluster-id"],
-            etcd=self["etcd"],
-            lease_ttl=self["lease-ttl"],
-            auto_create_topics=self["auto-create-topics"],
-            num_partitions=self["num-partitions"],
-            s3_bucket=self["s3-bucket"],
-            s3_endpoint=self["s3-endpoint"],
-            s3_region=self["s3-region"],
-            s3_prefix=self["s3-prefix"],
-            flush_linger_ms=self["flush-linger-ms"],
-            buffer_bytes=self["buffer-bytes"],
-            partition_buffer_bytes=self["partition-buffer-bytes"],
-            cache_bytes=self["cache-bytes"],
-            retention_check_interval_ms=self["retention-check-interval-ms"],
-        )
+        """The BrokerConfig these options describe: each option is the field
+        of the same name (dashes for underscores)."""
+        fields = {name.replace("-", "_"): self[name] for name, *_ in self.settings if name != "advertise"}
+        return BrokerConfig(advertised_host=self["advertised-host"], advertised_port=self["advertised-port"],
+                            **fields)
 
 
 def _advertised_address(listen, advertise):

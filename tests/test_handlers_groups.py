@@ -3,7 +3,6 @@ clients: confluent-kafka, kafka-python and aiokafka consumers sharing
 partitions, leaving, dying and restarting as static members, and the admin
 clients describing, listing and deleting groups."""
 
-import dataclasses
 import os
 import signal
 import subprocess
@@ -26,9 +25,8 @@ GROUP_OPERATIONS = (1 << 3) | (1 << 6) | (1 << 8)
 FAST_CONSUMER = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
 
 
-def fast_rebalances(broker, delay_ms=0):
-    """No initial rebalance delay, for tests that do not measure it."""
-    broker.config = dataclasses.replace(broker.config, group_initial_rebalance_delay_ms=delay_ms)
+# No initial rebalance delay, for tests that do not measure it.
+FAST_REBALANCES = ("--group-initial-rebalance-delay-ms", "0")
 
 
 def join(connection, version, group_id, member_id="", instance=None, protocols=(("range", b"meta"),)):
@@ -72,8 +70,7 @@ def join_as_new_member(test, connection, version, group_id, **kwargs):
 
 class WireTests(unittest.TestCase):
     async def setUp(self):
-        self.broker, self.bootstrap = await start_broker(self)
-        fast_rebalances(self.broker)
+        self.broker, self.bootstrap = await start_broker(self, *FAST_REBALANCES)
 
     def connection(self):
         connection = Connection(self.bootstrap)
@@ -332,8 +329,7 @@ async def eventually(predicate, timeout=20, step=0.05):
 
 class ConfluentConsumerTests(unittest.TestCase):
     async def setUp(self):
-        self.broker, self.bootstrap = await start_broker(self)
-        fast_rebalances(self.broker)
+        self.broker, self.bootstrap = await start_broker(self, *FAST_REBALANCES)
         await create_topic(self.bootstrap, "four", partitions=4)
 
     def consumer(self, group_id, **settings):
@@ -416,8 +412,7 @@ class DefaultTimingTests(unittest.TestCase):
 
 class PythonClientMembershipTests(unittest.TestCase):
     async def setUp(self):
-        self.broker, self.bootstrap = await start_broker(self)
-        fast_rebalances(self.broker)
+        self.broker, self.bootstrap = await start_broker(self, *FAST_REBALANCES)
         await create_topic(self.bootstrap, "four", partitions=4)
 
     async def test_kafka_python_members_split_and_rebalance_on_leave(self):
@@ -484,8 +479,7 @@ class PythonClientMembershipTests(unittest.TestCase):
 
 class AdminClientTests(unittest.TestCase):
     async def setUp(self):
-        self.broker, self.bootstrap = await start_broker(self)
-        fast_rebalances(self.broker)
+        self.broker, self.bootstrap = await start_broker(self, *FAST_REBALANCES)
         await create_topic(self.bootstrap, "four", partitions=4)
 
     async def form_group(self):

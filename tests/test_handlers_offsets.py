@@ -13,7 +13,7 @@ from kafscale.protocol.errors import ErrorCode
 from kafscale.protocol.messages import ApiKey
 from tests.brokers import in_thread, start_broker
 from tests.clients import produce
-from tests.test_handlers_groups import FAST_CONSUMER, fast_rebalances, join_as_new_member
+from tests.test_handlers_groups import FAST_CONSUMER, FAST_REBALANCES, join_as_new_member
 from tests.test_handlers_produce import create_topic
 from tests.wire import Connection
 
@@ -69,8 +69,7 @@ def fetch(connection, version, groups):
 
 class WireTests(unittest.TestCase):
     async def setUp(self):
-        self.broker, self.bootstrap = await start_broker(self)
-        fast_rebalances(self.broker)
+        self.broker, self.bootstrap = await start_broker(self, *FAST_REBALANCES)
         await create_topic(self.bootstrap, "t", partitions=3)
         self.topic = self.broker.topics["t"]
 
@@ -200,8 +199,7 @@ class ResumeTests(unittest.TestCase):
     the next member of the group reads exactly the new records."""
 
     async def setUp(self):
-        self.broker, self.bootstrap = await start_broker(self)
-        fast_rebalances(self.broker)
+        self.broker, self.bootstrap = await start_broker(self, *FAST_REBALANCES)
         await create_topic(self.bootstrap, "resume", partitions=4)
         await in_thread(produce, self.bootstrap, "resume", values(40))
 

@@ -5,7 +5,7 @@ import os
 
 from kafscale.metadata.embedded import EmbeddedMetadataStore
 from tests.brokers import free_port, in_thread, start_broker
-from tests.test_handlers_groups import fast_rebalances
+from tests.test_handlers_groups import FAST_REBALANCES
 from tests.test_handlers_produce import create_topic
 from tests.test_kafscale_admin_groups import consume_in_group
 from tests.test_kafscale_admin_topics import AdminCase, EtcdStores, S3Stores
@@ -13,7 +13,7 @@ from tests.test_storage_retention import produce_segments, until
 
 
 class ClusterContract:
-    broker_args = ("--node-id", "7", "--rack", "rack-a")
+    broker_args = ("--node-id", "7", "--rack", "rack-a", *FAST_REBALANCES)
 
     async def test_brokers_list(self):
         await create_topic(self.bootstrap, "owned", 3)
@@ -27,7 +27,6 @@ class ClusterContract:
 
     async def test_status(self):
         await create_topic(self.bootstrap, "one", 2)
-        fast_rebalances(self.broker)
         await in_thread(produce_segments, self.bootstrap, "one", [[(b"x", 0)]])
         await in_thread(consume_in_group, self.bootstrap, "readers", "one", 1)
         report = await self.admin_json("cluster", "status")

@@ -7,7 +7,7 @@ import time
 from confluent_kafka import Consumer
 
 from tests.brokers import in_thread
-from tests.test_handlers_groups import FAST_CONSUMER, fast_rebalances
+from tests.test_handlers_groups import FAST_CONSUMER, FAST_REBALANCES
 from tests.test_handlers_produce import create_topic
 from tests.test_kafscale_admin_topics import AdminCase, EtcdStores, S3Stores
 from tests.test_storage_retention import produce_segments, until
@@ -55,9 +55,10 @@ class Member(threading.Thread):
 
 
 class GroupsContract:
+    broker_args = FAST_REBALANCES
+
     async def setUp(self):
         await super().setUp()
-        fast_rebalances(self.broker)
         await create_topic(self.bootstrap, "events", 2)
         # Partition 0: offsets 0-2 at BASE_TIME + 0, 1, 2 s; partition 1: offset 0.
         await in_thread(produce_segments, self.bootstrap, "events",

@@ -40,11 +40,22 @@ class OptionsTests(unittest.TestCase):
         config = self.parse("--listen", "unix:/tmp/k.sock", "--advertise", "kafka.example:9093")
         self.assertEqual((config.advertised_host, config.advertised_port), ("kafka.example", 9093))
 
+    def test_every_option_reaches_the_config(self):
+        config = self.parse("--group-initial-rebalance-delay-ms", "0", "--auto-create-topics", "no",
+                            "--flush-linger-ms", "5", KAFSCALE_GROUP_MAX_SESSION_TIMEOUT_MS="60000")
+        self.assertEqual(config.group_initial_rebalance_delay_ms, 0)
+        self.assertIs(config.auto_create_topics, False)
+        self.assertEqual(config.flush_linger_ms, 5)
+        self.assertEqual(config.group_max_session_timeout_ms, 60000)
+        self.assertIs(self.parse().auto_create_topics, True)
+
     def test_bad_values_are_usage_errors(self):
         self.assertRaises(usage.UsageError, self.parse, "--node-id", "x")
         self.assertRaises(usage.UsageError, self.parse, "--log-level", "loud")
         self.assertRaises(usage.UsageError, self.parse, "--listen", "unix:/tmp/k.sock")
         self.assertRaises(usage.UsageError, self.parse, KAFSCALE_MAX_REQUEST_SIZE="12")
+        self.assertRaises(usage.UsageError, self.parse, "--group-min-session-timeout-ms", "90000",
+                          "--group-max-session-timeout-ms", "60000")
 
 
 class PluginTests(unittest.TestCase):
