@@ -18,8 +18,8 @@ from kafscale.metadata.interfaces import (
     Fenced,
     MetadataError,
     MetadataUnavailable,
-    TopicExists,
     UnknownTopic,
+    kafka_error,
 )
 from kafscale.protocol.errors import ErrorCode, KafkaError
 from kafscale.storage.cache import SegmentCache
@@ -309,7 +309,7 @@ class Broker(MultiService):
         try:
             topic_configs.check_topic_name(name)
         except topic_configs.InvalidTopicName as e:
-            raise KafkaError(ErrorCode.INVALID_TOPIC_EXCEPTION, str(e))
+            raise KafkaError(ErrorCode.INVALID_TOPIC_EXCEPTION, str(e)) from None
         if partitions == -1:
             partitions = self.config.num_partitions
         if partitions < 1:
@@ -317,17 +317,15 @@ class Broker(MultiService):
         try:
             topic_configs.validate(configs)
         except topic_configs.InvalidConfig as e:
-            raise KafkaError(ErrorCode.INVALID_CONFIG, str(e))
+            raise KafkaError(ErrorCode.INVALID_CONFIG, str(e)) from None
         if name in self.topics:
             raise KafkaError(ErrorCode.TOPIC_ALREADY_EXISTS, f"topic {name!r} already exists")
         if validate_only:
             return None
         try:
             info = await self.metadata.create_topic(name, partitions, configs)
-        except TopicExists:
-            raise KafkaError(ErrorCode.TOPIC_ALREADY_EXISTS, f"topic {name!r} already exists")
         except MetadataError as e:
-            raise KafkaError(ErrorCode.REQUEST_TIMED_OUT, f"metadata store: {e}")
+            raise kafka_error(name, e) from None
         await self.refresh_topics()
         return info
 
@@ -344,10 +342,8 @@ class Broker(MultiService):
         """Delete a topic; its objects are removed in the background."""
         try:
             info = await self.metadata.delete_topic(name)
-        except UnknownTopic:
-            raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"no topic {name!r}")
         except MetadataError as e:
-            raise KafkaError(ErrorCode.REQUEST_TIMED_OUT, f"metadata store: {e}")
+            raise kafka_error(name, e) from None
         await self.refresh_topics()
         Deferred.fromCoroutine(self._delete_objects(info)).addErrback(
             lambda failure: log.failure("deleting the objects of topic {topic} failed", failure, topic=name)

@@ -109,7 +109,7 @@ class Options(usage.Options):
             try:
                 self[name] = kind(value)
             except ValueError:
-                raise usage.UsageError(f"{value!r} is not valid for --{name}")
+                raise usage.UsageError(f"{value!r} is not valid for --{name}") from None
         if self["log-level"] not in ("debug", "info", "warn", "error", "critical"):
             raise usage.UsageError(f"unknown log level {self['log-level']!r}")
         if self["max-request-size"] < 1024:
@@ -221,7 +221,7 @@ def makeService(options):
     try:
         objects = object_store(config)
     except ValueError as e:
-        raise usage.UsageError(str(e))
+        raise usage.UsageError(str(e)) from None
     service = MultiService()
     metadata = metadata_store(config)
     broker = Broker(config, metadata, objects, cluster=cluster(config, metadata))

@@ -50,7 +50,7 @@ class RendezvousTests(SynchronousTestCase):
     def test_a_joining_node_takes_only_its_share(self):
         before = [rendezvous(name, [1, 2, 3]) for name in self.names]
         after = [rendezvous(name, [1, 2, 3, 4]) for name in self.names]
-        moved = [(old, new) for old, new in zip(before, after) if old != new]
+        moved = [(old, new) for old, new in zip(before, after, strict=True) if old != new]
         self.assertTrue(all(new == 4 for _, new in moved))
         self.assertGreater(len(moved), 100)
         self.assertLess(len(moved), 200)
@@ -58,7 +58,7 @@ class RendezvousTests(SynchronousTestCase):
     def test_a_leaving_node_gives_up_only_its_share(self):
         before = [rendezvous(name, [1, 2, 3]) for name in self.names]
         after = [rendezvous(name, [1, 3]) for name in self.names]
-        self.assertTrue(all(old == new for old, new in zip(before, after) if old != 2))
+        self.assertTrue(all(old == new for old, new in zip(before, after, strict=True) if old != 2))
 
     def test_nobody(self):
         self.assertIsNone(rendezvous(b"x", []))
