@@ -26,7 +26,6 @@ A short-lived program uses the store under its own reactor::
     task.react(lambda reactor: Deferred.fromCoroutine(main(reactor)))
 """
 
-import itertools
 import json
 import os
 import sqlite3
@@ -55,6 +54,7 @@ from kafscale.metadata.interfaces import (
     TopicExists,
     TopicInfo,
     UnknownTopic,
+    check_continues,
 )
 
 log = logger("kafscale.metadata.embedded")
@@ -510,29 +510,10 @@ class EmbeddedMetadataStore(Service):
         state = self._partition_state(db, topic, partition)
         if state.leader_epoch != expected_epoch:
             raise Fenced(topic, partition, state.leader_epoch, state.next_offset)
-        epoch = expected_epoch + 1
-        # An epoch that appended nothing needs no entry: it starts where the
-        # next one does.
-        history = tuple(entry for entry in state.epoch_history if entry[1] < state.next_offset)
-        return self._store_partition_state(
-            db,
-            PartitionState(
-                topic,
-                partition,
-                epoch,
-                state.log_start_offset,
-                state.next_offset,
-                state.segments,
-                (*history, (epoch, state.next_offset)),
-            ),
-        )
+        return self._store_partition_state(db, state.claimed())
 
     def _commit_segment(self, db, topic, partition, epoch, expected_next_offset, segment):
-        if segment.base_offset != expected_next_offset or segment.last_offset < segment.base_offset:
-            raise ValueError(
-                f"{topic}-{partition}: segment {segment.base_offset}-{segment.last_offset}"
-                f" does not continue the log at {expected_next_offset}"
-            )
+        check_continues(topic, partition, expected_next_offset, segment)
         state = self._partition_state(db, topic, partition)
         if state.leader_epoch != epoch or state.next_offset != expected_next_offset:
             raise Fenced(topic, partition, state.leader_epoch, state.next_offset)
@@ -549,51 +530,21 @@ class EmbeddedMetadataStore(Service):
                 segment.key,
             ),
         )
-        return self._store_partition_state(
-            db,
-            PartitionState(
-                topic,
-                partition,
-                epoch,
-                state.log_start_offset,
-                segment.last_offset + 1,
-                (*state.segments, segment),
-                state.epoch_history,
-            ),
-        )
+        return self._store_partition_state(db, state.with_segment(segment))
 
     def _advance_log_start(self, db, topic, partition, epoch, new_log_start):
         state = self._partition_state(db, topic, partition)
         if state.leader_epoch != epoch:
             raise Fenced(topic, partition, state.leader_epoch, state.next_offset)
-        if new_log_start > state.next_offset:
-            raise ValueError(
-                f"{topic}-{partition}: log start {new_log_start} beyond next offset {state.next_offset}"
-            )
-        if new_log_start <= state.log_start_offset:
+        advanced, removed = state.with_log_start(new_log_start)
+        if advanced is state:
             return state, []
-        removed = [segment for segment in state.segments if segment.last_offset < new_log_start]
         if removed:
             db.execute(
                 "DELETE FROM segments WHERE topic = ? AND partition = ? AND base_offset <= ?",
                 (topic, partition, removed[-1].base_offset),
             )
-        # Keep an epoch while some offset at or above the new start may be its.
-        history = state.epoch_history
-        kept = (
-            tuple(entry for entry, (_, end) in itertools.pairwise(history) if end > new_log_start)
-            + history[-1:]
-        )
-        new_state = PartitionState(
-            topic,
-            partition,
-            epoch,
-            new_log_start,
-            state.next_offset,
-            state.segments[len(removed):],
-            kept,
-        )
-        return self._store_partition_state(db, new_state), removed
+        return self._store_partition_state(db, advanced), removed
 
     def _commit_offsets(self, db, group_id, offsets):
         db.executemany(

@@ -31,7 +31,6 @@ vanish when the process dies. A session whose lease was lost is replaced,
 and the registrations are made again.
 """
 
-import itertools
 import json
 import os
 import uuid
@@ -69,6 +68,7 @@ from kafscale.metadata.interfaces import (
     TopicExists,
     TopicInfo,
     UnknownTopic,
+    check_continues,
 )
 
 log = logger("kafscale.metadata.etcd")
@@ -468,12 +468,7 @@ class EtcdMetadataStore(Service):
             state = read.state
             if expected_epoch is not None and state.leader_epoch != expected_epoch:
                 raise Fenced(topic, partition, state.leader_epoch, state.next_offset)
-            epoch = state.leader_epoch + 1
-            # An epoch that appended nothing needs no entry: it starts where
-            # the next one does.
-            history = tuple(entry for entry in state.epoch_history if entry[1] < state.next_offset)
-            claimed = PartitionState(topic, partition, epoch, state.log_start_offset, state.next_offset,
-                                     state.segments, (*history, (epoch, state.next_offset)))
+            claimed = state.claimed()
             compares = [
                 Compare.create_revision(topic_key, "=", topic_kv.create_revision),
                 Compare.mod_revision(partition_key, "=", read.mod_revision),
@@ -484,7 +479,7 @@ class EtcdMetadataStore(Service):
                 if holder is not None and holder.lease != session.lease_id:
                     raise OwnedElsewhere(topic, partition, json.loads(holder.value)["node_id"])
                 compares.append(Compare.mod_revision(owner_key, "=", 0 if holder is None else holder.mod_revision))
-                value = {"node_id": node_id, "epoch": epoch, "topic_id": _decode_topic(topic_kv).topic_id.hex}
+                value = {"node_id": node_id, "epoch": claimed.leader_epoch, "topic_id": _decode_topic(topic_kv).topic_id.hex}
                 ops.append(Op.put(owner_key, _json(value), lease=session.lease_id))
             written = await self.client.txn(compares, success=ops)
             if written.succeeded:
@@ -498,18 +493,13 @@ class EtcdMetadataStore(Service):
         raise MetadataUnavailable(f"{topic}-{partition} kept changing under a claim")
 
     async def _commit_segment(self, topic, partition, epoch, expected_next_offset, segment):
-        if segment.base_offset != expected_next_offset or segment.last_offset < segment.base_offset:
-            raise ValueError(
-                f"{topic}-{partition}: segment {segment.base_offset}-{segment.last_offset}"
-                f" does not continue the log at {expected_next_offset}"
-            )
+        check_continues(topic, partition, expected_next_offset, segment)
         known = self._partitions.get((topic, partition)) or await self._read_partition(topic, partition)
         for _ in range(CAS_ATTEMPTS):
             state = known.state
             if state.leader_epoch != epoch or state.next_offset != expected_next_offset:
                 raise Fenced(topic, partition, state.leader_epoch, state.next_offset)
-            committed = PartitionState(topic, partition, epoch, state.log_start_offset, segment.last_offset + 1,
-                                       (*state.segments, segment), state.epoch_history)
+            committed = state.with_segment(segment)
             partition_key = self.keys.partition(topic, partition)
             written = await self.client.txn(
                 [Compare.mod_revision(partition_key, "=", known.mod_revision)],
@@ -539,18 +529,9 @@ class EtcdMetadataStore(Service):
             state = read.state
             if state.leader_epoch != epoch:
                 raise Fenced(topic, partition, state.leader_epoch, state.next_offset)
-            if new_log_start > state.next_offset:
-                raise ValueError(
-                    f"{topic}-{partition}: log start {new_log_start} beyond next offset {state.next_offset}"
-                )
-            if new_log_start <= state.log_start_offset:
+            advanced, removed = state.with_log_start(new_log_start)
+            if advanced is state:
                 return state, []
-            removed = [segment for segment in state.segments if segment.last_offset < new_log_start]
-            history = state.epoch_history
-            # Keep an epoch while some offset at or above the new start may be its.
-            kept = tuple(entry for entry, following in itertools.pairwise(history) if following[1] > new_log_start)
-            advanced = PartitionState(topic, partition, epoch, new_log_start, state.next_offset,
-                                      state.segments[len(removed):], kept + history[-1:])
             partition_key = self.keys.partition(topic, partition)
             ops = [Op.put(partition_key, _encode_partition(advanced, read.claim))]
             if removed:

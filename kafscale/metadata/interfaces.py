@@ -30,8 +30,9 @@ partition's revision and reloads them only when another writer changed the
 partition (in etcd, the partition key's mod_revision plays that part).
 """
 
+import itertools
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from zope.interface import Interface
 
@@ -90,6 +91,49 @@ class PartitionState:
     segments: tuple[SegmentRef, ...]
     """Sorted by base offset; contiguous from the first to ``next_offset``."""
     epoch_history: tuple[tuple[int, int], ...]
+
+    # The transitions every store makes, each behind its own compare-and-swap.
+
+    def claimed(self):
+        """The state a claim stores: the next leader epoch, starting at the
+        next offset."""
+        epoch = self.leader_epoch + 1
+        # An epoch that appended nothing needs no entry: it starts where the
+        # next one does.
+        history = tuple(entry for entry in self.epoch_history if entry[1] < self.next_offset)
+        return replace(self, leader_epoch=epoch, epoch_history=(*history, (epoch, self.next_offset)))
+
+    def with_segment(self, segment):
+        """The state a commit of ``segment`` (see `check_continues`) stores."""
+        return replace(self, next_offset=segment.last_offset + 1, segments=(*self.segments, segment))
+
+    def with_log_start(self, new_log_start):
+        """-> (the state with the log start raised to ``new_log_start``, the
+        SegmentRefs that drops); this state and [] when ``new_log_start`` is
+        not above the log start. Raises ValueError beyond the next offset."""
+        if new_log_start > self.next_offset:
+            raise ValueError(
+                f"{self.topic}-{self.partition}: log start {new_log_start} beyond next offset {self.next_offset}"
+            )
+        if new_log_start <= self.log_start_offset:
+            return self, []
+        removed = [segment for segment in self.segments if segment.last_offset < new_log_start]
+        history = self.epoch_history
+        # Keep an epoch while some offset at or above the new start may be its.
+        kept = tuple(entry for entry, (_, end) in itertools.pairwise(history) if end > new_log_start)
+        advanced = replace(self, log_start_offset=new_log_start, segments=self.segments[len(removed):],
+                           epoch_history=kept + history[-1:])
+        return advanced, removed
+
+
+def check_continues(topic, partition, expected_next_offset, segment):
+    """Raise ValueError unless ``segment`` starts the log at
+    ``expected_next_offset`` (as `IMetadataStore.commit_segment` requires)."""
+    if segment.base_offset != expected_next_offset or segment.last_offset < segment.base_offset:
+        raise ValueError(
+            f"{topic}-{partition}: segment {segment.base_offset}-{segment.last_offset}"
+            f" does not continue the log at {expected_next_offset}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
