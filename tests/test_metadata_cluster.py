@@ -3,9 +3,8 @@ rendezvous assignment, owner keys and coordinator slots, with several
 Cluster objects in this process standing for several brokers."""
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
-from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from kafscale.metadata.cluster import (
     FIRST_ALLOCATED_NODE_ID,
@@ -15,16 +14,9 @@ from kafscale.metadata.cluster import (
     rendezvous,
     slot_of,
 )
-from kafscale.metadata.etcd import EtcdMetadataStore, NodeIdInUse, OwnedElsewhere
-from kafscale.metadata.etcd_client import EtcdClient
+from kafscale.metadata.etcd import NodeIdInUse, OwnedElsewhere
 from kafscale.metadata.interfaces import MetadataUnavailable
-from tests.etcdserver import (
-    EtcdServer,
-    etcd_binary,
-    etcd_endpoint,
-    fresh_prefix,
-    missing_reason,
-)
+from tests.etcdserver import EtcdTestMixin
 
 # How soon every member must see a change another made.
 VIEW_WITHIN = 1.0
@@ -68,26 +60,10 @@ class RendezvousTests(SynchronousTestCase):
         self.assertEqual(len({slot_of(f"group-{n}") for n in range(1000)}), SLOTS)
 
 
-class ClusterTestsMixin:
-    flavour = None
-
-    def setUp(self):
-        reason = missing_reason(self.flavour)
-        if reason:
-            raise SkipTest(reason)
-        self.endpoint = etcd_endpoint(self.flavour)
-        self.prefix = fresh_prefix(self)
-
-    async def store(self, endpoint=None, **options):
-        options.setdefault("lease_ttl", 2)
-        store = EtcdMetadataStore(endpoint or self.endpoint, self.prefix, **options)
-        store.startService()
-        self.addCleanup(lambda: store.stopService() if store.running else None)
-        return store
-
+class ClusterTestsMixin(EtcdTestMixin):
     async def member(self, port, node_id=None, endpoint=None, on_slots=None, **options):
         """A started Cluster on a store of its own, as a broker has."""
-        store = await self.store(endpoint, **options)
+        store = await self.make_store(endpoint, **options)
         cluster = Cluster(store, "127.0.0.1", port, node_id=node_id)
         if on_slots is not None:
             cluster.subscribe_slots(lambda slot, held: on_slots(cluster, slot, held))
@@ -95,11 +71,6 @@ class ClusterTestsMixin:
         self.addCleanup(lambda: cluster.stopService() if cluster.running else None)
         await cluster.join()
         return cluster
-
-    def raw_client(self):
-        client = EtcdClient(self.endpoint)
-        self.addCleanup(lambda: Deferred.fromCoroutine(client.close()))
-        return client
 
     async def test_node_ids_given_and_allocated(self):
         given = await self.member(9092, node_id=5)
@@ -113,7 +84,7 @@ class ClusterTestsMixin:
     async def test_a_given_node_id_in_use_is_refused(self):
         await self.member(9092, node_id=5)
         # A taker waits two of its lease TTLs for the id to come free.
-        store = await self.store(lease_ttl=1)
+        store = await self.make_store(lease_ttl=1)
         taker = Cluster(store, "127.0.0.1", 9093, node_id=5)
         with self.assertRaises(NodeIdInUse):
             await taker.join()
@@ -215,9 +186,7 @@ class ClusterTestsMixin:
         await eventually(lambda: all(first.slot_owner(slot) == first.node_id for slot in range(SLOTS)))
 
     async def test_a_broker_cut_off_from_etcd_stops_writes_before_its_lease_can_expire(self):
-        server = EtcdServer(etcd_binary(self.flavour))
-        server.start()
-        self.addCleanup(server.close)
+        server = self.private_server()
         member = await self.member(9092, endpoint=server.endpoint, timeout=0.5)
         await member.store.create_topic("events", 1)
         await member.acquire("events", 0)

@@ -5,13 +5,11 @@
 from dataclasses import replace
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
-from twisted.trial.unittest import SkipTest, TestCase
+from twisted.trial.unittest import TestCase
 
 from kafscale.metadata import etcd
-from kafscale.metadata.etcd import EtcdMetadataStore, NodeIdInUse, OwnedElsewhere
-from kafscale.metadata.etcd_client import EtcdClient
+from kafscale.metadata.etcd import NodeIdInUse, OwnedElsewhere
 from kafscale.metadata.interfaces import (
     BrokerInfo,
     CommittedOffset,
@@ -20,47 +18,11 @@ from kafscale.metadata.interfaces import (
     SegmentRef,
     UnknownTopic,
 )
-from tests.etcdserver import (
-    EtcdServer,
-    etcd_binary,
-    etcd_endpoint,
-    fresh_prefix,
-    missing_reason,
-)
+from tests.etcdserver import EtcdTestMixin
 from tests.metadata_contract import MetadataStoreContract, segment
 
 
-class EtcdStoreTestsMixin:
-    flavour = None
-
-    def setUp(self):
-        reason = missing_reason(self.flavour)
-        if reason:
-            raise SkipTest(reason)
-        self.endpoint = etcd_endpoint(self.flavour)
-        self.prefix = fresh_prefix(self)
-
-    async def make_store(self, endpoint=None, **options):
-        options.setdefault("lease_ttl", 2)
-        store = EtcdMetadataStore(endpoint or self.endpoint, self.prefix, **options)
-        store.startService()
-        self.addCleanup(lambda: store.stopService() if store.running else None)
-        return store
-
-    def raw_client(self, endpoint=None):
-        client = EtcdClient(endpoint or self.endpoint)
-        self.addCleanup(lambda: Deferred.fromCoroutine(client.close()))
-        return client
-
-    def private_server(self):
-        """An etcd of this flavour for this test alone, to stop and restart."""
-        server = EtcdServer(etcd_binary(self.flavour))
-        server.start()
-        self.addCleanup(server.close)
-        return server
-
-
-class EtcdStoreTests(EtcdStoreTestsMixin):
+class EtcdStoreTests(EtcdTestMixin):
     async def test_keys_live_under_the_cluster_prefix(self):
         store = await self.make_store()
         await store.create_topic("events", 2)
@@ -215,11 +177,11 @@ async def _eventually(predicate, timeout, interval=0.05):
         await deferLater(reactor, interval)
 
 
-class Etcd35ContractTests(MetadataStoreContract, EtcdStoreTestsMixin, TestCase):
+class Etcd35ContractTests(MetadataStoreContract, EtcdTestMixin, TestCase):
     flavour = "3.5"
 
 
-class Etcd34ContractTests(MetadataStoreContract, EtcdStoreTestsMixin, TestCase):
+class Etcd34ContractTests(MetadataStoreContract, EtcdTestMixin, TestCase):
     flavour = "3.4"
 
 

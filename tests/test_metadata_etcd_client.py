@@ -11,7 +11,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
-from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from kafscale.metadata.etcd_client import (
     Compare,
@@ -30,13 +30,7 @@ from kafscale.metadata.etcd_client import (
     _JSONStream,
     prefix_range_end,
 )
-from tests.etcdserver import (
-    EtcdServer,
-    etcd_binary,
-    etcd_endpoint,
-    fresh_prefix,
-    missing_reason,
-)
+from tests.etcdserver import EtcdTestMixin
 
 
 def _async(coroutine):
@@ -134,28 +128,15 @@ class JSONStreamTests(SynchronousTestCase):
                          [{"a": 1}, {"b": "\u00e9"}, {"c": 3}])
 
 
-class EtcdClientTestsMixin:
-    flavour = None
-
+class EtcdClientTestsMixin(EtcdTestMixin):
     def setUp(self):
-        reason = missing_reason(self.flavour)
-        if reason:
-            raise SkipTest(reason)
-        self.endpoint = etcd_endpoint(self.flavour)
-        self.prefix = fresh_prefix(self)
+        super().setUp()
         self.client = self.make_client(self.endpoint)
 
     def make_client(self, endpoints, **options):
         client = EtcdClient(endpoints, **options)
         self.addCleanup(lambda: _async(client.close()))
         return client
-
-    def private_server(self):
-        """An etcd of this flavour for this test alone, to stop and restart."""
-        server = EtcdServer(etcd_binary(self.flavour))
-        server.start()
-        self.addCleanup(server.close)
-        return server
 
     def key(self, name):
         return self.prefix + name.encode()
