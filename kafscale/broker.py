@@ -71,10 +71,9 @@ class Broker(MultiService):
         self.budget = BufferBudget(config.buffer_bytes)
         self._ready = False
         self._ready_waiters = []
-        self._refreshing = None
-        self._refresh_again = False
         self._unsubscribe = None
         self._unsubscribe_cluster = None
+        self._topic_refresh = Coalescing(self._refresh_topics_once, "topic refresh")
         self._reconciler = Coalescing(self._reconcile_logs, "partition reconciliation")
         RetentionService(self, config.retention_check_interval_ms / 1000).setServiceParent(self)
         self.groups = GroupCoordinator(self, reactor)
@@ -107,7 +106,10 @@ class Broker(MultiService):
             if not await self._join_cluster():
                 return
             self._unsubscribe_cluster = self.cluster.subscribe(self._reconciler.run)
-        await self.refresh_topics()
+        # Not refresh_topics(), which would log a failure and go on: a broker
+        # that cannot read its topics must not start serving.
+        self.topics = await self.metadata.topics()
+        await self._reconciler.run()
         if self.cluster is None:
             await self.metadata.register_broker(BrokerInfo(
                 self.node_id, self.config.advertised_host, self.config.advertised_port, self.config.rack,
@@ -144,6 +146,7 @@ class Broker(MultiService):
             if unsubscribe is not None:
                 unsubscribe()
         self._unsubscribe = self._unsubscribe_cluster = None
+        await self._topic_refresh.stop()
         await self._reconciler.stop()
         if self.cluster is not None and self.cluster.node_id is not None:
             # Out of the assignment first, so that each partition's
@@ -167,28 +170,18 @@ class Broker(MultiService):
 
     def _store_changed(self, areas):
         if "topics" in areas:
-            Deferred.fromCoroutine(self.refresh_topics()).addErrback(
-                lambda failure: log.failure("topic refresh failed", failure)
-            )
+            self.refresh_topics()
 
-    async def refresh_topics(self):
+    def refresh_topics(self):
         """Re-read the topics, then claim new partitions and let go of the
-        ones whose topic is gone. Concurrent calls coalesce."""
-        if self._refreshing is not None:
-            self._refresh_again = True
-            await self._refreshing
-            return
-        self._refreshing = Deferred()
-        try:
-            while True:
-                self._refresh_again = False
-                self.topics = await self.metadata.topics()
-                await self._reconciler.run()
-                if not self._refresh_again:
-                    break
-        finally:
-            done, self._refreshing = self._refreshing, None
-            done.callback(None)
+        ones whose topic is gone. Concurrent calls coalesce. -> a Deferred
+        that fires once a refresh begun after this call has ended (a failed
+        one is logged; the next change or call tries again)."""
+        return self._topic_refresh.run()
+
+    async def _refresh_topics_once(self):
+        self.topics = await self.metadata.topics()
+        await self._reconciler.run()
 
     async def _reconcile_logs(self):
         if self.cluster is not None:
@@ -335,8 +328,12 @@ class Broker(MultiService):
         except KafkaError as e:
             if e.code != ErrorCode.TOPIC_ALREADY_EXISTS:
                 raise
-            await self.refresh_topics()
-            return self.topics[name]
+        # Another request or broker created it meanwhile.
+        await self.refresh_topics()
+        info = self.topics.get(name)
+        if info is None:
+            raise KafkaError(ErrorCode.LEADER_NOT_AVAILABLE, f"topic {name!r} is not loaded yet")
+        return info
 
     async def delete_topic(self, name):
         """Delete a topic; its objects are removed in the background."""
