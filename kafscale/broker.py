@@ -5,7 +5,7 @@ import time
 from dataclasses import dataclass
 
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.defer import CancelledError, Deferred, gatherResults
 from twisted.internet.task import deferLater
 
 from kafscale.coordinator.coordinator import GroupCoordinator
@@ -70,6 +70,7 @@ class Broker(MultiService):
         self.cache = SegmentCache(config.cache_bytes)
         self.budget = BufferBudget(config.buffer_bytes)
         self._ready = False
+        self._opening = None
         self._ready_waiters = []
         self._unsubscribe = None
         self._unsubscribe_cluster = None
@@ -86,9 +87,12 @@ class Broker(MultiService):
         if self.cluster is not None:
             self.cluster.startService()
         super().startService()
-        Deferred.fromCoroutine(self._open()).addErrback(
-            lambda failure: log.failure("broker failed to start", failure)
-        )
+        self._opening = Deferred.fromCoroutine(self._open())
+        self._opening.addErrback(self._open_failed)
+
+    def _open_failed(self, failure):
+        if not failure.check(CancelledError):
+            log.failure("broker failed to start", failure)
 
     def when_ready(self):
         """A Deferred that fires once the broker has loaded its state and
@@ -142,6 +146,10 @@ class Broker(MultiService):
         return Deferred.fromCoroutine(self._close())
 
     async def _close(self):
+        # A broker stopped while still starting (waiting for etcd, say) must
+        # not go on to join and claim partitions after it has stopped.
+        if self._opening is not None:
+            self._opening.cancel()
         for unsubscribe in (self._unsubscribe, self._unsubscribe_cluster):
             if unsubscribe is not None:
                 unsubscribe()

@@ -158,6 +158,7 @@ class _PrefixView:
         self._decode = decode  # (relative key, KeyValue) -> (item key, value)
         self._on_change = on_change
         self._watch = None
+        self._stopped = False
 
     async def start(self):
         reply = await self._client.range(self._prefix, prefix=True)
@@ -169,6 +170,7 @@ class _PrefixView:
         await self._watch.ready()
 
     async def stop(self):
+        self._stopped = True
         if self._watch is not None:
             await self._watch.stop()
             self._watch = None
@@ -191,13 +193,17 @@ class _PrefixView:
 
     async def _restart(self):
         delay = 0.1
-        while self._watch is None:
+        while self._watch is None and not self._stopped:
             try:
                 await self.start()
             except EtcdError as error:
                 log.warn("reloading {prefix!r} failed: {error}", prefix=self._prefix, error=error)
                 await deferLater(self._clock, delay)
                 delay = min(2 * delay, 2.0)
+        if self._stopped:
+            # Stopped while reloading: the watch just made must not outlive it.
+            await self.stop()
+            return
         self._on_change()
 
 
