@@ -24,8 +24,6 @@ _DEFAULTS = BrokerConfig()
 
 
 def _boolean(text):
-    if isinstance(text, bool):
-        return text
     lowered = text.lower()
     if lowered not in ("true", "false", "1", "0", "yes", "no"):
         raise ValueError(text)

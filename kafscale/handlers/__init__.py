@@ -9,8 +9,6 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
-from kafscale.metadata.interfaces import InvalidPartitions, UnknownTopic
-from kafscale.protocol.errors import ErrorCode, KafkaError
 from kafscale.protocol.messages import valid_versions
 from kafscale.storage.interfaces import ObjectStoreError
 from kafscale.storage.segment import CorruptSegment
@@ -63,16 +61,6 @@ def named_more_than_once(names) -> list:
     """The names a request repeats, in order of first appearance: Kafka
     refuses each of them with INVALID_REQUEST."""
     return [name for name, count in Counter(names).items() if count > 1]
-
-
-def metadata_store_error(topic, error) -> KafkaError:
-    """The KafkaError that answers a metadata store's MetadataError
-    ``error`` raised while changing ``topic``."""
-    if isinstance(error, UnknownTopic):
-        return KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"no topic {topic!r}")
-    if isinstance(error, InvalidPartitions):
-        return KafkaError(ErrorCode.INVALID_PARTITIONS, str(error))
-    return KafkaError(ErrorCode.REQUEST_TIMED_OUT, f"metadata store: {error}")
 
 
 from kafscale.handlers import api_versions, cluster, configs, delete_records, fetch, find_coordinator, groups, init_producer_id, list_offsets, metadata, offset_for_leader_epoch, offsets, partitions, produce, topics  # noqa: E402,F401  (they register themselves)

@@ -10,9 +10,9 @@ import enum
 from collections import Counter
 
 from kafscale.config import BrokerConfig
-from kafscale.handlers import handles, metadata_store_error, named_more_than_once
+from kafscale.handlers import handles, named_more_than_once
 from kafscale.metadata import topic_configs
-from kafscale.metadata.interfaces import MetadataError
+from kafscale.metadata.interfaces import MetadataError, kafka_error
 from kafscale.metadata.topic_configs import BROKER_SETTINGS, TOPIC_CONFIGS, InvalidConfig
 from kafscale.protocol.errors import ErrorCode, KafkaError
 from kafscale.protocol.messages import ApiKey
@@ -212,7 +212,7 @@ async def _alter(request, changes):
             try:
                 await broker.metadata.alter_topic_configs(name, updates, deletions)
             except MetadataError as e:
-                raise metadata_store_error(name, e) from None
+                raise kafka_error(name, e) from None
             altered = True
         except KafkaError as e:
             response["error_code"], response["error_message"] = e.code, e.message

@@ -1,8 +1,8 @@
 """CreatePartitions: topics grow, never shrink; the broker claims the new
 partitions as soon as the metadata store has them."""
 
-from kafscale.handlers import handles, metadata_store_error, named_more_than_once
-from kafscale.metadata.interfaces import MetadataError
+from kafscale.handlers import handles, named_more_than_once
+from kafscale.metadata.interfaces import MetadataError, kafka_error
 from kafscale.protocol.errors import ErrorCode, KafkaError
 from kafscale.protocol.messages import ApiKey
 
@@ -35,7 +35,7 @@ async def create_partitions(request):
             try:
                 await broker.metadata.add_partitions(name, count)
             except MetadataError as e:
-                raise metadata_store_error(name, e) from None
+                raise kafka_error(name, e) from None
             grown = True
         except KafkaError as e:
             result["error_code"], result["error_message"] = e.code, e.message
