@@ -921,8 +921,14 @@ class LeaseKeeper:
         self._expiry = self._clock.callLater(self.deadline - self._clock.seconds(),
                                              self._deadline_passed)
         self._renewing = Deferred.fromCoroutine(self._renew_forever())
-        self._renewing.addErrback(lambda failure: failure.trap(CancelledError))
+        self._renewing.addErrback(self._renewal_ended)
         return self.lease
+
+    def _renewal_ended(self, failure):
+        # Cancelled by stop() or the deadline; anything else is a bug, and
+        # the deadline still declares the lease lost in time.
+        if not failure.check(CancelledError):
+            log.failure("renewing lease {lease:x} stopped", failure, lease=self.lease.id)
 
     async def stop(self) -> None:
         """Stop renewing and revoke the lease, which deletes its keys."""
