@@ -1,6 +1,8 @@
 """Real Kafka clients, driven from tests (call these through ``in_thread``:
 they block)."""
 
+import itertools
+import threading
 import time
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
@@ -60,3 +62,54 @@ def consume(bootstrap, topic, partitions, count, timeout=30, **settings):
         return messages
     finally:
         consumer.close()
+
+
+class NumberedProducer:
+    """A confluent-kafka producer (acks=all, retrying; idempotent unless the
+    settings say otherwise) sending numbered values round the partitions
+    from a thread until stopped; remembers where each acknowledged value
+    landed."""
+
+    instances = itertools.count()
+
+    def __init__(self, bootstrap, topic, partitions, **settings):
+        self.prefix = b"p%d-" % next(self.instances)
+        self.producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
+                                  "linger.ms": 5, "retry.backoff.ms": 50, "message.timeout.ms": 60000,
+                                  **settings})
+        self.topic = topic
+        self.partitions = partitions
+        self.acked = {}  # value -> (partition, offset)
+        self.failed = []
+        self.sent = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def acked_since(self, count):
+        return len(self.acked) - count
+
+    def _delivered(self, error, message):
+        if error:
+            self.failed.append(error)
+        else:
+            self.acked[message.value()] = (message.partition(), message.offset())
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                self.producer.produce(self.topic, value=self.prefix + b"%d" % self.sent,
+                                      partition=self.sent % self.partitions,
+                                      on_delivery=self._delivered)
+                self.sent += 1
+            except BufferError:
+                pass
+            self.producer.poll(0.003)
+        self.producer.flush(60)
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(90)

@@ -1,62 +1,19 @@
 """The broker as a whole: restarts lose nothing, and an object store outage
 costs retries, never acknowledged records."""
 
-import threading
 import time
 
-from confluent_kafka import Producer
 from twisted.trial import unittest
 
 from kafscale.protocol.errors import ErrorCode
 from kafscale.protocol.messages import ApiKey
 from tests.brokers import BrokerProcess, in_thread, s3_args, sleep, start_broker
-from tests.clients import consume
+from tests.clients import NumberedProducer, consume
 from tests.faults import TcpProxy
 from tests.s3server import s3_server
 from tests.test_handlers_produce import create_topic, produce_request
 from tests.test_protocol_records import build_batch
 from tests.wire import Connection
-
-
-class BackgroundProducer:
-    """A confluent-kafka producer sending numbered messages (acks=all,
-    retrying) from a thread until stopped; remembers what was acknowledged."""
-
-    def __init__(self, bootstrap, topic, partitions):
-        self.producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 2,
-                                  "message.timeout.ms": 60000, "retry.backoff.ms": 100})
-        self.topic = topic
-        self.partitions = partitions
-        self.acked = {}
-        self.failed = []
-        self.sent = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def start(self):
-        self._thread.start()
-
-    def _delivered(self, error, message):
-        if error:
-            self.failed.append(error)
-        else:
-            self.acked[message.value()] = (message.partition(), message.offset())
-
-    def _run(self):
-        while not self._stop.is_set():
-            value = b"m-%d" % self.sent
-            try:
-                self.producer.produce(self.topic, value=value, partition=self.sent % self.partitions,
-                                      on_delivery=self._delivered)
-                self.sent += 1
-            except BufferError:
-                pass
-            self.producer.poll(0.002)
-        self.producer.flush(60)
-
-    def stop(self):
-        self._stop.set()
-        self._thread.join(90)
 
 
 async def wait_for(predicate, timeout=30):
@@ -73,8 +30,8 @@ class RestartTests(unittest.TestCase):
         await in_thread(broker.start)
         self.addCleanup(broker.stop)
         await create_topic(broker.bootstrap, "steady", partitions=3)
-        producer = BackgroundProducer(broker.bootstrap, "steady", 3)
-        producer.start()
+        # Without idempotence: the broker alone must keep restarts free of duplicates.
+        producer = NumberedProducer(broker.bootstrap, "steady", 3, **{"enable.idempotence": False}).start()
         await wait_for(lambda: len(producer.acked) >= 300)
         await in_thread(broker.stop)
         await in_thread(broker.start)
@@ -111,8 +68,7 @@ class ObjectStoreOutageTests(unittest.TestCase):
         await create_topic(self.bootstrap, "survivor")
 
     async def test_outage_costs_retries_not_records(self):
-        producer = BackgroundProducer(self.bootstrap, "survivor", 1)
-        producer.start()
+        producer = NumberedProducer(self.bootstrap, "survivor", 1, **{"enable.idempotence": False}).start()
         self.addCleanup(lambda: in_thread(producer.stop))
         await wait_for(lambda: len(producer.acked) >= 100)
 

@@ -4,14 +4,11 @@ brokers come and go, and no acknowledged record is lost or doubled.
 
 A lease TTL of 2 s keeps crash takeovers short."""
 
-import itertools
 import os
 import signal
-import threading
 import time
 import uuid
 
-from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from twisted.internet.defer import gatherResults
 from twisted.python import usage
@@ -24,7 +21,7 @@ from kafscale.protocol.messages import ApiKey
 from kafscale.storage.segment import partition_prefix
 from kafscale.tap import Options, cluster, metadata_store
 from tests.brokers import BrokerProcess, in_thread, sleep
-from tests.clients import consume
+from tests.clients import NumberedProducer, consume
 from tests.etcdserver import EtcdServer, etcd_binary, etcd_endpoint, missing_reason
 from tests.s3server import s3_server, s3_store
 from tests.test_handlers_produce import produce_request
@@ -50,55 +47,6 @@ def cluster_view(bootstrap, topic=TOPIC):
     leaders = {p["partition_index"]: (p["leader_id"], p["leader_epoch"])
                for t in body["topics"] for p in t["partitions"]}
     return {b["node_id"]: b["port"] for b in body["brokers"]}, leaders
-
-
-class NumberedProducer:
-    """An idempotent confluent-kafka producer (acks=all, retrying) sending
-    numbered values round the partitions from a thread until stopped;
-    remembers where each acknowledged value landed."""
-
-    instances = itertools.count()
-
-    def __init__(self, bootstrap, topic=TOPIC, partitions=PARTITIONS):
-        self.prefix = b"p%d-" % next(self.instances)
-        self.producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
-                                  "linger.ms": 5, "retry.backoff.ms": 50, "message.timeout.ms": 60000})
-        self.topic = topic
-        self.partitions = partitions
-        self.acked = {}  # value -> (partition, offset)
-        self.failed = []
-        self.sent = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def start(self):
-        self._thread.start()
-        return self
-
-    def acked_since(self, count):
-        return len(self.acked) - count
-
-    def _delivered(self, error, message):
-        if error:
-            self.failed.append(error)
-        else:
-            self.acked[message.value()] = (message.partition(), message.offset())
-
-    def _run(self):
-        while not self._stop.is_set():
-            try:
-                self.producer.produce(self.topic, value=self.prefix + b"%d" % self.sent,
-                                      partition=self.sent % self.partitions,
-                                      on_delivery=self._delivered)
-                self.sent += 1
-            except BufferError:
-                pass
-            self.producer.poll(0.003)
-        self.producer.flush(60)
-
-    def stop(self):
-        self._stop.set()
-        self._thread.join(90)
 
 
 class ClusterOptionsTests(unittest.TestCase):
@@ -199,7 +147,7 @@ class ClusterTests(unittest.TestCase):
             self.assertEqual(offsets, list(range(len(offsets))))
 
     async def produce_numbered(self, bootstrap, seconds):
-        producer = NumberedProducer(bootstrap).start()
+        producer = NumberedProducer(bootstrap, TOPIC, PARTITIONS).start()
         await sleep(seconds)
         await in_thread(producer.stop)
         self.assertEqual(producer.failed, [])
@@ -236,7 +184,7 @@ class ClusterTests(unittest.TestCase):
         leaders = await self.settled(self.brokers)
         leaving = self.broker_of(leaders[0][0])
         staying = [b for b in self.brokers if b is not leaving]
-        producer = NumberedProducer(staying[0].bootstrap).start()
+        producer = NumberedProducer(staying[0].bootstrap, TOPIC, PARTITIONS).start()
         await sleep(0.8)
         stopped_at = time.monotonic()
         leaving.signal(signal.SIGTERM)
@@ -255,7 +203,7 @@ class ClusterTests(unittest.TestCase):
         victim_id = leaders[0][0]
         victim = self.broker_of(victim_id)
         survivors = [b for b in self.brokers if b is not victim]
-        producer = NumberedProducer(survivors[0].bootstrap).start()
+        producer = NumberedProducer(survivors[0].bootstrap, TOPIC, PARTITIONS).start()
         await sleep(0.8)
         before = len(producer.acked)
         killed_at = time.monotonic()
@@ -329,7 +277,7 @@ class ClusterTests(unittest.TestCase):
         acked = await self.produce_numbered(first.bootstrap, 0.5)
 
         server.stop()
-        producer = NumberedProducer(second.bootstrap).start()
+        producer = NumberedProducer(second.bootstrap, TOPIC, PARTITIONS).start()
         # No commits, so no acknowledgements; committed data stays readable.
         await sleep(LEASE_TTL + 1)
         self.assertEqual(producer.acked, {})
