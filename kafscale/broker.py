@@ -11,11 +11,10 @@ from twisted.internet.task import deferLater
 from kafscale.coordinator.coordinator import GroupCoordinator
 from kafscale.log import logger
 from kafscale.metadata import topic_configs
-from kafscale.metadata.cluster import Coalescing
+from kafscale.metadata.cluster import Coalescing, SoleOwner
 from kafscale.metadata.etcd import OwnedElsewhere
 from kafscale.metadata.interfaces import (
     BrokerInfo,
-    Fenced,
     MetadataError,
     MetadataUnavailable,
     UnknownTopic,
@@ -63,6 +62,9 @@ class Broker(MultiService):
         self.metadata = metadata
         self.objects = objects
         self.cluster = cluster
+        # Who decides which partitions this broker takes: the cluster, or,
+        # for a broker alone on its store, a view in which it owns them all.
+        self.ownership = cluster if cluster is not None else SoleOwner(metadata, config.node_id)
         self.node_id = config.node_id
         self.cluster_id = config.cluster_id
         self.topics = {}
@@ -191,43 +193,12 @@ class Broker(MultiService):
         self.topics = await self.metadata.topics()
         await self._reconciler.run()
 
-    async def _reconcile_logs(self):
-        if self.cluster is not None:
-            await self._reconcile_cluster_logs()
-            return
-        for (name, partition), partition_log in list(self.logs.items()):
-            info = self.topics.get(name)
-            if info is None or info.topic_id != partition_log.topic_id or partition >= info.partitions:
-                del self.logs[(name, partition)]
-                await partition_log.close()
-        for info in list(self.topics.values()):
-            settings = self._log_settings(info)
-            for partition in range(info.partitions):
-                existing = self.logs.get((info.name, partition))
-                if existing is None:
-                    await self._claim(info, partition)
-                else:
-                    existing.configure(settings)
-
     def _log_settings(self, info):
         return LogSettings(
             segment_bytes=topic_configs.effective_int(info.configs, "segment.bytes"),
             flush_linger_ms=self.config.flush_linger_ms,
             max_buffer_bytes=self.config.partition_buffer_bytes,
         )
-
-    async def _claim(self, info, partition):
-        for _ in range(3):
-            try:
-                state = await self.metadata.partition_state(info.name, partition)
-                state = await self.metadata.claim_partition(info.name, partition, state.leader_epoch)
-            except Fenced:
-                continue
-            except UnknownTopic:
-                return None
-            return self._open_log(info, state)
-        log.warn("could not claim {topic}-{partition}", topic=info.name, partition=partition)
-        return None
 
     def _open_log(self, info, state):
         options = {"topic_id": info.topic_id, "metadata": self.metadata, "objects": self.objects,
@@ -247,18 +218,19 @@ class Broker(MultiService):
         log.warn("{topic}-{partition} was claimed by another owner", topic=key[0], partition=key[1])
         self._reconciler.run()
 
-    async def _reconcile_cluster_logs(self):
-        """Bring the partitions owned here in line with the cluster's view:
-        first let go of what must go (so that a topic deleted and created
-        again is released before it is taken), then take what is ours."""
-        cluster = self.cluster
-        healthy = cluster.healthy()
+    async def _reconcile_logs(self):
+        """Bring the partitions owned here in line with the ownership view
+        (the cluster's, or a lone broker's: all of them): first let go of
+        what must go (so that a topic deleted and created again is released
+        before it is taken), then take what is ours."""
+        ownership = self.ownership
+        healthy = ownership.healthy()
         leaving = []
         for (name, partition), partition_log in list(self.logs.items()):
             info = self.topics.get(name)
             gone = info is None or info.topic_id != partition_log.topic_id or partition >= info.partitions
-            if gone or cluster.taken_by_another(name, partition) or (
-                    healthy and cluster.assignee(name, partition) != self.node_id):
+            if gone or ownership.taken_by_another(name, partition) or (
+                    healthy and ownership.assignee(name, partition) != self.node_id):
                 del self.logs[(name, partition)]
                 leaving.append(self._hand_over(partition_log))
         await _all(leaving)
@@ -270,9 +242,9 @@ class Broker(MultiService):
             settings = self._log_settings(info)
             for partition in range(info.partitions):
                 existing = self.logs.get((info.name, partition))
-                if existing is not None and cluster.holds(info.name, partition):
+                if existing is not None and ownership.holds(info.name, partition):
                     existing.configure(settings)
-                elif cluster.assignee(info.name, partition) == self.node_id and cluster.free(info.name, partition):
+                elif ownership.assignee(info.name, partition) == self.node_id and ownership.free(info.name, partition):
                     taking.append(self._take(info, partition))
         await _all(taking)
 
@@ -282,7 +254,7 @@ class Broker(MultiService):
             # Held under a lease since lost: commit what it has first.
             await stale.close()
         try:
-            state = await self.cluster.acquire(info.name, partition)
+            state = await self.ownership.acquire(info.name, partition)
         except (OwnedElsewhere, UnknownTopic) as error:
             log.debug("not taking {topic}-{partition}: {error}", topic=info.name, partition=partition, error=error)
             return
@@ -296,13 +268,12 @@ class Broker(MultiService):
     async def _hand_over(self, partition_log):
         """Flush (refusing appends from then on), then free the partition."""
         await partition_log.close()
-        if self.cluster is not None:
-            try:
-                await self.cluster.release(partition_log.topic, partition_log.partition)
-            except MetadataError as error:
-                # Its owner key goes with our lease, then.
-                log.warn("could not release {topic}-{partition}: {error}", topic=partition_log.topic,
-                         partition=partition_log.partition, error=error)
+        try:
+            await self.ownership.release(partition_log.topic, partition_log.partition)
+        except MetadataError as error:
+            # Its owner key goes with our lease, then.
+            log.warn("could not release {topic}-{partition}: {error}", topic=partition_log.topic,
+                     partition=partition_log.partition, error=error)
 
     async def create_topic(self, name, partitions, configs, validate_only=False):
         """Validate and create a topic, claiming its partitions at once.

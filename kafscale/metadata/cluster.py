@@ -42,7 +42,7 @@ from twisted.internet.task import LoopingCall, deferLater
 from kafscale.log import logger
 from kafscale.metadata.etcd import NodeIdInUse
 from kafscale.metadata.etcd_client import Compare, EtcdError, EtcdUnavailable, Op
-from kafscale.metadata.interfaces import BrokerInfo, MetadataError, MetadataUnavailable
+from kafscale.metadata.interfaces import BrokerInfo, Fenced, MetadataError, MetadataUnavailable
 
 log = logger("kafscale.metadata.cluster")
 
@@ -229,6 +229,46 @@ def _partition_owner(relative, kv):
 
 def _slot_owner(relative, kv):
     return int(relative), None if kv is None else _owner(json.loads(kv.value), kv)
+
+
+class SoleOwner:
+    """Ownership for a broker alone on its metadata store (the embedded
+    default): it is the assignee of every partition and always healthy, and
+    taking a partition is a claim, a new leader epoch, with nothing to
+    release. It answers what the broker's reconciliation asks a Cluster."""
+
+    def __init__(self, store, node_id):
+        self.store = store
+        self.node_id = node_id
+
+    def healthy(self):
+        return True
+
+    def assignee(self, topic, partition):
+        return self.node_id
+
+    def holds(self, topic, partition):
+        return True
+
+    def taken_by_another(self, topic, partition):
+        return False
+
+    def free(self, topic, partition):
+        return True
+
+    async def acquire(self, topic, partition):
+        """Claim the partition at the next leader epoch. -> its PartitionState.
+        Raises UnknownTopic, MetadataError (another writer kept winning)."""
+        for _ in range(3):
+            state = await self.store.partition_state(topic, partition)
+            try:
+                return await self.store.claim_partition(topic, partition, state.leader_epoch)
+            except Fenced:
+                continue
+        raise MetadataUnavailable(f"{topic}-{partition}: the claim kept losing to another writer")
+
+    async def release(self, topic, partition):
+        """Nothing holds the partition but the broker's own log."""
 
 
 class Cluster(Service):
