@@ -2,6 +2,9 @@
 rendezvous assignment, owner keys and coordinator slots, with several
 Cluster objects in this process standing for several brokers."""
 
+import os
+import tempfile
+
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -10,10 +13,12 @@ from kafscale.metadata.cluster import (
     FIRST_ALLOCATED_NODE_ID,
     SLOTS,
     Cluster,
+    SoleOwner,
     partition_name,
     rendezvous,
     slot_of,
 )
+from kafscale.metadata.embedded import EmbeddedMetadataStore
 from kafscale.metadata.etcd import NodeIdInUse, OwnedElsewhere
 from kafscale.metadata.interfaces import MetadataUnavailable
 from tests.etcdserver import EtcdTestMixin
@@ -214,17 +219,11 @@ class Etcd34ClusterTests(ClusterTestsMixin, TestCase):
     flavour = "3.4"
 
 
-class SoleOwnerTests(unittest.TestCase):
+class SoleOwnerTests(TestCase):
     """A broker alone on the embedded store owns every partition; taking one
     is a claim at the next leader epoch."""
 
     async def test_takes_everything_with_a_new_epoch_each_time(self):
-        import os
-        import tempfile
-
-        from kafscale.metadata.cluster import SoleOwner
-        from kafscale.metadata.embedded import EmbeddedMetadataStore
-
         store = EmbeddedMetadataStore(os.path.join(tempfile.mkdtemp(prefix="kafscale-sole-"), "metadata.sqlite"))
         store.startService()
         self.addCleanup(store.stopService)
