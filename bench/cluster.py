@@ -14,7 +14,6 @@ broker adds a second reactor, not a second machine.
 """
 
 import argparse
-import os
 import signal
 import statistics
 import threading
@@ -24,6 +23,7 @@ import uuid
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from bench.data_path import cpu_seconds
 from tests.brokers import BrokerProcess
 from tests.etcdserver import EtcdServer, etcd_binary
 from tests.s3server import S3Server, unique_bucket
@@ -31,7 +31,6 @@ from tests.test_cluster import cluster_view
 
 TOPIC = "bench"
 PARTITIONS = 6
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 class Cluster:
@@ -146,12 +145,6 @@ def handover(etcd, s3, bucket, lease_ttl, how):
         return taken, None if acked is None else acked - signalled
     finally:
         cluster.stop()
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def machine_busy():
