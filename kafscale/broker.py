@@ -294,12 +294,7 @@ class Broker(MultiService):
             raise KafkaError(ErrorCode.TOPIC_ALREADY_EXISTS, f"topic {name!r} already exists")
         if validate_only:
             return None
-        try:
-            info = await self.metadata.create_topic(name, partitions, configs)
-        except MetadataError as e:
-            raise kafka_error(name, e) from None
-        await self.refresh_topics()
-        return info
+        return await self._write_topic(name, self.metadata.create_topic(name, partitions, configs))
 
     async def auto_create_topic(self, name):
         try:
@@ -316,15 +311,30 @@ class Broker(MultiService):
 
     async def delete_topic(self, name):
         """Delete a topic; its objects are removed in the background."""
-        try:
-            info = await self.metadata.delete_topic(name)
-        except MetadataError as e:
-            raise kafka_error(name, e) from None
-        await self.refresh_topics()
+        info = await self._write_topic(name, self.metadata.delete_topic(name))
         Deferred.fromCoroutine(self._delete_objects(info)).addErrback(
             lambda failure: log.failure("deleting the objects of topic {topic} failed", failure, topic=name)
         )
         return info
+
+    async def alter_topic_configs(self, name, updates, deletions):
+        """Change a topic's configs (already validated) in one store write."""
+        return await self._write_topic(name, self.metadata.alter_topic_configs(name, updates, deletions))
+
+    async def add_partitions(self, name, total):
+        """Grow a topic to ``total`` partitions, claiming the new ones at once."""
+        return await self._write_topic(name, self.metadata.add_partitions(name, total))
+
+    async def _write_topic(self, name, write):
+        """Await a store write to topic ``name`` (a Deferred), answering a
+        refusal with the KafkaError Kafka would give, then take up the new
+        topics: the partitions change hands before the caller answers."""
+        try:
+            result = await write
+        except MetadataError as e:
+            raise kafka_error(name, e) from None
+        await self.refresh_topics()
+        return result
 
     async def _delete_objects(self, info):
         for item in await self.objects.list(topic_prefix(info.name, info.topic_id)):

@@ -12,7 +12,6 @@ from collections import Counter
 from kafscale.config import BrokerConfig
 from kafscale.handlers import handles, named_more_than_once
 from kafscale.metadata import topic_configs
-from kafscale.metadata.interfaces import MetadataError, kafka_error
 from kafscale.metadata.topic_configs import BROKER_SETTINGS, TOPIC_CONFIGS, InvalidConfig
 from kafscale.protocol.errors import ErrorCode, KafkaError
 from kafscale.protocol.messages import ApiKey
@@ -183,7 +182,6 @@ async def _alter(request, changes):
     body = request.body
     resources = Counter((r["resource_type"], r["resource_name"]) for r in body["resources"])
     responses = []
-    altered = False
     for resource in body["resources"]:
         resource_type, name = resource["resource_type"], resource["resource_name"]
         response = {"error_code": ErrorCode.NONE, "error_message": None, "resource_type": resource_type,
@@ -209,15 +207,9 @@ async def _alter(request, changes):
                 raise KafkaError(ErrorCode.INVALID_CONFIG, str(e)) from None
             if body["validate_only"]:
                 continue
-            try:
-                await broker.metadata.alter_topic_configs(name, updates, deletions)
-            except MetadataError as e:
-                raise kafka_error(name, e) from None
-            altered = True
+            await broker.alter_topic_configs(name, updates, deletions)
         except KafkaError as e:
             response["error_code"], response["error_message"] = e.code, e.message
-    if altered:
-        await broker.refresh_topics()
     return {"throttle_time_ms": 0, "responses": responses}
 
 

@@ -2,7 +2,6 @@
 partitions as soon as the metadata store has them."""
 
 from kafscale.handlers import handles, named_more_than_once
-from kafscale.metadata.interfaces import MetadataError, kafka_error
 from kafscale.protocol.errors import ErrorCode, KafkaError
 from kafscale.protocol.messages import ApiKey
 
@@ -13,7 +12,6 @@ async def create_partitions(request):
     body = request.body
     repeated = named_more_than_once(t["name"] for t in body["topics"])
     results = []
-    grown = False
     for topic in body["topics"]:
         name, count = topic["name"], topic["count"]
         result = {"name": name, "error_code": ErrorCode.NONE, "error_message": None}
@@ -32,13 +30,7 @@ async def create_partitions(request):
                                  f"topic {name!r} has {info.partitions} partitions: it can grow, not go to {count}")
             if body["validate_only"]:
                 continue
-            try:
-                await broker.metadata.add_partitions(name, count)
-            except MetadataError as e:
-                raise kafka_error(name, e) from None
-            grown = True
+            await broker.add_partitions(name, count)
         except KafkaError as e:
             result["error_code"], result["error_message"] = e.code, e.message
-    if grown:
-        await broker.refresh_topics()
     return {"throttle_time_ms": 0, "results": results}
