@@ -76,6 +76,14 @@ class FetchContract:
         batches = list(iter_batches(response["responses"][0]["partitions"][0]["records"]))
         self.assertEqual([b.base_offset for b in batches], [10])
 
+    async def test_versions_before_fetch_sessions(self):
+        await self.produce(3)
+        for version in (4, 5, 6):
+            response = await in_thread(fetch, self.bootstrap, version, topic="events", offset=0)
+            partition = response["responses"][0]["partitions"][0]
+            self.assertEqual((partition["error_code"], partition["high_watermark"]), (ErrorCode.NONE, 3))
+            self.assertEqual([b.base_offset for b in iter_batches(partition["records"])], [0])
+
     async def test_offset_out_of_range(self):
         await self.produce(3)
         response = await in_thread(fetch, self.bootstrap, 11, topic="events", offset=4)

@@ -19,8 +19,8 @@ READ_COMMITTED = 1
 async def fetch(request):
     broker = request.broker
     body = request.body
-    if body["session_id"] != 0:
-        # This broker never hands out fetch sessions, so none can be named.
+    if body.get("session_id", 0) != 0:
+        # This broker never hands out fetch sessions (v7+), so none can be named.
         return {"error_code": ErrorCode.FETCH_SESSION_ID_NOT_FOUND, "session_id": 0, "responses": []}
     wanted = [(_topic_name(broker, topic), topic, partition)
               for topic in body["topics"] for partition in topic["partitions"]]
