@@ -24,10 +24,10 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from bench.data_path import cpu_seconds
-from tests.brokers import BrokerProcess
-from tests.etcdserver import EtcdServer, etcd_binary
-from tests.s3server import S3Server, unique_bucket
-from tests.test_cluster import cluster_view
+from tests.support.brokers import BrokerProcess
+from tests.support.etcd_server import EtcdServer, etcd_binary
+from tests.support.s3_server import S3Server, unique_bucket
+from tests.support.topics import cluster_view
 
 TOPIC = "bench"
 PARTITIONS = 6

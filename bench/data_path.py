@@ -23,7 +23,7 @@ import uuid
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from tests.brokers import free_port
+from tests.support.brokers import free_port
 
 TICKS = os.sysconf("SC_CLK_TCK")
 

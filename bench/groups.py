@@ -17,7 +17,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from bench.data_path import Broker, create_topic, percentiles, show
 from kafscale.protocol.messages import ApiKey
-from tests.wire import Connection
+from tests.support.wire import Connection
 
 
 def time_to_first_message(broker, topic, settings):

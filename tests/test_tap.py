@@ -1,16 +1,12 @@
-"""``twistd kafscale``: options, environment fallbacks, and the plugin."""
+"""``twistd kafscale``'s options and environment fallbacks, alone and in a cluster."""
 
 import os
-import subprocess
-import sys
 
 from twisted.python import usage
 from twisted.trial import unittest
 
-from kafscale.tap import Options
-from tests.brokers import SOURCE_ROOT, BrokerProcess, in_thread
-from tests.wire import Connection
-from kafscale.protocol.messages import ApiKey
+from kafscale.metadata.etcd import EtcdMetadataStore
+from kafscale.tap import Options, cluster, metadata_store
 
 
 class OptionsTests(unittest.TestCase):
@@ -58,38 +54,29 @@ class OptionsTests(unittest.TestCase):
                           "--group-max-session-timeout-ms", "60000")
 
 
-class PluginTests(unittest.TestCase):
-    def test_plain_install_ships_the_plugin(self):
-        """``pip install .`` (not only a checkout) makes ``twistd`` list it."""
-        target = self.mktemp()
-        subprocess.run(
-            [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-             "--target", target, SOURCE_ROOT],
-            check=True, capture_output=True,
-        )
-        self.assertTrue(os.path.exists(os.path.join(target, "twisted", "plugins", "kafscale_plugin.py")))
-        twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
-        out = subprocess.run(
-            [twistd, "--help"], capture_output=True, text=True, check=True, cwd=target,
-            env=dict(os.environ, PYTHONPATH=os.path.abspath(target)),
-        ).stdout
-        self.assertRegex(out, r"\n +kafscale +A Kafka-compatible broker")
+class ClusterOptionsTests(unittest.TestCase):
+    def parse(self, *args, **env):
+        self.patch(os, "environ", dict(os.environ, **env))
+        options = Options()
+        options.parseOptions(list(args))
+        return options.config()
 
-    async def test_twistd_runs_a_broker(self):
-        broker = BrokerProcess()
-        await in_thread(broker.start)
-        self.addCleanup(broker.stop)
+    def test_etcd_selects_cluster_mode(self):
+        config = self.parse("--etcd", "http://a:2379,http://b:2379", "--cluster-id", "prod")
+        self.assertEqual((config.etcd, config.node_id, config.lease_ttl), ("http://a:2379,http://b:2379", None, 10))
+        store = metadata_store(config)
+        self.assertIsInstance(store, EtcdMetadataStore)
+        self.assertEqual(store.keys.prefix, b"/kafscale/prod/")
+        self.assertEqual(cluster(config, store).node_id, None)
 
-        def metadata():
-            conn = Connection(broker.bootstrap)
-            try:
-                return conn.request(ApiKey.METADATA, 1, {"topics": None})
-            finally:
-                conn.close()
+    def test_environment_and_given_node_id(self):
+        config = self.parse("--node-id", "3", KAFSCALE_ETCD="http://a:2379", KAFSCALE_LEASE_TTL="4")
+        self.assertEqual((config.etcd, config.node_id, config.lease_ttl), ("http://a:2379", 3, 4))
 
-        body = await in_thread(metadata)
-        self.assertEqual(body["brokers"], [{"node_id": 0, "host": "127.0.0.1", "port": broker.port, "rack": None}])
-        await in_thread(broker.stop)
-        # twistd re-raises the SIGTERM after a clean shutdown to report it
-        self.assertIn(broker.process.returncode, (0, -15))
-        self.assertIn("Server Shut Down.", broker.output())
+    def test_alone_without_etcd(self):
+        config = self.parse("--data-dir", self.mktemp())
+        self.assertEqual((config.etcd, config.node_id), (None, 0))
+        self.assertIsNone(cluster(config, None))
+
+    def test_bad_lease_ttl(self):
+        self.assertRaises(usage.UsageError, self.parse, "--etcd", "http://a:2379", "--lease-ttl", "0")

@@ -1,0 +1,179 @@
+"""Idempotent producers end to end: real clients at their defaults, and the
+wire-level rules (InitProducerId, retries, sequences) across a restart."""
+
+from confluent_kafka import Producer
+from twisted.trial import unittest
+
+from kafscale.protocol.errors import ErrorCode
+from kafscale.protocol.messages import ApiKey
+from kafscale.protocol.records import iter_batches
+from kafscale.storage.segment import read_segment
+from tests.support.brokers import BrokerProcess, in_thread, start_broker
+from tests.support.clients import consume
+from tests.support.records import build_batch
+from tests.support.topics import create_topic, produce_request
+from tests.support.wire import Connection
+
+INIT = ApiKey.INIT_PRODUCER_ID
+
+
+def init_request(transactional_id=None, producer_id=-1, epoch=-1):
+    return {"transactional_id": transactional_id, "transaction_timeout_ms": 60000,
+            "producer_id": producer_id, "producer_epoch": epoch}
+
+
+def idempotent_batch(producer_id, epoch, sequence, values):
+    return build_batch([(None, value, []) for value in values], producer=(producer_id, epoch, sequence))
+
+
+def exchange(bootstrap, *requests):
+    """Send (api key, version, body) requests in order on one connection.
+    -> their responses."""
+    conn = Connection(bootstrap)
+    try:
+        return [conn.request(api_key, version, body) for api_key, version, body in requests]
+    finally:
+        conn.close()
+
+
+def partition_response(response):
+    return response["responses"][0]["partition_responses"][0]
+
+
+async def stored_batches(broker, topic):
+    """(base offset, producer id, base sequence) of every committed batch,
+    read back from the object store."""
+    found = []
+    for ref in broker.logs[(topic, 0)].state.segments:
+        segment = read_segment(await broker.objects.get(ref.key), ref.key)
+        found += [(b.base_offset, b.producer_id, b.base_sequence) for b in iter_batches(segment.batches)]
+    return found
+
+
+class InitProducerIdTests(unittest.TestCase):
+    async def setUp(self):
+        self.broker, self.bootstrap = await start_broker(self)
+
+    async def test_every_version_hands_out_new_ids(self):
+        requests = [(INIT, version, init_request()) for version in range(7)]
+        responses = await in_thread(exchange, self.bootstrap, *requests)
+        self.assertEqual({(r["error_code"], r["producer_epoch"]) for r in responses}, {(ErrorCode.NONE, 0)})
+        ids = [r["producer_id"] for r in responses]
+        self.assertEqual(len(set(ids)), 7)
+        self.assertTrue(all(0 <= i < 1 << 63 for i in ids))
+
+    async def test_epoch_bump_keeps_the_id(self):
+        [first] = await in_thread(exchange, self.bootstrap, (INIT, 4, init_request()))
+        [bumped, half] = await in_thread(
+            exchange, self.bootstrap,
+            (INIT, 4, init_request(producer_id=first["producer_id"], epoch=0)),
+            (INIT, 4, init_request(producer_id=first["producer_id"])),
+        )
+        self.assertEqual((bumped["error_code"], bumped["producer_id"], bumped["producer_epoch"]),
+                         (ErrorCode.NONE, first["producer_id"], 1))
+        self.assertEqual(half["error_code"], ErrorCode.INVALID_REQUEST)
+
+    async def test_exhausted_epoch_gets_a_new_id(self):
+        [bumped] = await in_thread(exchange, self.bootstrap, (INIT, 3, init_request(producer_id=77, epoch=32766)))
+        self.assertEqual(bumped["error_code"], ErrorCode.NONE)
+        self.assertNotEqual(bumped["producer_id"], 77)
+        self.assertEqual(bumped["producer_epoch"], 0)
+
+    async def test_transactional_id_is_refused(self):
+        [response] = await in_thread(exchange, self.bootstrap, (INIT, 4, init_request("txn")))
+        self.assertEqual(response["error_code"], ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+        self.assertEqual(response["producer_id"], -1)
+
+
+class IdempotentProduceTests(unittest.TestCase):
+    async def setUp(self):
+        self.broker, self.bootstrap = await start_broker(self)
+
+    async def test_kafka_python_defaults(self):
+        from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+        def round_trip():
+            producer = KafkaProducer(bootstrap_servers=self.bootstrap)
+            futures = [producer.send("kp-default", value=b"v%d" % i) for i in range(30)]
+            offsets = [f.get(timeout=20).offset for f in futures]
+            producer.close()
+            consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, consumer_timeout_ms=3000)
+            consumer.assign([TopicPartition("kp-default", 0)])
+            consumer.seek_to_beginning()
+            values = [r.value for r in consumer]
+            consumer.close()
+            return offsets, values
+
+        offsets, values = await in_thread(round_trip)
+        self.assertEqual(offsets, list(range(30)))
+        self.assertEqual(values, [b"v%d" % i for i in range(30)])
+        self.assertIdempotent(await stored_batches(self.broker, "kp-default"))
+
+    async def test_confluent_kafka_with_idempotence(self):
+        def send():
+            producer = Producer({"bootstrap.servers": self.bootstrap, "enable.idempotence": True, "linger.ms": 5})
+            errors = []
+            for i in range(200):
+                producer.produce("rd-idempotent", value=b"v%d" % i, on_delivery=lambda e, m: errors.append(e))
+            producer.flush(20)
+            return errors
+
+        errors = await in_thread(send)
+        self.assertEqual(errors, [None] * 200)
+        got = await in_thread(consume, self.bootstrap, "rd-idempotent", [0], 200)
+        self.assertEqual([m.value() for m in got], [b"v%d" % i for i in range(200)])
+        self.assertIdempotent(await stored_batches(self.broker, "rd-idempotent"))
+
+    def assertIdempotent(self, batches):
+        """One producer id, and sequences that follow the offsets."""
+        self.assertEqual(len({producer_id for _, producer_id, _ in batches}), 1)
+        self.assertGreaterEqual(batches[0][1], 0)
+        self.assertEqual([sequence for _, _, sequence in batches], [offset for offset, _, _ in batches])
+
+    async def new_producer(self):
+        await create_topic(self.bootstrap, "raw")
+        [init] = await in_thread(exchange, self.bootstrap, (INIT, 4, init_request()))
+        return init["producer_id"]
+
+    async def test_retried_batch_is_stored_once(self):
+        producer_id = await self.new_producer()
+        first = idempotent_batch(producer_id, 0, 0, [b"a", b"b"])
+        second = idempotent_batch(producer_id, 0, 2, [b"c"])
+        responses = await in_thread(exchange, self.bootstrap, *[
+            (ApiKey.PRODUCE, 9, produce_request("raw", batch)) for batch in (first, second, first, second)
+        ])
+        answers = [(partition_response(r)["error_code"], partition_response(r)["base_offset"]) for r in responses]
+        self.assertEqual(answers, [(ErrorCode.NONE, 0), (ErrorCode.NONE, 2), (ErrorCode.NONE, 0), (ErrorCode.NONE, 2)])
+        self.assertEqual(await stored_batches(self.broker, "raw"), [(0, producer_id, 0), (2, producer_id, 2)])
+
+    async def test_out_of_order_and_fenced_batches_are_refused(self):
+        producer_id = await self.new_producer()
+        responses = await in_thread(exchange, self.bootstrap, *[
+            (ApiKey.PRODUCE, 9, produce_request("raw", idempotent_batch(producer_id, epoch, sequence, [b"x"])))
+            for epoch, sequence in ((0, 0), (0, 2), (1, 0), (0, 1))
+        ])
+        self.assertEqual([partition_response(r)["error_code"] for r in responses], [
+            ErrorCode.NONE, ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER, ErrorCode.NONE, ErrorCode.INVALID_PRODUCER_EPOCH,
+        ])
+        self.assertEqual(self.broker.logs[("raw", 0)].high_watermark, 2)
+
+    async def test_retry_after_a_crash_and_restart_is_still_a_duplicate(self):
+        broker = BrokerProcess()
+        self.addCleanup(in_thread, broker.stop)
+        await in_thread(broker.start)
+        await create_topic(broker.bootstrap, "raw")
+        [init] = await in_thread(exchange, broker.bootstrap, (INIT, 4, init_request()))
+        producer_id = init["producer_id"]
+        batches = [idempotent_batch(producer_id, 0, sequence, [b"r%d" % sequence]) for sequence in range(3)]
+        await in_thread(exchange, broker.bootstrap, *[
+            (ApiKey.PRODUCE, 9, produce_request("raw", batch)) for batch in batches[:2]
+        ])
+        await in_thread(broker.kill)
+        await in_thread(broker.start)
+        responses = await in_thread(exchange, broker.bootstrap, *[
+            (ApiKey.PRODUCE, 9, produce_request("raw", batch)) for batch in (batches[1], batches[0], batches[2])
+        ])
+        self.assertEqual([(partition_response(r)["error_code"], partition_response(r)["base_offset"])
+                          for r in responses], [(ErrorCode.NONE, 1), (ErrorCode.NONE, 0), (ErrorCode.NONE, 2)])
+        got = await in_thread(consume, broker.bootstrap, "raw", [0], 4, timeout=3)
+        self.assertEqual([(m.offset(), m.value()) for m in got], [(0, b"r0"), (1, b"r1"), (2, b"r2")])

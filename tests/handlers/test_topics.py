@@ -1,0 +1,175 @@
+"""CreateTopics and DeleteTopics through the admin clients, and topic
+auto-creation."""
+
+from confluent_kafka.admin import AdminClient, NewTopic
+from twisted.trial import unittest
+
+from kafscale.protocol.errors import ErrorCode
+from kafscale.protocol.messages import ApiKey
+from tests.support.brokers import in_thread, start_broker
+from tests.support.clients import consume, produce, result_or_error
+from tests.support.waiting import sleep
+from tests.support.wire import Connection
+
+
+def create(bootstrap, *topics, validate_only=False):
+    """-> {name: None or the KafkaError code}"""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.create_topics(list(topics), validate_only=validate_only, request_timeout=15)
+    results = {}
+    for name, future in futures.items():
+        error = result_or_error(future)
+        results[name] = None if error is None else error.code()
+    return results
+
+
+class CreateTopicsTests(unittest.TestCase):
+    async def setUp(self):
+        self.broker, self.bootstrap = await start_broker(self)
+
+    async def test_create_and_list(self):
+        results = await in_thread(create, self.bootstrap, NewTopic("orders", 3),
+                                  NewTopic("audit", 1, config={"retention.ms": "60000"}))
+        self.assertEqual(results, {"orders": None, "audit": None})
+        self.assertEqual(self.broker.topics["orders"].partitions, 3)
+        self.assertEqual(self.broker.topics["audit"].configs, {"retention.ms": "60000"})
+        metadata = await in_thread(lambda: AdminClient({"bootstrap.servers": self.bootstrap}).list_topics(timeout=10))
+        self.assertEqual(sorted(metadata.topics), ["audit", "orders"])
+        self.assertEqual(sorted(metadata.topics["orders"].partitions), [0, 1, 2])
+        self.assertEqual({p.leader for p in metadata.topics["orders"].partitions.values()}, {0})
+
+    async def test_errors(self):
+        await in_thread(create, self.bootstrap, NewTopic("taken", 1))
+        results = await in_thread(
+            create, self.bootstrap,
+            NewTopic("taken", 1),
+            NewTopic("bad name!", 1),
+            NewTopic("x" * 250, 1),
+            NewTopic("..", 1),
+            NewTopic("zero", 0),
+            NewTopic("replicated", 1, replication_factor=3),
+            NewTopic("compacted", 1, config={"cleanup.policy": "compact"}),
+            NewTopic("unknown-config", 1, config={"no.such.config": "1"}),
+            NewTopic("bad-value", 1, config={"retention.ms": "soon"}),
+        )
+        from confluent_kafka import KafkaError
+
+        self.assertEqual(results, {
+            "taken": KafkaError.TOPIC_ALREADY_EXISTS,
+            "bad name!": KafkaError.TOPIC_EXCEPTION,
+            "x" * 250: KafkaError.TOPIC_EXCEPTION,
+            "..": KafkaError.TOPIC_EXCEPTION,
+            "zero": KafkaError.INVALID_PARTITIONS,
+            "replicated": KafkaError.INVALID_REPLICATION_FACTOR,
+            "compacted": KafkaError.INVALID_CONFIG,
+            "unknown-config": KafkaError.INVALID_CONFIG,
+            "bad-value": KafkaError.INVALID_CONFIG,
+        })
+        self.assertEqual(sorted(self.broker.topics), ["taken"])
+
+    async def test_validate_only_creates_nothing(self):
+        results = await in_thread(create, self.bootstrap, NewTopic("dry", 2), validate_only=True)
+        self.assertEqual(results, {"dry": None})
+        self.assertNotIn("dry", self.broker.topics)
+
+    async def test_error_messages_say_why(self):
+        def ask():
+            conn = Connection(self.bootstrap)
+            try:
+                return conn.request(ApiKey.CREATE_TOPICS, 7, {"topics": [
+                    {"name": "c", "num_partitions": 1, "replication_factor": 1, "assignments": [],
+                     "configs": [{"name": "cleanup.policy", "value": "compact"}]}], "timeout_ms": 1000})
+            finally:
+                conn.close()
+
+        topic = (await in_thread(ask))["topics"][0]
+        self.assertEqual(topic["error_code"], ErrorCode.INVALID_CONFIG)
+        self.assertIn("compacted topics are not supported", topic["error_message"])
+
+    async def test_kafka_python_admin(self):
+        from kafka.admin import KafkaAdminClient, NewTopic as KPNewTopic
+
+        def run():
+            admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
+            try:
+                admin.create_topics([KPNewTopic("kp-topic", 2, 1)])
+                listed = admin.list_topics()
+                admin.delete_topics(["kp-topic"])
+                return listed
+            finally:
+                admin.close()
+
+        self.assertIn("kp-topic", await in_thread(run))
+        self.assertNotIn("kp-topic", self.broker.topics)
+
+    async def test_auto_creation(self):
+        acks = await in_thread(produce, self.bootstrap, "made-on-demand", [(None, b"hello", None, None)])
+        self.assertEqual(acks, [(0, 0)])
+        self.assertEqual(self.broker.topics["made-on-demand"].partitions, 1)
+
+
+class AutoCreationOffTests(unittest.TestCase):
+    async def test_unknown_topic_stays_unknown(self):
+        broker, bootstrap = await start_broker(self, "--auto-create-topics", "false")
+
+        def ask():
+            conn = Connection(bootstrap)
+            try:
+                return conn.request(ApiKey.METADATA, 12, {"topics": [{"name": "nope"}],
+                                                          "allow_auto_topic_creation": True})
+            finally:
+                conn.close()
+
+        topic = (await in_thread(ask))["topics"][0]
+        self.assertEqual(topic["error_code"], ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+        self.assertNotIn("nope", broker.topics)
+
+
+class DeleteTopicsTests(unittest.TestCase):
+    async def setUp(self):
+        self.broker, self.bootstrap = await start_broker(self)
+
+    async def test_delete_removes_objects_and_recreate_starts_clean(self):
+        await in_thread(create, self.bootstrap, NewTopic("gone", 2))
+        await in_thread(produce, self.bootstrap, "gone", [(None, b"old %d" % i, None, i % 2) for i in range(20)])
+        old_id = self.broker.topics["gone"].topic_id
+        self.assertTrue(await self.broker.objects.list("gone/"))
+
+        def delete(name):
+            admin = AdminClient({"bootstrap.servers": self.bootstrap})
+            admin.delete_topics([name], request_timeout=15)[name].result(20)
+
+        await in_thread(delete, "gone")
+        self.assertNotIn("gone", self.broker.topics)
+        for _ in range(50):
+            if not await self.broker.objects.list("gone/"):
+                break
+            await sleep(0.1)
+        self.assertEqual(await self.broker.objects.list("gone/"), [])
+
+        await in_thread(create, self.bootstrap, NewTopic("gone", 1))
+        self.assertNotEqual(self.broker.topics["gone"].topic_id, old_id)
+        self.assertEqual(self.broker.logs[("gone", 0)].high_watermark, 0)
+        await in_thread(produce, self.bootstrap, "gone", [(None, b"new", None, 0)])
+        got = await in_thread(consume, self.bootstrap, "gone", [0], 1)
+        self.assertEqual([m.value() for m in got], [b"new"])
+
+    async def test_delete_unknown_and_by_id(self):
+        import uuid
+
+        await in_thread(create, self.bootstrap, NewTopic("by-id", 1))
+        topic_id = self.broker.topics["by-id"].topic_id
+
+        def ask(topics):
+            conn = Connection(self.bootstrap)
+            try:
+                return conn.request(ApiKey.DELETE_TOPICS, 6, {"topics": topics, "timeout_ms": 5000})["responses"]
+            finally:
+                conn.close()
+
+        responses = await in_thread(ask, [{"name": None, "topic_id": topic_id},
+                                          {"name": None, "topic_id": uuid.uuid4()},
+                                          {"name": "never-was", "topic_id": uuid.UUID(int=0)}])
+        self.assertEqual([(r["name"], r["error_code"]) for r in responses],
+                         [("by-id", ErrorCode.NONE), (None, ErrorCode.UNKNOWN_TOPIC_ID),
+                          ("never-was", ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)])

@@ -1,0 +1,162 @@
+"""``kafscale-admin segments`` beside a running broker: listings from the
+manifest, inspected and dumped objects (compressed ones too), and verify
+and gc finding what is damaged, missing or orphaned."""
+
+from confluent_kafka import Producer
+
+from kafscale.storage.segment import index_key, partition_prefix
+from tests.support.admin import AdminCase, EtcdStores, S3Stores
+from tests.support.brokers import in_thread
+from tests.support.topics import create_topic
+from tests.support.waiting import eventually
+
+BASE_TIME = 1_700_000_000_000
+
+
+def produce_batch(bootstrap, topic, partition, records, compression="none"):
+    """One batch, hence one segment, of (key, value, headers, timestamp)."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1000, "compression.type": compression})
+    for key, value, headers, timestamp in records:
+        producer.produce(topic, key=key, value=value, headers=headers, timestamp=timestamp, partition=partition)
+    if producer.flush(20):
+        raise AssertionError("records left unacknowledged")
+
+
+class SegmentsContract:
+    async def setUp(self):
+        await super().setUp()
+        await create_topic(self.bootstrap, "logs", 2)
+        await in_thread(produce_batch, self.bootstrap, "logs", 0, [
+            (b"k1", b"plain text", [("trace", b"t-1")], BASE_TIME),
+            (None, b"\x00\xff\xfe", None, BASE_TIME + 1),
+        ])
+        await in_thread(produce_batch, self.bootstrap, "logs", 0, [
+            (b"k%d" % i, b"compressed %d" % i, None, BASE_TIME + 10 + i) for i in range(3)
+        ], compression="gzip")
+        await in_thread(produce_batch, self.bootstrap, "logs", 1, [(b"p1", b"other", None, BASE_TIME)])
+        self.topic_id = self.broker.topics["logs"].topic_id
+        self.segments = self.broker.logs["logs", 0].state.segments + self.broker.logs["logs", 1].state.segments
+        await eventually(self.objects_are(sorted(k for s in self.segments for k in (s.key, index_key(s.key)))),
+                         what="every segment and index uploaded")
+
+    def objects_are(self, keys):
+        async def check():
+            return [item.key for item in await self.broker.objects.list("logs/")] == keys
+
+        return check
+
+    async def test_list(self):
+        rows = await self.admin_json("segments", "list", "logs")
+        self.assertEqual(
+            [(r["partition"], r["base_offset"], r["last_offset"], r["records"], r["bytes"], r["key"]) for r in rows],
+            [(0, 0, 1, 2, self.segments[0].size, self.segments[0].key),
+             (0, 2, 4, 3, self.segments[1].size, self.segments[1].key),
+             (1, 0, 0, 1, self.segments[2].size, self.segments[2].key)],
+        )
+        self.assertEqual(rows[1]["max_timestamp"], BASE_TIME + 12)
+        only = await self.admin_json("segments", "list", "logs", "-p", "1")
+        self.assertEqual([r["partition"] for r in only], [1])
+        table = (await self.admin("segments", "list", "logs")).stdout
+        name = self.segments[1].key.rpartition("/")[2]
+        self.assertRegex(
+            table, rf"│ +0 │ +2 │ +4 │ +3 │ +{self.segments[1].size} │ 2023-11-14T22:13:20\.012\+00:00 │ {name} │")
+        await self.refused("segments", "list", "nothing", says="no topic 'nothing'")
+        await self.refused("segments", "list", "logs", "-p", "9", says="topic logs has no partition 9")
+
+    async def test_inspect(self):
+        document = await self.admin_json("segments", "inspect", "logs", "0", "3")
+        self.assertEqual((document["key"], document["verdict"]), (self.segments[1].key, "ok"))
+        self.assertEqual(document["header"]["magic"], "KAFS")
+        self.assertEqual((document["header"]["base_offset"], document["header"]["records"]), (2, 3))
+        self.assertEqual((document["footer"]["magic"], document["footer"]["last_offset"]), ("END!", 4))
+        self.assertEqual((document["index"]["verdict"], document["index"]["entries"]), ("ok", [[2, 32]]))
+        [batch] = document["batches"]
+        self.assertEqual((batch["base_offset"], batch["last_offset"], batch["records"], batch["compression"],
+                          batch["crc_ok"]), (2, 4, 3, "gzip", True))
+        table = (await self.admin("segments", "inspect", "logs", "0", "0")).stdout
+        self.assertIn(f"segment {self.segments[0].key} ({self.segments[0].size} bytes): ok", table)
+        self.assertRegex(table, r"│ +32 │ +0 │ +1 │ +2 │ +\d+ │ 2023-11-14T22:13:20\.000\+00:00 │ "
+                                r"2023-11-14T22:13:20\.001\+00:00 │ none +│ yes +│")
+        await self.refused("segments", "inspect", "logs", "0", "5",
+                           says="offset 5 is in no segment of logs-0 (log start 0, high watermark 5)")
+
+    async def test_dump(self):
+        records = await self.admin_json("segments", "dump", "logs", "0", "0", "--records")
+        self.assertEqual(records, [
+            {"offset": 0, "timestamp": BASE_TIME, "key": "k1", "value": "plain text", "headers": [["trace", "t-1"]]},
+            {"offset": 1, "timestamp": BASE_TIME + 1, "key": None, "value": "base64:AP/+", "headers": []},
+        ])
+        compressed = await self.admin_json("segments", "dump", "logs", "0", "3", "--records")
+        self.assertEqual([(r["offset"], r["key"], r["value"]) for r in compressed],
+                         [(3, "k1", "compressed 1"), (4, "k2", "compressed 2")])
+        table = (await self.admin("segments", "dump", "logs", "0", "2", "--records")).stdout
+        self.assertRegex(table, r"│ +2 │ 2023-11-14T22:13:20\.010\+00:00 │ k0 +│ compressed 0 │ - +│")
+        batches = await self.admin_json("segments", "dump", "logs", "1", "0")
+        self.assertEqual([(b["base_offset"], b["records"], b["crc_ok"]) for b in batches], [(0, 1, True)])
+
+    async def test_verify_finds_damage_gaps_and_orphans(self):
+        clean = await self.admin("segments", "verify")
+        self.assertIn("3 segments checked: no problems", clean.stdout)
+
+        damaged, indexless, copied = self.segments
+        data = bytearray(await self.broker.objects.get(damaged.key))
+        data[100] ^= 0xFF
+        await self.broker.objects.put(damaged.key, bytes(data))
+        await self.broker.objects.delete(index_key(indexless.key))
+        # A deposed owner's upload (epoch 0) below the high watermark.
+        orphan = f"{partition_prefix('logs', self.topic_id, 1)}segment-{0:020d}-0-0.kfs"
+        await self.broker.objects.put(orphan, await self.broker.objects.get(copied.key))
+
+        report = await self.admin_json("segments", "verify", exit_code=1)
+        self.assertEqual(report["checked"], 2)
+        self.assertEqual(sorted((p["problem"], p["key"]) for p in report["problems"]), [
+            ("corrupt", damaged.key), ("missing", index_key(indexless.key)), ("orphan", orphan)])
+        corrupt = next(p for p in report["problems"] if p["problem"] == "corrupt")
+        self.assertRegex(corrupt["detail"], r"CRC-32C 0x[0-9a-f]{8} != stored 0x[0-9a-f]{8}")
+        table = (await self.admin("segments", "verify", "logs", exit_code=1)).stdout
+        self.assertRegex(table, rf"│ orphan +│ {orphan} +│ an upload that was never committed +│")
+
+        inspected = await self.admin_json("segments", "inspect", "logs", "0", "0")
+        self.assertIn("CRC-32C", inspected["verdict"])
+        self.assertEqual([b["crc_ok"] for b in inspected["batches"]], [False])
+
+    async def test_gc_deletes_only_what_nobody_can_commit(self):
+        log = self.broker.logs["logs", 1]
+        prefix = partition_prefix("logs", self.topic_id, 1)
+        payload = await self.broker.objects.get(self.segments[2].key)
+        # An earlier incarnation of the topic, a deposed owner's upload, a
+        # flush by the current owner that may be about to commit, and a
+        # file that is no segment at all.
+        stale = f"logs/{'0' * 32}/1/segment-{0:020d}-1-0.kfs"
+        deposed = f"{prefix}segment-{0:020d}-0-0.index"
+        pending = f"{prefix}segment-{1:020d}-{log.leader_epoch}-7.kfs"
+        unknown = f"{prefix}README"
+        for key in (stale, deposed, pending, unknown):
+            await self.broker.objects.put(key, payload)
+
+        dry = await self.admin_json("segments", "gc")
+        self.assertEqual(dry["executed"], False)
+        self.assertEqual(sorted((o["key"], o["reason"]) for o in dry["orphans"]), [
+            (stale, "an earlier incarnation of the topic"),
+            (deposed, "an upload that was never committed"),
+        ])
+        table = (await self.admin("segments", "gc", "--execute")).stdout
+        self.assertIn(f"deleted: 2 objects, {2 * len(payload)} bytes", table)
+        remaining = {item.key for item in await self.broker.objects.list("logs/")}
+        self.assertEqual({stale, deposed} & remaining, set())
+        self.assertEqual({pending, unknown} - remaining, set())
+        self.assertIn("no orphans", (await self.admin("segments", "gc")).stdout)
+        # What is left still reads.
+        self.assertEqual(len(await self.admin_json("segments", "list", "logs")), 3)
+
+
+class EmbeddedSegmentsTests(SegmentsContract, AdminCase):
+    pass
+
+
+class S3SegmentsTests(SegmentsContract, S3Stores, AdminCase):
+    pass
+
+
+class EtcdSegmentsTests(SegmentsContract, EtcdStores, AdminCase):
+    pass

@@ -1,0 +1,252 @@
+"""The server over real TCP: real clients bootstrap, and hostile bytes close
+only the connection that sent them."""
+
+import asyncio
+import os
+import random
+import shutil
+import struct
+
+from twisted.internet.utils import getProcessOutputAndValue
+from twisted.trial import unittest
+
+from kafscale.protocol.errors import ErrorCode
+from kafscale.protocol.messages import ApiKey, encode_request
+from tests.support.brokers import in_thread, start_broker
+from tests.support.wire import Connection
+
+METADATA_ALL = {"topics": None, "allow_auto_topic_creation": False}
+
+
+class RealClientsTests(unittest.TestCase):
+    async def setUp(self):
+        self.service, self.bootstrap = await start_broker(self)
+
+    async def test_kcat_lists_metadata(self):
+        kcat = shutil.which("kcat")
+        if kcat is None:
+            raise unittest.SkipTest("kcat is not installed (Debian package kcat)")
+        out, err, code = await getProcessOutputAndValue(kcat, ["-L", "-b", self.bootstrap, "-m", "10"], env=os.environ)
+        self.assertEqual(code, 0, err)
+        self.assertIn(b"1 brokers:", out)
+        self.assertIn(f"broker 0 at {self.bootstrap}".encode(), out)
+
+    async def test_confluent_admin_lists_topics(self):
+        from confluent_kafka.admin import AdminClient
+
+        def list_topics():
+            admin = AdminClient({"bootstrap.servers": self.bootstrap})
+            return admin.list_topics(timeout=10)
+
+        metadata = await in_thread(list_topics)
+        self.assertEqual(list(metadata.brokers), [0])
+        self.assertEqual(metadata.cluster_id, "kafscale")
+        self.assertEqual(metadata.controller_id, 0)
+
+    async def test_kafka_python_admin(self):
+        from kafka.admin import KafkaAdminClient
+
+        def describe():
+            admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=10000)
+            try:
+                return admin.describe_cluster(), admin.list_topics()
+            finally:
+                admin.close()
+
+        cluster, topics = await in_thread(describe)
+        self.assertEqual(cluster["cluster_id"], "kafscale")
+        self.assertEqual([b["broker_id"] for b in cluster["brokers"]], [0])
+        self.assertEqual(topics, [])
+
+    async def test_aiokafka_bootstraps(self):
+        from aiokafka.client import AIOKafkaClient
+
+        async def bootstrap():
+            client = AIOKafkaClient(bootstrap_servers=self.bootstrap)
+            try:
+                await client.bootstrap()
+                return [b.nodeId for b in client.cluster.brokers()]
+            finally:
+                await client.close()
+
+        nodes = await in_thread(asyncio.run, bootstrap())
+        self.assertEqual(nodes, [0])
+
+
+class HostileInputTests(unittest.TestCase):
+    """After each hostile input the broker still answers a fresh client and
+    a connection that was already open."""
+
+    async def setUp(self):
+        self.service, self.bootstrap = await start_broker(self, "--max-request-size", str(1 << 20))
+        self.bystander = Connection(self.bootstrap)
+        self.addCleanup(self.bystander.close)
+        await in_thread(self.bystander.request, ApiKey.API_VERSIONS, 3, {"client_software_name": "t"})
+
+    async def assertStillServing(self):
+        def fresh_metadata():
+            fresh = Connection(self.bootstrap)
+            try:
+                return fresh.request(ApiKey.METADATA, 12, METADATA_ALL)
+            finally:
+                fresh.close()
+
+        metadata = await in_thread(fresh_metadata)
+        self.assertEqual([b["node_id"] for b in metadata["brokers"]], [0])
+        versions = await in_thread(self.bystander.request, ApiKey.API_VERSIONS, 0, {})
+        self.assertEqual(versions["error_code"], ErrorCode.NONE)
+
+    async def assertClosedAfter(self, data):
+        def send():
+            hostile = Connection(self.bootstrap)
+            try:
+                hostile.send_raw(data)
+                return hostile.closed_by_peer()
+            finally:
+                hostile.close()
+
+        self.assertTrue(await in_thread(send))
+        await self.assertStillServing()
+
+    async def test_2gib_length_prefix(self):
+        await self.assertClosedAfter(struct.pack(">I", 2**31 - 1) + b"x" * 100)
+
+    async def test_frame_just_over_the_limit(self):
+        await self.assertClosedAfter(struct.pack(">i", (1 << 20) + 1))
+
+    async def test_negative_length_prefix(self):
+        await self.assertClosedAfter(struct.pack(">i", -5) + b"abcde")
+
+    async def test_http_request_line(self):
+        await self.assertClosedAfter(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+
+    async def test_random_megabyte(self):
+        noise = random.Random(7).randbytes(1 << 20)
+        await self.assertClosedAfter(noise)
+
+    async def test_random_megabyte_in_a_valid_frame(self):
+        noise = random.Random(8).randbytes((1 << 20) - 4)
+        await self.assertClosedAfter(struct.pack(">i", len(noise)) + noise)
+
+    async def test_truncated_request(self):
+        frame = encode_request(ApiKey.METADATA, 12, 1, "t", {"topics": [{"name": "a-topic"}]})
+        body = frame[4:-6]
+        await self.assertClosedAfter(struct.pack(">i", len(body)) + body)
+
+    async def test_frame_cut_short_by_the_client(self):
+        frame = encode_request(ApiKey.METADATA, 12, 1, "t", METADATA_ALL)
+
+        def send_half():
+            hostile = Connection(self.bootstrap)
+            hostile.send_raw(frame[: len(frame) // 2])
+            hostile.close()
+
+        await in_thread(send_half)
+        await self.assertStillServing()
+
+    async def test_unknown_api_key(self):
+        await self.assertClosedAfter(struct.pack(">ihhi", 10, 9999, 0, 1) + b"\xff\xff")
+
+    async def test_unsupported_api_versions_version(self):
+        def ask():
+            conn = Connection(self.bootstrap)
+            try:
+                conn.send_raw(struct.pack(">ihhi", 10, ApiKey.API_VERSIONS, 99, 42) + b"\xff\xff")
+                return conn.receive(ApiKey.API_VERSIONS, 0)
+            finally:
+                conn.close()
+
+        correlation_id, body = await in_thread(ask)
+        self.assertEqual(correlation_id, 42)
+        self.assertEqual(body["error_code"], ErrorCode.UNSUPPORTED_VERSION)
+        advertised = {k["api_key"]: (k["min_version"], k["max_version"]) for k in body["api_keys"]}
+        self.assertEqual(advertised[ApiKey.API_VERSIONS], (0, 4))
+        await self.assertStillServing()
+
+    async def test_unsupported_version_of_a_known_api(self):
+        await self.assertClosedAfter(struct.pack(">ihhi", 10, ApiKey.METADATA, 99, 1) + b"\xff\xff")
+
+    async def test_api_without_a_handler(self):
+        # DescribeAcls is in the schemas but not implemented: never a fake answer.
+        frame = encode_request(ApiKey.DESCRIBE_ACLS, 1, 1, "t", {})
+        await self.assertClosedAfter(frame)
+
+
+class PipeliningTests(unittest.TestCase):
+    async def setUp(self):
+        self.service, self.bootstrap = await start_broker(self)
+
+    async def test_answers_in_request_order(self):
+        def pipeline():
+            conn = Connection(self.bootstrap)
+            try:
+                frames = []
+                for i in range(1, 31):
+                    api = (ApiKey.API_VERSIONS, 3, {}) if i % 2 else (ApiKey.METADATA, 9, METADATA_ALL)
+                    frames.append((api, encode_request(api[0], api[1], i, "t", api[2])))
+                conn.send_raw(b"".join(frame for _, frame in frames))
+                return [conn.receive(api[0], api[1])[0] for api, _ in frames]
+            finally:
+                conn.close()
+
+        self.assertEqual(await in_thread(pipeline), list(range(1, 31)))
+
+
+class OrderingUnitTests(unittest.TestCase):
+    """KafkaProtocol alone: a later request that finishes first still waits
+    for the earlier one's answer."""
+
+    def test_slow_handler_holds_later_answers(self):
+        from twisted.internet.defer import Deferred
+        from twisted.internet.testing import StringTransport
+
+        from kafscale.handlers import HANDLERS, Handler
+        from kafscale.server.protocol import KafkaFactory
+
+        release = Deferred()
+
+        async def slow_heartbeat(request):
+            await release
+            return {"error_code": ErrorCode.NONE}
+
+        self.addCleanup(HANDLERS.update, HANDLERS.copy())
+        HANDLERS[ApiKey.HEARTBEAT] = Handler(ApiKey.HEARTBEAT, 0, 4, slow_heartbeat)
+        self.addCleanup(HANDLERS.clear)
+        protocol = KafkaFactory(broker=None, max_request_size=1 << 20).buildProtocol(None)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        heartbeat = {"group_id": "g", "generation_id": 1, "member_id": "m"}
+        protocol.dataReceived(
+            encode_request(ApiKey.HEARTBEAT, 4, 1, "t", heartbeat)
+            + encode_request(ApiKey.API_VERSIONS, 3, 2, "t", {})
+        )
+        self.assertEqual(transport.value(), b"")
+        release.callback(None)
+        frames = transport.value()
+        first_size, first_correlation = struct.unpack_from(">ii", frames)
+        (second_correlation,) = struct.unpack_from(">i", frames, 4 + first_size + 4)
+        self.assertEqual((first_correlation, second_correlation), (1, 2))
+
+    def test_unencodable_answer_closes_the_connection(self):
+        """A handler's body that does not encode is a broker bug like a
+        handler that raises: logged, and the connection closed rather than
+        left waiting for an answer that never comes."""
+        from twisted.internet.testing import StringTransport
+
+        from kafscale.handlers import HANDLERS, Handler
+        from kafscale.server.protocol import KafkaFactory
+
+        async def garbled_heartbeat(request):
+            return {"error_code": "none"}
+
+        self.addCleanup(HANDLERS.update, HANDLERS.copy())
+        HANDLERS[ApiKey.HEARTBEAT] = Handler(ApiKey.HEARTBEAT, 0, 4, garbled_heartbeat)
+        self.addCleanup(HANDLERS.clear)
+        protocol = KafkaFactory(broker=None, max_request_size=1 << 20).buildProtocol(None)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        heartbeat = {"group_id": "g", "generation_id": 1, "member_id": "m"}
+        protocol.dataReceived(encode_request(ApiKey.HEARTBEAT, 4, 1, "t", heartbeat))
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(transport.value(), b"")
+        self.assertEqual(len(self.flushLoggedErrors(struct.error)), 1)

@@ -1,0 +1,108 @@
+"""Faults on demand: a TCP proxy in front of a real server that a test can
+cut (refusing and dropping connections, like a dead endpoint) and restore,
+without the server behind it losing its state; and wrappers of a real
+object store or metadata store that hold or fail one call at a time."""
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.protocols.portforward import ProxyFactory, ProxyServer
+
+from kafscale.metadata.interfaces import MetadataUnavailable
+
+
+class TcpProxy:
+    def __init__(self, target_host, target_port):
+        self.factory = _TrackingProxyFactory(target_host, target_port)
+        self.port = None
+        self.number = None
+
+    @property
+    def endpoint(self):
+        return f"http://127.0.0.1:{self.number}"
+
+    async def start(self):
+        endpoint = TCP4ServerEndpoint(reactor, self.number or 0, interface="127.0.0.1")
+        self.port = await endpoint.listen(self.factory)
+        self.number = self.port.getHost().port
+
+    async def cut(self):
+        await self.port.stopListening()
+        self.port = None
+        for connection in list(self.factory.connections):
+            connection.transport.abortConnection()
+
+    async def restore(self):
+        await self.start()
+
+    async def close(self):
+        if self.port is not None:
+            await self.cut()
+
+
+class _TrackedProxyServer(ProxyServer):
+    def connectionMade(self):
+        self.factory.connections.add(self)
+        super().connectionMade()
+
+    def connectionLost(self, reason):
+        self.factory.connections.discard(self)
+        super().connectionLost(reason)
+
+
+class _TrackingProxyFactory(ProxyFactory):
+    protocol = _TrackedProxyServer
+
+    def __init__(self, host, port):
+        super().__init__(host, port)
+        self.connections = set()
+
+
+class Held:
+    """An object store whose next puts wait for the test, then fail or go
+    through to a real store."""
+
+    def __init__(self, store):
+        self.store = store
+        self.gates = []
+
+    def hold(self):
+        gate = Deferred()
+        self.gates.append(gate)
+        return gate
+
+    def put(self, key, data):
+        if not self.gates:
+            return self.store.put(key, data)
+        return self.gates.pop(0).addCallback(lambda _: self.store.put(key, data))
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+
+class Uncertain:
+    """A metadata store that applies a commit but answers it with an error
+    (a timeout), and can then fail to answer a read as well."""
+
+    def __init__(self, store):
+        self.store = store
+        self.lose_answers = 0
+        self.failing_reads = 0
+
+    def commit_segment(self, *args):
+        def answer(committed):
+            if self.lose_answers:
+                self.lose_answers -= 1
+                raise MetadataUnavailable("timed out")
+            return committed
+
+        return self.store.commit_segment(*args).addCallback(answer)
+
+    def partition_state(self, *args):
+        if self.failing_reads:
+            self.failing_reads -= 1
+            return fail(MetadataUnavailable("timed out"))
+        return self.store.partition_state(*args)
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
