@@ -12,11 +12,11 @@ from kafscale.coordinator.coordinator import GroupCoordinator
 from kafscale.log import logger
 from kafscale.metadata import topic_configs
 from kafscale.metadata.cluster import Coalescing, SoleOwner
-from kafscale.metadata.etcd import OwnedElsewhere
 from kafscale.metadata.interfaces import (
     BrokerInfo,
     MetadataError,
     MetadataUnavailable,
+    OwnedElsewhere,
     UnknownTopic,
     kafka_error,
 )
@@ -44,7 +44,7 @@ class Broker(MultiService):
     each one (a new leader epoch) when it starts or when the topic appears,
     and flushes them all before it stops.
 
-    In a cluster (``cluster`` a kafscale.metadata.cluster.Cluster) it owns
+    In a cluster (``cluster`` a kafscale.etcd.cluster.Cluster) it owns
     the partitions the live brokers' assignment gives it, once it holds
     their owner keys: it takes them when they are free, hands them over
     (flush, then release) when the assignment moves them, keeps serving

@@ -11,12 +11,9 @@ from kafscale import __version__
 from kafscale import log
 from kafscale.broker import Broker
 from kafscale.config import BrokerConfig
-from kafscale.metadata.cluster import Cluster
-from kafscale.metadata.embedded import EmbeddedMetadataStore
-from kafscale.metadata.etcd import EtcdMetadataStore
+from kafscale import stores
+from kafscale.etcd.cluster import Cluster
 from kafscale.server.protocol import KafkaFactory
-from kafscale.storage.local import LocalObjectStore
-from kafscale.storage.s3 import S3ObjectStore, raise_tcp_read_size
 
 _log = log.logger("kafscale.tap")
 
@@ -156,23 +153,17 @@ def _advertised_address(listen, advertise):
 
 
 def object_store(config):
-    if config.s3_bucket:
-        raise_tcp_read_size()
-        return S3ObjectStore(
-            config.s3_bucket, endpoint=config.s3_endpoint, region=config.s3_region, prefix=config.s3_prefix,
-            environ=os.environ,
-        )
-    return LocalObjectStore(os.path.join(config.data_dir, "objects"))
+    return stores.object_store(data_dir=config.data_dir, s3_bucket=config.s3_bucket, s3_endpoint=config.s3_endpoint,
+                               s3_region=config.s3_region, s3_prefix=config.s3_prefix)
 
 
 def metadata_store(config):
-    if config.etcd:
-        # The broker reacts only to topic changes; it follows brokers and
-        # owners through its Cluster's own watches.
-        return EtcdMetadataStore(config.etcd, f"/kafscale/{config.cluster_id}/", lease_ttl=config.lease_ttl,
-                                 watched={"topics"})
-    os.makedirs(config.data_dir, exist_ok=True)
-    return EmbeddedMetadataStore(os.path.join(config.data_dir, "metadata.sqlite"))
+    if not config.etcd:
+        os.makedirs(config.data_dir, exist_ok=True)
+    # The broker reacts only to topic changes; it follows brokers and owners
+    # through its Cluster's own watches.
+    return stores.metadata_store(data_dir=config.data_dir, etcd=config.etcd, cluster_id=config.cluster_id,
+                                 lease_ttl=config.lease_ttl, watched={"topics"})
 
 
 def cluster(config, metadata):

@@ -7,7 +7,6 @@ runs it to completion. The command line's runner is :func:`react_runner`;
 tests run the same work on the reactor they already have.
 """
 
-import json
 import os
 from dataclasses import dataclass
 
@@ -16,13 +15,12 @@ from twisted.internet.defer import Deferred, FirstError, gatherResults
 from twisted.internet.task import react
 from twisted.python.failure import Failure
 
-from kafscale.metadata.embedded import EmbeddedMetadataStore
-from kafscale.metadata.etcd import EtcdMetadataStore
-from kafscale.metadata.etcd_client import EtcdError
+from kafscale import stores
+from kafscale.etcd import layout
+from kafscale.etcd.client import EtcdError
+from kafscale.etcd.store import EtcdMetadataStore
 from kafscale.metadata.interfaces import MetadataError
 from kafscale.storage.interfaces import ObjectStoreError
-from kafscale.storage.local import LocalObjectStore
-from kafscale.storage.s3 import S3ObjectStore, raise_tcp_read_size
 
 
 class AdminError(click.ClickException):
@@ -44,7 +42,7 @@ class Location:
 
     @property
     def metadata_path(self):
-        return os.path.join(self.data_dir, "metadata.sqlite")
+        return stores.embedded_metadata_path(self.data_dir)
 
     def describe_metadata(self):
         if self.etcd:
@@ -55,26 +53,22 @@ class Location:
         if self.s3_bucket:
             where = f"s3://{self.s3_bucket}/{self.s3_prefix}"
             return f"{where} at {self.s3_endpoint}" if self.s3_endpoint else where
-        return f"directory {os.path.join(self.data_dir, 'objects')}"
+        return f"directory {stores.objects_dir(self.data_dir)}"
 
     def metadata_store(self, reactor):
-        if self.etcd:
-            # No watches: a command reads what it needs when it needs it.
-            return EtcdMetadataStore(self.etcd, f"/kafscale/{self.cluster_id}/", timeout=self.timeout,
-                                     watched=(), reactor=reactor)
-        if not os.path.exists(self.metadata_path):
+        if not self.etcd and not os.path.exists(self.metadata_path):
             raise AdminError(f"no metadata store at {self.metadata_path}: pass the broker's --data-dir, or --etcd")
-        return EmbeddedMetadataStore(self.metadata_path, reactor=reactor, busy_timeout=self.timeout)
+        # No watches: a command reads what it needs when it needs it.
+        return stores.metadata_store(data_dir=self.data_dir, etcd=self.etcd, cluster_id=self.cluster_id,
+                                     timeout=self.timeout, watched=(), reactor=reactor)
 
     def object_store(self, reactor):
-        if self.s3_bucket:
-            raise_tcp_read_size()
-            try:
-                return S3ObjectStore(self.s3_bucket, endpoint=self.s3_endpoint, region=self.s3_region,
-                                     prefix=self.s3_prefix, max_attempts=3, reactor=reactor, environ=os.environ)
-            except ValueError as e:
-                raise AdminError(str(e)) from None
-        return LocalObjectStore(os.path.join(self.data_dir, "objects"))
+        try:
+            return stores.object_store(data_dir=self.data_dir, s3_bucket=self.s3_bucket, s3_endpoint=self.s3_endpoint,
+                                       s3_region=self.s3_region, s3_prefix=self.s3_prefix, max_attempts=3,
+                                       reactor=reactor)
+        except ValueError as e:
+            raise AdminError(str(e)) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,12 +82,9 @@ class Stores:
         """{(topic, partition): node id} for every owned partition."""
         if isinstance(self.metadata, EtcdMetadataStore):
             # The owner keys say it, under their owners' leases.
-            reply = await self.metadata.client.range(self.metadata.keys.area("owners/"), prefix=True)
-            owners = {}
-            for kv in reply.kvs:
-                topic, _, partition = self.metadata.keys.relative(kv.key)[len("owners/"):].rpartition("/")
-                owners[topic, int(partition)] = json.loads(kv.value)["node_id"]
-            return owners
+            keys = self.metadata.keys
+            reply = await self.metadata.client.range(keys.area("owners/"), prefix=True)
+            return {keys.topic_partition(kv.key): layout.decode_owner(kv).node_id for kv in reply.kvs}
         # The embedded store serves one broker, which owns every partition
         # it has claimed while it is registered.
         brokers = await self.metadata.brokers()

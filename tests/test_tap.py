@@ -5,7 +5,7 @@ import os
 from twisted.python import usage
 from twisted.trial import unittest
 
-from kafscale.metadata.etcd import EtcdMetadataStore
+from kafscale.etcd.store import EtcdMetadataStore
 from kafscale.tap import Options, cluster, metadata_store
 
 

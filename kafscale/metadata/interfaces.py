@@ -5,29 +5,17 @@ Every write is atomic, and a partition's committed state changes only by a
 compare-and-swap on its leader epoch (and, for commits, its next offset): a
 deposed owner's late write fails with `Fenced` and is never acknowledged.
 
-How the operations map onto etcd (one key per item, so no value grows with
-the number of segments or groups):
-
-    topics/{topic}                         TopicInfo
-    partitions/{topic}/{partition}         epoch, log start, next offset, epoch history
-    segments/{topic}/{partition}/{base}    one SegmentRef (base offset zero-padded so keys sort)
-    groups/{group}                         the group's state blob
-    offsets/{group}/{topic}/{partition}    CommittedOffset
-    brokers/{node_id}                      BrokerInfo, under the broker's lease
-
-`commit_segment` is one transaction: compare the partition key, then put it
-and the new segment key. `advance_log_start` compares the partition key, puts
-it and range-deletes the dropped segment keys. etcd caps a transaction at 128
-operations by default, so a partition key can be left absent until the first
-claim (absent means the initial state; the claim compares its create
-revision with 0): then `create_topic` and `add_partitions` put one key, and
-`delete_topic` deletes the topic key and two prefixes, whatever the size.
-Group ids may contain "/": escape them in keys. Topic names cannot.
+The model: topics (TopicInfo); per partition its committed state
+(PartitionState: leader epoch, log start, next offset, epoch history) and
+its manifest of segments (SegmentRef), which grows one segment per commit;
+per consumer group its state and committed offsets (CommittedOffset); the
+live brokers (BrokerInfo), whose registrations lapse with their process.
+Where each lives is the backend's business (kafscale.etcd.layout for etcd,
+the schema in kafscale.metadata.embedded for SQLite).
 
 Results carry the whole manifest, but a store need not re-read it on every
-commit: the embedded store caches each partition's segments under the
-partition's revision and reloads them only when another writer changed the
-partition (in etcd, the partition key's mod_revision plays that part).
+commit: it may keep each partition's segments under the partition's
+revision and reload them only when another writer changed the partition.
 """
 
 import itertools
@@ -184,6 +172,18 @@ class Fenced(MetadataError):
         self.partition = partition
         self.leader_epoch = leader_epoch
         self.next_offset = next_offset
+
+
+class NodeIdInUse(MetadataError):
+    """Another live broker is registered under this node id."""
+
+
+class OwnedElsewhere(MetadataError):
+    """Another broker holds the partition."""
+
+    def __init__(self, topic, partition, node_id):
+        super().__init__(f"{topic}-{partition} is owned by broker {node_id}")
+        self.node_id = node_id
 
 
 class MetadataUnavailable(MetadataError):

@@ -12,8 +12,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from twisted.internet.defer import gatherResults
 from twisted.trial import unittest
 
-from kafscale.metadata.cluster import partition_name, rendezvous
-from kafscale.metadata.etcd import EtcdMetadataStore
+from kafscale.etcd.cluster import partition_name, rendezvous
+from kafscale.etcd.store import EtcdMetadataStore
 from kafscale.protocol.errors import ErrorCode
 from kafscale.protocol.messages import ApiKey
 from kafscale.storage.segment import partition_prefix

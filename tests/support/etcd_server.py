@@ -29,8 +29,8 @@ from pathlib import Path
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SkipTest
 
-from kafscale.metadata.etcd import EtcdMetadataStore
-from kafscale.metadata.etcd_client import EtcdClient
+from kafscale.etcd.client import EtcdClient
+from kafscale.etcd.store import EtcdMetadataStore
 
 _DEBIAN_ETCD = Path("/usr/bin/etcd")
 _PR_SET_PDEATHSIG = 1

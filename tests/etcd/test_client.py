@@ -11,7 +11,7 @@ from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.protocol import Factory, Protocol
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from kafscale.metadata.etcd_client import (
+from kafscale.etcd.client import (
     Compare,
     DeleteResult,
     EtcdClient,
@@ -20,7 +20,6 @@ from kafscale.metadata.etcd_client import (
     EtcdFutureRevision,
     EtcdInvalidRequest,
     EtcdUnavailable,
-    LeaseKeeper,
     LeaseNotFound,
     Op,
     PutResult,
@@ -295,52 +294,6 @@ class EtcdClientTestsMixin(EtcdTestMixin):
         with self.assertRaises(LeaseNotFound) as raised:
             await self.client.lease_revoke(lease.id)
         self.assertEqual(raised.exception.status, 404)
-
-    async def test_lease_keeper_keeps_the_lease(self):
-        losses = []
-        keeper = LeaseKeeper(self.client, 1, losses.append)
-        lease = await keeper.start()
-        self.addCleanup(lambda: _async(keeper.stop()))
-        await self.client.put(self.key("k"), b"x", lease=lease.id)
-        await sleep(2.5)
-        self.assertEqual(losses, [])
-        self.assertTrue(keeper.alive())
-        self.assertLessEqual(keeper.deadline, reactor.seconds() + lease.ttl)
-        self.assertGreater(keeper.deadline, reactor.seconds())
-        self.assertIsNotNone(await self.client.get(self.key("k")))
-        await keeper.stop()
-        self.assertFalse(keeper.alive())
-        self.assertIsNone(await self.client.get(self.key("k")))
-        with self.assertRaises(LeaseNotFound):
-            await self.client.lease_time_to_live(lease.id)
-
-    async def test_lease_keeper_reports_a_lease_that_vanished(self):
-        losses = []
-        keeper = LeaseKeeper(self.client, 3, losses.append)
-        lease = await keeper.start()
-        await self.client.lease_revoke(lease.id)
-        await eventually(lambda: losses, timeout=3)
-        self.assertIsInstance(losses[0], LeaseNotFound)
-        self.assertTrue(keeper.lost)
-        self.assertFalse(keeper.alive())
-        await keeper.stop()
-        self.assertEqual(len(losses), 1)
-
-    async def test_lease_keeper_reports_loss_at_the_deadline_when_etcd_is_gone(self):
-        server = self.private_server()
-        client = self.make_client(server.endpoint, timeout=0.5)
-        losses = []
-        keeper = LeaseKeeper(client, 1, losses.append)
-        await keeper.start()
-        await sleep(0.5)
-        server.stop()
-        deadline = keeper.deadline
-        self.assertTrue(keeper.alive())
-        await eventually(lambda: losses, timeout=3)
-        self.assertGreaterEqual(reactor.seconds(), deadline)
-        self.assertLess(reactor.seconds(), deadline + 0.5)
-        self.assertIsInstance(losses[0], EtcdUnavailable)
-        self.assertFalse(keeper.alive())
 
     # watches
 

@@ -1,21 +1,5 @@
-"""The metadata store on etcd: what a cluster of brokers shares.
-
-Every key lives under one cluster prefix (``/kafscale/<cluster>/``), every
-value is JSON::
-
-    topics/{topic}                       {"id", "partitions", "configs", "created_ms"}
-    partitions/{topic}/{partition}       {"epoch", "log_start", "next", "history", "claim"}
-    segments/{topic}/{partition}/{base}  one SegmentRef, base offset zero-padded so keys sort
-    groups/{group}                       the group's state
-    offsets/{group}/{topic}/{partition}  one CommittedOffset
-    brokers/{node id}                    BrokerInfo, under the store's lease
-    owners/{topic}/{partition}           {"node_id", "epoch", "topic_id"}, under the owner's lease
-    coordinators/{slot}                  {"node_id"}, under the owner's lease (see cluster.py)
-
-Group ids are percent-encoded in keys (they may hold "/"). A partition key
-is absent until the partition's first claim, so creating or deleting a topic
-touches a fixed number of keys however many partitions it has, within
-etcd's limit of 128 operations per transaction.
+"""The metadata store on etcd: what a cluster of brokers shares. Where each
+thing is kept is in kafscale.etcd.layout.
 
 Every write that depends on what it read is a transaction comparing the
 keys it read by revision, retried on a conflict. A partition's committed
@@ -25,17 +9,19 @@ connection makes the client retry it; claims and commits recognise their
 own earlier success (a claim token, a writer-unique segment key) instead of
 reporting themselves fenced.
 
+Results carry the whole manifest, but the store does not re-read it on every
+commit: it keeps each partition's segments under the partition key's
+mod_revision and reloads them only when another writer changed the key.
+
 The store keeps one lease (its session), granted on first need: broker
-registrations and the owner keys of `acquire_partition` hang on it, so they
-vanish when the process dies. A session whose lease was lost is replaced,
-and the registrations are made again.
+registrations and the owner keys of partitions and coordinator slots hang on
+it, so they vanish when the process dies. A session whose lease was lost is
+replaced, and the registrations are made again.
 """
 
-import json
 import os
 import uuid
 from dataclasses import dataclass
-from urllib.parse import quote, unquote
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredLock, fail
@@ -43,35 +29,36 @@ from twisted.internet.task import deferLater
 from twisted.web.client import HTTPConnectionPool, _HTTP11ClientFactory
 from zope.interface import implementer
 
-from kafscale.log import logger
-from kafscale.metadata.etcd_client import (
+from kafscale.etcd import layout
+from kafscale.etcd.client import (
     Compare,
     EtcdClient,
     EtcdError,
     EtcdUnavailable,
-    LeaseKeeper,
     LeaseNotFound,
     Op,
     prefix_range_end,
 )
+from kafscale.etcd.interfaces import IOwnershipStore
+from kafscale.etcd.layout import AREA_PREFIXES, Keys, cluster_prefix
+from kafscale.etcd.lease import LeaseKeeper
+from kafscale.log import logger
 from kafscale.metadata.interfaces import (
     CHANGE_AREAS,
-    BrokerInfo,
-    CommittedOffset,
     Fenced,
-    IMetadataStore,
     InvalidPartitions,
     MetadataError,
     MetadataUnavailable,
+    NodeIdInUse,
+    OwnedElsewhere,
     PartitionState,
-    SegmentRef,
     TopicExists,
     TopicInfo,
     UnknownTopic,
     check_continues,
 )
 
-log = logger("kafscale.metadata.etcd")
+log = logger("kafscale.etcd.store")
 
 # Conflicting writers are rare (each partition has one owner), so a write
 # that keeps losing its compare-and-swap is a sign of trouble, not of load.
@@ -83,86 +70,22 @@ PAGE = 1000
 # etcd's default --max-txn-ops.
 MAX_TXN_OPS = 128
 
-_AREA_PREFIXES = {
-    "topics": ("topics/",),
-    "partitions": ("partitions/",),
-    "groups": ("groups/", "offsets/"),
-    "brokers": ("brokers/",),
-}
-
-
-class NodeIdInUse(MetadataError):
-    """Another live broker is registered under this node id."""
-
-
-class OwnedElsewhere(MetadataError):
-    """Another broker's lease holds the partition's owner key."""
-
-    def __init__(self, topic, partition, node_id):
-        super().__init__(f"{topic}-{partition} is owned by broker {node_id}")
-        self.node_id = node_id
-
-
-class Keys:
-    """The key layout under one cluster prefix."""
-
-    def __init__(self, prefix):
-        self.prefix = prefix.encode() if isinstance(prefix, str) else prefix
-        if not self.prefix.endswith(b"/"):
-            self.prefix += b"/"
-
-    def _key(self, *parts):
-        return self.prefix + "/".join(str(part) for part in parts).encode()
-
-    def area(self, name):
-        """The prefix of one kind of key, like ``topics/``."""
-        return self.prefix + name.encode()
-
-    def topic(self, name):
-        return self._key("topics", name)
-
-    def partition(self, topic, partition):
-        return self._key("partitions", topic, partition)
-
-    def partitions(self, topic):
-        return self._key("partitions", topic, "")
-
-    def segment(self, topic, partition, base_offset):
-        return self._key("segments", topic, partition, f"{base_offset:020d}")
-
-    def segments(self, topic, partition=None):
-        if partition is None:
-            return self._key("segments", topic, "")
-        return self._key("segments", topic, partition, "")
-
-    def group(self, group_id):
-        return self._key("groups", quote(group_id, safe=""))
-
-    def offsets(self, group_id):
-        return self._key("offsets", quote(group_id, safe=""), "")
-
-    def offset(self, group_id, topic, partition):
-        return self._key("offsets", quote(group_id, safe=""), topic, partition)
-
-    def broker(self, node_id):
-        return self._key("brokers", node_id)
-
-    def owner(self, topic, partition):
-        return self._key("owners", topic, partition)
-
-    def coordinator(self, slot):
-        return self._key("coordinators", slot)
-
-    def relative(self, key):
-        """``key`` without the cluster prefix, as text."""
-        return key[len(self.prefix):].decode()
-
 
 @dataclass(frozen=True, slots=True)
 class Acquired:
     """A partition taken with `EtcdMetadataStore.acquire_partition`."""
 
     state: PartitionState
+    revision: int
+    """The revision of the write: later writes of the owner key have larger ones."""
+    lease: int
+    """The lease the owner key hangs on."""
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerKeyWrite:
+    """A coordinator slot taken with `EtcdMetadataStore.take_slot`."""
+
     revision: int
     """The revision of the write: later writes of the owner key have larger ones."""
     lease: int
@@ -190,9 +113,10 @@ class _QuietPool(HTTPConnectionPool):
     _factory = _QuietFactory
 
 
-@implementer(IMetadataStore)
+@implementer(IOwnershipStore)
 class EtcdMetadataStore(Service):
-    """IMetadataStore on etcd, under ``prefix`` (``/kafscale/<cluster>/``).
+    """IMetadataStore, and IOwnershipStore, on etcd under ``prefix``
+    (see `layout.cluster_prefix`).
 
     ``endpoints`` is a list of URLs or one comma-separated string.
     ``lease_ttl`` is the session lease's TTL in seconds: how long a dead
@@ -201,7 +125,7 @@ class EtcdMetadataStore(Service):
     "partitions" reports every commit in the cluster.
     """
 
-    def __init__(self, endpoints, prefix="/kafscale/kafscale/", *, lease_ttl=10, timeout=5.0,
+    def __init__(self, endpoints, prefix=cluster_prefix("kafscale"), *, lease_ttl=10, timeout=5.0,
                  watched=CHANGE_AREAS, reactor=None):
         if reactor is None:
             from twisted.internet import reactor
@@ -278,11 +202,11 @@ class EtcdMetadataStore(Service):
     async def _watching(self):
         """Start the change watches, once. Every call waits for this, so
         changes are noticed from the moment the first call is answered."""
-        if len(self._watches) == sum(len(_AREA_PREFIXES[area]) for area in self._watched):
+        if len(self._watches) == sum(len(AREA_PREFIXES[area]) for area in self._watched):
             return
         async with self._watch_lock:
             for area in self._watched:
-                for name in _AREA_PREFIXES[area]:
+                for name in AREA_PREFIXES[area]:
                     if name not in self._watches:
                         await self._watch(name, area)
 
@@ -330,7 +254,7 @@ class EtcdMetadataStore(Service):
         info = TopicInfo(name, uuid.uuid4(), partitions, configs, int(self._reactor.seconds() * 1000))
         key = self.keys.topic(name)
         created = await self.client.txn(
-            [Compare.create_revision(key, "=", 0)], success=[Op.put(key, _encode_topic(info))]
+            [Compare.create_revision(key, "=", 0)], success=[Op.put(key, layout.encode_topic(info))]
         )
         if not created.succeeded:
             raise TopicExists(name)
@@ -350,11 +274,11 @@ class EtcdMetadataStore(Service):
             raise UnknownTopic(name)
         for cached in [key for key in self._partitions if key[0] == name]:
             del self._partitions[cached]
-        return _decode_topic(deleted.responses[0].prev_kvs[0])
+        return layout.decode_topic(deleted.responses[0].prev_kvs[0])
 
     async def _topics(self):
         reply = await self.client.range(self.keys.area("topics/"), prefix=True)
-        return {info.name: info for info in map(_decode_topic, reply.kvs)}
+        return {info.name: info for info in map(layout.decode_topic, reply.kvs)}
 
     async def _alter_topic(self, name, updates, deletions, total):
         key = self.keys.topic(name)
@@ -362,7 +286,7 @@ class EtcdMetadataStore(Service):
             kv = await self.client.get(key)
             if kv is None:
                 raise UnknownTopic(name)
-            info = _decode_topic(kv)
+            info = layout.decode_topic(kv)
             partitions = info.partitions
             if total is not None:
                 if total <= partitions:
@@ -372,7 +296,7 @@ class EtcdMetadataStore(Service):
             configs.update(updates)
             new = TopicInfo(name, info.topic_id, partitions, configs, info.created_ms)
             written = await self.client.txn(
-                [Compare.mod_revision(key, "=", kv.mod_revision)], success=[Op.put(key, _encode_topic(new))]
+                [Compare.mod_revision(key, "=", kv.mod_revision)], success=[Op.put(key, layout.encode_topic(new))]
             )
             if written.succeeded:
                 return new
@@ -387,16 +311,9 @@ class EtcdMetadataStore(Service):
         return self._run(self._claim, topic, partition, expected_epoch, None)
 
     def acquire_partition(self, topic, partition, node_id):
-        """Claim a partition (a new leader epoch) for broker ``node_id`` and
-        write its owner key under this store's lease, in one transaction,
-        whatever the current epoch: only if no other lease holds the owner
-        key. -> an Acquired. Raises OwnedElsewhere, UnknownTopic,
-        MetadataUnavailable."""
         return self._run(self._acquire, topic, partition, node_id)
 
     def release_partition(self, topic, partition):
-        """Delete the partition's owner key if this store's lease holds it.
-        -> None."""
         return self._run(self._release, self.keys.owner(topic, partition))
 
     def commit_segment(self, topic, partition, epoch, expected_next_offset, segment):
@@ -415,16 +332,15 @@ class EtcdMetadataStore(Service):
         reply = await self.client.txn([], success=[
             Op.range(key) for key in (self.keys.topic(topic), self.keys.partition(topic, partition), *also)])
         topics, partitions, *others = reply.responses
-        if not topics.kvs or not 0 <= partition < _decode_topic(topics.kvs[0]).partitions:
+        if not topics.kvs or not 0 <= partition < layout.decode_topic(topics.kvs[0]).partitions:
             raise UnknownTopic(f"{topic}-{partition}")
         if not partitions.kvs:
             read = _Partition(0, 0, PartitionState(topic, partition, 0, 0, 0, (), ()), None)
         else:
             kv = partitions.kvs[0]
-            value = json.loads(kv.value)
             segments = await self._manifest(topic, partition, kv.mod_revision, reply.header_revision)
-            read = _Partition(kv.create_revision, kv.mod_revision,
-                              _partition_state(topic, partition, value, segments), value.get("claim"))
+            state, claim = layout.decode_partition(topic, partition, kv.value, segments)
+            read = _Partition(kv.create_revision, kv.mod_revision, state, claim)
         self._partitions[topic, partition] = read
         if not also:
             return read
@@ -441,7 +357,7 @@ class EtcdMetadataStore(Service):
         start, end = prefix, prefix_range_end(prefix)
         while True:
             page = await self.client.range(start, end, limit=PAGE, revision=revision)
-            segments.extend(_decode_segment(kv.value) for kv in page.kvs)
+            segments.extend(layout.decode_segment(kv.value) for kv in page.kvs)
             if not page.more:
                 return tuple(segments)
             start = page.kvs[-1].key + b"\0"
@@ -452,6 +368,7 @@ class EtcdMetadataStore(Service):
         return Acquired(state, self._partitions[topic, partition].mod_revision, session.lease_id)
 
     async def _release(self, key):
+        """Delete an owner key or registration if the session lease holds it."""
         session = self._session
         if session is not None and not session.lost:
             await self.client.txn([Compare.lease(key, "=", session.lease_id)], success=[Op.delete(key)])
@@ -473,14 +390,15 @@ class EtcdMetadataStore(Service):
                 Compare.create_revision(topic_key, "=", topic_kv.create_revision),
                 Compare.mod_revision(partition_key, "=", read.mod_revision),
             ]
-            ops = [Op.put(partition_key, _encode_partition(claimed, token))]
+            ops = [Op.put(partition_key, layout.encode_partition(claimed, token))]
             if owner is not None:
                 node_id, session = owner
                 if holder is not None and holder.lease != session.lease_id:
-                    raise OwnedElsewhere(topic, partition, json.loads(holder.value)["node_id"])
+                    raise OwnedElsewhere(topic, partition, layout.decode_owner(holder).node_id)
                 compares.append(Compare.mod_revision(owner_key, "=", 0 if holder is None else holder.mod_revision))
-                value = {"node_id": node_id, "epoch": claimed.leader_epoch, "topic_id": _decode_topic(topic_kv).topic_id.hex}
-                ops.append(Op.put(owner_key, _json(value), lease=session.lease_id))
+                value = layout.encode_partition_owner(node_id, claimed.leader_epoch,
+                                                      layout.decode_topic(topic_kv).topic_id)
+                ops.append(Op.put(owner_key, value, lease=session.lease_id))
             written = await self.client.txn(compares, success=ops)
             if written.succeeded:
                 self._partitions[topic, partition] = _Partition(
@@ -504,8 +422,8 @@ class EtcdMetadataStore(Service):
             written = await self.client.txn(
                 [Compare.mod_revision(partition_key, "=", known.mod_revision)],
                 success=[
-                    Op.put(partition_key, _encode_partition(committed, known.claim)),
-                    Op.put(self.keys.segment(topic, partition, segment.base_offset), _encode_segment(segment)),
+                    Op.put(partition_key, layout.encode_partition(committed, known.claim)),
+                    Op.put(self.keys.segment(topic, partition, segment.base_offset), layout.encode_segment(segment)),
                 ],
             )
             if written.succeeded:
@@ -533,7 +451,7 @@ class EtcdMetadataStore(Service):
             if advanced is state:
                 return state, []
             partition_key = self.keys.partition(topic, partition)
-            ops = [Op.put(partition_key, _encode_partition(advanced, read.claim))]
+            ops = [Op.put(partition_key, layout.encode_partition(advanced, read.claim))]
             if removed:
                 first = self.keys.segment(topic, partition, removed[0].base_offset)
                 last = self.keys.segment(topic, partition, removed[-1].base_offset)
@@ -546,6 +464,25 @@ class EtcdMetadataStore(Service):
                 return advanced, removed
         raise MetadataUnavailable(f"{topic}-{partition} kept changing under a log start change")
 
+    # Coordinator slots
+
+    def take_slot(self, slot, node_id, revision):
+        return self._run(self._take_slot, slot, node_id, revision)
+
+    def release_slot(self, slot):
+        return self._run(self._release, self.keys.coordinator(slot))
+
+    async def _take_slot(self, slot, node_id, revision):
+        session = self._session
+        if session is None or session.lost:
+            return None
+        key = self.keys.coordinator(slot)
+        taken = await self.client.txn(
+            [Compare.mod_revision(key, "=", revision)],
+            success=[Op.put(key, layout.encode_slot_owner(node_id), lease=session.lease_id)],
+        )
+        return OwnerKeyWrite(taken.header_revision, session.lease_id) if taken.succeeded else None
+
     # Consumer groups
 
     def commit_offsets(self, group_id, offsets):
@@ -557,7 +494,7 @@ class EtcdMetadataStore(Service):
 
     def save_group(self, group_id, state):
         try:
-            value = _json(state)
+            value = layout.encode_group(state)
         except TypeError as error:
             return fail(error)
         return self._run(self._save_group, group_id, value)
@@ -573,11 +510,8 @@ class EtcdMetadataStore(Service):
 
     async def _commit_offsets(self, group_id, offsets):
         puts = [
-            Op.put(self.keys.offset(group_id, topic, partition), _json({
-                "offset": c.offset, "leader_epoch": c.leader_epoch, "metadata": c.metadata,
-                "commit_ms": c.commit_ms,
-            }))
-            for (topic, partition), c in offsets.items()
+            Op.put(self.keys.offset(group_id, topic, partition), layout.encode_offset(committed))
+            for (topic, partition), committed in offsets.items()
         ]
         # etcd bounds a transaction: a commit of more partitions than that
         # lands in atomic chunks, each offset still valid on its own.
@@ -588,12 +522,9 @@ class EtcdMetadataStore(Service):
         prefix = self.keys.offsets(group_id)
         offsets = {}
         for kv in (await self.client.range(prefix, prefix=True)).kvs:
-            topic, _, partition = kv.key[len(prefix):].decode().rpartition("/")
-            key = (topic, int(partition))
+            key = self.keys.topic_partition(kv.key)
             if wanted is None or key in wanted:
-                value = json.loads(kv.value)
-                offsets[key] = CommittedOffset(
-                    value["offset"], value["leader_epoch"], value["metadata"], value["commit_ms"])
+                offsets[key] = layout.decode_offset(kv.value)
         return offsets
 
     async def _save_group(self, group_id, value):
@@ -601,7 +532,7 @@ class EtcdMetadataStore(Service):
 
     async def _load_group(self, group_id):
         kv = await self.client.get(self.keys.group(group_id))
-        return None if kv is None else json.loads(kv.value)
+        return None if kv is None else layout.decode_group(kv.value)
 
     async def _groups(self):
         reply = await self.client.txn([], success=[
@@ -610,8 +541,7 @@ class EtcdMetadataStore(Service):
         ])
         names = set()
         for kv in reply.responses[0].kvs + reply.responses[1].kvs:
-            # groups/{group} or offsets/{group}/{topic}/{partition}
-            names.add(unquote(self.keys.relative(kv.key).split("/")[1]))
+            names.add(self.keys.group_id(kv.key))
         return sorted(names)
 
     async def _delete_group(self, group_id):
@@ -624,13 +554,9 @@ class EtcdMetadataStore(Service):
     # Brokers and the session lease
 
     def register_broker(self, info, exclusive=False):
-        """As IMetadataStore.register_broker, under the store's lease. With
-        ``exclusive`` it raises NodeIdInUse rather than replace another
-        lease's registration."""
         return self._run(self._register_broker, info, exclusive)
 
     def deregister_broker(self, node_id):
-        """Withdraw a registration this store made. -> None."""
         self._registered.pop(node_id, None)
         return self._run(self._release, self.keys.broker(node_id))
 
@@ -639,18 +565,15 @@ class EtcdMetadataStore(Service):
 
     @property
     def current_session(self):
-        """The store's LeaseKeeper, or None while it has none."""
         return self._session
 
     def session(self):
-        """-> a Deferred firing with the store's LeaseKeeper, granted now if
-        there is none yet or the last one was lost."""
         return self._run(self._current_session)
 
     async def _register_broker(self, info, exclusive):
         session = await self._current_session()
         key = self.keys.broker(info.node_id)
-        put = Op.put(key, _encode_broker(info), lease=session.lease_id)
+        put = Op.put(key, layout.encode_broker(info), lease=session.lease_id)
         if exclusive:
             kv = await self.client.get(key)
             if kv is not None and kv.lease != session.lease_id:
@@ -664,7 +587,7 @@ class EtcdMetadataStore(Service):
 
     async def _brokers(self):
         reply = await self.client.range(self.keys.area("brokers/"), prefix=True)
-        return sorted((_decode_broker(kv) for kv in reply.kvs), key=lambda broker: broker.node_id)
+        return sorted((layout.decode_broker(kv.value) for kv in reply.kvs), key=lambda broker: broker.node_id)
 
     async def _current_session(self):
         async with self._session_lock:
@@ -681,7 +604,7 @@ class EtcdMetadataStore(Service):
             session = LeaseKeeper(self.client, self.lease_ttl, self._session_lost, clock=self._reactor)
             await session.start()
             for info in self._registered.values():
-                await self.client.put(self.keys.broker(info.node_id), _encode_broker(info), lease=session.lease_id)
+                await self.client.put(self.keys.broker(info.node_id), layout.encode_broker(info), lease=session.lease_id)
             self._session = session
             return session
 
@@ -704,49 +627,3 @@ class EtcdMetadataStore(Service):
                 delay = min(2 * delay, 2.0)
                 continue
             self._notify(frozenset({"brokers"}))
-
-
-def _json(value):
-    return json.dumps(value, separators=(",", ":")).encode()
-
-
-def _encode_topic(info):
-    return _json({"id": info.topic_id.hex, "partitions": info.partitions, "configs": info.configs,
-                  "created_ms": info.created_ms})
-
-
-def _decode_topic(kv):
-    value = json.loads(kv.value)
-    name = kv.key.rsplit(b"/", 1)[1].decode()
-    return TopicInfo(name, uuid.UUID(value["id"]), value["partitions"], value["configs"], value["created_ms"])
-
-
-def _encode_partition(state, claim):
-    return _json({"epoch": state.leader_epoch, "log_start": state.log_start_offset, "next": state.next_offset,
-                  "history": state.epoch_history, "claim": claim})
-
-
-def _partition_state(topic, partition, value, segments):
-    return PartitionState(topic, partition, value["epoch"], value["log_start"], value["next"], segments,
-                          tuple(tuple(entry) for entry in value["history"]))
-
-
-def _encode_segment(segment):
-    return _json({"base": segment.base_offset, "last": segment.last_offset, "max_timestamp": segment.max_timestamp,
-                  "size": segment.size, "count": segment.count, "key": segment.key})
-
-
-def _decode_segment(data):
-    value = json.loads(data)
-    return SegmentRef(value["base"], value["last"], value["max_timestamp"], value["size"], value["count"],
-                      value["key"])
-
-
-def _encode_broker(info):
-    return _json({"node_id": info.node_id, "host": info.host, "port": info.port, "rack": info.rack,
-                  "started_ms": info.started_ms})
-
-
-def _decode_broker(kv):
-    value = json.loads(kv.value)
-    return BrokerInfo(value["node_id"], value["host"], value["port"], value["rack"], value["started_ms"])

@@ -5,14 +5,17 @@
 from dataclasses import replace
 
 from twisted.trial.unittest import TestCase
+from zope.interface.verify import verifyObject
 
-from kafscale.metadata import etcd
-from kafscale.metadata.etcd import NodeIdInUse, OwnedElsewhere
+import kafscale.etcd.store
+from kafscale.etcd.interfaces import IOwnershipStore
 from kafscale.metadata.interfaces import (
     BrokerInfo,
     CommittedOffset,
     Fenced,
     MetadataUnavailable,
+    NodeIdInUse,
+    OwnedElsewhere,
     SegmentRef,
     UnknownTopic,
 )
@@ -22,6 +25,9 @@ from tests.support.waiting import eventually
 
 
 class EtcdStoreTests(EtcdTestMixin):
+    async def test_provides_the_ownership_extension(self):
+        self.assertTrue(verifyObject(IOwnershipStore, await self.make_store()))
+
     async def test_keys_live_under_the_cluster_prefix(self):
         store = await self.make_store()
         await store.create_topic("events", 2)
@@ -53,7 +59,7 @@ class EtcdStoreTests(EtcdTestMixin):
         self.assertEqual(await store.fetch_offsets("readers"), offsets)
 
     async def test_manifest_of_many_segments_is_read_in_pages(self):
-        self.patch(etcd, "PAGE", 7)
+        self.patch(kafscale.etcd.store, "PAGE", 7)
         store = await self.make_store()
         await store.create_topic("events", 1)
         await store.claim_partition("events", 0, 0)
@@ -117,6 +123,24 @@ class EtcdStoreTests(EtcdTestMixin):
         # A stopped store's lease is revoked: its owner keys go at once.
         await other.stopService()
         self.assertEqual((await store.acquire_partition("events", 0, 7)).state.leader_epoch, 4)
+
+    async def test_take_slot_writes_an_owner_key_under_the_session_lease(self):
+        store = await self.make_store()
+        other = await self.make_store()
+        self.assertIsNone(await store.take_slot(3, 7, 0))  # no session yet
+        session = await store.session()
+        await other.session()
+        taken = await store.take_slot(3, 7, 0)
+        self.assertEqual(taken.lease, session.lease_id)
+        owner = await self.raw_client().get(store.keys.coordinator(3))
+        self.assertEqual((owner.lease, owner.mod_revision, owner.value), (session.lease_id, taken.revision,
+                                                                          b'{"node_id":7}'))
+        # The key is there now: a take expecting it absent changes nothing.
+        self.assertIsNone(await other.take_slot(3, 8, 0))
+        await other.release_slot(3)
+        self.assertEqual((await self.raw_client().get(store.keys.coordinator(3))).mod_revision, taken.revision)
+        await store.release_slot(3)
+        self.assertIsNone(await self.raw_client().get(store.keys.coordinator(3)))
 
     async def test_exclusive_registration(self):
         store = await self.make_store()
