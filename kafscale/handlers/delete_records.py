@@ -1,33 +1,30 @@
-"""DeleteRecords: advance a partition's log start offset; the segments
-wholly below it leave the manifest, then the bucket."""
+"""DeleteRecords, v0-2: advance a partition's log start offset; the
+segments wholly below it leave the manifest, then the bucket (see
+:mod:`kafscale.storage.retention`).
 
-from kafscale.handlers import handles
-from kafscale.protocol.errors import ErrorCode, KafkaError
-from kafscale.protocol.messages import ApiKey
+Versions: v2 is the first flexible version; the others are the same.
+An offset of -1 means the high watermark, as in Kafka.
+
+Departures from Kafka: segments go whole, so the bytes below the new start
+that share a segment with records above it stay in the bucket (unreadable)
+until retention drops that segment.
+"""
+
+from kafscale.handlers.common import PartitionLayout, answer_partitions
 from kafscale.storage.retention import drop_segments_below
 
 HIGH_WATERMARK = -1
 
 
-@handles(ApiKey.DELETE_RECORDS)
-async def delete_records(request):
-    broker = request.broker
-    topics = []
-    for topic in request.body["topics"]:
-        partitions = []
-        for wanted in topic["partitions"]:
-            answer = {"partition_index": wanted["partition_index"], "low_watermark": -1,
-                      "error_code": ErrorCode.NONE}
-            partitions.append(answer)
-            try:
-                partition_log = broker.log_for(topic["name"], wanted["partition_index"])
-                offset = wanted["offset"]
-                if offset == HIGH_WATERMARK:
-                    offset = partition_log.high_watermark
-                await drop_segments_below(partition_log, offset)
-            except KafkaError as e:
-                answer["error_code"] = e.code
-                continue
-            answer["low_watermark"] = partition_log.log_start_offset
-        topics.append({"name": topic["name"], "partitions": partitions})
+async def handle(request):
+    topics = await answer_partitions(request, request.body["topics"], PartitionLayout(), {"low_watermark": -1},
+                                     _delete_below)
     return {"throttle_time_ms": 0, "topics": topics}
+
+
+async def _delete_below(partition_log, wanted, answer):
+    offset = wanted["offset"]
+    if offset == HIGH_WATERMARK:
+        offset = partition_log.high_watermark
+    await drop_segments_below(partition_log, offset)
+    answer["low_watermark"] = partition_log.log_start_offset

@@ -1,33 +1,40 @@
-"""Fetch: committed batches only, long-polling across every partition of the
-request at once until min_bytes or max_wait_ms."""
+"""Fetch, v4-18: committed batches only, long-polling across every
+partition of the request at once until min_bytes or max_wait_ms.
 
-import uuid
+Versions: v4 (the oldest spoken) adds the isolation level and record batch
+v2; v5 the log start offset; v7 fetch sessions (KIP-227); v9 the current
+leader epoch, checked for fencing; v12 is the first flexible version; v13
+names topics by id (UNKNOWN_TOPIC_ID for one we do not know); v15 moves the
+replica id into ReplicaState and v17 adds directory ids, which concern
+followers only; v18 adds the high watermark of KIP-1166, unused here.
+
+Departures from Kafka: no fetch sessions are handed out (session id 0
+always, FETCH_SESSION_ID_NOT_FOUND for any other); no preferred read
+replica; read_committed and read_uncommitted see the same records, since
+there are no transactions and nothing above the high watermark is ever
+readable. A partition whose object store read fails answers
+KAFKA_STORAGE_ERROR.
+"""
 
 from twisted.internet.defer import Deferred
 
-from kafscale.handlers import STORAGE_ERRORS, handles
-from kafscale.log import logger
+from kafscale.handlers.common import PartitionLayout, answer_partitions, known_topic
 from kafscale.protocol.errors import ErrorCode, KafkaError
-from kafscale.protocol.messages import ApiKey
-
-log = logger("kafscale.handlers.fetch")
 
 READ_COMMITTED = 1
+LAYOUT = PartitionLayout(topic="topic", index="partition")
 
 
-@handles(ApiKey.FETCH)
-async def fetch(request):
+async def handle(request):
     broker = request.broker
     body = request.body
     if body.get("session_id", 0) != 0:
         # This broker never hands out fetch sessions (v7+), so none can be named.
         return {"error_code": ErrorCode.FETCH_SESSION_ID_NOT_FOUND, "session_id": 0, "responses": []}
-    wanted = [(_topic_name(broker, topic), topic, partition)
-              for topic in body["topics"] for partition in topic["partitions"]]
     deadline = broker.reactor.seconds() + body["max_wait_ms"] / 1000
-    _prefetch(broker, wanted)
+    _prefetch(broker, body["topics"])
     while True:
-        responses, size, logs = await _read(broker, body, wanted)
+        responses, size, logs = await _read(request)
         remaining = deadline - broker.reactor.seconds()
         if size >= body["min_bytes"] or logs is None or remaining <= 0:
             return {"error_code": ErrorCode.NONE, "session_id": 0, "responses": responses}
@@ -35,71 +42,56 @@ async def fetch(request):
 
 
 def _topic_name(broker, topic):
+    """A fetch names topics by name up to v12, by id from v13."""
     if "topic" in topic:
         return topic["topic"]
-    info = broker.topic_by_id(topic["topic_id"])
-    return None if info is None else info.name
+    return known_topic(broker, None, topic["topic_id"]).name
 
 
-async def _read(broker, body, wanted):
+async def _read(request):
     """Read every partition once: (topic responses, bytes, the logs read),
     the logs being None when some partition had an error to report at once."""
+    broker, body = request.broker, request.body
     budget = body["max_bytes"]
-    read_committed = body["isolation_level"] == READ_COMMITTED
-    responses = []
-    by_topic = {}
     size = 0
     logs = []
-    errors = False
-    for name, topic, request in wanted:
-        key = id(topic)
-        response = by_topic.get(key)
-        if response is None:
-            response = by_topic[key] = {"topic": name, "topic_id": topic.get("topic_id", uuid.UUID(int=0)),
-                                        "partitions": []}
-            responses.append(response)
-        partition = {
-            "partition_index": request["partition"],
-            "error_code": ErrorCode.NONE,
-            "high_watermark": -1,
-            "last_stable_offset": -1,
-            "log_start_offset": -1,
-            "aborted_transactions": [] if read_committed else None,
-            "preferred_read_replica": -1,
-            "records": b"",  # Kafka sends empty, not null, records with an error
-        }
-        response["partitions"].append(partition)
-        try:
-            if name is None:
-                raise KafkaError(ErrorCode.UNKNOWN_TOPIC_ID)
-            partition_log = broker.log_for(name, request["partition"])
-            logs.append(partition_log)
-            partition_log.check_leader_epoch(request.get("current_leader_epoch", -1))
-            partition["high_watermark"] = partition["last_stable_offset"] = partition_log.high_watermark
-            partition["log_start_offset"] = partition_log.log_start_offset
-            limit = min(request["partition_max_bytes"], budget)
-            records = await partition_log.read(request["fetch_offset"], limit, min_one=size == 0)
-        except KafkaError as e:
-            partition["error_code"] = e.code
-            errors = True
-            continue
-        except STORAGE_ERRORS as e:
-            log.warn("fetch of {topic}-{partition} failed: {error}", topic=name,
-                     partition=request["partition"], error=e)
-            partition["error_code"] = ErrorCode.KAFKA_STORAGE_ERROR
-            errors = True
-            continue
-        partition["records"] = records
+    blank = {
+        "high_watermark": -1,
+        "last_stable_offset": -1,
+        "log_start_offset": -1,
+        "aborted_transactions": [] if body["isolation_level"] == READ_COMMITTED else None,
+        "preferred_read_replica": -1,
+        "records": b"",  # Kafka sends empty, not null, records with an error
+    }
+
+    async def read(partition_log, wanted, answer):
+        nonlocal budget, size
+        logs.append(partition_log)
+        partition_log.check_leader_epoch(wanted.get("current_leader_epoch", -1))
+        answer["high_watermark"] = answer["last_stable_offset"] = partition_log.high_watermark
+        answer["log_start_offset"] = partition_log.log_start_offset
+        limit = min(wanted["partition_max_bytes"], budget)
+        records = await partition_log.read(wanted["fetch_offset"], limit, min_one=size == 0)
+        answer["records"] = records
         size += len(records)
         budget = max(budget - len(records), 0)
-    return responses, size, None if errors else logs
+
+    responses = await answer_partitions(request, body["topics"], LAYOUT, blank, read,
+                                        name_of=lambda topic: _topic_name(broker, topic))
+    failed = any(p["error_code"] != ErrorCode.NONE for topic in responses for p in topic["partitions"])
+    return responses, size, None if failed else logs
 
 
-def _prefetch(broker, wanted):
-    for name, _, request in wanted:
-        partition_log = broker.logs.get((name, request["partition"]))
-        if partition_log is not None:
-            partition_log.prefetch(request["fetch_offset"])
+def _prefetch(broker, topics):
+    for topic in topics:
+        try:
+            name = _topic_name(broker, topic)
+        except KafkaError:
+            continue
+        for wanted in topic["partitions"]:
+            partition_log = broker.logs.get((name, wanted["partition"]))
+            if partition_log is not None:
+                partition_log.prefetch(wanted["fetch_offset"])
 
 
 def _next_commit(logs, timeout, reactor):

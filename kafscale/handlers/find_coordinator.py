@@ -1,15 +1,22 @@
-"""FindCoordinator, every version, single keys and batched (v4+): the
-broker that coordinates each consumer group."""
+"""FindCoordinator, v0-6: the broker that coordinates each consumer group,
+which in a cluster is the owner of the group's coordinator slot.
 
-from kafscale.handlers import handles
+Versions: v1 adds the key type; v3 is the first flexible version; v4
+batches keys (KIP-699), answered one entry per key; v6 adds share groups'
+key type.
+
+Departures from Kafka: only group keys have coordinators. Transaction and
+share-group keys are refused with INVALID_REQUEST. While no live broker
+holds a group's slot (a handover) the answer is COORDINATOR_NOT_AVAILABLE,
+which clients retry.
+"""
+
 from kafscale.protocol.errors import ErrorCode
-from kafscale.protocol.messages import ApiKey
 
 GROUP_KEY = 0
 
 
-@handles(ApiKey.FIND_COORDINATOR)
-async def find_coordinator(request):
+async def handle(request):
     body, broker = request.body, request.broker
     key_type = body.get("key_type", GROUP_KEY)
     if request.api_version >= 4:

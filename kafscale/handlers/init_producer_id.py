@@ -1,4 +1,4 @@
-"""InitProducerId, every version: producer ids for idempotent producers.
+"""InitProducerId, v0-6: producer ids for idempotent producers.
 
 Any broker can answer (idempotence needs no coordinator): a new producer
 gets a new id at epoch 0, and a producer bumping its epoch after an error
@@ -11,11 +11,13 @@ TRANSACTIONAL_ID_AUTHORIZATION_FAILED, which Kafka's clients (Java,
 kafka-python, librdkafka) treat as fatal with a message naming the
 transactional id, where a retriable coordinator error would have them retry
 until their timeout.
+
+Versions: v2 is the first flexible version; v3 adds the producer id and
+epoch to bump; v4-6 add error codes (PRODUCER_FENCED, TRANSACTION_ABORTABLE)
+and two-phase commit (KIP-939) that concern transactions only.
 """
 
-from kafscale.handlers import handles
 from kafscale.protocol.errors import ErrorCode
-from kafscale.protocol.messages import ApiKey
 from kafscale.storage.producer_ids import ProducerIdGenerator
 
 NO_PRODUCER_ID = -1
@@ -29,8 +31,7 @@ LAST_EPOCH = 0x7FFF - 1
 _producer_ids = ProducerIdGenerator()
 
 
-@handles(ApiKey.INIT_PRODUCER_ID)
-async def init_producer_id(request):
+async def handle(request):
     body = request.body
     if body["transactional_id"] is not None:
         return _refused(ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)

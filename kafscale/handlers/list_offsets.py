@@ -1,11 +1,18 @@
-"""ListOffsets: earliest, latest, max timestamp, and by timestamp."""
+"""ListOffsets, v1-11: a partition's earliest or latest offset, the offset
+of its largest timestamp, or the first offset at or after a timestamp.
 
-from kafscale.handlers import STORAGE_ERRORS, handles
-from kafscale.log import logger
+Versions: v1 answers one offset per partition (v0's lists are not spoken);
+v2 adds the isolation level, the same answer here since only committed
+records are ever visible; v4 adds the current leader epoch, checked for
+fencing; v7 asks for the max timestamp (KIP-734); v8 for the earliest local
+offset (KIP-405), which is the log start, the whole log being "local".
+
+Departures from Kafka: v9's earliest tiered offset and v11's earliest
+pending upload (negative timestamps -5, -6) are refused with INVALID_REQUEST.
+"""
+
+from kafscale.handlers.common import PartitionLayout, answer_partitions
 from kafscale.protocol.errors import ErrorCode, KafkaError
-from kafscale.protocol.messages import ApiKey
-
-log = logger("kafscale.handlers.list_offsets")
 
 LATEST = -1
 EARLIEST = -2
@@ -13,33 +20,18 @@ MAX_TIMESTAMP = -3
 EARLIEST_LOCAL = -4  # KIP-405: the whole log is "local" here
 
 
-@handles(ApiKey.LIST_OFFSETS)
-async def list_offsets(request):
-    broker = request.broker
-    topics = []
-    for topic in request.body["topics"]:
-        partitions = []
-        for wanted in topic["partitions"]:
-            answer = {"partition_index": wanted["partition_index"], "error_code": ErrorCode.NONE,
-                      "timestamp": -1, "offset": -1, "leader_epoch": -1}
-            try:
-                partition_log = broker.log_for(topic["name"], wanted["partition_index"])
-                partition_log.check_leader_epoch(wanted.get("current_leader_epoch", -1))
-                found = await _lookup(partition_log, wanted["timestamp"])
-            except KafkaError as e:
-                answer["error_code"] = e.code
-            except STORAGE_ERRORS as e:
-                # Lookups by timestamp read segments.
-                log.warn("ListOffsets of {topic}-{partition} failed: {error}", topic=topic["name"],
-                         partition=wanted["partition_index"], error=e)
-                answer["error_code"] = ErrorCode.KAFKA_STORAGE_ERROR
-            else:
-                if found is not None:
-                    answer["offset"], answer["timestamp"] = found
-                    answer["leader_epoch"] = partition_log.epoch_at(answer["offset"])
-            partitions.append(answer)
-        topics.append({"name": topic["name"], "partitions": partitions})
+async def handle(request):
+    blank = {"timestamp": -1, "offset": -1, "leader_epoch": -1}
+    topics = await answer_partitions(request, request.body["topics"], PartitionLayout(), blank, _answer)
     return {"throttle_time_ms": 0, "topics": topics}
+
+
+async def _answer(partition_log, wanted, answer):
+    partition_log.check_leader_epoch(wanted.get("current_leader_epoch", -1))
+    found = await _lookup(partition_log, wanted["timestamp"])
+    if found is not None:
+        answer["offset"], answer["timestamp"] = found
+        answer["leader_epoch"] = partition_log.epoch_at(answer["offset"])
 
 
 async def _lookup(partition_log, timestamp):

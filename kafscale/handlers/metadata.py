@@ -1,19 +1,22 @@
-"""Metadata: the live brokers, and each partition's owner as its leader."""
+"""Metadata, v0-13: the live brokers, and each partition's owner as its
+only replica and leader.
 
-import uuid
+Versions: in v0 an empty topic list means every topic, from v1 a null one
+does; v4 lets the client forbid auto-creation; v8 asks for authorized
+operations, answered "not requested" since there is no authorizer; v10 adds
+topic ids and v12 lets a topic be named by id alone (UNKNOWN_TOPIC_ID for
+one we do not know); v13 adds a top-level error code, always NONE.
 
-from kafscale.handlers import handles
+Departures from Kafka: a partition that no live broker owns right now (its
+owner died, or a handover is under way) answers LEADER_NOT_AVAILABLE with
+leader -1, and clients retry. The controller is the lowest live node id.
+"""
+
+from kafscale.handlers.common import NO_TOPIC_ID, OPERATIONS_NOT_REQUESTED, known_or_created_topic
 from kafscale.protocol.errors import ErrorCode, KafkaError
-from kafscale.protocol.messages import ApiKey
-
-# What Kafka sends when authorized operations were not asked for; kafka-python
-# chokes on -1 (NOTES.md).
-OPERATIONS_NOT_REQUESTED = -(2**31)
-NO_TOPIC_ID = uuid.UUID(int=0)
 
 
-@handles(ApiKey.METADATA)
-async def metadata(request):
+async def handle(request):
     broker = request.broker
     body = request.body
     wanted = body["topics"]
@@ -42,19 +45,11 @@ async def metadata(request):
 
 async def _requested_topic(broker, entry, may_create):
     name, topic_id = entry["name"], entry.get("topic_id", NO_TOPIC_ID)
-    if name is None:
-        info = broker.topic_by_id(topic_id)
-        if info is None:
-            return _topic_error(ErrorCode.UNKNOWN_TOPIC_ID, None, topic_id)
-        return _topic(broker, info)
-    info = broker.topics.get(name)
-    if info is None and may_create and broker.config.auto_create_topics:
-        try:
-            info = await broker.auto_create_topic(name)
-        except KafkaError as e:
-            return _topic_error(e.code, name)
-    if info is None:
-        return _topic_error(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, name)
+    try:
+        info = await known_or_created_topic(broker, name, topic_id, may_create)
+    except KafkaError as e:
+        # A topic asked for by name is answered without its id.
+        return _topic_error(e.code, name, topic_id if name is None else NO_TOPIC_ID)
     return _topic(broker, info)
 
 
@@ -82,7 +77,7 @@ def _topic(broker, info):
     }
 
 
-def _topic_error(code, name, topic_id=NO_TOPIC_ID):
+def _topic_error(code, name, topic_id):
     return {
         "error_code": code,
         "name": name,

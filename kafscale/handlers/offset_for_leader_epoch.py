@@ -1,12 +1,18 @@
-"""OffsetForLeaderEpoch: where each leader epoch of a partition ended, from
-the epoch history kept with the partition's committed state. Consumers ask
-it after a leader change to check that what they read was not truncated
-(it never is here: every owner starts where its predecessor's commits
-ended)."""
+"""OffsetForLeaderEpoch, v2-4: where each leader epoch of a partition
+ended, from the epoch history kept with the partition's committed state.
+Consumers ask it after a leader change to check that what they read was not
+truncated (it never is here: every owner starts where its predecessor's
+commits ended).
 
-from kafscale.handlers import handles
-from kafscale.protocol.errors import ErrorCode, KafkaError
-from kafscale.protocol.messages import ApiKey
+Versions: v2 adds the current leader epoch, checked for fencing (v0-1 are
+not spoken); v3 adds the replica id, which we ignore since there are no
+followers; v4 is the first flexible version.
+
+Departures from Kafka: the current epoch ends at the high watermark, since
+an owner's log holds nothing uncommitted that a follower could have read.
+"""
+
+from kafscale.handlers.common import PartitionLayout, answer_partitions
 
 UNDEFINED_EPOCH = -1
 UNDEFINED_OFFSET = -1
@@ -29,24 +35,17 @@ def epoch_end(history, current_epoch, log_end, requested):
     return (earlier[-1] if earlier else requested), later[1]
 
 
-@handles(ApiKey.OFFSET_FOR_LEADER_EPOCH)
-async def offset_for_leader_epoch(request):
-    broker = request.broker
-    topics = []
-    for topic in request.body["topics"]:
-        partitions = []
-        for wanted in topic["partitions"]:
-            answer = {"error_code": ErrorCode.NONE, "partition": wanted["partition"],
-                      "leader_epoch": UNDEFINED_EPOCH, "end_offset": UNDEFINED_OFFSET}
-            try:
-                partition_log = broker.log_for(topic["topic"], wanted["partition"])
-                partition_log.check_leader_epoch(wanted.get("current_leader_epoch", -1))
-            except KafkaError as e:
-                answer["error_code"] = e.code
-            else:
-                state = partition_log.state
-                answer["leader_epoch"], answer["end_offset"] = epoch_end(
-                    state.epoch_history, state.leader_epoch, state.next_offset, wanted["leader_epoch"])
-            partitions.append(answer)
-        topics.append({"topic": topic["topic"], "partitions": partitions})
+LAYOUT = PartitionLayout(topic="topic", index="partition", answered_index="partition")
+
+
+async def handle(request):
+    blank = {"leader_epoch": UNDEFINED_EPOCH, "end_offset": UNDEFINED_OFFSET}
+    topics = await answer_partitions(request, request.body["topics"], LAYOUT, blank, _answer)
     return {"throttle_time_ms": 0, "topics": topics}
+
+
+async def _answer(partition_log, wanted, answer):
+    partition_log.check_leader_epoch(wanted.get("current_leader_epoch", -1))
+    state = partition_log.state
+    answer["leader_epoch"], answer["end_offset"] = epoch_end(
+        state.epoch_history, state.leader_epoch, state.next_offset, wanted["leader_epoch"])

@@ -1,43 +1,61 @@
-"""Produce: validate each partition's batch, append it to the partition's
-log, and answer once the flush that carries it is committed."""
+"""Produce, v3-13: validate each partition's batch, append it to the
+partition's log, and answer once the flush that carries it is committed
+(acks=0: the batches are appended and nothing is answered).
+
+Versions: v3 (the oldest spoken) brings record batch v2 and the
+transactional id; v8 adds error messages to the answer (KIP-467); v9 is the
+first flexible version; v13 names topics by id (UNKNOWN_TOPIC_ID for one we
+do not know). Idempotent producers' sequences are checked per partition
+(:mod:`kafscale.storage.producer_state`).
+
+Departures from Kafka: acks=1 and acks=all mean the same, a commit to the
+object and metadata stores. Transactions are refused with
+TRANSACTIONAL_ID_AUTHORIZATION_FAILED. Per-record errors are not reported:
+a refused batch is refused whole.
+"""
 
 from twisted.internet.defer import DeferredList
 
-from kafscale.handlers import handles
+from kafscale.handlers.common import PartitionLayout, answer_partitions, known_or_created_topic
 from kafscale.metadata import topic_configs
 from kafscale.protocol.errors import ErrorCode, KafkaError
-from kafscale.protocol.messages import ApiKey
 from kafscale.protocol.records import InvalidRecords, iter_batches
 
+LAYOUT = PartitionLayout(partitions="partition_data", index="index",
+                         answered_partitions="partition_responses", answered_index="index")
 
-@handles(ApiKey.PRODUCE)
-async def produce(request):
+
+async def handle(request):
     broker = request.broker
     body = request.body
     transactional = body["transactional_id"] is not None
-    responses = []
-    appends = []
+    # Each topic entry's TopicInfo (auto-created where allowed), or the
+    # KafkaError refusing the topic.
+    resolved = {}
     for topic in body["topic_data"]:
-        name, info, topic_error = await _resolve_topic(broker, topic)
-        partitions = []
-        for data in topic["partition_data"]:
-            response = {"index": data["index"], "error_code": ErrorCode.NONE, "base_offset": -1,
-                        "log_start_offset": -1, "error_message": None}
-            partitions.append(response)
-            try:
-                if topic_error is not None:
-                    raise topic_error
-                if transactional:
-                    raise KafkaError(ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
-                                     "transactions are not supported")
-                partition_log = broker.log_for(name, data["index"])
-                records = data["records"]
-                batches = _validated(records, info)
-                appends.append((response, partition_log, partition_log.append(records, batches)))
-            except KafkaError as e:
-                response["error_code"] = e.code
-                response["error_message"] = e.message
-        responses.append({"name": name, "topic_id": topic.get("topic_id"), "partition_responses": partitions})
+        try:
+            resolved[id(topic)] = await known_or_created_topic(broker, topic.get("name"), topic.get("topic_id"))
+        except KafkaError as e:
+            resolved[id(topic)] = e
+    infos = {info.name: info for info in resolved.values() if not isinstance(info, KafkaError)}
+
+    def name_of(topic):
+        info = resolved[id(topic)]
+        if isinstance(info, KafkaError):
+            raise info
+        if transactional:
+            raise KafkaError(ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "transactions are not supported")
+        return info.name
+
+    appends = []
+
+    async def append(partition_log, wanted, answer):
+        records = wanted["records"]
+        batches = _validated(records, infos[partition_log.topic])
+        appends.append((answer, partition_log, partition_log.append(records, batches)))
+
+    blank = {"base_offset": -1, "log_start_offset": -1, "error_message": None}
+    responses = await answer_partitions(request, body["topic_data"], LAYOUT, blank, append, name_of)
 
     if body["acks"] == 0:
         # The producer reads no answer; the batches still reach the store.
@@ -46,35 +64,15 @@ async def produce(request):
         return None
 
     results = await DeferredList([committed for _, _, committed in appends], consumeErrors=True)
-    for (response, partition_log, _), (ok, value) in zip(appends, results):
+    for (answer, partition_log, _), (ok, value) in zip(appends, results):
         if ok:
-            response["base_offset"] = value
-            response["log_start_offset"] = partition_log.log_start_offset
+            answer["base_offset"] = value
+            answer["log_start_offset"] = partition_log.log_start_offset
         else:
             error = value.value
-            response["error_code"] = getattr(error, "code", ErrorCode.UNKNOWN_SERVER_ERROR)
-            response["error_message"] = getattr(error, "message", None)
+            answer["error_code"] = getattr(error, "code", ErrorCode.UNKNOWN_SERVER_ERROR)
+            answer["error_message"] = getattr(error, "message", None)
     return {"responses": responses, "throttle_time_ms": 0}
-
-
-async def _resolve_topic(broker, topic):
-    """(name, TopicInfo or None, KafkaError or None) for a topic entry,
-    named (v0-12) or by topic id (v13+), auto-creating where allowed."""
-    if "name" not in topic:
-        info = broker.topic_by_id(topic["topic_id"])
-        if info is None:
-            return None, None, KafkaError(ErrorCode.UNKNOWN_TOPIC_ID)
-        return info.name, info, None
-    name = topic["name"]
-    info = broker.topics.get(name)
-    if info is None and broker.config.auto_create_topics:
-        try:
-            info = await broker.auto_create_topic(name)
-        except KafkaError as e:
-            return name, None, e
-    if info is None:
-        return name, None, KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
-    return name, info, None
 
 
 def _validated(records, info):

@@ -6,8 +6,7 @@ from collections import deque
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Factory, Protocol
 
-from kafscale.handlers import HANDLERS, Request
-from kafscale.handlers.api_versions import unsupported_version_response
+from kafscale.handlers.dispatch import HANDLERS, Request, unsupported_version_response
 from kafscale.log import logger
 from kafscale.protocol.messages import (
     ApiKey,

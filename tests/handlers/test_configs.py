@@ -15,7 +15,7 @@ from kafka.admin import ConfigResource as PyConfigResource
 from kafka.admin import KafkaAdminClient
 from twisted.trial import unittest
 
-from kafscale.handlers.configs import ResourceType
+from kafscale.handlers.config_resources import ResourceType
 from kafscale.protocol.errors import ErrorCode
 from kafscale.protocol.messages import ApiKey
 from tests.support.brokers import in_thread, start_broker

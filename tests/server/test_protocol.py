@@ -200,7 +200,7 @@ class OrderingUnitTests(unittest.TestCase):
         from twisted.internet.defer import Deferred
         from twisted.internet.testing import StringTransport
 
-        from kafscale.handlers import HANDLERS, Handler
+        from kafscale.handlers.dispatch import HANDLERS, Handler
         from kafscale.server.protocol import KafkaFactory
 
         release = Deferred()
@@ -233,7 +233,7 @@ class OrderingUnitTests(unittest.TestCase):
         left waiting for an answer that never comes."""
         from twisted.internet.testing import StringTransport
 
-        from kafscale.handlers import HANDLERS, Handler
+        from kafscale.handlers.dispatch import HANDLERS, Handler
         from kafscale.server.protocol import KafkaFactory
 
         async def garbled_heartbeat(request):

@@ -1,80 +1,28 @@
-"""OffsetCommit and OffsetFetch, every version: committed offsets, kept in
-the metadata store through the group's coordinator (``broker.groups``)."""
+"""OffsetFetch, v1-10: a group's committed offsets, read from the metadata
+store through the group's coordinator.
 
-import time
+Versions: v1 (the oldest spoken) reports errors per partition only; v2 asks
+for every committed offset with a null topic list and adds a group-level
+error; v6 is the first flexible version; v7 asks for stable offsets, always
+given here since nothing is pending in a transaction; v8 asks about several
+groups at once; v9 adds the member id and epoch of KIP-848, ignored; v10
+names topics by id.
 
-from kafscale.handlers import handles
-from kafscale.metadata.interfaces import CommittedOffset
+Departures from Kafka: none that a client sees. A partition without a
+committed offset answers -1, so that the consumer's auto.offset.reset
+decides where it starts.
+"""
+
+from kafscale.handlers.common import topic_or_refusal
 from kafscale.protocol.errors import ErrorCode, KafkaError
-from kafscale.protocol.messages import ApiKey
 
-# What a partition without a committed offset answers, so that the
-# consumer's auto.offset.reset decides where it starts.
+# What a partition without a committed offset answers.
 NO_OFFSET = -1
 NO_LEADER_EPOCH = -1
 NO_METADATA = ""
 
 
-def _requested_topic(broker, topic, version):
-    """The TopicInfo a request's topic entry names (by id from v10), or a
-    KafkaError saying why there is none."""
-    if version >= 10:
-        info = broker.topic_by_id(topic["topic_id"])
-        return info if info is not None else KafkaError(ErrorCode.UNKNOWN_TOPIC_ID)
-    info = broker.topics.get(topic["name"])
-    return info if info is not None else KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
-
-
-@handles(ApiKey.OFFSET_COMMIT)
-async def offset_commit(request):
-    body, version, broker = request.body, request.api_version, request.broker
-    max_metadata = broker.config.offset_metadata_max_bytes
-    commit_ms = int(time.time() * 1000)
-    offsets = {}
-    topics = []
-    for topic in body["topics"]:
-        info = _requested_topic(broker, topic, version)
-        partitions = []
-        for partition in topic["partitions"]:
-            index = partition["partition_index"]
-            metadata = partition["committed_metadata"]
-            if isinstance(info, KafkaError):
-                error = info.code
-            elif not 0 <= index < info.partitions:
-                error = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-            elif metadata is not None and len(metadata) > max_metadata:
-                error = ErrorCode.OFFSET_METADATA_TOO_LARGE
-            else:
-                error = ErrorCode.NONE
-                offsets[(info.name, index)] = CommittedOffset(
-                    partition["committed_offset"],
-                    partition.get("committed_leader_epoch", NO_LEADER_EPOCH),
-                    NO_METADATA if metadata is None else metadata,
-                    commit_ms,
-                )
-            partitions.append({"partition_index": index, "error_code": error})
-        topics.append({"name": topic.get("name"), "topic_id": topic.get("topic_id"), "partitions": partitions})
-    if offsets:
-        try:
-            await broker.groups.commit_offsets(
-                body["group_id"], body["member_id"], body.get("group_instance_id"),
-                body["generation_id_or_member_epoch"], offsets,
-            )
-        except KafkaError as e:
-            error = e.code
-            if error == ErrorCode.GROUP_ID_NOT_FOUND and version < 9:
-                # Older clients know a commit for a group that is gone as
-                # one from a stale generation.
-                error = ErrorCode.ILLEGAL_GENERATION
-            for topic in topics:
-                for partition in topic["partitions"]:
-                    if partition["error_code"] == ErrorCode.NONE:
-                        partition["error_code"] = error
-    return {"throttle_time_ms": 0, "topics": topics}
-
-
-@handles(ApiKey.OFFSET_FETCH)
-async def offset_fetch(request):
+async def handle(request):
     body, version, broker = request.body, request.api_version, request.broker
     if version >= 8:
         return {
@@ -92,7 +40,7 @@ async def _fetch(broker, group_id, requested, version):
     if requested is None:
         wanted = None
     else:
-        named = [(topic, _requested_topic(broker, topic, version)) for topic in requested]
+        named = [(topic, topic_or_refusal(broker, topic)) for topic in requested]
         wanted = {
             (info.name, index)
             for topic, info in named if not isinstance(info, KafkaError)

@@ -1,20 +1,26 @@
-"""DescribeCluster: the live brokers, answered by any of them."""
+"""DescribeCluster, v0-2: the cluster id, the live brokers and the
+"controller", answered alike by any broker.
 
-from kafscale.handlers import handles
+Versions: v1 lets the client ask for controller endpoints instead (KIP-919),
+which we refuse with UNSUPPORTED_ENDPOINT_TYPE; v2 asks to include fenced
+brokers, and none ever are.
+
+Departures from Kafka: there is no controller quorum. The controller id is
+the lowest live node id (see ``Broker.controller_id``), and without an
+authorizer every cluster operation is allowed.
+"""
+
+from kafscale.handlers.common import OPERATIONS_NOT_REQUESTED
 from kafscale.protocol.errors import ErrorCode
-from kafscale.protocol.messages import ApiKey
 
 BROKER_ENDPOINTS = 1
-# What Kafka sends when authorized operations were not asked for.
-OPERATIONS_NOT_REQUESTED = -(2**31)
 # Without authentication every client may do every cluster operation Kafka
 # knows: CREATE, ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS,
 # ALTER_CONFIGS and IDEMPOTENT_WRITE (Kafka's AclOperation codes).
 CLUSTER_OPERATIONS = sum(1 << operation for operation in (5, 7, 8, 9, 10, 11, 12))
 
 
-@handles(ApiKey.DESCRIBE_CLUSTER)
-async def describe_cluster(request):
+async def handle(request):
     broker = request.broker
     body = request.body
     response = {

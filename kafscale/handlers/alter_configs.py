@@ -1,0 +1,23 @@
+"""AlterConfigs, v0-2: replace a topic's configs, in one metadata-store
+write per topic; the configs a request does not name return to their
+defaults, as in Kafka.
+
+Versions: v1 is the same as v0; v2 is the first flexible version.
+
+Departures from Kafka: the broker's settings are static (twistd options),
+so altering a broker resource is refused with INVALID_REQUEST (an unknown
+setting's name with INVALID_CONFIG). A config named twice, or a resource
+named twice, is INVALID_REQUEST.
+"""
+
+from kafscale.handlers.config_resources import alter
+from kafscale.metadata.topic_configs import TOPIC_CONFIGS
+
+
+async def handle(request):
+    return await alter(request, _replacing_changes)
+
+
+def _replacing_changes(info, configs):
+    updates = {config["name"]: config["value"] for config in configs}
+    return updates, [name for name in TOPIC_CONFIGS if name not in updates]

@@ -1,0 +1,121 @@
+"""What several handlers share: protocol constants, finding the topic a
+request names (by name or by id), and the loop that answers each partition
+a request names from the PartitionLog this broker owns."""
+
+import uuid
+from dataclasses import dataclass
+
+from kafscale.log import logger
+from kafscale.protocol.errors import ErrorCode, KafkaError
+from kafscale.protocol.messages import ApiKey
+from kafscale.storage.interfaces import ObjectStoreError
+from kafscale.storage.segment import CorruptSegment
+
+log = logger("kafscale.handlers")
+
+NO_TOPIC_ID = uuid.UUID(int=0)
+"""The topic id of a topic named by name, and of an answer without a topic."""
+
+OPERATIONS_NOT_REQUESTED = -(2**31)
+"""The authorized-operations field when the client did not ask for it, as
+Kafka sends it; kafka-python chokes on -1 (NOTES.md)."""
+
+STORAGE_ERRORS = (ObjectStoreError, CorruptSegment)
+"""What reading committed segments raises when the object store fails or
+holds a damaged object: answered KAFKA_STORAGE_ERROR for that partition."""
+
+
+def known_topic(broker, name, topic_id=NO_TOPIC_ID):
+    """The TopicInfo a request's topic entry names: by ``name``, or by
+    ``topic_id`` where the name is None (the versions that name topics by
+    id). Raises the KafkaError Kafka answers for a topic it does not know:
+    UNKNOWN_TOPIC_OR_PARTITION by name, UNKNOWN_TOPIC_ID by id."""
+    if name is None:
+        info = broker.topic_by_id(topic_id)
+        if info is None:
+            raise KafkaError(ErrorCode.UNKNOWN_TOPIC_ID, f"no topic with id {topic_id}")
+        return info
+    info = broker.topics.get(name)
+    if info is None:
+        raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"no topic {name!r}")
+    return info
+
+
+def topic_or_refusal(broker, entry):
+    """The TopicInfo a request's topic entry names (by its "name", or by its
+    "topic_id" in versions without names), or the KafkaError refusing it:
+    for handlers that answer each of the topic's partitions with it."""
+    try:
+        return known_topic(broker, entry.get("name"), entry.get("topic_id", NO_TOPIC_ID))
+    except KafkaError as e:
+        return e
+
+
+async def known_or_created_topic(broker, name, topic_id=NO_TOPIC_ID, may_create=True):
+    """:func:`known_topic`, except that a topic named by name that does not
+    exist is created with the broker's defaults, where the broker creates
+    topics on first use and the request (``may_create``) allows it."""
+    if name is not None and name not in broker.topics and may_create and broker.config.auto_create_topics:
+        return await broker.auto_create_topic(name)
+    return known_topic(broker, name, topic_id)
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionLayout:
+    """How an API spells the topics -> partitions nesting of its request
+    and of its answer: the field naming a topic entry's topic (the same in
+    both), the field listing its partitions and the field giving a
+    partition's index (in the request, then in the answer)."""
+
+    topic: str = "name"
+    partitions: str = "partitions"
+    index: str = "partition_index"
+    answered_partitions: str = "partitions"
+    answered_index: str = "partition_index"
+
+
+async def answer_partitions(request, topics, layout, blank, work, name_of=None):
+    """Answer each partition that the request's ``topics`` name, in the
+    request's order. -> the answer's topic entries.
+
+    A partition's answer starts as ``blank`` with its index and error code
+    NONE; ``await work(partition_log, wanted, answer)`` fills it in from the
+    PartitionLog this broker owns for it (``wanted`` is the partition's
+    request entry). ``name_of(topic)`` gives a topic entry's topic name (by
+    default the entry's name field); a KafkaError it raises refuses every
+    partition of that topic. A KafkaError from finding the log or from
+    ``work`` becomes the partition's error code (and message, where the
+    answer carries one); a failing object store, KAFKA_STORAGE_ERROR.
+    """
+    answered = []
+    for topic in topics:
+        refusal = None
+        try:
+            name = topic[layout.topic] if name_of is None else name_of(topic)
+        except KafkaError as e:
+            name, refusal = topic.get(layout.topic), e
+        partitions = []
+        for wanted in topic[layout.partitions]:
+            index = wanted[layout.index]
+            answer = {layout.answered_index: index, "error_code": ErrorCode.NONE, **blank}
+            partitions.append(answer)
+            if refusal is not None:
+                _refuse(answer, refusal)
+                continue
+            try:
+                await work(request.broker.log_for(name, index), wanted, answer)
+            except KafkaError as e:
+                _refuse(answer, e)
+            except STORAGE_ERRORS as e:
+                log.warn("{api} of {topic}-{partition} failed: {error}", api=ApiKey(request.api_key).name,
+                         topic=name, partition=index, error=e)
+                answer["error_code"] = ErrorCode.KAFKA_STORAGE_ERROR
+        answered.append({layout.topic: name, "topic_id": topic.get("topic_id", NO_TOPIC_ID),
+                         layout.answered_partitions: partitions})
+    return answered
+
+
+def _refuse(answer, error):
+    answer["error_code"] = error.code
+    if "error_message" in answer:
+        answer["error_message"] = error.message

@@ -1,0 +1,87 @@
+"""What DescribeConfigs, AlterConfigs and IncrementalAlterConfigs share:
+the resources they address (topics, and this broker), Kafka's codes for
+config sources, and the one way both alter APIs validate and apply a
+resource's changes.
+
+Topic configs live in the metadata store and change atomically, one write
+per topic. The broker's own settings are static (twistd options): they are
+described under Kafka's names and refused when a client tries to alter them.
+"""
+
+import enum
+from collections import Counter
+
+from kafscale.handlers.common import known_topic
+from kafscale.handlers.validation import check_named_once, check_topic_configs, named_more_than_once
+from kafscale.metadata.topic_configs import BROKER_SETTINGS
+from kafscale.protocol.errors import ErrorCode, KafkaError
+
+
+class ResourceType(enum.IntEnum):
+    TOPIC = 2
+    BROKER = 4
+
+
+class ConfigSource(enum.IntEnum):
+    DYNAMIC_TOPIC_CONFIG = 1
+    STATIC_BROKER_CONFIG = 4
+    DEFAULT_CONFIG = 5
+
+
+def unsupported_resource(resource_type):
+    return KafkaError(ErrorCode.INVALID_REQUEST, f"resource type {resource_type} is not supported")
+
+
+def check_this_broker(broker, name):
+    """A broker resource is named by its node id; each broker answers for
+    itself alone."""
+    try:
+        node_id = int(name)
+    except ValueError:
+        raise KafkaError(ErrorCode.INVALID_REQUEST, f"broker resource {name!r} is not a node id") from None
+    if node_id != broker.node_id:
+        raise KafkaError(ErrorCode.INVALID_REQUEST,
+                         f"this is broker {broker.node_id}: ask broker {node_id} about its own configs")
+
+
+async def alter(request, changes):
+    """Validate and apply each resource's changes; ``changes(info, configs)``
+    turns a topic's requested configs into (updates, deletions)."""
+    broker = request.broker
+    body = request.body
+    resources = Counter((r["resource_type"], r["resource_name"]) for r in body["resources"])
+    responses = []
+    for resource in body["resources"]:
+        resource_type, name = resource["resource_type"], resource["resource_name"]
+        response = {"error_code": ErrorCode.NONE, "error_message": None, "resource_type": resource_type,
+                    "resource_name": name}
+        responses.append(response)
+        try:
+            if resources[resource_type, name] > 1:
+                raise KafkaError(ErrorCode.INVALID_REQUEST, f"resource {name!r} is named more than once")
+            repeated = named_more_than_once(c["name"] for c in resource["configs"])
+            for config in resource["configs"]:
+                check_named_once("config", config["name"], repeated)
+            if resource_type == ResourceType.BROKER:
+                _refuse_broker_change(broker, name, resource["configs"])
+            elif resource_type != ResourceType.TOPIC:
+                raise unsupported_resource(resource_type)
+            info = known_topic(broker, name)
+            updates, deletions = changes(info, resource["configs"])
+            check_topic_configs(updates)
+            if body["validate_only"]:
+                continue
+            await broker.alter_topic_configs(name, updates, deletions)
+        except KafkaError as e:
+            response["error_code"], response["error_message"] = e.code, e.message
+    return {"throttle_time_ms": 0, "responses": responses}
+
+
+def _refuse_broker_change(broker, name, configs):
+    if name != "":
+        check_this_broker(broker, name)
+    for config in configs:
+        if config["name"] not in BROKER_SETTINGS:
+            raise KafkaError(ErrorCode.INVALID_CONFIG, f"unknown broker config {config['name']!r}")
+    raise KafkaError(ErrorCode.INVALID_REQUEST,
+                     "broker configs are static: restart the broker with other options to change them")

@@ -1,0 +1,95 @@
+"""DescribeConfigs, v1-4: a topic's configs (those set on it, and the
+defaults of the rest), or this broker's settings under Kafka's names.
+
+Versions: v1 (the oldest spoken) adds synonyms and the config source; v3
+adds the config type and documentation; v4 is the first flexible version.
+
+Departures from Kafka: only topic and broker resources are known (others:
+INVALID_REQUEST). A broker describes only itself, named by its node id
+(asked about another node: INVALID_REQUEST); its settings are static, so
+they are read-only, and the cluster-wide dynamic defaults (resource name "")
+are empty. Nothing is sensitive.
+"""
+
+import dataclasses
+
+from kafscale.config import BrokerConfig
+from kafscale.handlers.common import known_topic
+from kafscale.handlers.config_resources import ConfigSource, ResourceType, check_this_broker, unsupported_resource
+from kafscale.metadata.topic_configs import BROKER_SETTINGS, TOPIC_CONFIGS
+from kafscale.protocol.errors import ErrorCode, KafkaError
+
+CONFIG_TYPES = {"BOOLEAN": 1, "STRING": 2, "INT": 3, "SHORT": 4, "LONG": 5, "DOUBLE": 6, "LIST": 7}
+
+_DEFAULT_BROKER = BrokerConfig()
+
+
+async def handle(request):
+    body = request.body
+    results = []
+    for resource in body["resources"]:
+        result = {"error_code": ErrorCode.NONE, "error_message": None,
+                  "resource_type": resource["resource_type"], "resource_name": resource["resource_name"],
+                  "configs": []}
+        results.append(result)
+        try:
+            entries = _entries(request.broker, resource["resource_type"], resource["resource_name"])
+        except KafkaError as e:
+            result["error_code"], result["error_message"] = e.code, e.message
+            continue
+        wanted = resource["configuration_keys"]
+        result["configs"] = [
+            _describe(entry, body.get("include_synonyms", False), body.get("include_documentation", False))
+            for entry in entries
+            if wanted is None or entry["name"] in wanted
+        ]
+    return {"throttle_time_ms": 0, "results": results}
+
+
+def _entries(broker, resource_type, name):
+    if resource_type == ResourceType.TOPIC:
+        info = known_topic(broker, name)
+        return [_topic_entry(key, info.configs) for key in TOPIC_CONFIGS.values()]
+    if resource_type == ResourceType.BROKER:
+        if name == "":
+            # The cluster-wide dynamic defaults: there are none.
+            return []
+        check_this_broker(broker, name)
+        # In a cluster the node id may have been allocated at start.
+        config = dataclasses.replace(broker.config, node_id=broker.node_id)
+        return [_broker_entry(setting, config) for setting in BROKER_SETTINGS.values()]
+    raise unsupported_resource(resource_type)
+
+
+def _topic_entry(key, configs):
+    default = (key.broker_name, key.default, ConfigSource.DEFAULT_CONFIG)
+    if key.name in configs:
+        value, source = configs[key.name], ConfigSource.DYNAMIC_TOPIC_CONFIG
+        synonyms = [(key.name, value, source), default]
+    else:
+        value, source = key.default, ConfigSource.DEFAULT_CONFIG
+        synonyms = [default]
+    return {"name": key.name, "value": value, "source": source, "read_only": False, "type": key.type,
+            "doc": key.doc, "synonyms": synonyms}
+
+
+def _broker_entry(setting, config):
+    value = setting.value(config)
+    source = (ConfigSource.DEFAULT_CONFIG if value == setting.value(_DEFAULT_BROKER)
+              else ConfigSource.STATIC_BROKER_CONFIG)
+    return {"name": setting.name, "value": value, "source": source, "read_only": True, "type": setting.type,
+            "doc": setting.doc, "synonyms": [(setting.name, value, source)]}
+
+
+def _describe(entry, include_synonyms, include_documentation):
+    return {
+        "name": entry["name"],
+        "value": entry["value"],
+        "read_only": entry["read_only"],
+        "config_source": entry["source"],
+        "is_sensitive": False,
+        "synonyms": [{"name": name, "value": value, "source": source}
+                     for name, value, source in entry["synonyms"]] if include_synonyms else [],
+        "config_type": CONFIG_TYPES[entry["type"]],
+        "documentation": entry["doc"] if include_documentation else None,
+    }

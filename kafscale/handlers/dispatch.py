@@ -1,0 +1,93 @@
+"""The dispatch table: which handler answers each API key, and at which
+versions. ApiVersions advertises exactly this table, and the server refuses
+what it does not list."""
+
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+from kafscale.handlers import (
+    alter_configs,
+    api_versions,
+    create_partitions,
+    create_topics,
+    delete_groups,
+    delete_records,
+    delete_topics,
+    describe_cluster,
+    describe_configs,
+    describe_groups,
+    fetch,
+    find_coordinator,
+    heartbeat,
+    incremental_alter_configs,
+    init_producer_id,
+    join_group,
+    leave_group,
+    list_groups,
+    list_offsets,
+    metadata,
+    offset_commit,
+    offset_fetch,
+    offset_for_leader_epoch,
+    produce,
+    sync_group,
+)
+from kafscale.protocol.messages import ApiKey
+
+
+@dataclass(slots=True)
+class Request:
+    api_key: int
+    api_version: int
+    correlation_id: int
+    client_id: str | None
+    body: dict
+    broker: Any
+    client_host: str
+
+
+@dataclass(frozen=True, slots=True)
+class Handler:
+    api_key: int
+    min_version: int
+    max_version: int
+    handle: Callable[[Request], Awaitable[dict | None]]
+
+
+HANDLERS: dict[int, Handler] = {
+    handler.api_key: handler
+    for handler in (
+        Handler(ApiKey.PRODUCE, 3, 13, produce.handle),
+        Handler(ApiKey.FETCH, 4, 18, fetch.handle),
+        Handler(ApiKey.LIST_OFFSETS, 1, 11, list_offsets.handle),
+        Handler(ApiKey.METADATA, 0, 13, metadata.handle),
+        Handler(ApiKey.OFFSET_COMMIT, 2, 10, offset_commit.handle),
+        Handler(ApiKey.OFFSET_FETCH, 1, 10, offset_fetch.handle),
+        Handler(ApiKey.FIND_COORDINATOR, 0, 6, find_coordinator.handle),
+        Handler(ApiKey.JOIN_GROUP, 0, 9, join_group.handle),
+        Handler(ApiKey.HEARTBEAT, 0, 4, heartbeat.handle),
+        Handler(ApiKey.LEAVE_GROUP, 0, 5, leave_group.handle),
+        Handler(ApiKey.SYNC_GROUP, 0, 5, sync_group.handle),
+        Handler(ApiKey.DESCRIBE_GROUPS, 0, 6, describe_groups.handle),
+        Handler(ApiKey.LIST_GROUPS, 0, 5, list_groups.handle),
+        Handler(ApiKey.CREATE_TOPICS, 2, 7, create_topics.handle),
+        Handler(ApiKey.DELETE_TOPICS, 1, 6, delete_topics.handle),
+        Handler(ApiKey.DELETE_RECORDS, 0, 2, delete_records.handle),
+        Handler(ApiKey.INIT_PRODUCER_ID, 0, 6, init_producer_id.handle),
+        Handler(ApiKey.OFFSET_FOR_LEADER_EPOCH, 2, 4, offset_for_leader_epoch.handle),
+        Handler(ApiKey.DESCRIBE_CONFIGS, 1, 4, describe_configs.handle),
+        Handler(ApiKey.ALTER_CONFIGS, 0, 2, alter_configs.handle),
+        Handler(ApiKey.CREATE_PARTITIONS, 0, 3, create_partitions.handle),
+        Handler(ApiKey.DELETE_GROUPS, 0, 2, delete_groups.handle),
+        Handler(ApiKey.INCREMENTAL_ALTER_CONFIGS, 0, 1, incremental_alter_configs.handle),
+        Handler(ApiKey.DESCRIBE_CLUSTER, 0, 2, describe_cluster.handle),
+    )
+}
+# ApiVersions answers from the table it belongs to.
+HANDLERS[ApiKey.API_VERSIONS] = Handler(ApiKey.API_VERSIONS, 0, 4, api_versions.answering_from(HANDLERS))
+
+
+def unsupported_version_response(correlation_id):
+    """The encoded answer to an ApiVersions request at a version not in the
+    table (see :func:`api_versions.unsupported_version_response`)."""
+    return api_versions.unsupported_version_response(HANDLERS, correlation_id)

@@ -1,0 +1,56 @@
+"""IncrementalAlterConfigs, v0-1: set, delete, append to or subtract from
+a topic's configs, in one metadata-store write per topic.
+
+Versions: v1 is the first flexible version.
+
+Departures from Kafka: the broker's settings are static (twistd options),
+so altering a broker resource is refused with INVALID_REQUEST (an unknown
+setting's name with INVALID_CONFIG). APPEND and SUBTRACT apply to list
+configs only (INVALID_CONFIG otherwise), as in Kafka.
+"""
+
+import enum
+
+from kafscale.handlers.config_resources import alter
+from kafscale.metadata import topic_configs
+from kafscale.metadata.topic_configs import TOPIC_CONFIGS
+from kafscale.protocol.errors import ErrorCode, KafkaError
+
+
+class ConfigOperation(enum.IntEnum):
+    SET = 0
+    DELETE = 1
+    APPEND = 2
+    SUBTRACT = 3
+
+
+async def handle(request):
+    return await alter(request, _incremental_changes)
+
+
+def _incremental_changes(info, configs):
+    updates = {}
+    deletions = []
+    for config in configs:
+        name, value, operation = config["name"], config["value"], config["config_operation"]
+        key = TOPIC_CONFIGS.get(name)
+        if key is None:
+            raise KafkaError(ErrorCode.INVALID_CONFIG, f"unknown topic config {name!r}")
+        if operation == ConfigOperation.SET:
+            updates[name] = value
+        elif operation == ConfigOperation.DELETE:
+            deletions.append(name)
+        elif operation in (ConfigOperation.APPEND, ConfigOperation.SUBTRACT):
+            if key.type != "LIST":
+                raise KafkaError(ErrorCode.INVALID_CONFIG,
+                                 f"{name} is not a list: APPEND and SUBTRACT apply to lists only")
+            current = [item for item in topic_configs.effective(info.configs, name).split(",") if item]
+            given = [item.strip() for item in (value or "").split(",") if item.strip()]
+            if operation == ConfigOperation.APPEND:
+                items = current + [item for item in given if item not in current]
+            else:
+                items = [item for item in current if item not in given]
+            updates[name] = ",".join(items)
+        else:
+            raise KafkaError(ErrorCode.INVALID_REQUEST, f"unknown config operation {operation}")
+    return updates, deletions
