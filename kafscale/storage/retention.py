@@ -86,11 +86,9 @@ class RetentionService(Service):
 
     def startService(self):
         super().startService()
-        self._loop = LoopingCall(self._lock.run, self.enforce)
+        self._loop = LoopingCall(self._lock.run, self._pass)
         self._loop.clock = self.broker.reactor
-        self._loop.start(self.interval, now=False).addErrback(
-            lambda failure: log.failure("retention stopped", failure)
-        )
+        self._loop.start(self.interval, now=False)
 
     def stopService(self):
         super().stopService()
@@ -99,6 +97,14 @@ class RetentionService(Service):
         # Wait for a running pass to finish.
         return self._lock.acquire().addCallback(lambda lock: lock.release())
 
+    async def _pass(self):
+        # A LoopingCall whose call fails never runs again: whatever broke
+        # this pass, the next one must still come.
+        try:
+            await self.enforce()
+        except Exception:
+            log.failure("retention pass failed; the next runs in {interval}s", interval=self.interval)
+
     async def enforce(self):
         """One pass over every partition this broker owns."""
         now_ms = int(self.broker.reactor.seconds() * 1000)
@@ -106,10 +112,10 @@ class RetentionService(Service):
             info = self.broker.topics.get(topic)
             if not self.running or info is None or partition_log.closed:
                 continue
-            new_start = retention_start(partition_log.state, info.configs, now_ms)
-            if new_start <= partition_log.log_start_offset:
-                continue
             try:
+                new_start = retention_start(partition_log.state, info.configs, now_ms)
+                if new_start <= partition_log.log_start_offset:
+                    continue
                 removed = await drop_segments_below(partition_log, new_start)
             except KafkaError as e:
                 log.warn("retention of {topic}-{partition} failed: {error}", topic=topic, partition=partition,

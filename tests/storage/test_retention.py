@@ -7,7 +7,7 @@ import time
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka import KafkaError as ClientError
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.trial import unittest
 
@@ -109,6 +109,28 @@ class _SlowLog:
         return self.advancing
 
 
+class _FailingOnceLog(_SlowLog):
+    """A partition log whose state cannot be read the first time, as if a
+    bug met it; advancing its start succeeds at once."""
+
+    def __init__(self):
+        super().__init__()
+        self._state = self.__dict__.pop("state")
+        self.reads = 0
+
+    def __getattr__(self, name):
+        if name != "state":
+            raise AttributeError(name)
+        self.reads += 1
+        if self.reads == 1:
+            raise RuntimeError("a bug met on the first pass")
+        return self._state
+
+    def advance_log_start(self, new_start):
+        self.asked.append(new_start)
+        return succeed([])
+
+
 class _Topic:
     configs = {"retention.ms": "1000"}
 
@@ -139,6 +161,39 @@ class RetentionServiceTests(unittest.TestCase):
         self.successResultOf(stopped)
         self.clock.advance(50)
         self.assertEqual(self.log.asked, [20])
+
+    def test_a_failed_pass_is_logged_and_the_next_one_retries(self):
+        failing = _FailingOnceLog()
+        self.service.broker.logs = {("t", 0): failing, ("t", 1): self.log}
+        self.service.startService()
+        self.addCleanup(self.service.stopService)
+        self.log.advancing.callback([])
+        self.clock.advance(5)
+        self.assertEqual((failing.asked, self.log.asked), ([], [20]), "one partition's failure stopped the pass")
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.clock.advance(5)
+        self.assertEqual(failing.asked, [20], "no pass came after the failed one")
+
+    def test_a_pass_that_fails_outright_is_retried(self):
+        topics = self.service.broker.topics
+
+        class FailingOnce:
+            calls = 0
+
+            def get(self, name):
+                self.calls += 1
+                if self.calls == 1:
+                    raise RuntimeError("a bug met outside any partition")
+                return topics.get(name)
+
+        self.service.broker.topics = FailingOnce()
+        self.service.startService()
+        self.addCleanup(self.service.stopService)
+        self.log.advancing.callback([])
+        self.clock.advance(5)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.clock.advance(5)
+        self.assertEqual(self.log.asked, [20], "no pass came after the failed one")
 
 
 class RetentionContract:
