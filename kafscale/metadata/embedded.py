@@ -5,8 +5,9 @@ SQLite runs on a dedicated one-thread pool, never on the reactor thread. The
 file is in WAL mode, so another process (the admin CLI) can read and write it
 while the broker runs: writes take the lock up front (BEGIN IMMEDIATE) and
 wait for it up to ``busy_timeout``, then fail with MetadataUnavailable. With
-synchronous=NORMAL a returned commit survives the process being killed (not
-a power cut).
+synchronous=FULL the WAL is synced before a commit returns, so a commit the
+broker acknowledged survives a power cut, not only the process being killed
+(about half a millisecond more per commit than synchronous=NORMAL).
 
 Other processes' changes are noticed by polling ``PRAGMA data_version``,
 which changes only when another connection commits. A ``changes`` table
@@ -312,7 +313,7 @@ class EmbeddedMetadataStore(Service):
         )
         try:
             self._use_wal(db)
-            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA synchronous=FULL")
             db.execute("BEGIN IMMEDIATE")
             (version,) = db.execute("PRAGMA user_version").fetchone()
             if version == 0:

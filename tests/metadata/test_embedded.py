@@ -104,6 +104,17 @@ os.kill(os.getpid(), signal.SIGKILL)
         self.assertEqual((state.leader_epoch, state.next_offset), (1, 10))
         self.assertEqual([s.key for s in state.segments], ["events/0/segment.kfs"])
 
+    async def test_commits_are_synced_before_they_return(self):
+        # A power cut cannot be staged in a test; what decides whether one
+        # rolls a returned commit back is the store connection's sync level.
+        store = await self.make_store()
+        await store.topics()
+
+        def synchronous():
+            return store._connection().execute("PRAGMA synchronous").fetchone()[0]
+
+        self.assertEqual(await store._run(synchronous), 2, "not synchronous=FULL: the WAL is not synced at commit")
+
     async def test_own_changes_are_not_reported(self):
         store = await self.make_store()
         reported = []
