@@ -18,7 +18,7 @@ from twisted.python.failure import Failure
 from kafscale import stores
 from kafscale.etcd import layout
 from kafscale.etcd.client import EtcdError
-from kafscale.etcd.store import EtcdMetadataStore
+from kafscale.etcd.interfaces import IOwnershipStore
 from kafscale.metadata.interfaces import MetadataError
 from kafscale.storage.interfaces import ObjectStoreError
 
@@ -80,7 +80,7 @@ class Stores:
 
     async def owners(self):
         """{(topic, partition): node id} for every owned partition."""
-        if isinstance(self.metadata, EtcdMetadataStore):
+        if IOwnershipStore.providedBy(self.metadata):
             # The owner keys say it, under their owners' leases.
             keys = self.metadata.keys
             reply = await self.metadata.client.range(keys.area("owners/"), prefix=True)

@@ -14,7 +14,7 @@ wins or had won.
 
 The owner keys are the truth, not the hash: a broker serves a partition
 only after it wrote the owner key under its lease, in the transaction that
-bumped the partition's leader epoch (`EtcdMetadataStore.acquire_partition`),
+bumped the partition's leader epoch (`IOwnershipStore.acquire_partition`),
 and Metadata names whoever holds the key. The hash only says who should
 take a partition when it is free and who should hand it over.
 
@@ -189,9 +189,9 @@ class Cluster(Service):
         self._views = {
             name: _PrefixView(client, keys.area(prefix), key_of, value_of, self._changed, self._reactor)
             for name, prefix, key_of, value_of in [
-                ("brokers", "brokers/", keys.last_number, lambda kv: layout.decode_broker(kv.value)),
+                ("brokers", "brokers/", keys.node_id, lambda kv: layout.decode_broker(kv.value)),
                 ("owners", "owners/", keys.topic_partition, layout.decode_owner),
-                ("slots", "coordinators/", keys.last_number, layout.decode_owner),
+                ("slots", "coordinators/", keys.slot, layout.decode_owner),
             ]
         }
         try:

@@ -116,8 +116,12 @@ class Keys:
         """-> the group id of a group or offset key."""
         return unquote(self.relative(key).split("/")[1])
 
-    def last_number(self, key):
-        """-> the node id of a broker key, the slot of a coordinator key."""
+    def node_id(self, key):
+        """-> the node id of a broker key."""
+        return int(key.rsplit(b"/", 1)[1])
+
+    def slot(self, key):
+        """-> the slot of a coordinator key."""
         return int(key.rsplit(b"/", 1)[1])
 
 

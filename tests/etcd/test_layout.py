@@ -29,8 +29,8 @@ class KeysTests(SynchronousTestCase):
         self.assertEqual(self.keys.topic_partition(self.keys.offset("a/b", "events", 3)), ("events", 3))
         self.assertEqual(self.keys.group_id(self.keys.group("a/b%")), "a/b%")
         self.assertEqual(self.keys.group_id(self.keys.offset("a/b%", "events", 3)), "a/b%")
-        self.assertEqual(self.keys.last_number(self.keys.broker(1001)), 1001)
-        self.assertEqual(self.keys.last_number(self.keys.coordinator(63)), 63)
+        self.assertEqual(self.keys.node_id(self.keys.broker(1001)), 1001)
+        self.assertEqual(self.keys.slot(self.keys.coordinator(63)), 63)
 
     def test_group_ids_are_escaped(self):
         self.assertEqual(self.keys.relative(self.keys.offsets("a/b")), "offsets/a%2Fb/")
