@@ -1,26 +1,30 @@
 """PartitionLog on a real local object store and the embedded metadata
-store: group commit, failures without gaps, keys never reused, reads
-across segments."""
+store, with a fault injected at an exact point where a test needs one: group
+commit, commits of unknown outcome, fencing by a new owner, failures without
+gaps, bounded buffers, close, reads across segments."""
 
 import os
 import tempfile
 
 from twisted.internet import reactor
-from twisted.internet.defer import fail
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
 from twisted.trial import unittest
 
 from kafscale.metadata.embedded import EmbeddedMetadataStore
-from kafscale.metadata.interfaces import MetadataUnavailable
+from kafscale.metadata.interfaces import Fenced, MetadataUnavailable
 from kafscale.protocol.errors import ErrorCode, KafkaError
-from kafscale.protocol.records import iter_batches
+from kafscale.protocol.records import decode_records, iter_batches
 from kafscale.storage.cache import SegmentCache
 from kafscale.storage.interfaces import ObjectStoreUnavailable
 from kafscale.storage.local import LocalObjectStore
 from kafscale.storage.partition_log import BufferBudget, LogSettings, PartitionLog
-from kafscale.storage.segment import index_key
-from tests.support.faults import Held
+from kafscale.storage.segment import index_key, read_segment
+from tests.support.faults import Held, Unreliable
 from tests.support.records import build_batch
-from tests.support.waiting import sleep
+from tests.support.waiting import eventually
+
+PRODUCER = 4242
 
 
 def records(*values):
@@ -28,43 +32,71 @@ def records(*values):
     return blob, list(iter_batches(blob))
 
 
-class Refusing:
-    """A metadata store whose next commits fail without being applied."""
-
-    def __init__(self, store):
-        self.store = store
-        self.refusals = 0
-
-    def commit_segment(self, *args):
-        if self.refusals:
-            self.refusals -= 1
-            return fail(MetadataUnavailable("etcd is down"))
-        return self.store.commit_segment(*args)
-
-    def __getattr__(self, name):
-        return getattr(self.store, name)
+def idempotent(sequence, producer=PRODUCER):
+    """(blob, batches) of one record from an idempotent producer."""
+    blob = build_batch([(b"k", b"v%d" % sequence, [])], producer=(producer, 0, sequence))
+    return blob, list(iter_batches(blob))
 
 
-class PartitionLogTests(unittest.TestCase):
+class LogCase(unittest.TestCase):
+    """A partition "t"-0 claimed in an embedded store, its segments in a
+    local directory; ``self.objects`` can hold uploads and
+    ``self.metadata`` can fail commits and reads."""
+
     async def setUp(self):
         directory = tempfile.mkdtemp(prefix="kafscale-log-")
         self.store = EmbeddedMetadataStore(os.path.join(directory, "metadata.sqlite"))
         self.store.startService()
         self.addCleanup(self.store.stopService)
         self.objects = Held(LocalObjectStore(os.path.join(directory, "objects")))
-        self.metadata = Refusing(self.store)
+        self.metadata = Unreliable(self.store)
         self.topic = await self.store.create_topic("t", 1)
         state = await self.store.partition_state("t", 0)
         self.state = await self.store.claim_partition("t", 0, state.leader_epoch)
         self.cache = SegmentCache(64 << 20)
+        self.budget = BufferBudget(64 << 20)
+        self.fenced = []
         self.log = self.open_log()
 
-    def open_log(self, state=None, **settings):
+    def open_log(self, state=None, budget=None, clock=reactor, **settings):
         return PartitionLog(
             state or self.state, topic_id=self.topic.topic_id, metadata=self.metadata, objects=self.objects,
-            cache=self.cache, budget=BufferBudget(64 << 20), settings=LogSettings(**settings), reactor=reactor,
+            cache=self.cache, budget=budget or self.budget, settings=LogSettings(**settings), reactor=clock,
+            on_fenced=self.fenced.append,
         )
 
+    async def assertFailsWith(self, code, deferred):
+        with self.assertRaises(KafkaError) as raised:
+            await deferred
+        self.assertEqual(raised.exception.code, code)
+
+    async def committed_values(self):
+        """The record values of every segment in the store's manifest, in
+        offset order, read back from the object store: what a new owner
+        would serve."""
+        state = await self.store.partition_state("t", 0)
+        values = []
+        for ref in state.segments:
+            segment = read_segment(await self.objects.get(ref.key), ref.key)
+            for batch in iter_batches(segment.batches):
+                view = segment.batches[batch.position: batch.position + batch.size]
+                values += [(record.offset, record.value) for record in decode_records(view)]
+        return values
+
+    async def fencing_reported(self):
+        """The log closed and told its owner, once. (Its producers hear of
+        the fencing first, in the same call.)"""
+        await eventually(lambda: self.fenced, timeout=1, what="on_fenced")
+        self.assertEqual(self.fenced, [self.log])
+        self.assertTrue(self.log.closed)
+
+    async def claim_elsewhere(self):
+        """Another broker claims the partition: a new leader epoch."""
+        state = await self.store.partition_state("t", 0)
+        return await self.store.claim_partition("t", 0, state.leader_epoch)
+
+
+class PartitionLogTests(LogCase):
     async def test_appends_during_a_flush_share_the_next_one(self):
         gate = self.objects.hold()
         first = self.log.append(*records(b"a"))
@@ -86,7 +118,7 @@ class PartitionLogTests(unittest.TestCase):
         self.assertEqual(self.log.high_watermark, 1)
 
     async def test_a_retried_flush_never_reuses_a_key(self):
-        self.metadata.refusals = 1
+        self.metadata.refusals = [MetadataUnavailable("etcd is down")]
         with self.assertRaises(KafkaError):
             await self.log.append(*records(b"first try"))
         self.assertEqual(await self.log.append(*records(b"second try")), 0)
@@ -111,12 +143,11 @@ class PartitionLogTests(unittest.TestCase):
     async def test_index_follows_the_commit_and_is_not_required(self):
         await self.log.append(*records(b"indexed"))
         key = self.log.state.segments[0].key
-        for _ in range(100):
-            if any(o.key == index_key(key) for o in await self.objects.list("t/")):
-                break
-            await sleep(0.01)
-        else:
-            self.fail("the index was never uploaded")
+
+        async def indexed():
+            return any(o.key == index_key(key) for o in await self.objects.list("t/"))
+
+        await eventually(indexed, timeout=1, what="the index upload")
         # a reader of large segments uses the index, and copes without it
         ranged = self.open_log(self.log.state, whole_segment_limit=0)
         self.cache.discard(key)
@@ -149,8 +180,233 @@ class PartitionLogTests(unittest.TestCase):
         self.log.prefetch(5)  # beyond the log: nothing to load
         self.assertNotIn(key, self.cache)
         self.log.prefetch(0)
-        for _ in range(100):
-            if key in self.cache:
-                break
-            await sleep(0.01)
-        self.assertIn(key, self.cache)
+        await eventually(lambda: key in self.cache, timeout=1, what="the prefetch")
+
+
+class InDoubtCommitTests(LogCase):
+    """A commit whose answer is an error may have been applied all the same:
+    the log finds out before it acknowledges or writes again."""
+
+    async def test_a_commit_applied_but_unanswered_is_acknowledged_once(self):
+        self.metadata.lose_answers = 1
+        self.assertEqual(await self.log.append(*records(b"a")), 0)
+        self.assertEqual(await self.log.append(*records(b"b")), 1)
+        self.assertEqual(self.log.high_watermark, 2)
+        self.assertEqual(await self.committed_values(), [(0, b"a"), (1, b"b")])
+
+    async def test_a_commit_not_applied_fails_retriably_and_its_offset_is_reused(self):
+        self.metadata.refusals = [MetadataUnavailable("etcd is down")]
+        await self.assertFailsWith(ErrorCode.REQUEST_TIMED_OUT, self.log.append(*records(b"lost")))
+        self.assertTrue(ErrorCode(ErrorCode.REQUEST_TIMED_OUT).retriable)
+        self.assertFalse(self.log.closed)
+        self.assertEqual(self.log.high_watermark, 0)
+        self.assertEqual(await self.log.append(*records(b"retried")), 0)
+        self.assertEqual(await self.committed_values(), [(0, b"retried")])
+        self.assertEqual(self.budget.used, 0)
+
+    async def test_an_outcome_the_store_cannot_tell_is_learnt_before_the_next_write(self):
+        # Applied, answered with a timeout, and the read that would tell fails too.
+        self.metadata.lose_answers = 1
+        self.metadata.failing_reads = 1
+        await self.assertFailsWith(ErrorCode.REQUEST_TIMED_OUT, self.log.append(*records(b"a")))
+        self.assertEqual(self.log.high_watermark, 0)
+        # The next flush re-reads the state first: it finds "a" committed
+        # and refuses its batches (they may repeat "a") instead of writing
+        # at an offset that is taken.
+        await self.assertFailsWith(ErrorCode.REQUEST_TIMED_OUT, self.log.append(*records(b"a again")))
+        self.assertEqual(self.log.high_watermark, 1)
+        self.assertEqual(len([o for o in await self.objects.list("t/") if o.key.endswith(".kfs")]), 1)
+        self.assertEqual(await self.log.append(*records(b"b")), 1)
+        self.assertEqual(await self.committed_values(), [(0, b"a"), (1, b"b")])
+        self.assertFalse(self.log.closed)
+
+    async def test_an_outcome_learnt_unapplied_leaves_no_gap(self):
+        self.metadata.refusals = [MetadataUnavailable("timed out")]
+        self.metadata.failing_reads = 1
+        await self.assertFailsWith(ErrorCode.REQUEST_TIMED_OUT, self.log.append(*records(b"lost")))
+        self.assertEqual(await self.log.append(*records(b"next")), 0)
+        self.assertEqual(await self.committed_values(), [(0, b"next")])
+
+    async def test_fenced_at_its_own_epoch_is_a_race_not_a_new_owner(self):
+        self.metadata.refusals = [Fenced("t", 0, self.state.leader_epoch, 0)]
+        await self.assertFailsWith(ErrorCode.REQUEST_TIMED_OUT, self.log.append(*records(b"raced")))
+        self.assertFalse(self.log.closed)
+        self.assertEqual(self.fenced, [])
+        self.assertEqual(await self.log.append(*records(b"next")), 0)
+
+    async def test_the_read_after_an_unknown_outcome_can_reveal_a_new_owner(self):
+        self.metadata.refusals = [MetadataUnavailable("timed out")]
+        await self.claim_elsewhere()
+        await self.assertFailsWith(ErrorCode.NOT_LEADER_OR_FOLLOWER, self.log.append(*records(b"a")))
+        await self.fencing_reported()
+
+    async def test_idempotent_retry_after_a_landed_commit_gets_the_original_offset(self):
+        await self.log.append(*idempotent(0))
+        self.metadata.lose_answers = 1
+        self.metadata.failing_reads = 1
+        await self.assertFailsWith(ErrorCode.REQUEST_TIMED_OUT, self.log.append(*idempotent(1)))
+        # The resync loads the landed batch into the producers' state.
+        await self.assertFailsWith(ErrorCode.REQUEST_TIMED_OUT, self.log.append(*records(b"plain")))
+        self.assertEqual(await self.log.append(*idempotent(1)), 1)
+        self.assertEqual(self.log.high_watermark, 2)
+
+
+class FencingTests(LogCase):
+    """A new owner's claim fails this owner's next commit with Fenced: every
+    write it holds fails, the log closes and says so."""
+
+    async def test_a_new_owner_fails_every_pending_append_and_closes_the_log(self):
+        woken = []
+        self.log.add_listener(lambda: woken.append(True))
+        gate = self.objects.hold()
+        flushing = self.log.append(*records(b"in flight"))
+        behind = [self.log.append(*records(b"behind %d" % i)) for i in range(3)]
+        new_state = await self.claim_elsewhere()
+        gate.callback(None)
+        for deferred in [flushing, *behind]:
+            await self.assertFailsWith(ErrorCode.NOT_LEADER_OR_FOLLOWER, deferred)
+        await self.fencing_reported()
+        self.assertTrue(woken)
+        self.assertEqual(self.budget.used, 0)
+        with self.assertRaises(KafkaError) as raised:
+            self.log.append(*records(b"late"))
+        self.assertEqual(raised.exception.code, ErrorCode.NOT_LEADER_OR_FOLLOWER)
+        with self.assertRaises(KafkaError) as raised:
+            self.log.check_offset(0)
+        self.assertEqual(raised.exception.code, ErrorCode.NOT_LEADER_OR_FOLLOWER)
+        # Nothing of the deposed owner reached the manifest.
+        self.assertEqual(await self.store.partition_state("t", 0), new_state)
+
+    async def test_fencing_rolls_back_the_producers_and_fails_retries_waiting_on_them(self):
+        # One batch per flush, so that the idempotent batches wait behind
+        # the failing flush instead of joining it.
+        self.log = self.open_log(segment_bytes=1)
+        await self.log.append(*idempotent(0, producer=9))  # the producers' state is loaded
+        gate = self.objects.hold()
+        flushing = self.log.append(*records(b"plain"))
+        pending = [self.log.append(*idempotent(0)), self.log.append(*idempotent(0, producer=7))]
+        retries = [self.log.append(*idempotent(0)), self.log.append(*idempotent(0, producer=7))]
+        await self.claim_elsewhere()
+        gate.callback(None)
+        for deferred in [flushing, *pending]:
+            await self.assertFailsWith(ErrorCode.NOT_LEADER_OR_FOLLOWER, deferred)
+        # Rolled back, not left pending: the retries fail with them, now.
+        for retry in retries:
+            self.assertEqual(self.failureResultOf(retry, KafkaError).value.code, ErrorCode.NOT_LEADER_OR_FOLLOWER)
+        await self.fencing_reported()
+
+    async def test_an_advance_of_the_log_start_finds_the_new_owner(self):
+        await self.log.append(*records(b"a"))
+        await self.claim_elsewhere()
+        with self.assertRaises(KafkaError) as raised:
+            await self.log.advance_log_start(1)
+        self.assertEqual(raised.exception.code, ErrorCode.NOT_LEADER_OR_FOLLOWER)
+        await self.fencing_reported()
+
+    async def test_a_broker_in_doubt_of_its_hold_takes_no_writes_but_serves_reads(self):
+        await self.log.append(*records(b"a"))
+        held = [False]
+        doubtful = PartitionLog(
+            self.log.state, topic_id=self.topic.topic_id, metadata=self.metadata, objects=self.objects,
+            cache=self.cache, budget=self.budget, settings=LogSettings(), reactor=reactor,
+            holds=lambda: held[0],
+        )
+        with self.assertRaises(KafkaError) as raised:
+            doubtful.append(*records(b"b"))
+        self.assertEqual(raised.exception.code, ErrorCode.NOT_LEADER_OR_FOLLOWER)
+        self.assertIn(b"a", bytes(await doubtful.read(0, 1 << 20)))
+        held[0] = True
+        self.assertEqual(await doubtful.append(*records(b"b")), 1)
+
+
+class FailedUploadTests(LogCase):
+    async def test_the_next_flush_starts_at_the_failed_one_s_offset(self):
+        gate = self.objects.hold()
+        failed = self.log.append(*records(b"lost"))
+        behind = [self.log.append(*records(b"b")), self.log.append(*records(b"c"))]
+        gate.errback(ObjectStoreUnavailable("S3 is down"))
+        await self.assertFailsWith(ErrorCode.KAFKA_STORAGE_ERROR, failed)
+        # The batches buffered behind it are not the failed flush's: they
+        # take its offsets.
+        self.assertEqual([await d for d in behind], [0, 1])
+        self.assertEqual(self.log.high_watermark, 2)
+        self.assertEqual(await self.committed_values(), [(0, b"b"), (1, b"c")])
+        self.assertEqual(self.budget.used, 0)
+        self.assertFalse(self.log.closed)
+
+
+class BufferBoundsTests(LogCase):
+    async def test_a_partition_refuses_producers_beyond_its_buffer(self):
+        blob, batches = records(b"x" * 100)
+        log = self.open_log(max_buffer_bytes=2 * len(blob))
+        gate = self.objects.hold()
+        flushing = log.append(blob, batches)  # taken by the flush: no longer buffered
+        buffered = [log.append(blob, batches), log.append(blob, batches)]
+        with self.assertRaises(KafkaError) as raised:
+            log.append(blob, batches)
+        self.assertEqual(raised.exception.code, ErrorCode.REQUEST_TIMED_OUT)
+        self.assertTrue(ErrorCode(raised.exception.code).retriable)
+        gate.callback(None)
+        self.assertEqual([await flushing, *[await d for d in buffered]], [0, 1, 2])
+        self.assertEqual(await log.append(blob, batches), 3)
+
+    async def test_the_broker_budget_bounds_every_partition_and_is_given_back(self):
+        blob, batches = records(b"x" * 100)
+        other_topic = await self.store.create_topic("u", 1)
+        other_state = await self.store.partition_state("u", 0)
+        other_state = await self.store.claim_partition("u", 0, other_state.leader_epoch)
+        budget = BufferBudget(2 * len(blob))
+        log = self.open_log(budget=budget)
+        other = PartitionLog(
+            other_state, topic_id=other_topic.topic_id, metadata=self.metadata,
+            objects=self.objects, cache=self.cache, budget=budget, settings=LogSettings(), reactor=reactor,
+        )
+        failing, held = self.objects.hold(), self.objects.hold()
+        first = log.append(blob, batches)  # holds budget while its upload waits
+        second = other.append(blob, batches)
+        with self.assertRaises(KafkaError) as raised:
+            log.append(blob, batches)
+        self.assertEqual(raised.exception.code, ErrorCode.REQUEST_TIMED_OUT)
+        failing.errback(ObjectStoreUnavailable("S3 is down"))
+        await self.assertFailsWith(ErrorCode.KAFKA_STORAGE_ERROR, first)
+        held.callback(None)
+        self.assertEqual(await second, 0)
+        self.assertEqual(budget.used, 0)
+        self.assertEqual(await log.append(blob, batches), 0)
+
+
+class CloseTests(LogCase):
+    async def test_close_flushes_at_once_rather_than_after_the_linger(self):
+        # The linger runs on a clock that never advances: only close flushes.
+        log = self.open_log(clock=Clock(), flush_linger_ms=60_000)
+        pending = log.append(*records(b"lingering"))
+        self.assertNoResult(pending)
+        await log.close()
+        self.assertEqual(self.successResultOf(pending), 0)
+        self.assertEqual(await self.committed_values(), [(0, b"lingering")])
+
+    async def test_close_waits_for_the_flush_in_progress_and_the_one_behind(self):
+        gate = self.objects.hold()
+        flushing = self.log.append(*records(b"a"))
+        behind = self.log.append(*records(b"b"))
+        closing = Deferred.fromCoroutine(self.log.close())
+        self.assertNoResult(closing)
+        gate.callback(None)
+        await closing
+        self.assertEqual([self.successResultOf(flushing), self.successResultOf(behind)], [0, 1])
+        self.assertTrue(self.log.closed)
+        self.assertEqual(self.fenced, [])
+        self.assertEqual(await self.committed_values(), [(0, b"a"), (1, b"b")])
+
+    async def test_close_waits_for_the_index_a_successor_wants(self):
+        segment_put, index_put = self.objects.hold(), self.objects.hold()
+        appended = self.log.append(*records(b"a"))
+        segment_put.callback(None)
+        self.assertEqual(await appended, 0)  # acknowledged without its index
+        closing = Deferred.fromCoroutine(self.log.close())
+        self.assertNoResult(closing)
+        index_put.callback(None)
+        await closing
+        key = self.log.state.segments[0].key
+        self.assertIn(index_key(key), [o.key for o in await self.objects.list("t/")])
+

@@ -19,7 +19,7 @@ from kafscale.storage.local import LocalObjectStore
 from kafscale.storage.partition_log import BufferBudget, LogSettings, PartitionLog
 from kafscale.storage.producer_state import SEQUENCE_LIMIT, ProducerStates
 from kafscale.storage.segment import read_segment
-from tests.support.faults import Held, Uncertain
+from tests.support.faults import Held, Unreliable
 from tests.support.records import build_batch
 
 PRODUCER = 4242
@@ -147,7 +147,7 @@ class PartitionLogProducerTests(unittest.TestCase):
         self.store.startService()
         self.addCleanup(self.store.stopService)
         self.objects = Held(LocalObjectStore(os.path.join(directory, "objects")))
-        self.metadata = Uncertain(self.store)
+        self.metadata = Unreliable(self.store)
         self.topic = await self.store.create_topic("t", 1)
         self.log = await self.claim()
 

@@ -80,16 +80,22 @@ class Held:
         return getattr(self.store, name)
 
 
-class Uncertain:
-    """A metadata store that applies a commit but answers it with an error
-    (a timeout), and can then fail to answer a read as well."""
+class Unreliable:
+    """A metadata store whose next commits fail at a chosen point: refused
+    before the store applies them (``refusals``: the errors to raise, in
+    order), or applied and then answered with a timeout (``lose_answers``);
+    and whose next reads of a partition's state can fail (``failing_reads``)."""
 
     def __init__(self, store):
         self.store = store
+        self.refusals = []
         self.lose_answers = 0
         self.failing_reads = 0
 
     def commit_segment(self, *args):
+        if self.refusals:
+            return fail(self.refusals.pop(0))
+
         def answer(committed):
             if self.lose_answers:
                 self.lose_answers -= 1
