@@ -2,7 +2,7 @@
 
 from kafka.record.default_records import DefaultRecordBatchBuilder
 
-from kafscale.protocol.records import Compression
+from kafscale.protocol.records import Compression, iter_batches
 
 
 def build_batch(
@@ -31,3 +31,14 @@ def build_batch(
 def simple_batch(count, size=20, **kwargs):
     """``count`` records of ``size``-byte values, keyed k0, k1, ..."""
     return build_batch([(b"k%d" % i, b"v" * size, []) for i in range(count)], **kwargs)
+
+
+# The producer id of producer_batch unless a test names another.
+PRODUCER = 4242
+
+
+def producer_batch(sequence, count=1, epoch=0, producer=PRODUCER):
+    """(blob, batches) of one batch of ``count`` records from idempotent
+    ``producer`` at ``epoch``, starting at ``sequence``."""
+    blob = build_batch([(b"k", b"v%d" % i, []) for i in range(count)], producer=(producer, epoch, sequence))
+    return blob, list(iter_batches(blob))
