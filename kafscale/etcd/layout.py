@@ -7,7 +7,7 @@ value is compact JSON::
 
     topics/{topic}                       {"id", "partitions", "configs", "created_ms"}
     partitions/{topic}/{partition}       {"epoch", "log_start", "next", "history", "claim"}
-    segments/{topic}/{partition}/{base}  {"base", "last", "max_timestamp", "size", "count", "key"}
+    segments/{topic}/{partition}/{base}  {"base", "last", "max_timestamp", "size", "count", "key", "pos", "fmt"}
     groups/{group}                       the group's state, as its coordinator saved it
     offsets/{group}/{topic}/{partition}  {"offset", "leader_epoch", "metadata", "commit_ms"}
     brokers/{node id}                    {"node_id", "host", "port", "rack", "started_ms"}, under the broker's lease
@@ -25,6 +25,10 @@ topic touches a fixed number of keys however many partitions it has, within
 etcd's limit of 128 operations per transaction. Its "claim" is a token unique
 to the claim that wrote it, by which a retried claim recognises its own
 success; "history" lists [epoch, start offset] pairs.
+
+A segment key's "pos" and "fmt" (SegmentRef.position and format) are left
+out at their defaults, 0 and 1: entries written before multi-partition
+objects read as what they are.
 
 An owner key's "epoch" is the leader epoch its owner claimed, "topic_id" the
 hex id of the topic incarnation it claimed it in.
@@ -160,14 +164,20 @@ def decode_partition(topic, partition, data, segments):
 
 
 def encode_segment(segment):
-    return _json({"base": segment.base_offset, "last": segment.last_offset, "max_timestamp": segment.max_timestamp,
-                  "size": segment.size, "count": segment.count, "key": segment.key})
+    value = {"base": segment.base_offset, "last": segment.last_offset, "max_timestamp": segment.max_timestamp,
+             "size": segment.size, "count": segment.count, "key": segment.key}
+    # Absent in entries written before multi-partition objects: the defaults.
+    if segment.position:
+        value["pos"] = segment.position
+    if segment.format != 1:
+        value["fmt"] = segment.format
+    return _json(value)
 
 
 def decode_segment(data):
     value = json.loads(data)
     return SegmentRef(value["base"], value["last"], value["max_timestamp"], value["size"], value["count"],
-                      value["key"])
+                      value["key"], value.get("pos", 0), value.get("fmt", 1))
 
 
 def encode_group(state):

@@ -24,7 +24,7 @@ import uuid
 from dataclasses import dataclass
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredLock, fail
+from twisted.internet.defer import Deferred, DeferredLock, FirstError, fail, gatherResults
 from twisted.internet.task import deferLater
 from twisted.web.client import HTTPConnectionPool, _HTTP11ClientFactory
 from zope.interface import implementer
@@ -52,6 +52,7 @@ from kafscale.metadata.interfaces import (
     NodeIdInUse,
     OwnedElsewhere,
     PartitionState,
+    SegmentCommit,
     TopicExists,
     TopicInfo,
     UnknownTopic,
@@ -319,6 +320,9 @@ class EtcdMetadataStore(Service):
     def commit_segment(self, topic, partition, epoch, expected_next_offset, segment):
         return self._run(self._commit_segment, topic, partition, epoch, expected_next_offset, segment)
 
+    def commit_segments(self, commits):
+        return self._run(self._commit_segments, tuple(commits))
+
     def advance_log_start(self, topic, partition, epoch, new_log_start):
         return self._run(self._advance_log_start, topic, partition, epoch, new_log_start)
 
@@ -411,35 +415,92 @@ class EtcdMetadataStore(Service):
         raise MetadataUnavailable(f"{topic}-{partition} kept changing under a claim")
 
     async def _commit_segment(self, topic, partition, epoch, expected_next_offset, segment):
-        check_continues(topic, partition, expected_next_offset, segment)
-        known = self._partitions.get((topic, partition)) or await self._read_partition(topic, partition)
+        (result,) = await self._commit_segments(
+            [SegmentCommit(topic, partition, epoch, expected_next_offset, segment)])
+        if isinstance(result, MetadataError):
+            raise result
+        return result
+
+    async def _commit_segments(self, commits):
+        for commit in commits:
+            check_continues(commit.topic, commit.partition, commit.expected_next_offset, commit.segment)
+        results = [None] * len(commits)
+        # Two operations per commit: the partition key and the segment key.
+        per_transaction = MAX_TXN_OPS // 2
+        groups = [range(start, min(start + per_transaction, len(commits)))
+                  for start in range(0, len(commits), per_transaction)]
+        try:
+            await gatherResults([Deferred.fromCoroutine(self._commit_group(commits, group, results))
+                                 for group in groups], consumeErrors=True)
+        except FirstError as error:
+            error.subFailure.raiseException()
+        return results
+
+    async def _commit_group(self, commits, indices, results):
+        """Commit ``commits[i]`` for each i in ``indices`` in one
+        transaction, each compared on its partition key's revision. A
+        partition that changed under it is re-read: a commit it refuses
+        (or one of ours already applied) is settled alone, the rest are
+        tried again. Sets ``results[i]``."""
+        known = {}
+        for i in indices:
+            commit = commits[i]
+            try:
+                known[i] = (self._partitions.get((commit.topic, commit.partition))
+                            or await self._read_partition(commit.topic, commit.partition))
+            except UnknownTopic as error:
+                results[i] = error
+        pending = list(known)
         for _ in range(CAS_ATTEMPTS):
-            state = known.state
-            if state.leader_epoch != epoch or state.next_offset != expected_next_offset:
-                raise Fenced(topic, partition, state.leader_epoch, state.next_offset)
-            committed = state.with_segment(segment)
-            partition_key = self.keys.partition(topic, partition)
-            written = await self.client.txn(
-                [Compare.mod_revision(partition_key, "=", known.mod_revision)],
-                success=[
-                    Op.put(partition_key, layout.encode_partition(committed, known.claim)),
-                    Op.put(self.keys.segment(topic, partition, segment.base_offset), layout.encode_segment(segment)),
-                ],
-            )
+            compares, ops, failure_reads, attempted = [], [], [], []
+            for i in pending:
+                commit, read = commits[i], known[i]
+                state = read.state
+                if state.leader_epoch != commit.epoch or state.next_offset != commit.expected_next_offset:
+                    results[i] = Fenced(commit.topic, commit.partition, state.leader_epoch, state.next_offset)
+                    continue
+                committed = state.with_segment(commit.segment)
+                partition_key = self.keys.partition(commit.topic, commit.partition)
+                compares.append(Compare.mod_revision(partition_key, "=", read.mod_revision))
+                ops.append(Op.put(partition_key, layout.encode_partition(committed, read.claim)))
+                ops.append(Op.put(self.keys.segment(commit.topic, commit.partition, commit.segment.base_offset),
+                                  layout.encode_segment(commit.segment)))
+                failure_reads.append(Op.range(partition_key, keys_only=True))
+                attempted.append((i, committed))
+            if not attempted:
+                return
+            written = await self.client.txn(compares, success=ops, failure=failure_reads)
             if written.succeeded:
-                self._partitions[topic, partition] = _Partition(
-                    known.create_revision, written.header_revision, committed, known.claim)
-                return committed
-            fresh = await self._read_partition(topic, partition)
-            if fresh.create_revision != known.create_revision:
-                # The topic was deleted (and maybe created again) meanwhile.
-                raise Fenced(topic, partition, fresh.state.leader_epoch, fresh.state.next_offset)
-            if fresh.state.leader_epoch == epoch and segment in fresh.state.segments:
-                # An earlier attempt of this very commit was applied; the
-                # segment's key is unique to its writer, so it is ours.
-                return fresh.state
-            known = fresh
-        raise MetadataUnavailable(f"{topic}-{partition} kept changing under a commit")
+                for i, committed in attempted:
+                    read = known[i]
+                    self._partitions[commits[i].topic, commits[i].partition] = _Partition(
+                        read.create_revision, written.header_revision, committed, read.claim)
+                    results[i] = committed
+                return
+            pending = []
+            for (i, _), reply in zip(attempted, written.responses):
+                revision = reply.kvs[0].mod_revision if reply.kvs else 0
+                if revision == known[i].mod_revision:
+                    pending.append(i)
+                    continue
+                commit = commits[i]
+                try:
+                    fresh = await self._read_partition(commit.topic, commit.partition)
+                except UnknownTopic as error:
+                    results[i] = error
+                    continue
+                if fresh.create_revision != known[i].create_revision:
+                    # The topic was deleted (and maybe created again) meanwhile.
+                    results[i] = Fenced(commit.topic, commit.partition, fresh.state.leader_epoch,
+                                        fresh.state.next_offset)
+                elif fresh.state.leader_epoch == commit.epoch and commit.segment in fresh.state.segments:
+                    # An earlier attempt of this very commit was applied; the
+                    # segment's key is unique to its writer, so it is ours.
+                    results[i] = fresh.state
+                else:
+                    known[i] = fresh
+                    pending.append(i)
+        raise MetadataUnavailable(f"{len(pending)} partitions kept changing under a commit")
 
     async def _advance_log_start(self, topic, partition, epoch, new_log_start):
         for _ in range(CAS_ATTEMPTS):

@@ -60,7 +60,7 @@ from kafscale.metadata.interfaces import (
 
 log = logger("kafscale.metadata.embedded")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE topics (
@@ -89,6 +89,8 @@ CREATE TABLE segments (
     size INTEGER NOT NULL,
     count INTEGER NOT NULL,
     key TEXT NOT NULL,
+    position INTEGER NOT NULL DEFAULT 0,
+    format INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (topic, partition, base_offset)
 ) WITHOUT ROWID;
 CREATE TABLE offsets (
@@ -119,6 +121,15 @@ CREATE TABLE changes (
 );
 """
 
+# What takes a file of an earlier schema version to the next one.
+MIGRATIONS = {
+    # Version 2: manifest entries may name a slice of a multi-partition object.
+    1: (
+        "ALTER TABLE segments ADD COLUMN position INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE segments ADD COLUMN format INTEGER NOT NULL DEFAULT 1",
+    ),
+}
+
 # A registered broker refreshes its heartbeat this often, and counts as live
 # for this long after the last one.
 HEARTBEAT_MS = 2_000
@@ -127,7 +138,7 @@ BROKER_TTL_MS = 10_000
 # SQLite errors that mean "not now" rather than "never".
 _RETRIABLE_ERRORS = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_IOERR", "SQLITE_FULL", "SQLITE_CANTOPEN")
 
-_SEGMENT_COLUMNS = "base_offset, last_offset, max_timestamp, size, count, key"
+_SEGMENT_COLUMNS = "base_offset, last_offset, max_timestamp, size, count, key, position, format"
 
 
 @implementer(IMetadataStore)
@@ -238,6 +249,9 @@ class EmbeddedMetadataStore(Service):
     def commit_segment(self, topic, partition, epoch, expected_next_offset, segment):
         return self._write(self._commit_segment, topic, partition, epoch, expected_next_offset, segment)
 
+    def commit_segments(self, commits):
+        return self._write(self._commit_segments, tuple(commits))
+
     def advance_log_start(self, topic, partition, epoch, new_log_start):
         return self._write(self._advance_log_start, topic, partition, epoch, new_log_start)
 
@@ -322,8 +336,14 @@ class EmbeddedMetadataStore(Service):
                         db.execute(statement)
                 db.executemany("INSERT INTO changes VALUES (?, 0)", [(area,) for area in CHANGE_AREAS])
                 db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            elif version != SCHEMA_VERSION:
+            elif version > SCHEMA_VERSION:
                 raise MetadataError(f"metadata store {self.path}: unknown schema version {version}")
+            else:
+                # A file written by an earlier version: bring it up to date.
+                for old in range(version, SCHEMA_VERSION):
+                    for statement in MIGRATIONS[old]:
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             db.execute("COMMIT")
             self._seen = dict(db.execute("SELECT area, version FROM changes"))
             (self._data_version,) = db.execute("PRAGMA data_version").fetchone()
@@ -519,7 +539,7 @@ class EmbeddedMetadataStore(Service):
         if state.leader_epoch != epoch or state.next_offset != expected_next_offset:
             raise Fenced(topic, partition, state.leader_epoch, state.next_offset)
         db.execute(
-            "INSERT INTO segments VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO segments (topic, partition, {_SEGMENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 topic,
                 partition,
@@ -529,9 +549,23 @@ class EmbeddedMetadataStore(Service):
                 segment.size,
                 segment.count,
                 segment.key,
+                segment.position,
+                segment.format,
             ),
         )
         return self._store_partition_state(db, state.with_segment(segment))
+
+    def _commit_segments(self, db, commits):
+        for commit in commits:
+            check_continues(commit.topic, commit.partition, commit.expected_next_offset, commit.segment)
+        results = []
+        for commit in commits:
+            try:
+                results.append(self._commit_segment(db, commit.topic, commit.partition, commit.epoch,
+                                                    commit.expected_next_offset, commit.segment))
+            except (Fenced, UnknownTopic) as refused:
+                results.append(refused)
+        return results
 
     def _advance_log_start(self, db, topic, partition, epoch, new_log_start):
         state = self._partition_state(db, topic, partition)

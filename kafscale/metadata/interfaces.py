@@ -56,6 +56,26 @@ class SegmentRef:
     It should be unique to its writer (carry the leader epoch, say): with
     the bare base offset, a deposed owner's late upload could overwrite the
     object its successor committed under the same name."""
+    position: int = 0
+    """Where this entry's bytes start in the object; ``size`` is their
+    length. The bytes at ``[position, position + size)`` are a whole
+    segment frame in either format."""
+    format: int = 1
+    """1: the object is this partition's segment alone (position 0, with an
+    ``.index`` beside it); 2: a slice of a multi-partition object that other
+    partitions' entries may name too (kafscale.storage.object_format)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentCommit:
+    """One partition's part of `IMetadataStore.commit_segments`: the
+    arguments of `IMetadataStore.commit_segment`."""
+
+    topic: str
+    partition: int
+    epoch: int
+    expected_next_offset: int
+    segment: SegmentRef
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +278,19 @@ class IMetadataStore(Interface):
         the stored next offset is ``expected_next_offset``. -> the new
         PartitionState. Raises Fenced, UnknownTopic; ValueError for a segment
         that does not start at ``expected_next_offset``."""
+
+    def commit_segments(commits):
+        """Make several `commit_segment` calls at once (``commits`` a
+        sequence of SegmentCommit, at most one per partition), each its own
+        compare-and-swap: one refused commit does not refuse the others. A
+        store may apply them in several atomic groups (etcd bounds a
+        transaction). -> a list in the order of ``commits``: for each the
+        new PartitionState, or the Fenced or UnknownTopic that refused it.
+        Raises MetadataUnavailable when it cannot tell what was applied
+        (some commits may have been): the caller re-reads the partitions
+        and looks for its segments. Raises ValueError, applying nothing,
+        for a segment that does not continue its commit's expected next
+        offset."""
 
     def advance_log_start(topic, partition, epoch, new_log_start):
         """Raise the log start offset to ``new_log_start`` (at most the next

@@ -1,6 +1,9 @@
-"""The immutable segment objects a partition's log is made of.
+"""The immutable segment objects a partition's log is made of (format 1).
 
-A flush writes two objects per segment (DESIGN.md "Storage format"; all
+A format-2 object (kafscale.storage.object_format) holds one flush of
+many partitions, a slice for each, every slice laid out as the
+``.kfs`` below; objects written in format 1 stay readable. A format-1
+flush writes two objects per segment (DESIGN.md "Storage format"; all
 integers big-endian), under ``{topic}/{topic_id}/{partition}/``: the
 ``.kfs`` before the commit, the ``.index`` after it, off the ack path (a
 reader that finds no index reads the segment whole):
@@ -135,6 +138,25 @@ def build_segment(
 
     Returns ``(kfs_bytes, index_bytes, SegmentInfo)``.
     """
+    parts, entries, info = segment_frame(batches, base_offset, index_interval, created_ms)
+    index = b"".join(
+        [INDEX_HEADER.pack(INDEX_MAGIC, VERSION, len(entries), index_interval, 0), *entries]
+    )
+    return b"".join(parts), index, info
+
+
+def segment_frame(
+    batches,
+    base_offset: int,
+    index_interval: int = DEFAULT_INDEX_INTERVAL,
+    created_ms: int | None = None,
+):
+    """The pieces of a segment, unjoined, so that a caller laying out
+    several segments in one object copies the batches only once.
+
+    -> ``(parts, index_entries, SegmentInfo)``: ``b"".join(parts)`` is the
+    ``.kfs`` object, the entries (packed) the ``.index`` after its header.
+    """
     if index_interval < 1:
         raise ValueError(f"index interval must be positive, got {index_interval}")
     entries = []
@@ -175,11 +197,8 @@ def build_segment(
         created_ms = int(time.time() * 1000)
     header = HEADER.pack(SEGMENT_MAGIC, VERSION, 0, base_offset, count, created_ms, 0)
     footer = FOOTER.pack(crc, last_offset, FOOTER_MAGIC)
-    kfs = b"".join([header, *batches, footer])
-    index = b"".join(
-        [INDEX_HEADER.pack(INDEX_MAGIC, VERSION, len(entries), index_interval, 0), *entries]
-    )
-    return kfs, index, SegmentInfo(base_offset, last_offset, max_timestamp, len(kfs), count)
+    size = position + FOOTER_SIZE
+    return [header, *batches, footer], entries, SegmentInfo(base_offset, last_offset, max_timestamp, size, count)
 
 
 class Segment:
@@ -190,9 +209,12 @@ class Segment:
     """
 
     def __init__(
-        self, key, data, flags, base_offset, last_offset, count, created_ms, max_timestamp
+        self, key, data, flags, base_offset, last_offset, count, created_ms, max_timestamp, position=0
     ):
         self.key = key
+        self.position = position
+        """Where the segment starts in the object at ``key``: 0 but for a
+        slice of a multi-partition object."""
         self.data = data
         self.batches = data[HEADER_SIZE:-FOOTER_SIZE]
         self.flags = flags
@@ -218,8 +240,9 @@ class Segment:
         return self.batches[start:end], end == len(self.batches)
 
 
-def read_segment(data, key: str) -> Segment:
-    """Verify a whole ``.kfs`` object and return it as a :class:`Segment`.
+def read_segment(data, key: str, position: int = 0) -> Segment:
+    """Verify a whole ``.kfs`` object (or the slice at ``position`` of a
+    multi-partition object) and return it as a :class:`Segment`.
 
     Checks header magic and version, footer magic, the CRC-32C of the batch
     bytes, and that the batch headers chain exactly through the object with
@@ -227,6 +250,17 @@ def read_segment(data, key: str) -> Segment:
     footer's last offset.
     """
     view = memoryview(data)
+    try:
+        fields = _verify_segment(view, key)
+    except CorruptSegment as e:
+        if not position:
+            raise
+        raise CorruptSegment(key, f"slice at byte {position}: {e.reason}") from None
+    return Segment(key, view, *fields, position=position)
+
+
+def _verify_segment(view, key):
+    """-> (flags, base offset, last offset, count, created ms, max timestamp)."""
     if len(view) < HEADER_SIZE + FOOTER_SIZE:
         raise CorruptSegment(key, f"{len(view)} bytes, shorter than header and footer")
     magic, version, flags, base_offset, count, created_ms, _ = HEADER.unpack_from(view, 0)
@@ -265,7 +299,7 @@ def read_segment(data, key: str) -> Segment:
         )
     if records != count:
         raise CorruptSegment(key, f"header counts {count} records, batches hold {records}")
-    return Segment(key, view, flags, base_offset, last_offset, count, created_ms, max_timestamp)
+    return flags, base_offset, last_offset, count, created_ms, max_timestamp
 
 
 def read_range(data, key: str, offset: int, max_bytes: int, min_one: bool = True) -> memoryview:

@@ -8,6 +8,7 @@ from twisted.trial.unittest import TestCase
 from zope.interface.verify import verifyObject
 
 import kafscale.etcd.store
+from kafscale.etcd import layout
 from kafscale.etcd.interfaces import IOwnershipStore
 from kafscale.metadata.interfaces import (
     BrokerInfo,
@@ -41,6 +42,19 @@ class EtcdStoreTests(EtcdTestMixin):
             b"segments/events/1/00000000000000000000",
             b"topics/events",
         ])
+
+    async def test_manifest_entries_of_before_shared_objects_read_as_format_1(self):
+        store = await self.make_store()
+        await store.create_topic("events", 1)
+        await store.claim_partition("events", 0, 0)
+        written = b'{"base":0,"last":9,"max_timestamp":5,"size":100,"count":10,"key":"events/0/s.kfs"}'
+        await self.raw_client().put(self.prefix + b"segments/events/0/00000000000000000000", written)
+        state = await self.raw_client().get(self.prefix + b"partitions/events/0")
+        await self.raw_client().put(self.prefix + b"partitions/events/0", state.value.replace(b'"next":0', b'"next":10'))
+        fresh = await self.make_store()
+        self.assertEqual((await fresh.partition_state("events", 0)).segments,
+                         (SegmentRef(0, 9, 5, 100, 10, "events/0/s.kfs", 0, 1),))
+        self.assertEqual(layout.encode_segment(SegmentRef(0, 9, 5, 100, 10, "events/0/s.kfs")), written)
 
     async def test_a_topic_of_many_partitions_is_one_small_transaction(self):
         # etcd refuses transactions of more than 128 operations.

@@ -11,7 +11,13 @@ from twisted.trial import unittest
 import kafscale
 from kafscale.metadata.embedded import EmbeddedMetadataStore
 from kafscale.metadata.interfaces import MetadataUnavailable, TopicExists
-from tests.support.metadata_contract import NOTIFY_WITHIN, MetadataStoreContract, next_change, segment
+from tests.support.metadata_contract import (
+    NOTIFY_WITHIN,
+    MetadataStoreContract,
+    next_change,
+    segment,
+    shared_slice,
+)
 from tests.support.waiting import sleep
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(kafscale.__file__)))
@@ -186,3 +192,36 @@ os.kill(os.getpid(), signal.SIGKILL)
         self.assertEqual(len(state.segments), 100)
         self.assertEqual(state.segments, tuple(sorted(state.segments)))
         self.assertEqual(state, await store.partition_state("events", 0))
+
+    async def test_file_of_schema_version_1_is_migrated(self):
+        store = await self.make_store()
+        await store.create_topic("events", 1)
+        await store.claim_partition("events", 0, 0)
+        await store.commit_segment("events", 0, 1, 0, segment(0, 9))
+        await store.stopService()
+        # The segments table as the first version of the store wrote it.
+        db = sqlite3.connect(self.path, isolation_level=None)
+        db.executescript("""
+            BEGIN;
+            CREATE TABLE old (topic TEXT NOT NULL, partition INTEGER NOT NULL, base_offset INTEGER NOT NULL,
+                last_offset INTEGER NOT NULL, max_timestamp INTEGER NOT NULL, size INTEGER NOT NULL,
+                count INTEGER NOT NULL, key TEXT NOT NULL, PRIMARY KEY (topic, partition, base_offset))
+                WITHOUT ROWID;
+            INSERT INTO old SELECT topic, partition, base_offset, last_offset, max_timestamp, size, count, key
+                FROM segments;
+            DROP TABLE segments;
+            ALTER TABLE old RENAME TO segments;
+            PRAGMA user_version=1;
+            COMMIT;
+        """)
+        db.close()
+        reopened = await self.make_store()
+        state = await reopened.partition_state("events", 0)
+        self.assertEqual(state.segments, (segment(0, 9),))
+        entry = shared_slice(10, 19, position=400)
+        state = await reopened.commit_segment("events", 0, 1, 10, entry)
+        self.assertEqual(state.segments, (segment(0, 9), entry))
+        db = sqlite3.connect(self.path)
+        self.addCleanup(db.close)
+        self.assertEqual(db.execute("PRAGMA user_version").fetchone(), (2,))
+

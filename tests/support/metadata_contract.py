@@ -19,6 +19,7 @@ from kafscale.metadata.interfaces import (
     InvalidPartitions,
     MetadataUnavailable,
     PartitionState,
+    SegmentCommit,
     SegmentRef,
     TopicExists,
     UnknownTopic,
@@ -37,6 +38,12 @@ def segment(base, last, topic="events", partition=0):
         count=last - base + 1,
         key=f"{topic}/{partition}/segment-{base:020d}.kfs",
     )
+
+
+def shared_slice(base, last, position, topic="events", partition=0):
+    """A manifest entry naming a slice of a multi-partition object."""
+    return SegmentRef(base, last, 1_700_000_000_000 + last, 100 * (last - base + 1), last - base + 1,
+                      "~objects/0001700000000000-0-0011223344556677.kfs", position, 2)
 
 
 def initial_state(topic, partition):
@@ -256,6 +263,84 @@ class MetadataStoreContract:
         self.assertIn(winner.segments, [(ours,), (theirs,)])
         self.assertEqual(await store.partition_state("events", 0), winner)
         self.assertEqual(await other.partition_state("events", 0), winner)
+
+    async def test_slice_entries_keep_their_position_and_format(self):
+        store = await self.make_store()
+        await self.claimed_topic(store)
+        entry = shared_slice(0, 9, position=1234)
+        committed = await store.commit_segment("events", 0, 1, 0, entry)
+        self.assertEqual(committed.segments, (entry,))
+        other = await self.make_store()
+        self.assertEqual((await other.partition_state("events", 0)).segments, (entry,))
+
+    async def test_commit_segments(self):
+        store = await self.make_store()
+        await store.create_topic("events", 3)
+        for partition in range(3):
+            await store.claim_partition("events", partition, 0)
+        commits = [SegmentCommit("events", partition, 1, 0, shared_slice(0, partition, 20 + 200 * partition,
+                                                                          partition=partition))
+                   for partition in (2, 0, 1)]
+        results = await store.commit_segments(commits)
+        self.assertEqual([state.partition for state in results], [2, 0, 1])
+        other = await self.make_store()
+        for commit, state in zip(commits, results):
+            self.assertEqual((state.next_offset, state.segments), (commit.segment.last_offset + 1, (commit.segment,)))
+            self.assertEqual(await other.partition_state("events", commit.partition), state)
+
+    async def test_commit_segments_refuses_each_stale_commit_alone(self):
+        store = await self.make_store()
+        other = await self.make_store()
+        await store.create_topic("events", 3)
+        for partition in range(3):
+            await store.claim_partition("events", partition, 0)
+        await store.commit_segment("events", 2, 1, 0, segment(0, 4, partition=2))
+        successor = await other.claim_partition("events", 1, 1)
+        results = await store.commit_segments([
+            SegmentCommit("events", 0, 1, 0, shared_slice(0, 9, 20)),
+            SegmentCommit("events", 1, 1, 0, shared_slice(0, 9, 300, partition=1)),
+            SegmentCommit("events", 2, 1, 0, shared_slice(0, 9, 600, partition=2)),
+            SegmentCommit("missing", 0, 1, 0, shared_slice(0, 9, 900, topic="missing")),
+        ])
+        self.assertEqual(results[0], await other.partition_state("events", 0))
+        self.assertEqual(results[0].segments, (shared_slice(0, 9, 20),))
+        self.assertIsInstance(results[1], Fenced)
+        self.assertEqual((results[1].leader_epoch, results[1].next_offset), (2, 0))
+        self.assertIsInstance(results[2], Fenced)
+        self.assertEqual(results[2].next_offset, 5)
+        self.assertIsInstance(results[3], UnknownTopic)
+        self.assertEqual(await other.partition_state("events", 1), successor)
+        self.assertEqual((await other.partition_state("events", 2)).next_offset, 5)
+
+    async def test_commit_segments_beyond_one_transaction(self):
+        # etcd takes at most 128 operations per transaction: two per commit.
+        store = await self.make_store()
+        count = 150
+        await store.create_topic("events", count)
+        for partition in range(count):
+            await store.claim_partition("events", partition, 0)
+        commits = [SegmentCommit("events", partition, 1, 0, shared_slice(0, 0, 20 + 100 * partition,
+                                                                          partition=partition))
+                   for partition in range(count)]
+        results = await store.commit_segments(commits)
+        self.assertEqual([state.next_offset for state in results], [1] * count)
+        other = await self.make_store()
+        for partition in (0, 63, 64, 127, 128, 149):
+            state = await other.partition_state("events", partition)
+            self.assertEqual(state.segments, (commits[partition].segment,))
+
+    async def test_commit_segments_that_do_not_continue_the_log_apply_nothing(self):
+        store = await self.make_store()
+        await store.create_topic("events", 2)
+        for partition in range(2):
+            await store.claim_partition("events", partition, 0)
+        with self.assertRaises(ValueError):
+            await store.commit_segments([
+                SegmentCommit("events", 0, 1, 0, shared_slice(0, 9, 20)),
+                SegmentCommit("events", 1, 1, 0, shared_slice(3, 9, 300, partition=1)),
+            ])
+        for partition in range(2):
+            self.assertEqual((await store.partition_state("events", partition)).next_offset, 0)
 
     async def test_advance_log_start_drops_whole_segments(self):
         store = await self.make_store()
