@@ -275,7 +275,18 @@ class EtcdMetadataStore(Service):
             raise UnknownTopic(name)
         for cached in [key for key in self._partitions if key[0] == name]:
             del self._partitions[cached]
+        await self._delete_offsets_of(name)
         return layout.decode_topic(deleted.responses[0].prev_kvs[0])
+
+    async def _delete_offsets_of(self, topic):
+        # Offset keys lead with the group, so a topic's offsets are found by
+        # reading every offset key (topic deletion is rare). They go after
+        # the topic's own keys, not atomically with them: there may be more
+        # than a transaction holds.
+        reply = await self.client.range(self.keys.area("offsets/"), prefix=True, keys_only=True)
+        deletes = [Op.delete(kv.key) for kv in reply.kvs if self.keys.topic_partition(kv.key)[0] == topic]
+        for start in range(0, len(deletes), MAX_TXN_OPS):
+            await self.client.txn([], success=deletes[start:start + MAX_TXN_OPS])
 
     async def _topics(self):
         reply = await self.client.range(self.keys.area("topics/"), prefix=True)

@@ -448,10 +448,12 @@ class EmbeddedMetadataStore(Service):
         db.execute("DELETE FROM topics WHERE name = ?", (name,))
         db.execute("DELETE FROM partitions WHERE topic = ?", (name,))
         db.execute("DELETE FROM segments WHERE topic = ?", (name,))
+        db.execute("DELETE FROM offsets WHERE topic = ?", (name,))
         for partition in range(info.partitions):
             self._manifests.pop((name, partition), None)
         self._bump(db, "topics")
         self._bump(db, "partitions")
+        self._bump(db, "groups")
         return info
 
     def _topics(self, db):

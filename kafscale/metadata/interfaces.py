@@ -246,7 +246,8 @@ class IMetadataStore(Interface):
         Raises TopicExists, InvalidPartitions."""
 
     def delete_topic(name):
-        """Remove a topic with its partition states and manifests, atomically.
+        """Remove a topic with its partition states and manifests, atomically,
+        and every group's committed offsets for it, as Kafka does.
         -> the removed TopicInfo, so the caller can delete its objects (they
         live under the topic's prefix). Raises UnknownTopic."""
 

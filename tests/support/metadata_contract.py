@@ -122,6 +122,24 @@ class MetadataStoreContract:
         with self.assertRaises(UnknownTopic):
             await store.delete_topic("events")
 
+    async def test_delete_topic_deletes_its_committed_offsets(self):
+        # As in Kafka: a topic created again under the name must not resume
+        # its groups at the old topic's offsets, skipping records.
+        store = await self.make_store()
+        await store.create_topic("events", 2)
+        await store.create_topic("events.kept", 1)
+        kept = CommittedOffset(5, -1, "", 1_700_000_000_000)
+        for group in ("readers", "group/with/slashes"):
+            await store.commit_offsets(group, {
+                ("events", 0): CommittedOffset(10, 1, "", 1_700_000_000_000),
+                ("events", 1): CommittedOffset(20, 1, "", 1_700_000_000_000),
+                ("events.kept", 0): kept,
+            })
+        await store.delete_topic("events")
+        await store.create_topic("events", 2)
+        for group in ("readers", "group/with/slashes"):
+            self.assertEqual(await store.fetch_offsets(group), {("events.kept", 0): kept})
+
     async def test_recreated_topic_is_new(self):
         store = await self.make_store()
         first = await self.claimed_topic(store)
