@@ -5,8 +5,12 @@ Versions: v1 adds the key type; v3 is the first flexible version; v4
 batches keys (KIP-699), answered one entry per key; v6 adds share groups'
 key type.
 
-Departures from Kafka: only group keys have coordinators. Transaction and
-share-group keys are refused with INVALID_REQUEST. While no live broker
+Departures from Kafka: only group keys have coordinators. Transaction
+keys are refused with TRANSACTIONAL_ID_AUTHORIZATION_FAILED, which clients
+(librdkafka's init_transactions() among them) treat as fatal and report at
+once, where any other error has them query again until their timeout, as
+InitProducerId refuses transactional ids. Share-group keys are refused with
+INVALID_REQUEST. While no live broker
 holds a group's slot (a handover) the answer is COORDINATOR_NOT_AVAILABLE,
 which clients retry.
 """
@@ -14,6 +18,7 @@ which clients retry.
 from kafscale.protocol.errors import ErrorCode
 
 GROUP_KEY = 0
+TRANSACTION_KEY = 1
 
 
 async def handle(request):
@@ -28,8 +33,9 @@ async def handle(request):
 
 
 def _coordinator(broker, key_type, key):
+    if key_type == TRANSACTION_KEY:
+        return _none(ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "Kafscale does not support transactions")
     if key_type != GROUP_KEY:
-        # Transactions and share groups have no coordinator here.
         return _none(ErrorCode.INVALID_REQUEST, f"no coordinators of key type {key_type}")
     owner = broker.coordinator_for(key)
     if owner is None:

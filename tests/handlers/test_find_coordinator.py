@@ -37,7 +37,9 @@ class FindCoordinatorTests(unittest.TestCase):
             connection = self.connection()
             for version in (1, 3, 4, 6):
                 [(_, error, node_id, _, _)] = find(connection, version, ["transactional-id"], key_type=1)
-                self.assertEqual((error, node_id), (ErrorCode.INVALID_REQUEST, -1))
+                self.assertEqual((error, node_id), (ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, -1))
+            [(_, error, node_id, _, _)] = find(connection, 6, ["share-group"], key_type=2)
+            self.assertEqual((error, node_id), (ErrorCode.INVALID_REQUEST, -1))
 
         await in_thread(run)
 

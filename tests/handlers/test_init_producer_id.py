@@ -1,7 +1,10 @@
 """Idempotent producers end to end: real clients at their defaults, and the
 wire-level rules (InitProducerId, retries, sequences) across a restart."""
 
-from confluent_kafka import Producer
+import time
+
+from confluent_kafka import KafkaError as ClientError
+from confluent_kafka import KafkaException, Producer
 from twisted.trial import unittest
 
 from kafscale.protocol.errors import ErrorCode
@@ -83,6 +86,23 @@ class InitProducerIdTests(unittest.TestCase):
         [response] = await in_thread(exchange, self.bootstrap, (INIT, 4, init_request("txn")))
         self.assertEqual(response["error_code"], ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
         self.assertEqual(response["producer_id"], -1)
+
+
+    async def test_librdkafka_init_transactions_fails_at_once(self):
+        # Until transactions exist, a transactional producer must be told
+        # so at once, not retry until its timeout.
+        def init_transactions():
+            producer = Producer({"bootstrap.servers": self.bootstrap, "transactional.id": "txn"})
+            started = time.monotonic()
+            try:
+                producer.init_transactions(15)
+            except KafkaException as e:
+                return time.monotonic() - started, e.args[0]
+
+        elapsed, error = await in_thread(init_transactions)
+        self.assertLess(elapsed, 5)
+        self.assertTrue(error.fatal() and not error.retriable(), error)
+        self.assertEqual(error.code(), ClientError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, error)
 
 
 class IdempotentProduceTests(unittest.TestCase):
