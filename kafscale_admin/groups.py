@@ -12,7 +12,7 @@ import time
 import click
 
 from kafscale.metadata.interfaces import CommittedOffset, UnknownTopic
-from kafscale.protocol.records import decode_records, iter_batches
+from kafscale.protocol.records import InvalidRecords, iter_batches, iter_records
 from kafscale.storage.segment import CorruptSegment, read_segment
 from kafscale_admin.output import Column, console, emit, emit_json, number, output_option, say, table
 from kafscale_admin.stores import AdminError, completing, group_names, topic_names
@@ -134,7 +134,12 @@ async def offset_for_time(stores, state, target_ms):
         for batch in iter_batches(segment.batches, verify_crc=False):
             if batch.max_timestamp < target_ms or batch.last_offset < state.log_start_offset:
                 continue
-            for record in decode_records(segment.batches[batch.position:batch.position + batch.size]):
+            try:
+                records = list(iter_records(segment.batches[batch.position:batch.position + batch.size],
+                                            with_data=False))
+            except InvalidRecords as e:
+                raise AdminError(f"{ref.key}: batch at offset {batch.base_offset}: {e}") from None
+            for record in records:
                 if record.offset >= state.log_start_offset and record.timestamp >= target_ms:
                     return record.offset
     return state.next_offset

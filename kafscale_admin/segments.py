@@ -19,7 +19,7 @@ from twisted.internet.defer import DeferredSemaphore
 from twisted.internet.threads import deferToThread
 
 from kafscale.metadata.interfaces import UnknownTopic
-from kafscale.protocol.records import InvalidRecords, decode_records, iter_batches
+from kafscale.protocol.records import InvalidRecords, iter_batches, iter_records
 from kafscale.storage.interfaces import ObjectNotFound
 # The layout's one definition is in the segment module.
 from kafscale.storage.segment import FOOTER, FOOTER_SIZE, HEADER, HEADER_SIZE, INDEX_HEADER, CorruptSegment
@@ -228,11 +228,16 @@ def _records(data, key, offset):
     for batch in iter_batches(segment.batches, verify_crc=False):
         if batch.last_offset < offset:
             continue
-        for record in decode_records(segment.batches[batch.position:batch.position + batch.size]):
-            if record.offset >= offset:
-                rows.append({"offset": record.offset, "timestamp": record.timestamp, "key": _text(record.key),
-                             "value": _text(record.value),
-                             "headers": [[name, _text(value)] for name, value in record.headers]})
+        try:
+            # Decompressed a chunk at a time, and refused past a bound: a
+            # small batch can expand to gigabytes.
+            for record in iter_records(segment.batches[batch.position:batch.position + batch.size]):
+                if record.offset >= offset:
+                    rows.append({"offset": record.offset, "timestamp": record.timestamp, "key": _text(record.key),
+                                 "value": _text(record.value),
+                                 "headers": [[name, _text(value)] for name, value in record.headers]})
+        except InvalidRecords as e:
+            raise AdminError(f"{key}: batch at offset {batch.base_offset}: {e}") from None
     return rows
 
 

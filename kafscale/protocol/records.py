@@ -244,94 +244,152 @@ class Record(NamedTuple):
     headers: list
 
 
+# A compressed batch can expand to any size (32 KiB of zstd hold 1 GiB of
+# zeros): its records are decompressed a chunk at a time, never whole, and a
+# batch that expands past this bound is refused as corrupt. Legitimate
+# batches are at most message.max.bytes (1 MiB) compressed.
+MAX_DECOMPRESSED_BATCH = 64 << 20
+_CHUNK = 1 << 16
+
+
 def decode_records(batch) -> list[Record]:
     """Decode every record of one batch, decompressing it if needed.
 
     For the admin CLI and tests only: this is per-record work. ``batch`` is
     the bytes of exactly one batch; its CRC is verified first.
     """
+    return list(iter_records(batch))
+
+
+def iter_records(batch, with_data: bool = True, max_size: int = MAX_DECOMPRESSED_BATCH) -> Iterator[Record]:
+    """Decode the records of one batch as they are decompressed: memory stays
+    at one chunk (plus one record's key, value and headers, or nothing of
+    them when ``with_data`` is false: then they are None and []). Raises
+    :class:`InvalidRecords` for a damaged batch, or one that expands past
+    ``max_size`` bytes."""
     batches = list(iter_batches(batch))
     if len(batches) != 1:
-        raise ValueError(f"decode_records takes one batch, got {len(batches)}")
+        raise ValueError(f"iter_records takes one batch, got {len(batches)}")
     info = batches[0]
-    body = bytes(memoryview(batch)[BATCH_HEADER_SIZE : info.size])
-    if info.compression is not Compression.NONE:
-        body = _DECOMPRESS[info.compression](body)
-    try:
-        return _parse_records(body, info)
-    except IndexError as e:
-        raise InvalidRecords(
-            ErrorCode.CORRUPT_MESSAGE, "record runs past the end of its batch"
-        ) from e
-
-
-def _parse_records(body: bytes, info: BatchInfo) -> list[Record]:
-    records = []
-    position = 0
+    body = memoryview(batch)[BATCH_HEADER_SIZE : info.size]
+    stream = _RecordStream(info.compression, body, max_size)
     for _ in range(info.record_count):
-        length, position = _read_varint(body, position)
-        record_end = position + length
-        position += 1  # record attributes: unused
-        timestamp_delta, position = _read_varint(body, position)
-        offset_delta, position = _read_varint(body, position)
-        key, position = _read_bytes(body, position)
-        value, position = _read_bytes(body, position)
-        header_count, position = _read_varint(body, position)
-        headers = []
-        for _ in range(header_count):
-            header_key, position = _read_bytes(body, position)
-            header_value, position = _read_bytes(body, position)
-            if header_key is None:
-                raise InvalidRecords(ErrorCode.CORRUPT_MESSAGE, "null record header key")
-            headers.append((header_key.decode("utf-8", "replace"), header_value))
-        if position != record_end:
-            raise InvalidRecords(
-                ErrorCode.CORRUPT_MESSAGE,
-                f"record at offset delta {offset_delta} declares {length} bytes, "
-                f"its fields take {length + position - record_end}",
-            )
-        timestamp = (
-            info.max_timestamp if info.log_append_time else info.first_timestamp + timestamp_delta
+        yield _read_record(stream, info, with_data)
+    if not stream.at_end():
+        raise InvalidRecords(
+            ErrorCode.CORRUPT_MESSAGE, f"bytes follow the batch's {info.record_count} records"
         )
-        records.append(Record(info.base_offset + offset_delta, timestamp, key, value, headers))
-    if position != len(body):
+
+
+def _read_record(stream, info: BatchInfo, with_data: bool) -> Record:
+    length = stream.varint()
+    record_end = stream.consumed + length
+    stream.skip(1)  # record attributes: unused
+    timestamp_delta = stream.varint()
+    offset_delta = stream.varint()
+    key = stream.data(with_data)
+    value = stream.data(with_data)
+    headers = []
+    for _ in range(stream.varint()):
+        header_key = stream.data(True)
+        header_value = stream.data(with_data)
+        if header_key is None:
+            raise InvalidRecords(ErrorCode.CORRUPT_MESSAGE, "null record header key")
+        if with_data:
+            headers.append((header_key.decode("utf-8", "replace"), header_value))
+    if stream.consumed != record_end:
         raise InvalidRecords(
             ErrorCode.CORRUPT_MESSAGE,
-            f"{len(body) - position} bytes follow the batch's {info.record_count} records",
+            f"record at offset delta {offset_delta} declares {length} bytes, "
+            f"its fields take {length + stream.consumed - record_end}",
         )
-    return records
+    timestamp = info.max_timestamp if info.log_append_time else info.first_timestamp + timestamp_delta
+    return Record(info.base_offset + offset_delta, timestamp, key, value, headers)
 
 
-def _read_varint(data: bytes, position: int) -> tuple[int, int]:
-    """A zigzag varint (Kafka's varint and varlong) at ``position``."""
-    result = 0
-    shift = 0
-    while True:
-        byte = data[position]
-        position += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return (result >> 1) ^ -(result & 1), position
-        shift += 7
-        if shift > 63:
-            raise InvalidRecords(ErrorCode.CORRUPT_MESSAGE, "varint longer than 10 bytes")
+class _RecordStream:
+    """The decompressed records of one batch, read a chunk at a time."""
 
+    def __init__(self, codec: Compression, body: memoryview, max_size: int):
+        self.codec = codec
+        self.reader = _READERS[codec](body, max_size)
+        self.max_size = max_size
+        self.buffer = bytearray()
+        self.position = 0
+        self.consumed = 0  # bytes of the body read so far
+        self.expanded = 0  # bytes decompressed so far
 
-def _read_bytes(data: bytes, position: int) -> tuple[bytes | None, int]:
-    length, position = _read_varint(data, position)
-    if length < 0:
-        return None, position
-    end = position + length
-    if end > len(data):
-        raise IndexError(end)
-    return data[position:end], end
+    def _more(self, wanted: int) -> None:
+        """Read until ``wanted`` bytes are buffered past the position."""
+        del self.buffer[: self.position]
+        self.position = 0
+        while len(self.buffer) < wanted:
+            try:
+                chunk = self.reader.read(max(_CHUNK, wanted - len(self.buffer)))
+            except _DECODE_ERRORS as e:
+                raise InvalidRecords(
+                    ErrorCode.CORRUPT_MESSAGE, f"undecodable {self.codec.name} payload: {e}"
+                ) from e
+            if not chunk:
+                raise InvalidRecords(ErrorCode.CORRUPT_MESSAGE, "record runs past the end of its batch")
+            self.expanded += len(chunk)
+            if self.expanded > self.max_size:
+                raise InvalidRecords(
+                    ErrorCode.CORRUPT_MESSAGE, f"batch expands past {self.max_size} bytes"
+                )
+            self.buffer += chunk
 
+    def take(self, size: int) -> bytes:
+        if len(self.buffer) - self.position < size:
+            self._more(size)
+        start = self.position
+        self.position += size
+        self.consumed += size
+        return bytes(self.buffer[start : self.position])
 
-def _gunzip(data: bytes) -> bytes:
-    try:
-        return gzip.decompress(data)
-    except (OSError, EOFError, zlib.error) as e:
-        raise _undecodable(Compression.GZIP, e) from e
+    def skip(self, size: int) -> None:
+        while size:
+            if len(self.buffer) == self.position:
+                self._more(1)
+            step = min(size, len(self.buffer) - self.position)
+            self.position += step
+            self.consumed += step
+            size -= step
+
+    def varint(self) -> int:
+        """A zigzag varint (Kafka's varint and varlong)."""
+        result = shift = 0
+        while True:
+            if len(self.buffer) == self.position:
+                self._more(1)
+            byte = self.buffer[self.position]
+            self.position += 1
+            self.consumed += 1
+            result |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                return (result >> 1) ^ -(result & 1)
+            shift += 7
+            if shift > 63:
+                raise InvalidRecords(ErrorCode.CORRUPT_MESSAGE, "varint longer than 10 bytes")
+
+    def data(self, keep: bool) -> bytes | None:
+        """A length-prefixed byte string; None when null or not ``keep``."""
+        length = self.varint()
+        if length < 0:
+            return None
+        if keep:
+            return self.take(length)
+        self.skip(length)
+        return None
+
+    def at_end(self) -> bool:
+        if len(self.buffer) > self.position:
+            return False
+        try:
+            self._more(1)
+        except InvalidRecords:
+            return True
+        return False
 
 
 # Java's snappy-java frames its output (Kafka's own producer uses it); other
@@ -341,51 +399,72 @@ _XERIAL_MAGIC = b"\x82SNAPPY\x00"
 _XERIAL_HEADER_SIZE = 16
 
 
-def _unsnappy(data: bytes) -> bytes:
-    import snappy
+class _SnappyBlocks:
+    """Raw snappy, or snappy-java's framing, one block at a time; a block's
+    declared size is checked before it is decompressed."""
 
-    try:
-        if not data.startswith(_XERIAL_MAGIC):
-            return snappy.decompress(data)
-        chunks = []
+    def __init__(self, body, max_size):
+        self.data = bytes(body)
+        self.max_size = max_size
+        self.blocks = self._blocks()
+
+    def _blocks(self):
+        import snappy
+
+        if not self.data.startswith(_XERIAL_MAGIC):
+            yield self._decompress(snappy, self.data)
+            return
         position = _XERIAL_HEADER_SIZE
-        while position < len(data):
-            (length,) = _INT32.unpack_from(data, position)
+        while position < len(self.data):
+            (length,) = _INT32.unpack_from(self.data, position)
             position += 4
-            chunks.append(snappy.decompress(data[position : position + length]))
+            yield self._decompress(snappy, self.data[position : position + length])
             position += length
-        return b"".join(chunks)
-    except (snappy.UncompressError, struct.error) as e:
-        raise _undecodable(Compression.SNAPPY, e) from e
+
+    def _decompress(self, snappy, block):
+        # A raw snappy block starts with its decompressed size, a varint.
+        size = shift = 0
+        for byte in block[:5]:
+            size |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        if size > self.max_size:
+            raise snappy.UncompressError(f"block declares {size} bytes")
+        return snappy.decompress(block)
+
+    def read(self, size):
+        return next(self.blocks, b"")
 
 
-def _unlz4(data: bytes) -> bytes:
-    import lz4.frame
-
-    try:
-        return lz4.frame.decompress(data)
-    except RuntimeError as e:
-        raise _undecodable(Compression.LZ4, e) from e
-
-
-def _unzstd(data: bytes) -> bytes:
+def _zstd_reader(body, max_size):
     import zstandard
 
     # Producers stream zstd frames without a content size: read to the end.
-    reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data), read_across_frames=True)
-    try:
-        return reader.read()
-    except zstandard.ZstdError as e:
-        raise _undecodable(Compression.ZSTD, e) from e
+    return zstandard.ZstdDecompressor().stream_reader(io.BytesIO(body), read_across_frames=True)
 
 
-def _undecodable(codec: Compression, error: Exception) -> InvalidRecords:
-    return InvalidRecords(ErrorCode.CORRUPT_MESSAGE, f"undecodable {codec.name} payload: {error}")
+def _lz4_reader(body, max_size):
+    import lz4.frame
+
+    return lz4.frame.LZ4FrameFile(io.BytesIO(body))
 
 
-_DECOMPRESS = {
-    Compression.GZIP: _gunzip,
-    Compression.SNAPPY: _unsnappy,
-    Compression.LZ4: _unlz4,
-    Compression.ZSTD: _unzstd,
+_READERS = {
+    Compression.NONE: lambda body, max_size: io.BytesIO(body),
+    Compression.GZIP: lambda body, max_size: gzip.GzipFile(fileobj=io.BytesIO(body)),
+    Compression.SNAPPY: _SnappyBlocks,
+    Compression.LZ4: _lz4_reader,
+    Compression.ZSTD: _zstd_reader,
 }
+
+
+def _decode_errors():
+    import lz4.frame  # noqa: F401  (its errors are RuntimeErrors)
+    import snappy
+    import zstandard
+
+    return (OSError, EOFError, zlib.error, RuntimeError, struct.error, snappy.UncompressError, zstandard.ZstdError)
+
+
+_DECODE_ERRORS = _decode_errors()

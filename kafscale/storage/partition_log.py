@@ -14,7 +14,7 @@ from twisted.python.failure import Failure
 from kafscale.log import logger
 from kafscale.metadata.interfaces import Fenced, MetadataError, SegmentRef
 from kafscale.protocol.errors import ErrorCode, KafkaError
-from kafscale.protocol.records import assign_offsets, decode_records, iter_batches
+from kafscale.protocol.records import assign_offsets, iter_batches, iter_records
 from kafscale.storage.interfaces import ObjectNotFound, ObjectStoreError
 from kafscale.storage.producer_state import ProducerStates
 from kafscale.storage.segment import (
@@ -650,15 +650,20 @@ class PartitionLog:
 
     async def _first_record(self, ref, record_matches, batch_may_match):
         segment = await self._segment(ref)
-        start = self.state.log_start_offset
-        for batch in iter_batches(segment.batches, verify_crc=False):
-            if batch.last_offset < start or not batch_may_match(batch):
-                continue
-            view = segment.batches[batch.position: batch.position + batch.size]
-            for record in decode_records(view):
-                if record.offset >= start and record_matches(record):
-                    return record.offset, record.timestamp
-        return None
+        # Decompressing is unbounded work per byte (iter_records bounds it):
+        # never on the reactor.
+        return await deferToThread(_first_record_in, segment.batches, self.state.log_start_offset,
+                                   record_matches, batch_may_match)
+
+
+def _first_record_in(batches, start, record_matches, batch_may_match):
+    for batch in iter_batches(batches, verify_crc=False):
+        if batch.last_offset < start or not batch_may_match(batch):
+            continue
+        for record in iter_records(batches[batch.position: batch.position + batch.size], with_data=False):
+            if record.offset >= start and record_matches(record):
+                return record.offset, record.timestamp
+    return None
 
 
 def _load_segments(producers, segments, now_ms):

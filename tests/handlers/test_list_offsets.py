@@ -1,13 +1,18 @@
 """ListOffsets: earliest, latest, max timestamp and by time agree with what
 was produced."""
 
+import resource
+import threading
+import time
+
 from confluent_kafka import Consumer, TopicPartition
 from twisted.trial import unittest
 
 from kafscale.protocol.errors import ErrorCode
 from kafscale.protocol.messages import ApiKey
 from tests.support.brokers import in_thread, start_broker
-from tests.support.topics import create_topic
+from tests.support.records import bomb_batch
+from tests.support.topics import create_topic, produce_request
 from tests.support.wire import Connection
 
 BASE_TIME = 1_700_000_000_000
@@ -113,3 +118,49 @@ class ListOffsetsTests(unittest.TestCase):
         body["topics"][0]["partitions"][0]["timestamp"] = -1
         [answer] = (await in_thread(conn.request, ApiKey.LIST_OFFSETS, 7, body))["topics"][0]["partitions"]
         self.assertEqual((answer["error_code"], answer["offset"]), (ErrorCode.NONE, 2))
+
+
+def longest_round_trip(bootstrap, stop):
+    """Ask ApiVersions on its own connection until ``stop`` is set. -> the
+    longest round trip in seconds."""
+    conn = Connection(bootstrap)
+    longest = 0.0
+    try:
+        while not stop.is_set():
+            started = time.monotonic()
+            conn.request(ApiKey.API_VERSIONS, 3, {})
+            longest = max(longest, time.monotonic() - started)
+    finally:
+        conn.close()
+    return longest
+
+
+class DecompressionBombTests(unittest.TestCase):
+    async def setUp(self):
+        self.broker, self.bootstrap = await start_broker(self)
+        await create_topic(self.bootstrap, "bombed")
+
+    async def test_lookup_by_time_in_a_bomb_costs_bounded_memory_and_stalls_nobody(self):
+        # 32 KiB of zstd that expand to 1 GiB; the record after the zeros
+        # can only be found by decompressing them.
+        def produce():
+            conn = Connection(self.bootstrap)
+            try:
+                return conn.request(ApiKey.PRODUCE, 9, produce_request("bombed", bomb_batch(1 << 30, BASE_TIME)))
+            finally:
+                conn.close()
+
+        produced = await in_thread(produce)
+        self.assertEqual(produced["responses"][0]["partition_responses"][0]["error_code"], ErrorCode.NONE)
+        peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        stop = threading.Event()
+        pinging = in_thread(longest_round_trip, self.bootstrap, stop)
+        try:
+            answer = await in_thread(list_offsets, self.bootstrap, BASE_TIME + 5, topic="bombed")
+        finally:
+            stop.set()
+        longest = await pinging
+        growth_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024
+        self.assertEqual((answer["error_code"], answer["offset"]), (ErrorCode.CORRUPT_MESSAGE, -1))
+        self.assertLess(growth_mib, 64, "the lookup decompressed the batch whole")
+        self.assertLess(longest, 1.0, "the lookup stalled other connections")

@@ -1,6 +1,7 @@
 """RecordBatch v2 handling, checked against kafka-python's encoder and decoder."""
 
 import random
+import resource
 import struct
 
 from crc32c import crc32c
@@ -15,10 +16,11 @@ from kafscale.protocol.records import (
     Record,
     assign_offsets,
     decode_records,
+    iter_records,
     iter_batches,
     take_batches,
 )
-from tests.support.records import build_batch, simple_batch
+from tests.support.records import bomb_batch, build_batch, simple_batch
 
 
 def rewrite(batch, position, fmt, value):
@@ -235,6 +237,22 @@ class DecodeRecordsTests(unittest.TestCase):
         with self.assertRaises(InvalidRecords) as caught:
             decode_records(batch)
         self.assertEqual(caught.exception.code, ErrorCode.CORRUPT_MESSAGE)
+
+    def test_a_batch_expanding_past_the_bound_is_refused_unexpanded(self):
+        peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        with self.assertRaises(InvalidRecords) as caught:
+            list(iter_records(bomb_batch(256 << 20), with_data=False))
+        self.assertEqual(caught.exception.code, ErrorCode.CORRUPT_MESSAGE)
+        self.assertIn("expands past", str(caught.exception))
+        self.assertLess(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before, 64 << 10)
+
+    def test_records_are_decoded_as_they_are_decompressed(self):
+        batch = bomb_batch(8 << 20)
+        self.assertEqual([(r.offset, r.timestamp, r.value) for r in iter_records(batch, with_data=False)],
+                         [(0, 1_700_000_000_000, None), (1, 1_700_000_000_010, None)])
+        self.assertEqual([len(r.value) for r in decode_records(batch)], [8 << 20, 1])
+        with self.assertRaises(InvalidRecords):
+            list(iter_records(batch, max_size=4 << 20))
 
     def test_takes_exactly_one_batch(self):
         with self.assertRaises(ValueError):
