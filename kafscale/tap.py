@@ -4,7 +4,7 @@ import os
 
 from twisted.application.service import MultiService, Service
 from twisted.internet import endpoints
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.python import usage
 
 from kafscale import __version__
@@ -13,6 +13,7 @@ from kafscale.broker import Broker
 from kafscale.config import BrokerConfig
 from kafscale import stores
 from kafscale.etcd.cluster import Cluster
+from kafscale.metadata.view import SoleBroker
 from kafscale.server.protocol import KafkaFactory
 
 _log = log.logger("kafscale.tap")
@@ -166,11 +167,38 @@ def metadata_store(config):
                                  lease_ttl=config.lease_ttl, watched={"topics"})
 
 
-def cluster(config, metadata):
-    """This broker's Cluster membership, or None when it runs alone."""
+def cluster_view(config, metadata):
+    """The IClusterView of this broker: a Cluster of the brokers sharing its
+    etcd, or a SoleBroker alone on its embedded store."""
     if not config.etcd:
-        return None
+        return SoleBroker(metadata, config.node_id, config.advertised_host, config.advertised_port, config.rack)
     return Cluster(metadata, config.advertised_host, config.advertised_port, config.rack, node_id=config.node_id)
+
+
+class InOrder(MultiService):
+    """A MultiService that stops its children one at a time, in the reverse
+    of the order they were added, each once the one added after it has
+    stopped: what is added first (a store) outlives what uses it."""
+
+    def stopService(self):
+        Service.stopService(self)
+        return Deferred.fromCoroutine(self._stop_children())
+
+    async def _stop_children(self):
+        for service in reversed(list(self)):
+            await maybeDeferred(service.stopService)
+
+
+class ObjectStoreService(Service):
+    """Closes an object store (its connections and threads) when the
+    service tree stops."""
+
+    def __init__(self, objects):
+        self.objects = objects
+
+    def stopService(self):
+        super().stopService()
+        return self.objects.close()
 
 
 class ListenWhenReady(Service):
@@ -211,9 +239,17 @@ def makeService(options):
         objects = object_store(config)
     except ValueError as e:
         raise usage.UsageError(str(e)) from None
-    service = MultiService()
+    # Started in this order, stopped in the reverse: the broker flushes and
+    # hands over its partitions while the stores and its view still run.
+    service = InOrder()
     metadata = metadata_store(config)
-    broker = Broker(config, metadata, objects, cluster=cluster(config, metadata))
+    metadata.setName("metadata")
+    metadata.setServiceParent(service)
+    ObjectStoreService(objects).setServiceParent(service)
+    view = cluster_view(config, metadata)
+    view.setName("view")
+    view.setServiceParent(service)
+    broker = Broker(config, metadata, objects, view)
     broker.setName("broker")
     broker.setServiceParent(service)
     endpoint = endpoints.serverFromString(broker.reactor, config.listen)

@@ -2,11 +2,15 @@
 
 import os
 
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred
 from twisted.python import usage
 from twisted.trial import unittest
 
 from kafscale.etcd.store import EtcdMetadataStore
-from kafscale.tap import Options, cluster, metadata_store
+from kafscale.metadata.embedded import EmbeddedMetadataStore
+from kafscale.metadata.view import SoleBroker
+from kafscale.tap import InOrder, ObjectStoreService, Options, cluster_view, makeService, metadata_store
 
 
 class OptionsTests(unittest.TestCase):
@@ -67,7 +71,7 @@ class ClusterOptionsTests(unittest.TestCase):
         store = metadata_store(config)
         self.assertIsInstance(store, EtcdMetadataStore)
         self.assertEqual(store.keys.prefix, b"/kafscale/prod/")
-        self.assertEqual(cluster(config, store).node_id, None)
+        self.assertEqual(cluster_view(config, store).node_id, None)
 
     def test_environment_and_given_node_id(self):
         config = self.parse("--node-id", "3", KAFSCALE_ETCD="http://a:2379", KAFSCALE_LEASE_TTL="4")
@@ -76,7 +80,51 @@ class ClusterOptionsTests(unittest.TestCase):
     def test_alone_without_etcd(self):
         config = self.parse("--data-dir", self.mktemp())
         self.assertEqual((config.etcd, config.node_id), (None, 0))
-        self.assertIsNone(cluster(config, None))
+        self.assertEqual(cluster_view(config, None).node_id, 0)
 
     def test_bad_lease_ttl(self):
         self.assertRaises(usage.UsageError, self.parse, "--etcd", "http://a:2379", "--lease-ttl", "0")
+
+
+class Recording(Service):
+    def __init__(self, name, events, stopping=None):
+        self.setName(name)
+        self.events = events
+        self.stopping = stopping
+
+    def startService(self):
+        super().startService()
+        self.events.append(("start", self.name))
+
+    def stopService(self):
+        super().stopService()
+        self.events.append(("stop", self.name))
+        return self.stopping
+
+
+class ServiceTreeTests(unittest.TestCase):
+    def test_children_stop_one_at_a_time_last_first(self):
+        events = []
+        flushing = Deferred()
+        tree = InOrder()
+        for child in (Recording("metadata", events), Recording("broker", events, flushing),
+                      Recording("listener", events)):
+            child.setServiceParent(tree)
+        tree.startService()
+        stopped = tree.stopService()
+        self.assertEqual(events, [("start", "metadata"), ("start", "broker"), ("start", "listener"),
+                                  ("stop", "listener"), ("stop", "broker")])
+        flushing.callback(None)
+        self.successResultOf(stopped)
+        self.assertEqual(events[-1], ("stop", "metadata"))
+
+    def test_the_stores_and_the_view_outlive_the_broker(self):
+        options = Options()
+        options.parseOptions(["--data-dir", self.mktemp()])
+        tree = makeService(options)
+        self.assertIsInstance(tree, InOrder)
+        children = list(tree)
+        self.assertEqual([type(child) for child in children[:2]], [EmbeddedMetadataStore, ObjectStoreService])
+        self.assertEqual([child.name for child in children[2:]], ["view", "broker", "listener"])
+        self.assertIsInstance(tree.getServiceNamed("view"), SoleBroker)
+        self.assertIs(tree.getServiceNamed("broker").view, tree.getServiceNamed("view"))

@@ -22,23 +22,24 @@ log = logger("kafscale.coordinator")
 
 
 class GroupCoordinator(Service):
-    """Serves the group APIs for the groups ``broker`` coordinates.
+    """Serves the group APIs for the groups this broker coordinates.
 
-    It uses ``broker.metadata`` (an IMetadataStore), ``broker.config`` (the
-    group settings), ``broker.coordinates(group_id)`` (whether this broker
-    coordinates the group now), ``broker.coordinator_for(group_id)`` (the
-    BrokerAddress that does, or None), ``broker.subscribe_coordination``
-    (told when a coordinator slot comes or goes) and, in a cluster,
-    ``broker.cluster.slot_of(group_id)``. ``clock`` (an IReactorTime) runs
+    ``metadata`` (an IMetadataStore) keeps the groups and their offsets;
+    ``view`` (an IClusterView) says which groups this broker coordinates
+    (`coordinates`, `coordinator_for`, `slot_of`) and tells when a
+    coordinator slot comes or goes (`subscribe_slots`); ``config`` (the
+    BrokerConfig) gives the group settings; ``clock`` (an IReactorTime) runs
     the members' timers.
 
     Every public coroutine raises KafkaError with the code to answer.
     """
 
-    def __init__(self, broker, clock=None):
+    def __init__(self, metadata, view, config, clock=None):
         if clock is None:
             from twisted.internet import reactor as clock
-        self.broker = broker
+        self.metadata = metadata
+        self.view = view
+        self.config = config
         self._clock = clock
         self._groups = {}
         self._write_locks = {}  # group id -> DeferredLock, so a group's writes land in order
@@ -49,7 +50,7 @@ class GroupCoordinator(Service):
 
     def startService(self):
         super().startService()
-        self._unsubscribe = self.broker.subscribe_coordination(self._coordination_changed)
+        self._unsubscribe = self.view.subscribe_slots(self._coordination_changed)
 
     def stopService(self):
         super().stopService()
@@ -63,15 +64,15 @@ class GroupCoordinator(Service):
     # -- coordination ----------------------------------------------------
 
     def _coordinates(self, group_id):
-        if not self.broker.coordinates(group_id):
+        if not self.view.coordinates(group_id):
             return False
-        return not self._released_slots or self.broker.cluster.slot_of(group_id) not in self._released_slots
+        return not self._released_slots or self.view.slot_of(group_id) not in self._released_slots
 
     def _check_coordinator(self, group_id):
         if self._coordinates(group_id):
             return
         self._unload(group_id)
-        if self.broker.coordinator_for(group_id) is None:
+        if self.view.coordinator_for(group_id) is None:
             raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE)
         raise KafkaError(ErrorCode.NOT_COORDINATOR)
 
@@ -82,7 +83,7 @@ class GroupCoordinator(Service):
         loaded afresh from the store when next touched here. When the slot
         goes, the groups' writes under way finish before another broker may
         take it. -> a Deferred, or None."""
-        slot_of = self.broker.cluster.slot_of
+        slot_of = self.view.slot_of
         if held:
             self._released_slots.discard(slot)
         else:
@@ -114,7 +115,7 @@ class GroupCoordinator(Service):
         if group is not None:
             return group
         try:
-            snapshot = await self.broker.metadata.load_group(group_id)
+            snapshot = await self.metadata.load_group(group_id)
         except MetadataError as e:
             raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE, str(e)) from None
         self._check_coordinator(group_id)
@@ -129,10 +130,10 @@ class GroupCoordinator(Service):
 
     @property
     def _initial_delay_ms(self):
-        return self.broker.config.group_initial_rebalance_delay_ms
+        return self.config.group_initial_rebalance_delay_ms
 
     def _persist(self, group_id, snapshot):
-        written = Deferred.fromCoroutine(self._write(group_id, self.broker.metadata.save_group, group_id, snapshot))
+        written = Deferred.fromCoroutine(self._write(group_id, self.metadata.save_group, group_id, snapshot))
         self._writes.add(written)
 
         def finished(result):
@@ -167,7 +168,7 @@ class GroupCoordinator(Service):
         """-> JoinResult for a JoinRequest."""
         _check_group_id(group_id)
         self._check_coordinator(group_id)
-        config = self.broker.config
+        config = self.config
         if not config.group_min_session_timeout_ms <= request.session_timeout_ms <= config.group_max_session_timeout_ms:
             raise KafkaError(ErrorCode.INVALID_SESSION_TIMEOUT)
         group = await self._group(group_id)
@@ -235,14 +236,14 @@ class GroupCoordinator(Service):
     def _commit_batch(self, group_id, batch):
         # From now on new commits make the next batch.
         del self._offset_batches[group_id]
-        return self.broker.metadata.commit_offsets(group_id, batch.offsets)
+        return self.metadata.commit_offsets(group_id, batch.offsets)
 
     async def fetch_offsets(self, group_id, partitions=None):
         """-> (topic, partition) -> CommittedOffset for those committed among
         ``partitions``, or for all when it is None."""
         self._check_coordinator(group_id)
         try:
-            return await self.broker.metadata.fetch_offsets(group_id, partitions)
+            return await self.metadata.fetch_offsets(group_id, partitions)
         except MetadataError as e:
             raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE, str(e)) from None
 
@@ -262,7 +263,7 @@ class GroupCoordinator(Service):
         """-> GroupSummary (members left out) of every group this broker
         coordinates, sorted by group id."""
         try:
-            stored = await self.broker.metadata.groups()
+            stored = await self.metadata.groups()
         except MetadataError as e:
             raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE, str(e)) from None
         group_ids = sorted(g for g in set(stored) | set(self._groups) if self._coordinates(g))
@@ -289,7 +290,7 @@ class GroupCoordinator(Service):
                 raise KafkaError(ErrorCode.NON_EMPTY_GROUP)
             del self._groups[group_id]
             group.close(ErrorCode.UNKNOWN_MEMBER_ID)
-        existed = await self._write(group_id, self.broker.metadata.delete_group, group_id)
+        existed = await self._write(group_id, self.metadata.delete_group, group_id)
         if group is None and not existed:
             raise KafkaError(ErrorCode.GROUP_ID_NOT_FOUND)
         log.info("group {group} deleted", group=group_id)

@@ -28,22 +28,20 @@ accepting produce it cannot commit.
 import hashlib
 import inspect
 import itertools
-import zlib
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredSemaphore, gatherResults
 from twisted.internet.task import LoopingCall, deferLater
+from zope.interface import implementer
 
+from kafscale.coalescing import Coalescing
 from kafscale.etcd import layout
 from kafscale.etcd.client import EtcdError, EtcdUnavailable
 from kafscale.log import logger
-from kafscale.metadata.cluster import Coalescing
 from kafscale.metadata.interfaces import BrokerInfo, MetadataError, MetadataUnavailable, NodeIdInUse
+from kafscale.metadata.view import SLOTS, IClusterView, slot_of
 
 log = logger("kafscale.etcd.cluster")
-
-SLOTS = 64
-"""Consumer groups hash onto this many coordinator slots."""
 
 FIRST_ALLOCATED_NODE_ID = 1001
 """Node ids allocated from etcd start here, as Kafka's do (above
@@ -75,11 +73,6 @@ def partition_name(topic, partition):
 
 def slot_name(slot):
     return f"slot/{slot}".encode()
-
-
-def slot_of(group_id, slots=SLOTS):
-    """The coordinator slot of a consumer group."""
-    return zlib.crc32(group_id.encode()) % slots
 
 
 class _PrefixView:
@@ -143,6 +136,7 @@ class _PrefixView:
         self._on_change()
 
 
+@implementer(IClusterView)
 class Cluster(Service):
     """This broker's membership: registration, the views, the owner keys of
     its partitions and coordinator slots.
@@ -325,6 +319,9 @@ class Cluster(Service):
         """The BrokerInfo of a live broker, or None."""
         return next((info for info in self.live_brokers() if info.node_id == node_id), None)
 
+    def controller_id(self):
+        return min(self.live_node_ids(), default=-1)
+
     def _assigned(self, name):
         live = frozenset(self.live_node_ids())
         if live != self._assigned_for:
@@ -406,6 +403,13 @@ class Cluster(Service):
         """Whether this broker coordinates the slot now."""
         held = self._held_slots.get(slot)
         return held is not None and held[1] == self._lease_id() and self.healthy()
+
+    def coordinates(self, group_id):
+        return self.holds_slot(self.slot_of(group_id))
+
+    def coordinator_for(self, group_id):
+        node_id = self.slot_owner(self.slot_of(group_id))
+        return None if node_id is None else self.broker(node_id)
 
     def slot_owner(self, slot):
         """The node id coordinating a slot, or None."""

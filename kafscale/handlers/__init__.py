@@ -13,5 +13,7 @@ produce). Beside them:
     What several handlers share: the per-partition answer loop, the lookup
     of a topic by name or id, protocol constants.
 ``validation``
-    The checks several handlers make of what a request asks for.
+    The checks several handlers make of a request's shape.
+``errors``
+    The one translation of the lower layers' refusals into Kafka error codes.
 """

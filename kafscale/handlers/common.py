@@ -5,6 +5,7 @@ a request names from the PartitionLog this broker owns."""
 import uuid
 from dataclasses import dataclass
 
+from kafscale.handlers.errors import REFUSALS, kafka_error
 from kafscale.log import logger
 from kafscale.protocol.errors import ErrorCode, KafkaError
 from kafscale.protocol.messages import ApiKey
@@ -31,7 +32,7 @@ def known_topic(broker, name, topic_id=NO_TOPIC_ID):
     id). Raises the KafkaError Kafka answers for a topic it does not know:
     UNKNOWN_TOPIC_OR_PARTITION by name, UNKNOWN_TOPIC_ID by id."""
     if name is None:
-        info = broker.topic_by_id(topic_id)
+        info = broker.topics.by_id(topic_id)
         if info is None:
             raise KafkaError(ErrorCode.UNKNOWN_TOPIC_ID, f"no topic with id {topic_id}")
         return info
@@ -56,7 +57,10 @@ async def known_or_created_topic(broker, name, topic_id=NO_TOPIC_ID, may_create=
     exist is created with the broker's defaults, where the broker creates
     topics on first use and the request (``may_create``) allows it."""
     if name is not None and name not in broker.topics and may_create and broker.config.auto_create_topics:
-        return await broker.auto_create_topic(name)
+        try:
+            return await broker.topics.create_automatically(name)
+        except REFUSALS as e:
+            raise kafka_error(e) from None
     return known_topic(broker, name, topic_id)
 
 
@@ -83,8 +87,8 @@ async def answer_partitions(request, topics, layout, blank, work, name_of=None):
     PartitionLog this broker owns for it (``wanted`` is the partition's
     request entry). ``name_of(topic)`` gives a topic entry's topic name (by
     default the entry's name field); a KafkaError it raises refuses every
-    partition of that topic. A KafkaError from finding the log or from
-    ``work`` becomes the partition's error code (and message, where the
+    partition of that topic. A refusal (kafscale.handlers.errors) from
+    finding the log or from ``work`` becomes the partition's error code (and message, where the
     answer carries one); a failing object store, KAFKA_STORAGE_ERROR.
     """
     answered = []
@@ -103,9 +107,9 @@ async def answer_partitions(request, topics, layout, blank, work, name_of=None):
                 _refuse(answer, refusal)
                 continue
             try:
-                await work(request.broker.log_for(name, index), wanted, answer)
-            except KafkaError as e:
-                _refuse(answer, e)
+                await work(request.broker.logs.log_for(name, index), wanted, answer)
+            except REFUSALS as e:
+                _refuse(answer, kafka_error(e))
             except STORAGE_ERRORS as e:
                 log.warn("{api} of {topic}-{partition} failed: {error}", api=ApiKey(request.api_key).name,
                          topic=name, partition=index, error=e)

@@ -11,8 +11,8 @@ described under Kafka's names and refused when a client tries to alter them.
 import enum
 from collections import Counter
 
-from kafscale.handlers.common import known_topic
-from kafscale.handlers.validation import check_named_once, check_topic_configs, named_more_than_once
+from kafscale.handlers.errors import REFUSALS, kafka_error
+from kafscale.handlers.validation import check_named_once, named_more_than_once
 from kafscale.metadata.topic_configs import BROKER_SETTINGS
 from kafscale.protocol.errors import ErrorCode, KafkaError
 
@@ -39,9 +39,9 @@ def check_this_broker(broker, name):
         node_id = int(name)
     except ValueError:
         raise KafkaError(ErrorCode.INVALID_REQUEST, f"broker resource {name!r} is not a node id") from None
-    if node_id != broker.node_id:
+    if node_id != broker.view.node_id:
         raise KafkaError(ErrorCode.INVALID_REQUEST,
-                         f"this is broker {broker.node_id}: ask broker {node_id} about its own configs")
+                         f"this is broker {broker.view.node_id}: ask broker {node_id} about its own configs")
 
 
 async def alter(request, changes):
@@ -66,13 +66,10 @@ async def alter(request, changes):
                 _refuse_broker_change(broker, name, resource["configs"])
             elif resource_type != ResourceType.TOPIC:
                 raise unsupported_resource(resource_type)
-            info = known_topic(broker, name)
-            updates, deletions = changes(info, resource["configs"])
-            check_topic_configs(updates)
-            if body["validate_only"]:
-                continue
-            await broker.alter_topic_configs(name, updates, deletions)
-        except KafkaError as e:
+            updates, deletions = changes(broker.topics.require(name), resource["configs"])
+            await broker.topics.alter_configs(name, updates, deletions, validate_only=body["validate_only"])
+        except REFUSALS as e:
+            e = kafka_error(e)
             response["error_code"], response["error_message"] = e.code, e.message
     return {"throttle_time_ms": 0, "responses": responses}
 

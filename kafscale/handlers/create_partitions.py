@@ -9,14 +9,9 @@ Departures from Kafka: partitions are placed by the brokers' assignment, so
 explicit replica assignments are refused with INVALID_REPLICA_ASSIGNMENT.
 """
 
-from kafscale.handlers.common import known_topic
-from kafscale.handlers.validation import (
-    check_named_once,
-    check_no_assignments,
-    check_partitions_grow,
-    named_more_than_once,
-)
-from kafscale.protocol.errors import ErrorCode, KafkaError
+from kafscale.handlers.errors import REFUSALS, kafka_error
+from kafscale.handlers.validation import check_named_once, named_more_than_once
+from kafscale.protocol.errors import ErrorCode
 
 
 async def handle(request):
@@ -30,12 +25,9 @@ async def handle(request):
         results.append(result)
         try:
             check_named_once("topic", name, repeated)
-            info = known_topic(broker, name)
-            check_no_assignments(topic["assignments"])
-            check_partitions_grow(info, count)
-            if body["validate_only"]:
-                continue
-            await broker.add_partitions(name, count)
-        except KafkaError as e:
+            await broker.topics.add_partitions(name, count, assigned=bool(topic["assignments"]),
+                                               validate_only=body["validate_only"])
+        except REFUSALS as e:
+            e = kafka_error(e)
             result["error_code"], result["error_message"] = e.code, e.message
     return {"throttle_time_ms": 0, "results": results}

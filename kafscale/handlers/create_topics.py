@@ -10,20 +10,15 @@ and id (KIP-525); v6-7 may be throttled in Kafka (KIP-599), never here.
 Departures from Kafka: the object store replicates, so the replication
 factor is 1 (or -1), and partitions are placed by the brokers' assignment,
 so explicit replica assignments are refused with INVALID_REPLICA_ASSIGNMENT.
-The name, partition count, configs and existence are checked by the broker
-(``Broker.create_topic``).
+Every rule of a topic is checked in one place, kafscale.topics.Topics.create.
 """
 
 from kafscale.handlers.common import NO_TOPIC_ID
 from kafscale.handlers.config_resources import ConfigSource
-from kafscale.handlers.validation import (
-    check_named_once,
-    check_no_assignments,
-    check_replication_factor,
-    named_more_than_once,
-)
+from kafscale.handlers.errors import REFUSALS, kafka_error
+from kafscale.handlers.validation import check_named_once, named_more_than_once
 from kafscale.metadata.topic_configs import TOPIC_CONFIGS
-from kafscale.protocol.errors import ErrorCode, KafkaError
+from kafscale.protocol.errors import ErrorCode
 
 
 async def handle(request):
@@ -39,10 +34,11 @@ async def handle(request):
         configs = {c["name"]: c["value"] for c in topic["configs"]}
         try:
             check_named_once("topic", name, repeated)
-            check_replication_factor(topic["replication_factor"])
-            check_no_assignments(topic["assignments"])
-            info = await broker.create_topic(name, topic["num_partitions"], configs, body["validate_only"])
-        except KafkaError as e:
+            info = await broker.topics.create(
+                name, topic["num_partitions"], configs, replication_factor=topic["replication_factor"],
+                assigned=bool(topic["assignments"]), validate_only=body["validate_only"])
+        except REFUSALS as e:
+            e = kafka_error(e)
             result["error_code"] = e.code
             result["error_message"] = e.message
             continue

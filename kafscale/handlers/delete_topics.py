@@ -11,7 +11,8 @@ topic's objects still being deleted never touch the new one's.
 """
 
 from kafscale.handlers.common import NO_TOPIC_ID, known_topic
-from kafscale.protocol.errors import ErrorCode, KafkaError
+from kafscale.handlers.errors import REFUSALS, kafka_error
+from kafscale.protocol.errors import ErrorCode
 
 
 async def handle(request):
@@ -28,9 +29,10 @@ async def handle(request):
         try:
             if name is None:
                 result["name"] = name = known_topic(broker, None, topic_id).name
-            info = await broker.delete_topic(name)
+            info = await broker.topics.delete(name)
             result["topic_id"] = info.topic_id
-        except KafkaError as e:
+        except REFUSALS as e:
+            e = kafka_error(e)
             result["error_code"] = e.code
             result["error_message"] = e.message
     return {"throttle_time_ms": 0, "responses": results}

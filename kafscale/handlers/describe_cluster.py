@@ -28,8 +28,8 @@ async def handle(request):
         "error_code": ErrorCode.NONE,
         "error_message": None,
         "endpoint_type": BROKER_ENDPOINTS,
-        "cluster_id": broker.cluster_id,
-        "controller_id": broker.controller_id(),
+        "cluster_id": broker.config.cluster_id,
+        "controller_id": broker.view.controller_id(),
         "brokers": [],
         "cluster_authorized_operations": (
             CLUSTER_OPERATIONS if body["include_cluster_authorized_operations"] else OPERATIONS_NOT_REQUESTED
@@ -42,6 +42,6 @@ async def handle(request):
         return response
     response["brokers"] = [
         {"broker_id": b.node_id, "host": b.host, "port": b.port, "rack": b.rack, "is_fenced": False}
-        for b in broker.live_brokers()
+        for b in broker.view.live_brokers()
     ]
     return response

@@ -56,7 +56,7 @@ def _entries(broker, resource_type, name):
             return []
         check_this_broker(broker, name)
         # In a cluster the node id may have been allocated at start.
-        config = dataclasses.replace(broker.config, node_id=broker.node_id)
+        config = dataclasses.replace(broker.config, node_id=broker.view.node_id)
         return [_broker_entry(setting, config) for setting in BROKER_SETTINGS.values()]
     raise unsupported_resource(resource_type)
 

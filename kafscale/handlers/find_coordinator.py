@@ -37,7 +37,7 @@ def _coordinator(broker, key_type, key):
         return _none(ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "Kafscale does not support transactions")
     if key_type != GROUP_KEY:
         return _none(ErrorCode.INVALID_REQUEST, f"no coordinators of key type {key_type}")
-    owner = broker.coordinator_for(key)
+    owner = broker.view.coordinator_for(key)
     if owner is None:
         return _none(ErrorCode.COORDINATOR_NOT_AVAILABLE, "no broker can coordinate this group now")
     return {"error_code": ErrorCode.NONE, "error_message": None,

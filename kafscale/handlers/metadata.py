@@ -33,10 +33,10 @@ async def handle(request):
         "throttle_time_ms": 0,
         "brokers": [
             {"node_id": b.node_id, "host": b.host, "port": b.port, "rack": b.rack}
-            for b in broker.live_brokers()
+            for b in broker.view.live_brokers()
         ],
-        "cluster_id": broker.cluster_id,
-        "controller_id": broker.controller_id(),
+        "cluster_id": broker.config.cluster_id,
+        "controller_id": broker.view.controller_id(),
         "topics": topics,
         "cluster_authorized_operations": OPERATIONS_NOT_REQUESTED,
         "error_code": ErrorCode.NONE,
@@ -56,7 +56,7 @@ async def _requested_topic(broker, entry, may_create):
 def _topic(broker, info):
     partitions = []
     for index in range(info.partitions):
-        leader_id, leader_epoch = broker.leader_of(info.name, index)
+        leader_id, leader_epoch = broker.logs.leader_of(info.name, index)
         replicas = [] if leader_id < 0 else [leader_id]
         partitions.append({
             "error_code": ErrorCode.NONE if leader_id >= 0 else ErrorCode.LEADER_NOT_AVAILABLE,

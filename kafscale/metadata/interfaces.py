@@ -24,7 +24,6 @@ from dataclasses import dataclass, replace
 
 from zope.interface import Interface
 
-from kafscale.protocol.errors import ErrorCode, KafkaError
 
 CHANGE_AREAS = frozenset({"topics", "partitions", "groups", "brokers"})
 """What a change notification may name (see `IMetadataStore.subscribe`)."""
@@ -211,19 +210,6 @@ class MetadataUnavailable(MetadataError):
     stopped: retry later. A write that timed out may still have been applied,
     so a retried commit_segment that fails with Fenced should re-read the
     partition state and look for its own segment before giving up."""
-
-
-def kafka_error(topic, error) -> KafkaError:
-    """The KafkaError that answers a MetadataError ``error`` raised while
-    creating, changing or deleting ``topic``: the code for what the store
-    refused, else REQUEST_TIMED_OUT, which clients retry."""
-    if isinstance(error, TopicExists):
-        return KafkaError(ErrorCode.TOPIC_ALREADY_EXISTS, f"topic {topic!r} already exists")
-    if isinstance(error, UnknownTopic):
-        return KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"no topic {topic!r}")
-    if isinstance(error, InvalidPartitions):
-        return KafkaError(ErrorCode.INVALID_PARTITIONS, str(error))
-    return KafkaError(ErrorCode.REQUEST_TIMED_OUT, f"metadata store: {error}")
 
 
 class IMetadataStore(Interface):

@@ -84,3 +84,17 @@ class IObjectStore(Interface):
 
     def close():
         """Release the store's connections and threads; fires when done."""
+
+
+class IPartitionHolder(Interface):
+    """What a PartitionLog asks of whoever holds it for the broker."""
+
+    def may_append(topic, partition):
+        """Whether the broker certainly still owns the partition: asked
+        before every append, since a broker whose hold is in doubt must stop
+        taking writes before another can claim them. Reads go on regardless,
+        committed data being valid whoever owns the partition next."""
+
+    def deposed(partition_log):
+        """``partition_log`` found that another owner claimed its partition:
+        it refuses appends from now on and should be let go of."""

@@ -105,14 +105,10 @@ class PartitionLog:
     idempotent batches wait for it.
     """
 
-    def __init__(self, state, *, topic_id, metadata, objects, cache, budget, settings, reactor, on_fenced=None,
-                 holds=None):
-        """``holds``, when given, is asked before every append whether this
-        broker certainly still owns the partition (a cluster member whose
-        lease is in doubt must stop taking writes before another can claim
-        them); reads go on regardless, committed data being valid whoever
-        owns the partition next."""
-        self.holds = holds
+    def __init__(self, state, *, topic_id, metadata, objects, cache, budget, settings, reactor, holder):
+        """``holder`` (an IPartitionHolder) says whether appends may go on,
+        and hears when another owner deposed this log."""
+        self.holder = holder
         self.topic = state.topic
         self.topic_id = topic_id
         self.partition = state.partition
@@ -122,7 +118,6 @@ class PartitionLog:
         self.budget = budget
         self.settings = settings
         self.reactor = reactor
-        self.on_fenced = on_fenced
         self.state = None
         self._set_state(state)
         self._pending = deque()
@@ -198,7 +193,7 @@ class PartitionLog:
         with the original's base offset."""
         if self._closed:
             raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER, f"{self.topic}-{self.partition} is not owned here")
-        if self.holds is not None and not self.holds():
+        if not self.holder.may_append(self.topic, self.partition):
             raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER,
                              f"{self.topic}-{self.partition}: this broker's hold on it is in doubt")
         idempotent = any(batch.producer_id >= 0 for batch in batches)
@@ -488,8 +483,7 @@ class PartitionLog:
             entry.done.errback(failure)
         self._pending_bytes = 0
         self._wake()
-        if self.on_fenced is not None:
-            self.on_fenced(self)
+        self.holder.deposed(self)
 
     async def close(self):
         """Flush what is buffered, then refuse further appends."""

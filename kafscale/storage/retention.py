@@ -69,17 +69,22 @@ def _delete_failed(failure, key):
 
 
 class RetentionService(Service):
-    """Every ``interval`` seconds, apply retention to each partition the
-    broker owns. ``broker`` provides ``logs`` ({(topic, partition):
-    PartitionLog}), ``topics`` ({name: TopicInfo}) and ``reactor``.
+    """Every ``interval`` seconds, apply retention to each partition in
+    ``logs`` (a mapping of (topic, partition) to the PartitionLogs the broker
+    owns) under its topic's configs in ``topics`` (a mapping of name to
+    TopicInfo); ``clock`` is an IReactorTime.
 
     Passes never overlap, and stopping waits for the one running.
     """
 
     name = "retention"
 
-    def __init__(self, broker, interval):
-        self.broker = broker
+    def __init__(self, logs, topics, interval, clock=None):
+        if clock is None:
+            from twisted.internet import reactor as clock
+        self.logs = logs
+        self.topics = topics
+        self.clock = clock
         self.interval = interval
         self._loop = None
         self._lock = DeferredLock()
@@ -87,7 +92,7 @@ class RetentionService(Service):
     def startService(self):
         super().startService()
         self._loop = LoopingCall(self._lock.run, self._pass)
-        self._loop.clock = self.broker.reactor
+        self._loop.clock = self.clock
         self._loop.start(self.interval, now=False)
 
     def stopService(self):
@@ -107,9 +112,9 @@ class RetentionService(Service):
 
     async def enforce(self):
         """One pass over every partition this broker owns."""
-        now_ms = int(self.broker.reactor.seconds() * 1000)
-        for (topic, partition), partition_log in list(self.broker.logs.items()):
-            info = self.broker.topics.get(topic)
+        now_ms = int(self.clock.seconds() * 1000)
+        for (topic, partition), partition_log in list(self.logs.items()):
+            info = self.topics.get(topic)
             if not self.running or info is None or partition_log.closed:
                 continue
             try:

@@ -10,37 +10,29 @@ from twisted.internet import task
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.trial import unittest
 
-from kafscale.broker import BrokerAddress
 from kafscale.config import BrokerConfig
 from kafscale.coordinator.coordinator import GroupCoordinator
 from kafscale.coordinator.group import JoinRequest
 from kafscale.metadata.embedded import EmbeddedMetadataStore
-from kafscale.metadata.interfaces import CommittedOffset, MetadataUnavailable
+from kafscale.metadata.interfaces import BrokerInfo, CommittedOffset, MetadataUnavailable
 from kafscale.protocol.errors import ErrorCode, KafkaError
 
-HERE = BrokerAddress(0, "127.0.0.1", 9092, None)
-ELSEWHERE = BrokerAddress(1, "127.0.0.1", 9093, None)
+HERE = BrokerInfo(0, "127.0.0.1", 9092, None, 0)
+ELSEWHERE = BrokerInfo(1, "127.0.0.1", 9093, None, 0)
 DELAY_S = BrokerConfig().group_initial_rebalance_delay_ms / 1000
 
 
-class OneSlot:
-    """A cluster whose every group hashes to slot 0."""
+@dataclass
+class ViewStandIn:
+    """The coordination part of a cluster view in which every group hashes
+    to slot 0; ``owner`` says who coordinates every group."""
+
+    node_id: int = 0
+    owner: BrokerInfo | None = HERE
+    slot_callbacks: list = field(default_factory=list)
 
     def slot_of(self, group_id):
         return 0
-
-
-@dataclass
-class BrokerStandIn:
-    """What the coordinator uses of a Broker; ``owner`` says who
-    coordinates every group."""
-
-    metadata: EmbeddedMetadataStore
-    config: BrokerConfig = field(default_factory=BrokerConfig)
-    node_id: int = 0
-    owner: BrokerAddress | None = HERE
-    cluster: OneSlot = field(default_factory=OneSlot)
-    slot_callbacks: list = field(default_factory=list)
 
     def coordinator_for(self, group_id):
         return self.owner
@@ -48,12 +40,12 @@ class BrokerStandIn:
     def coordinates(self, group_id):
         return self.owner is not None and self.owner.node_id == self.node_id
 
-    def subscribe_coordination(self, callback):
+    def subscribe_slots(self, callback):
         self.slot_callbacks.append(callback)
         return lambda: self.slot_callbacks.remove(callback)
 
     async def hand_over_slot(self):
-        """As the broker does: tell the coordinators, wait, then let go."""
+        """As the cluster does: tell the coordinators, wait, then let go."""
         for callback in list(self.slot_callbacks):
             await callback(0, False)
         self.owner = ELSEWHERE
@@ -78,12 +70,12 @@ class CoordinatorTestCase(unittest.TestCase):
             return save_group(group_id, state)
 
         self.store.save_group = counting_save
-        self.broker = BrokerStandIn(self.store)
+        self.view = ViewStandIn()
         self.clock = task.Clock()
         self.coordinator = self.start_coordinator()
 
     def start_coordinator(self):
-        coordinator = GroupCoordinator(self.broker, self.clock)
+        coordinator = GroupCoordinator(self.store, self.view, BrokerConfig(), self.clock)
         coordinator.startService()
         self.addCleanup(coordinator.stopService)
         return coordinator
@@ -156,11 +148,11 @@ class PersistenceTests(CoordinatorTestCase):
 
 class OwnershipTests(CoordinatorTestCase):
     async def test_groups_elsewhere_are_not_coordinated_here(self):
-        self.broker.owner = ELSEWHERE
+        self.view.owner = ELSEWHERE
         await self.assertFailsWith(ErrorCode.NOT_COORDINATOR, self.coordinator.join_group("g", join_request()))
         await self.assertFailsWith(ErrorCode.NOT_COORDINATOR, self.coordinator.fetch_offsets("g"))
         await self.assertFailsWith(ErrorCode.NOT_COORDINATOR, self.coordinator.delete_group("g"))
-        self.broker.owner = None
+        self.view.owner = None
         await self.assertFailsWith(ErrorCode.COORDINATOR_NOT_AVAILABLE, self.coordinator.heartbeat("g", "m", None, 1))
 
     async def test_moving_group_answers_its_waiting_members(self):
@@ -168,7 +160,7 @@ class OwnershipTests(CoordinatorTestCase):
         # A newcomer's first JoinGroup keeps the next rebalance open.
         await self.coordinator.join_group("g", join_request())
         waiting = Deferred.fromCoroutine(self.coordinator.join_group("g", join_request(joined.member_id)))
-        await self.broker.hand_over_slot()
+        await self.view.hand_over_slot()
         await self.assertFailsWith(ErrorCode.NOT_COORDINATOR, waiting)
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
@@ -176,7 +168,7 @@ class OwnershipTests(CoordinatorTestCase):
         joined = await self.form_group()
         offsets = {("t", 0): CommittedOffset(5, -1, "", 0)}
         committing = Deferred.fromCoroutine(self.coordinator.commit_offsets("g", joined.member_id, None, 1, offsets))
-        handing_over = Deferred.fromCoroutine(self.broker.hand_over_slot())
+        handing_over = Deferred.fromCoroutine(self.view.hand_over_slot())
         # The broker still holds the slot until the hand-over is done, but
         # the coordinator takes no more requests for its groups.
         await self.assertFailsWith(ErrorCode.NOT_COORDINATOR,
@@ -188,7 +180,7 @@ class OwnershipTests(CoordinatorTestCase):
 
     async def test_no_writes_once_the_group_moved(self):
         joined = await self.form_group()
-        self.broker.owner = ELSEWHERE  # moved, but nobody told this coordinator
+        self.view.owner = ELSEWHERE  # moved, but nobody told this coordinator
         self.clock.advance(10)  # the member's session ends here: the group would become empty
         await self.coordinator.stopService()
         self.assertEqual(self.saves, ["g"])

@@ -5,16 +5,11 @@ Cluster objects in this process standing for several brokers."""
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import SynchronousTestCase, TestCase
+from zope.interface.verify import verifyObject
 
-from kafscale.etcd.cluster import (
-    FIRST_ALLOCATED_NODE_ID,
-    SLOTS,
-    Cluster,
-    partition_name,
-    rendezvous,
-    slot_of,
-)
+from kafscale.etcd.cluster import FIRST_ALLOCATED_NODE_ID, Cluster, partition_name, rendezvous
 from kafscale.metadata.interfaces import MetadataUnavailable, NodeIdInUse, OwnedElsewhere
+from kafscale.metadata.view import SLOTS, IClusterView, slot_of
 from tests.support.etcd_server import EtcdTestMixin
 from tests.support.waiting import eventually
 
@@ -71,8 +66,10 @@ class ClusterTestsMixin(EtcdTestMixin):
         self.assertEqual((given.node_id, first.node_id, second.node_id),
                          (5, FIRST_ALLOCATED_NODE_ID, FIRST_ALLOCATED_NODE_ID + 1))
         for member in (given, first, second):
+            verifyObject(IClusterView, member)
             await eventually(lambda member=member: [b.port for b in member.live_brokers()] == [9092, 9093, 9094],
                              timeout=VIEW_WITHIN)
+            self.assertEqual(member.controller_id(), 5)
 
     async def test_a_given_node_id_in_use_is_refused(self):
         await self.member(9092, node_id=5)
@@ -163,6 +160,8 @@ class ClusterTestsMixin(EtcdTestMixin):
         group = next(f"group-{n}" for n in range(100) if slot_of(f"group-{n}") in ours)
         self.assertTrue(second.holds_slot(second.slot_of(group)))
         self.assertFalse(first.holds_slot(first.slot_of(group)))
+        self.assertEqual((second.coordinates(group), first.coordinates(group)), (True, False))
+        self.assertEqual([m.coordinator_for(group).port for m in (first, second)], [9093, 9093])
 
         # A leaving member tells its subscribers, and waits for them, before
         # it lets go of each slot.

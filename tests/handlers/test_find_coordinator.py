@@ -4,7 +4,7 @@ coordinator through it too.)"""
 
 from twisted.trial import unittest
 
-from kafscale.broker import BrokerAddress
+from kafscale.metadata.interfaces import BrokerInfo
 from kafscale.protocol.errors import ErrorCode
 from tests.support.brokers import in_thread, start_broker
 from tests.support.groups import find
@@ -44,9 +44,9 @@ class FindCoordinatorTests(unittest.TestCase):
         await in_thread(run)
 
     async def test_names_the_coordinating_broker(self):
-        owners = {"here": BrokerAddress(0, self.host, self.port, None),
-                  "there": BrokerAddress(3, "10.0.0.3", 9092, None)}
-        self.broker.coordinator_for = owners.get
+        owners = {"here": BrokerInfo(0, self.host, self.port, None, 0),
+                  "there": BrokerInfo(3, "10.0.0.3", 9092, None, 0)}
+        self.patch(self.broker.view, "coordinator_for", owners.get)
 
         def run():
             connection = self.connection()

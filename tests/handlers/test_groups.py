@@ -229,11 +229,11 @@ class WireTests(unittest.TestCase):
         await in_thread(run)
 
     async def test_not_the_coordinator(self):
-        from kafscale.broker import BrokerAddress
+        from kafscale.metadata.interfaces import BrokerInfo
 
-        elsewhere = BrokerAddress(7, "127.0.0.1", 1, None)
-        self.broker.coordinator_for = lambda group_id: elsewhere
-        self.broker.coordinates = lambda group_id: False
+        elsewhere = BrokerInfo(7, "127.0.0.1", 1, None, 0)
+        self.patch(self.broker.view, "coordinator_for", lambda group_id: elsewhere)
+        self.patch(self.broker.view, "coordinates", lambda group_id: False)
 
         def run():
             connection = self.connection()

@@ -8,7 +8,7 @@ import uuid
 
 from twisted.trial import unittest
 
-from kafscale.broker import BrokerAddress
+from kafscale.metadata.interfaces import BrokerInfo
 from kafscale.protocol.errors import ErrorCode
 from kafscale.protocol.messages import ApiKey
 from tests.support.brokers import in_thread, start_broker
@@ -174,8 +174,8 @@ class WireTests(unittest.TestCase):
         await in_thread(run)
 
     async def test_not_the_coordinator(self):
-        self.broker.coordinator_for = lambda group_id: BrokerAddress(7, "127.0.0.1", 1, None)
-        self.broker.coordinates = lambda group_id: False
+        self.patch(self.broker.view, "coordinator_for", lambda group_id: BrokerInfo(7, "127.0.0.1", 1, None, 0))
+        self.patch(self.broker.view, "coordinates", lambda group_id: False)
 
         def run():
             connection = self.connection()

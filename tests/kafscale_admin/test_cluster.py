@@ -77,8 +77,8 @@ class TwoBrokerClusterTests(EtcdStores, AdminCase):
                          timeout=20, what="the partitions spread over both brokers")
         rows = await self.admin_json("brokers", "list")
         self.assertEqual({row["node_id"]: row["partitions"] for row in rows},
-                         {self.broker.node_id: len(owned(self.broker)), other.node_id: len(owned(other))})
+                         {self.broker.view.node_id: len(owned(self.broker)), other.view.node_id: len(owned(other))})
         described = await self.admin_json("topics", "describe", "spread")
         self.assertEqual({p["partition"]: p["owner"] for p in described["partitions"]},
-                         {**{p: self.broker.node_id for p in owned(self.broker)},
-                          **{p: other.node_id for p in owned(other)}})
+                         {**{p: self.broker.view.node_id for p in owned(self.broker)},
+                          **{p: other.view.node_id for p in owned(other)}})

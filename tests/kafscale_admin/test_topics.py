@@ -35,13 +35,13 @@ class TopicsContract:
         first, second = document["partitions"]
         log = self.broker.logs["described", 0]
         self.assertEqual(first, {
-            "partition": 0, "owner": self.broker.node_id, "leader_epoch": log.leader_epoch, "log_start_offset": 0,
+            "partition": 0, "owner": self.broker.view.node_id, "leader_epoch": log.leader_epoch, "log_start_offset": 0,
             "high_watermark": 3, "segments": 2, "bytes": sum(s.size for s in log.state.segments),
         })
         self.assertEqual((second["high_watermark"], second["segments"], second["bytes"]), (0, 0, 0))
         table = (await self.admin("topics", "describe", "described")).stdout
         self.assertIn("configs: defaults", table)
-        self.assertRegex(table, rf"│ +0 │ +{self.broker.node_id} │ +{log.leader_epoch} │ +0 │ +3 │ +2 │ +\d+ │")
+        self.assertRegex(table, rf"│ +0 │ +{self.broker.view.node_id} │ +{log.leader_epoch} │ +0 │ +3 │ +2 │ +\d+ │")
         await self.refused("topics", "describe", "nowhere", says="no topic 'nowhere'")
 
     async def test_alter_config(self):

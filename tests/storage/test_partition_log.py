@@ -21,6 +21,7 @@ from kafscale.storage.local import LocalObjectStore
 from kafscale.storage.partition_log import BufferBudget, LogSettings, PartitionLog
 from kafscale.storage.segment import index_key, read_segment
 from tests.support.faults import Held, Unreliable
+from tests.support.holders import RecordingHolder
 from tests.support.records import build_batch, producer_batch
 from tests.support.waiting import eventually
 
@@ -46,14 +47,15 @@ class LogCase(unittest.TestCase):
         self.state = await self.store.claim_partition("t", 0, state.leader_epoch)
         self.cache = SegmentCache(64 << 20)
         self.budget = BufferBudget(64 << 20)
-        self.fenced = []
+        self.holder = RecordingHolder()
+        self.fenced = self.holder.deposed_logs
         self.log = self.open_log()
 
     def open_log(self, state=None, budget=None, clock=reactor, **settings):
         return PartitionLog(
             state or self.state, topic_id=self.topic.topic_id, metadata=self.metadata, objects=self.objects,
             cache=self.cache, budget=budget or self.budget, settings=LogSettings(**settings), reactor=clock,
-            on_fenced=self.fenced.append,
+            holder=self.holder,
         )
 
     async def assertFailsWith(self, code, deferred):
@@ -77,7 +79,7 @@ class LogCase(unittest.TestCase):
     async def fencing_reported(self):
         """The log closed and told its owner, once. (Its producers hear of
         the fencing first, in the same call.)"""
-        await eventually(lambda: self.fenced, timeout=1, what="on_fenced")
+        await eventually(lambda: self.fenced, timeout=1, what="the holder told")
         self.assertEqual(self.fenced, [self.log])
         self.assertTrue(self.log.closed)
 
@@ -296,18 +298,13 @@ class FencingTests(LogCase):
 
     async def test_a_broker_in_doubt_of_its_hold_takes_no_writes_but_serves_reads(self):
         await self.log.append(*records(b"a"))
-        held = [False]
-        doubtful = PartitionLog(
-            self.log.state, topic_id=self.topic.topic_id, metadata=self.metadata, objects=self.objects,
-            cache=self.cache, budget=self.budget, settings=LogSettings(), reactor=reactor,
-            holds=lambda: held[0],
-        )
+        self.holder.holding = False
         with self.assertRaises(KafkaError) as raised:
-            doubtful.append(*records(b"b"))
+            self.log.append(*records(b"b"))
         self.assertEqual(raised.exception.code, ErrorCode.NOT_LEADER_OR_FOLLOWER)
-        self.assertIn(b"a", bytes(await doubtful.read(0, 1 << 20)))
-        held[0] = True
-        self.assertEqual(await doubtful.append(*records(b"b")), 1)
+        self.assertIn(b"a", bytes(await self.log.read(0, 1 << 20)))
+        self.holder.holding = True
+        self.assertEqual(await self.log.append(*records(b"b")), 1)
 
 
 class FailedUploadTests(LogCase):
@@ -351,6 +348,7 @@ class BufferBoundsTests(LogCase):
         other = PartitionLog(
             other_state, topic_id=other_topic.topic_id, metadata=self.metadata,
             objects=self.objects, cache=self.cache, budget=budget, settings=LogSettings(), reactor=reactor,
+            holder=RecordingHolder(),
         )
         failing, held = self.objects.hold(), self.objects.hold()
         first = log.append(blob, batches)  # holds budget while its upload waits
@@ -414,7 +412,7 @@ class IdempotentProducerTests(LogCase):
         return PartitionLog(
             state, topic_id=self.topic.topic_id, metadata=self.metadata, objects=self.objects,
             cache=SegmentCache(64 << 20), budget=BufferBudget(64 << 20), settings=LogSettings(**settings),
-            reactor=reactor,
+            reactor=reactor, holder=RecordingHolder(),
         )
 
     async def stored_batches(self, partition_log):

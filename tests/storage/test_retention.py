@@ -140,8 +140,7 @@ class RetentionServiceTests(unittest.TestCase):
         self.clock = Clock()
         self.clock.advance(100)
         self.log = _SlowLog()
-        broker = type("Broker", (), {"reactor": self.clock, "logs": {("t", 0): self.log}, "topics": {"t": _Topic()}})
-        self.service = RetentionService(broker, 5)
+        self.service = RetentionService({("t", 0): self.log}, {"t": _Topic()}, 5, clock=self.clock)
 
     def test_passes_run_every_interval(self):
         self.service.startService()
@@ -164,7 +163,7 @@ class RetentionServiceTests(unittest.TestCase):
 
     def test_a_failed_pass_is_logged_and_the_next_one_retries(self):
         failing = _FailingOnceLog()
-        self.service.broker.logs = {("t", 0): failing, ("t", 1): self.log}
+        self.service.logs = {("t", 0): failing, ("t", 1): self.log}
         self.service.startService()
         self.addCleanup(self.service.stopService)
         self.log.advancing.callback([])
@@ -175,7 +174,7 @@ class RetentionServiceTests(unittest.TestCase):
         self.assertEqual(failing.asked, [20], "no pass came after the failed one")
 
     def test_a_pass_that_fails_outright_is_retried(self):
-        topics = self.service.broker.topics
+        topics = self.service.topics
 
         class FailingOnce:
             calls = 0
@@ -186,7 +185,7 @@ class RetentionServiceTests(unittest.TestCase):
                     raise RuntimeError("a bug met outside any partition")
                 return topics.get(name)
 
-        self.service.broker.topics = FailingOnce()
+        self.service.topics = FailingOnce()
         self.service.startService()
         self.addCleanup(self.service.stopService)
         self.log.advancing.callback([])

@@ -1,0 +1,212 @@
+"""The topics a broker knows, and the one place they are created, grown,
+reconfigured and deleted.
+
+Every change is validated here (whoever asks: CreateTopics, CreatePartitions,
+the config APIs, auto-creation) and refused with a domain error: the handlers
+turn those into Kafka error codes. After a write the topics are re-read and
+their subscribers (the broker's reconciliation) run before the write returns,
+so the partitions change hands before the client is answered.
+"""
+
+import inspect
+from collections.abc import Mapping
+
+from twisted.internet.defer import Deferred
+
+from kafscale.coalescing import Coalescing
+from kafscale.log import logger
+from kafscale.metadata import topic_configs
+from kafscale.metadata.interfaces import InvalidPartitions, TopicExists, UnknownTopic
+from kafscale.storage.segment import topic_prefix
+
+log = logger("kafscale.topics")
+
+
+class TopicRefused(Exception):
+    """Base of the refusals of a topic change that are not the metadata
+    store's (whose refusals are `MetadataError` subclasses)."""
+
+
+class InvalidReplicationFactor(TopicRefused):
+    """Asked for replicas: the object store is what replicates."""
+
+
+class ReplicaAssignmentRefused(TopicRefused):
+    """Asked to place partitions on brokers: the brokers place them."""
+
+
+class TopicNotReady(TopicRefused):
+    """Created by another broker or request, but not loaded here yet."""
+
+
+class Topics(Mapping):
+    """A read-only mapping of topic name to TopicInfo, as the metadata store
+    last said, with the changes that go through it.
+
+    ``metadata`` is the IMetadataStore, ``objects`` the IObjectStore and
+    ``cache`` the SegmentCache whose entries a deleted topic's objects leave;
+    ``default_partitions`` is what a topic created with -1 partitions (or
+    automatically) gets.
+    """
+
+    def __init__(self, metadata, objects, cache, default_partitions):
+        self._metadata = metadata
+        self._objects = objects
+        self._cache = cache
+        self.default_partitions = default_partitions
+        self._topics = {}
+        self._subscribers = []
+        self._unsubscribe = None
+        self._refresh = Coalescing(self._refresh_once, "topic refresh")
+
+    # -- the mapping
+
+    def __getitem__(self, name):
+        return self._topics[name]
+
+    def __iter__(self):
+        return iter(self._topics)
+
+    def __len__(self):
+        return len(self._topics)
+
+    def by_id(self, topic_id):
+        """The TopicInfo with this topic id, or None."""
+        return next((info for info in self._topics.values() if info.topic_id == topic_id), None)
+
+    def require(self, name):
+        """The TopicInfo named ``name``. Raises UnknownTopic."""
+        info = self._topics.get(name)
+        if info is None:
+            raise UnknownTopic(f"no topic {name!r}")
+        return info
+
+    # -- following the store
+
+    async def load(self):
+        """Read the topics and follow the store's changes from then on.
+        Raises MetadataError: a broker that cannot read its topics must not
+        start serving (a later refresh that fails is only logged)."""
+        if self._unsubscribe is None:
+            self._unsubscribe = self._metadata.subscribe(self._store_changed)
+        self._topics = await self._metadata.topics()
+
+    async def stop(self):
+        """Follow the store no more; return once a refresh under way ended."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        await self._refresh.stop()
+
+    def subscribe(self, callback):
+        """Call ``callback()`` after every refresh, waiting for its result if
+        it returns an awaitable. -> a callable that unsubscribes."""
+        self._subscribers.append(callback)
+        return lambda: self._subscribers.remove(callback)
+
+    def _store_changed(self, areas):
+        if "topics" in areas:
+            self.refresh()
+
+    def refresh(self):
+        """Re-read the topics, then run the subscribers. Concurrent calls
+        coalesce. -> a Deferred that fires once a refresh begun after this
+        call has ended (a failed one is logged; the next change or call tries
+        again)."""
+        return self._refresh.run()
+
+    async def _refresh_once(self):
+        self._topics = await self._metadata.topics()
+        for callback in list(self._subscribers):
+            result = callback()
+            if inspect.isawaitable(result):
+                await result
+
+    # -- changes
+
+    async def create(self, name, partitions, configs, *, replication_factor=-1, assigned=False,
+                     validate_only=False):
+        """Create a topic of ``partitions`` partitions (-1: the default)
+        with the given configs, unless ``validate_only``. -> its TopicInfo,
+        or None when only validating. Raises InvalidReplicationFactor (other
+        than -1 or 1), ReplicaAssignmentRefused (``assigned``: placement
+        asked for), InvalidTopicName, InvalidPartitions, InvalidConfig,
+        TopicExists, MetadataError."""
+        if replication_factor not in (-1, 1):
+            raise InvalidReplicationFactor("the object store replicates: the replication factor is 1")
+        if assigned:
+            raise ReplicaAssignmentRefused("partitions are placed by the brokers, not by assignment")
+        topic_configs.check_topic_name(name)
+        if partitions == -1:
+            partitions = self.default_partitions
+        if partitions < 1:
+            raise InvalidPartitions(f"{partitions} partitions: at least 1 is needed")
+        topic_configs.validate(configs)
+        if name in self._topics:
+            raise TopicExists(f"topic {name!r} already exists")
+        if validate_only:
+            return None
+        return await self._write(name, self._metadata.create_topic(name, partitions, configs))
+
+    async def create_automatically(self, name):
+        """Create a topic a client named but no one created, with the
+        default partitions and configs; one created meanwhile elsewhere will
+        do. -> its TopicInfo. Raises as `create`, or TopicNotReady."""
+        try:
+            return await self.create(name, self.default_partitions, {})
+        except TopicExists:
+            pass
+        await self.refresh()
+        info = self._topics.get(name)
+        if info is None:
+            raise TopicNotReady(f"topic {name!r} is not loaded yet")
+        return info
+
+    async def add_partitions(self, name, total, *, assigned=False, validate_only=False):
+        """Grow a topic to ``total`` partitions, unless ``validate_only``.
+        Raises UnknownTopic, ReplicaAssignmentRefused, InvalidPartitions
+        (not a growth), MetadataError."""
+        info = self.require(name)
+        if assigned:
+            raise ReplicaAssignmentRefused("partitions are placed by the brokers, not by assignment")
+        if total <= info.partitions:
+            raise InvalidPartitions(f"topic {name!r} has {info.partitions} partitions: it can grow, not go to {total}")
+        if validate_only:
+            return None
+        return await self._write(name, self._metadata.add_partitions(name, total))
+
+    async def alter_configs(self, name, updates, deletions, *, validate_only=False):
+        """Set ``updates`` and remove ``deletions`` from a topic's configs in
+        one store write, unless ``validate_only``. Raises UnknownTopic,
+        InvalidConfig, MetadataError."""
+        self.require(name)
+        topic_configs.validate(updates)
+        if validate_only:
+            return None
+        return await self._write(name, self._metadata.alter_topic_configs(name, updates, deletions))
+
+    async def delete(self, name):
+        """Delete a topic; its objects are removed in the background.
+        -> the deleted TopicInfo. Raises UnknownTopic, MetadataError."""
+        info = await self._write(name, self._metadata.delete_topic(name))
+        Deferred.fromCoroutine(self._delete_objects(info)).addErrback(
+            lambda failure: log.failure("deleting the objects of topic {topic} failed", failure, topic=name)
+        )
+        return info
+
+    async def _write(self, name, write):
+        """Await a store write to topic ``name`` (a Deferred), naming the
+        topic in what the store refuses, then take up the new topics."""
+        try:
+            result = await write
+        except TopicExists:
+            raise TopicExists(f"topic {name!r} already exists") from None
+        except UnknownTopic:
+            raise UnknownTopic(f"no topic {name!r}") from None
+        await self.refresh()
+        return result
+
+    async def _delete_objects(self, info):
+        for item in await self._objects.list(topic_prefix(info.name, info.topic_id)):
+            await self._objects.delete(item.key)
+            self._cache.discard(item.key)
