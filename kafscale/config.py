@@ -14,6 +14,11 @@ class BrokerConfig:
     data_dir: str = "kafscale-data"
     # Kafka's socket.request.max.bytes
     max_request_size: int = 104857600
+    # Client connections, in all (None: as many as leave file descriptors
+    # for the stores) and from one address (None: no limit of its own);
+    # Kafka's max.connections and max.connections.per.ip
+    max_connections: int | None = None
+    max_connections_per_address: int | None = None
     log_level: str = "info"
     cluster_id: str = "kafscale"
     # Cluster mode: etcd endpoints (comma-separated URLs), and how long a

@@ -1,6 +1,7 @@
 """twistd plugin support: ``twistd kafscale`` options and service."""
 
 import os
+import resource
 
 from twisted.application.service import MultiService, Service
 from twisted.internet import endpoints
@@ -19,6 +20,10 @@ from kafscale.server.protocol import KafkaFactory
 _log = log.logger("kafscale.tap")
 
 _DEFAULTS = BrokerConfig()
+
+# File descriptors kept from clients for the object store's connections,
+# etcd's, the embedded store's files and the logs.
+FILE_DESCRIPTORS_KEPT = 256
 
 
 def _boolean(text):
@@ -52,6 +57,11 @@ class Options(usage.Options):
         ("data-dir", "d", _DEFAULTS.data_dir, "Directory for the embedded stores.", str),
         ("max-request-size", None, _DEFAULTS.max_request_size,
          "Largest request frame accepted, in bytes (Kafka's socket.request.max.bytes).", int),
+        ("max-connections", None, None,
+         "Most client connections open at once (default: the file descriptor limit less"
+         f" {FILE_DESCRIPTORS_KEPT}, kept for the stores).", int),
+        ("max-connections-per-address", None, None,
+         "Most client connections open at once from one address (default: no limit of its own).", int),
         ("log-level", None, _DEFAULTS.log_level, "debug, info, warn, error or critical.", str),
         ("cluster-id", None, _DEFAULTS.cluster_id,
          "Cluster id reported to clients; also names the cluster's keys in etcd.", str),
@@ -120,6 +130,9 @@ class Options(usage.Options):
             raise usage.UsageError("--retention-check-interval-ms must be at least 1")
         if not 0 < self["group-min-session-timeout-ms"] <= self["group-max-session-timeout-ms"]:
             raise usage.UsageError("group session timeouts: 0 < min <= max")
+        for name in ("max-connections", "max-connections-per-address"):
+            if self[name] is not None and self[name] < 1:
+                raise usage.UsageError(f"--{name} must be at least 1")
         if self["lease-ttl"] < 1:
             raise usage.UsageError("--lease-ttl must be at least 1")
         if self["node-id"] is None and not self["etcd"]:
@@ -151,6 +164,17 @@ def _advertised_address(listen, advertise):
     if interface in ("", "0.0.0.0", "::"):
         interface = "127.0.0.1" if kind == "tcp" else "::1"
     return interface, int(parts[0])
+
+
+def connection_limit(config):
+    """--max-connections, or as many as the file descriptor limit allows
+    while keeping FILE_DESCRIPTORS_KEPT for the stores."""
+    if config.max_connections is not None:
+        return config.max_connections
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    return max(soft - FILE_DESCRIPTORS_KEPT, 1)
 
 
 def object_store(config):
@@ -253,7 +277,9 @@ def makeService(options):
     broker.setName("broker")
     broker.setServiceParent(service)
     endpoint = endpoints.serverFromString(broker.reactor, config.listen)
-    listener = ListenWhenReady(endpoint, KafkaFactory(broker, config.max_request_size), broker)
+    factory = KafkaFactory(broker, config.max_request_size, max_connections=connection_limit(config),
+                           max_connections_per_address=config.max_connections_per_address)
+    listener = ListenWhenReady(endpoint, factory, broker)
     listener.setName("listener")
     listener.setServiceParent(service)
     return service

@@ -52,13 +52,21 @@ class Handler:
     min_version: int
     max_version: int
     handle: Callable[[Request], Awaitable[dict | None]]
+    # How many bytes the answer to a request body may take, for APIs whose
+    # answers can be large: the connection holds back further requests
+    # while the answers under way may exceed its bound.
+    answer_bytes: Callable[[dict], int] | None = None
+    # Whether to cancel the handler when its connection closes: true for
+    # long polls that only read; false where cancelling midway would leave
+    # a change half made.
+    cancel_on_close: bool = False
 
 
 HANDLERS: dict[int, Handler] = {
     handler.api_key: handler
     for handler in (
         Handler(ApiKey.PRODUCE, 3, 13, produce.handle),
-        Handler(ApiKey.FETCH, 4, 18, fetch.handle),
+        Handler(ApiKey.FETCH, 4, 18, fetch.handle, answer_bytes=fetch.answer_bytes, cancel_on_close=True),
         Handler(ApiKey.LIST_OFFSETS, 1, 11, list_offsets.handle),
         Handler(ApiKey.METADATA, 0, 13, metadata.handle),
         Handler(ApiKey.OFFSET_COMMIT, 2, 10, offset_commit.handle),

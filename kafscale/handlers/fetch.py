@@ -25,6 +25,12 @@ READ_COMMITTED = 1
 LAYOUT = PartitionLayout(topic="topic", index="partition")
 
 
+def answer_bytes(body):
+    """What the answer may take, for the connection's output bound: at
+    least one batch is answered even with max_bytes 0."""
+    return max(body["max_bytes"], 1)
+
+
 async def handle(request):
     broker = request.broker
     body = request.body

@@ -3,8 +3,10 @@ request order, however the handlers interleave."""
 
 from collections import deque
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory, Protocol
+from zope.interface import implementer
 
 from kafscale.handlers.dispatch import HANDLERS, Request, unsupported_version_response
 from kafscale.log import logger
@@ -21,25 +23,49 @@ log = logger("kafscale.server")
 _WAITING = object()
 
 
+class _Slot:
+    """One dispatched request's place in the answer order."""
+
+    __slots__ = ("answer", "reserved", "running")
+
+    def __init__(self, answer=_WAITING, reserved=0):
+        self.answer = answer
+        # Bytes of output the answer may take, held until it is written.
+        self.reserved = reserved
+        # The handler's Deferred while it runs, for cancelling on close.
+        self.running = None
+
+
+@implementer(IPushProducer)
 class KafkaProtocol(Protocol):
     """Reads frames, dispatches each to its handler at once (so a slow fetch
     does not hold up a heartbeat's processing), and writes the answers in
     the order the requests came, as Kafka clients require.
 
-    Memory per connection is bounded: a frame larger than the maximum closes
-    the connection before its body is read, and reading pauses while
-    ``max_in_flight`` requests await their handlers.
+    Memory and work per connection are bounded: a frame larger than the
+    maximum closes the connection before its body is read; at most
+    ``max_in_flight`` requests are dispatched at once, the rest of a
+    pipelined burst waiting undecoded with reading paused; and while the
+    client leaves its answers unread (the transport's buffer is full) or
+    the answers under way may take more than ``max_unsent_bytes``, nothing
+    more is dispatched or read. Long polls still running when the
+    connection closes are cancelled.
     """
 
     max_in_flight = 100
+    max_unsent_bytes = 16 << 20
 
     def __init__(self, broker, max_request_size):
         self.broker = broker
         self.max_request_size = max_request_size
+        self.client_host = None
         self._buffer = bytearray()
         self._frame_size = None
         self._slots = deque()
-        self._paused = False
+        self._reserved = 0
+        self._reading_paused = False
+        self._output_full = False
+        self._pumping = False
         self._closed = False
         self._closing = False
 
@@ -48,35 +74,75 @@ class KafkaProtocol(Protocol):
         # the last segment of one back for an ACK, as Kafka brokers know.
         if hasattr(self.transport, "setTcpNoDelay"):
             self.transport.setTcpNoDelay(True)
-        peer = self.transport.getPeer()
-        self.client_host = getattr(peer, "host", str(peer))
+        # The transport tells us (pauseProducing) when the client stops
+        # reading what we write.
+        self.transport.registerProducer(self, True)
         self.factory.connections.add(self)
 
     def connectionLost(self, reason):
         self._closed = True
-        self._slots.clear()
-        self.factory.connections.discard(self)
+        self._buffer = bytearray()
+        slots, self._slots = self._slots, deque()
+        for slot in slots:
+            if slot.running is not None:
+                slot.running.cancel()
+        self.factory.connection_closed(self)
 
     def close_when_answered(self):
         """Take no more requests; close once the pending ones are answered."""
         self._closing = True
         self._flush()
 
+    # -- IPushProducer: the transport's write buffer --------------------
+
+    def pauseProducing(self):
+        self._output_full = True
+
+    def resumeProducing(self):
+        self._output_full = False
+        self._pump()
+
+    def stopProducing(self):
+        self._output_full = True
+
+    # -- reading and dispatching ---------------------------------------
+
     def dataReceived(self, data):
-        if self._closing:
+        if self._closing or self._closed:
             return
         self._buffer += data
+        self._pump()
+
+    def _may_dispatch(self):
+        return (not self._closed and not self._closing and not self._output_full
+                and len(self._slots) < self.max_in_flight)
+
+    def _pump(self):
+        """Dispatch the complete frames buffered while the bounds allow,
+        reading more only while they do."""
+        if self._pumping:
+            # Called back from a dispatch (an answer ready at once): the
+            # loop below goes on by itself.
+            return
+        self._pumping = True
+        try:
+            self._pump_frames()
+        finally:
+            self._pumping = False
+
+    def _pump_frames(self):
         buffer = self._buffer
         position = 0
-        while not self._closed:
+        held_back = False
+        while self._may_dispatch():
             if self._frame_size is None:
                 if len(buffer) - position < 4:
                     break
                 size = int.from_bytes(buffer[position : position + 4], "big", signed=True)
-                position += 4
                 if size < 0 or size > self.max_request_size:
                     self._drop(f"frame size {size} outside 0..{self.max_request_size}")
                     return
+                position += 4
                 self._frame_size = size
             if len(buffer) - position < self._frame_size:
                 break
@@ -85,9 +151,25 @@ class KafkaProtocol(Protocol):
                 frame = bytes(view[position:end])
             position = end
             self._frame_size = None
-            self._dispatch(frame)
-        if not self._closed:
-            del buffer[:position]
+            if not self._dispatch(frame):
+                # Over the output bound: this frame waits for answers to drain.
+                position -= len(frame) + 4
+                held_back = True
+                break
+        if self._closed:
+            return
+        del buffer[:position]
+        self._read_while(self._may_dispatch() and not held_back)
+
+    def _read_while(self, wanted):
+        if self._closed or not self.connected:
+            return
+        if wanted and self._reading_paused:
+            self._reading_paused = False
+            self.transport.resumeProducing()
+        elif not wanted and not self._reading_paused:
+            self._reading_paused = True
+            self.transport.pauseProducing()
 
     def _drop(self, why):
         log.warn("closing connection from {client}: {why}", client=self.client_host, why=why)
@@ -96,6 +178,8 @@ class KafkaProtocol(Protocol):
         self.transport.abortConnection()
 
     def _dispatch(self, frame):
+        """Start answering ``frame``; -> False, without doing so, when its
+        answer may not fit beside the ones under way."""
         view = memoryview(frame)
         try:
             header = decode_request_header(view)
@@ -104,48 +188,57 @@ class KafkaProtocol(Protocol):
                 self._answer_now(unsupported_version_response(e.correlation_id))
             else:
                 self._drop(f"unsupported API key {e.api_key} version {e.api_version}")
-            return
+            return True
         except Exception as e:
             self._drop(f"undecodable request header ({e!r})")
-            return
+            return True
         handler = HANDLERS.get(header.api_key)
         if handler is None or not handler.min_version <= header.api_version <= handler.max_version:
             if header.api_key == ApiKey.API_VERSIONS:
                 self._answer_now(unsupported_version_response(header.correlation_id))
             else:
                 self._drop(f"unsupported API key {header.api_key} version {header.api_version}")
-            return
+            return True
         try:
             body, _ = request_codec(header.api_key, header.api_version).decode(view, header.body_offset)
         except Exception as e:
             self._drop(f"undecodable {ApiKey(header.api_key).name} v{header.api_version} request ({e!r})")
-            return
+            return True
+        reserved = 0 if handler.answer_bytes is None else handler.answer_bytes(body)
+        if reserved and self._reserved and self._reserved + reserved > self.max_unsent_bytes:
+            # One large answer at a time is always allowed.
+            return False
         request = Request(
             header.api_key, header.api_version, header.correlation_id, header.client_id,
             body, self.broker, self.client_host,
         )
-        slot = [_WAITING]
+        slot = _Slot(reserved=reserved)
+        self._reserved += reserved
         self._slots.append(slot)
-        if len(self._slots) >= self.max_in_flight and not self._paused:
-            self._paused = True
-            self.transport.pauseProducing()
         # The errback also catches a body that does not encode.
-        Deferred.fromCoroutine(handler.handle(request)).addCallback(
+        running = Deferred.fromCoroutine(handler.handle(request)).addCallback(
             self._answered, slot, request
         ).addErrback(self._failed, request)
+        if slot.answer is _WAITING and handler.cancel_on_close:
+            slot.running = running
+        return True
 
     def _answer_now(self, response):
-        self._slots.append([response])
+        self._slots.append(_Slot(response))
         self._flush()
 
     def _answered(self, body, slot, request):
+        slot.running = None
         # Twisted transports take bytes only, so records are copied once here.
-        slot[0] = None if body is None else encode_response(
+        slot.answer = None if body is None else encode_response(
             request.api_key, request.api_version, request.correlation_id, body
         )
         self._flush()
 
     def _failed(self, failure, request):
+        if failure.check(CancelledError) and self._closed:
+            # A long poll whose client has gone.
+            return
         # A handler that raises (or answers what does not encode) is a
         # broker bug, not a client mistake: keep the traceback, and close
         # since no well-formed answer exists.
@@ -158,26 +251,35 @@ class KafkaProtocol(Protocol):
 
     def _flush(self):
         slots = self._slots
-        while slots and slots[0][0] is not _WAITING:
-            response = slots.popleft()[0]
-            if response is not None and not self._closed:
-                self.transport.write(response)
+        while slots and slots[0].answer is not _WAITING:
+            slot = slots.popleft()
+            self._reserved -= slot.reserved
+            if slot.answer is not None and not self._closed:
+                self.transport.write(slot.answer)
         if self._closed:
             return
         if self._closing and not slots:
             self.transport.loseConnection()
-        elif self._paused and len(slots) < self.max_in_flight // 2:
-            self._paused = False
-            self.transport.resumeProducing()
+        else:
+            self._pump()
 
 
 class KafkaFactory(Factory):
+    """Builds a KafkaProtocol per client, refusing connections beyond
+    ``max_connections`` in all or ``max_connections_per_address`` from one
+    address (None: no limit), so that clients cannot take the file
+    descriptors the object and metadata stores need."""
+
     protocol = KafkaProtocol
 
-    def __init__(self, broker, max_request_size):
+    def __init__(self, broker, max_request_size, max_connections=None, max_connections_per_address=None):
         self.broker = broker
         self.max_request_size = max_request_size
+        self.max_connections = max_connections
+        self.max_connections_per_address = max_connections_per_address
         self.connections = set()
+        self._open = 0
+        self._per_address = {}
 
     def disconnect_all(self):
         """Close every client connection once its pending requests are
@@ -187,6 +289,29 @@ class KafkaFactory(Factory):
             connection.close_when_answered()
 
     def buildProtocol(self, addr):
+        host = getattr(addr, "host", None)
+        if self.max_connections is not None and self._open >= self.max_connections:
+            log.warn("refusing a connection from {client}: {count} connections open", client=host,
+                     count=self._open)
+            return None
+        from_host = self._per_address.get(host, 0)
+        if self.max_connections_per_address is not None and from_host >= self.max_connections_per_address:
+            log.warn("refusing a connection from {client}: {count} connections open from there",
+                     client=host, count=from_host)
+            return None
+        self._per_address[host] = from_host + 1
+        self._open += 1
         protocol = self.protocol(self.broker, self.max_request_size)
         protocol.factory = self
+        protocol.client_host = host if host is not None else str(addr)
         return protocol
+
+    def connection_closed(self, protocol):
+        self.connections.discard(protocol)
+        self._open -= 1
+        host = protocol.client_host
+        count = self._per_address.get(host, 0) - 1
+        if count > 0:
+            self._per_address[host] = count
+        else:
+            self._per_address.pop(host, None)

@@ -250,3 +250,209 @@ class OrderingUnitTests(unittest.TestCase):
         self.assertTrue(transport.disconnecting)
         self.assertEqual(transport.value(), b"")
         self.assertEqual(len(self.flushLoggedErrors(struct.error)), 1)
+
+
+def _correlation_ids(frames):
+    ids = []
+    position = 0
+    while position < len(frames):
+        size, correlation_id = struct.unpack_from(">ii", frames, position)
+        ids.append(correlation_id)
+        position += 4 + size
+    return ids
+
+
+class _SlowTransport:
+    """What a TCP transport does with a client that stops reading: unsent
+    output beyond ``limit`` pauses the registered producer; draining it
+    resumes the producer."""
+
+    def __init__(self, limit):
+        from twisted.internet.testing import StringTransport
+
+        self.inner = StringTransport()
+        self.limit = limit
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def write(self, data):
+        self.inner.write(data)
+        if len(self.inner.value()) > self.limit and self.inner.producer is not None:
+            self.inner.producer.pauseProducing()
+
+    def drain(self):
+        data = self.inner.value()
+        self.inner.clear()
+        if self.inner.producer is not None:
+            self.inner.producer.resumeProducing()
+        return data
+
+
+class BoundsUnitTests(unittest.TestCase):
+    """KafkaProtocol alone: what one connection may cost is bounded."""
+
+    heartbeat = {"group_id": "g", "generation_id": 1, "member_id": "m"}
+
+    def handle_with(self, handle, **options):
+        from kafscale.handlers.dispatch import HANDLERS, Handler
+
+        self.addCleanup(HANDLERS.update, HANDLERS.copy())
+        HANDLERS[ApiKey.HEARTBEAT] = Handler(ApiKey.HEARTBEAT, 0, 4, handle, **options)
+
+    def connect(self, transport):
+        from kafscale.server.protocol import KafkaFactory
+
+        protocol = KafkaFactory(broker=None, max_request_size=1 << 20).buildProtocol(None)
+        protocol.makeConnection(transport)
+        return protocol
+
+    def heartbeats(self, count):
+        return b"".join(encode_request(ApiKey.HEARTBEAT, 4, i, "t", self.heartbeat) for i in range(count))
+
+    def test_pipelined_burst_dispatched_only_up_to_the_in_flight_bound(self):
+        from twisted.internet.defer import Deferred
+        from twisted.internet.testing import StringTransport
+
+        release = Deferred()
+        started = []
+
+        async def held_heartbeat(request):
+            started.append(request.correlation_id)
+            await release
+            return {"error_code": ErrorCode.NONE}
+
+        self.handle_with(held_heartbeat)
+        transport = StringTransport()
+        protocol = self.connect(transport)
+        protocol.dataReceived(self.heartbeats(protocol.max_in_flight + 50))
+        self.assertEqual(len(started), protocol.max_in_flight)
+        self.assertEqual(transport.producerState, "paused")
+        release.callback(None)
+        self.assertEqual(started, list(range(protocol.max_in_flight + 50)))
+        self.assertEqual(transport.producerState, "producing")
+
+    def test_a_client_that_does_not_read_stops_being_served(self):
+        """Once its unsent output is over the bound, nothing more of what a
+        client sends is read or answered until it reads."""
+        answered = []
+
+        async def heartbeat(request):
+            answered.append(request.correlation_id)
+            return {"error_code": ErrorCode.NONE}
+
+        self.handle_with(heartbeat)
+        transport = _SlowTransport(limit=40)
+        protocol = self.connect(transport)
+        protocol.dataReceived(self.heartbeats(10))
+        # Each answer is 16 bytes: the third goes over the 40 bytes.
+        self.assertEqual(answered, [0, 1, 2])
+        self.assertEqual(transport.producerState, "paused")
+        self.assertEqual(len(transport.drain()), 3 * 16)
+        self.assertEqual(answered, [0, 1, 2, 3, 4, 5])
+        transport.drain()
+        transport.drain()
+        self.assertEqual(answered, list(range(10)))
+        self.assertEqual(transport.producerState, "producing")
+
+    def test_large_answers_are_under_way_one_at_a_time(self):
+        from twisted.internet.defer import Deferred
+        from twisted.internet.testing import StringTransport
+
+        releases = []
+
+        async def large_heartbeat(request):
+            release = Deferred()
+            releases.append(release)
+            await release
+            return {"error_code": ErrorCode.NONE}
+
+        self.handle_with(large_heartbeat, answer_bytes=lambda body: 10 << 20)
+        transport = StringTransport()
+        protocol = self.connect(transport)
+        protocol.dataReceived(self.heartbeats(3))
+        self.assertEqual(len(releases), 1)
+        self.assertEqual(transport.producerState, "paused")
+        releases[0].callback(None)
+        self.assertEqual(len(releases), 2)
+        releases[1].callback(None)
+        releases[2].callback(None)
+        self.assertEqual(transport.producerState, "producing")
+        self.assertEqual(_correlation_ids(transport.value()), [0, 1, 2])
+
+    def test_long_poll_cancelled_when_its_connection_closes(self):
+        from twisted.internet.defer import CancelledError, Deferred
+        from twisted.internet.testing import StringTransport
+        from twisted.python.failure import Failure
+
+        outcome = []
+
+        async def long_poll(request):
+            try:
+                await Deferred()
+            except CancelledError:
+                outcome.append("cancelled")
+                raise
+
+        self.handle_with(long_poll, cancel_on_close=True)
+        protocol = self.connect(StringTransport())
+        protocol.dataReceived(self.heartbeats(1))
+        protocol.connectionLost(Failure(ConnectionError("gone")))
+        self.assertEqual(outcome, ["cancelled"])
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_connections_limited_in_all_and_per_address(self):
+        from twisted.internet.address import IPv4Address
+        from twisted.internet.testing import StringTransport
+        from twisted.python.failure import Failure
+
+        from kafscale.server.protocol import KafkaFactory
+
+        factory = KafkaFactory(broker=None, max_request_size=1 << 20, max_connections=3,
+                               max_connections_per_address=2)
+
+        def connect(host):
+            protocol = factory.buildProtocol(IPv4Address("TCP", host, 5000))
+            if protocol is not None:
+                protocol.makeConnection(StringTransport())
+            return protocol
+
+        first, second = connect("10.0.0.1"), connect("10.0.0.1")
+        self.assertIsNone(connect("10.0.0.1"))
+        third = connect("10.0.0.2")
+        self.assertIsNotNone(third)
+        self.assertIsNone(connect("10.0.0.3"))
+        first.connectionLost(Failure(ConnectionError("gone")))
+        self.assertIsNotNone(connect("10.0.0.1"))
+        self.assertIsNone(connect("10.0.0.1"))
+
+
+class ConnectionLimitTests(unittest.TestCase):
+    async def test_connections_beyond_the_limit_are_closed(self):
+        _, bootstrap = await start_broker(self, "--max-connections", "2")
+
+        def connect_three():
+            kept = [Connection(bootstrap), Connection(bootstrap)]
+            try:
+                for conn in kept:
+                    conn.request(ApiKey.API_VERSIONS, 3, {})
+                extra = Connection(bootstrap)
+                try:
+                    return extra.closed_by_peer()
+                finally:
+                    extra.close()
+            finally:
+                for conn in kept:
+                    conn.close()
+
+        self.assertTrue(await in_thread(connect_three))
+
+    def test_default_leaves_file_descriptors_for_the_stores(self):
+        import resource
+
+        from kafscale.config import BrokerConfig
+        from kafscale.tap import FILE_DESCRIPTORS_KEPT, connection_limit
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        self.assertEqual(connection_limit(BrokerConfig()), soft - FILE_DESCRIPTORS_KEPT)
+        self.assertEqual(connection_limit(BrokerConfig(max_connections=7)), 7)
