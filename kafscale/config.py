@@ -38,6 +38,11 @@ class BrokerConfig:
     # are told to back off
     partition_buffer_bytes: int = 64 << 20
     buffer_bytes: int = 512 << 20
+    # The most one fetch answers and the longest it waits, whatever it asks
+    # (Kafka's fetch.max.bytes; a parked fetch holds memory and its
+    # connection's answers)
+    fetch_max_bytes: int = 55 << 20
+    fetch_max_wait_ms: int = 30000
     # Recent and recently read segments kept in memory
     cache_bytes: int = 512 << 20
     # How often the partition owner drops segments past retention

@@ -83,6 +83,10 @@ class Options(usage.Options):
         ("buffer-bytes", None, _DEFAULTS.buffer_bytes, "Unflushed bytes allowed across all partitions.", int),
         ("partition-buffer-bytes", None, _DEFAULTS.partition_buffer_bytes,
          "Unflushed bytes allowed per partition.", int),
+        ("fetch-max-bytes", None, _DEFAULTS.fetch_max_bytes,
+         "Most bytes one fetch answers, whatever it asks (Kafka's fetch.max.bytes).", int),
+        ("fetch-max-wait-ms", None, _DEFAULTS.fetch_max_wait_ms,
+         "Longest a fetch waits for data, whatever max_wait_ms it asks.", int),
         ("cache-bytes", None, _DEFAULTS.cache_bytes, "Memory for cached segments.", int),
         ("retention-check-interval-ms", None, _DEFAULTS.retention_check_interval_ms,
          "How often segments past retention.ms / retention.bytes are dropped.", int),
@@ -122,8 +126,9 @@ class Options(usage.Options):
             raise usage.UsageError("--max-request-size must be at least 1024")
         if self["num-partitions"] < 1:
             raise usage.UsageError("--num-partitions must be at least 1")
-        for name in ("flush-linger-ms", "buffer-bytes", "partition-buffer-bytes", "cache-bytes",
-                     "group-initial-rebalance-delay-ms", "offset-metadata-max-bytes"):
+        for name in ("fetch-max-bytes", "fetch-max-wait-ms", "flush-linger-ms", "buffer-bytes",
+                     "partition-buffer-bytes", "cache-bytes", "group-initial-rebalance-delay-ms",
+                     "offset-metadata-max-bytes"):
             if self[name] < 0:
                 raise usage.UsageError(f"--{name} cannot be negative")
         if self["retention-check-interval-ms"] < 1:

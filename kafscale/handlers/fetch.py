@@ -13,12 +13,15 @@ always, FETCH_SESSION_ID_NOT_FOUND for any other); no preferred read
 replica; read_committed and read_uncommitted see the same records, since
 there are no transactions and nothing above the high watermark is ever
 readable. A partition whose object store read fails answers
-KAFKA_STORAGE_ERROR.
+KAFKA_STORAGE_ERROR. The broker caps what one fetch answers
+(``fetch_max_bytes``, Kafka's fetch.max.bytes) and how long it waits
+(``fetch_max_wait_ms``) whatever the request asks; a parked fetch re-reads
+only the partitions that committed, and ends when its connection closes.
 """
 
 from twisted.internet.defer import Deferred
 
-from kafscale.handlers.common import PartitionLayout, answer_partitions, known_topic
+from kafscale.handlers.common import STORAGE_ERRORS, PartitionLayout, answer_partitions, known_topic, log
 from kafscale.protocol.errors import ErrorCode, KafkaError
 
 READ_COMMITTED = 1
@@ -37,14 +40,39 @@ async def handle(request):
     if body.get("session_id", 0) != 0:
         # This broker never hands out fetch sessions (v7+), so none can be named.
         return {"error_code": ErrorCode.FETCH_SESSION_ID_NOT_FOUND, "session_id": 0, "responses": []}
-    deadline = broker.reactor.seconds() + body["max_wait_ms"] / 1000
-    _prefetch(broker, body["topics"])
-    while True:
-        responses, size, logs = await _read(request)
-        remaining = deadline - broker.reactor.seconds()
-        if size >= body["min_bytes"] or logs is None or remaining <= 0:
-            return {"error_code": ErrorCode.NONE, "session_id": 0, "responses": responses}
-        await _next_commit(logs, remaining, broker.reactor)
+    config = broker.config
+    reading = _Reading(min(body["max_bytes"], config.fetch_max_bytes))
+    deadline = broker.reactor.seconds() + min(body["max_wait_ms"], config.fetch_max_wait_ms) / 1000
+    _prefetch(broker, body["topics"], reading.max_bytes)
+    blank = {
+        "high_watermark": -1,
+        "last_stable_offset": -1,
+        "log_start_offset": -1,
+        "aborted_transactions": [] if body["isolation_level"] == READ_COMMITTED else None,
+        "preferred_read_replica": -1,
+        "records": b"",  # Kafka sends empty, not null, records with an error
+    }
+    responses = await answer_partitions(request, body["topics"], LAYOUT, blank, reading.read,
+                                        name_of=lambda topic: _topic_name(broker, topic))
+    failed = any(p["error_code"] != ErrorCode.NONE for topic in responses for p in topic["partitions"])
+    if failed or reading.size >= body["min_bytes"]:
+        return _response(responses)
+    commits = _Commits(reading.parts, broker.reactor)
+    try:
+        while reading.size < body["min_bytes"]:
+            remaining = deadline - broker.reactor.seconds()
+            if remaining <= 0:
+                break
+            for index in await commits.next(remaining):
+                if not await reading.read_again(reading.parts[index]):
+                    return _response(responses)
+    finally:
+        commits.close()
+    return _response(responses)
+
+
+def _response(responses):
+    return {"error_code": ErrorCode.NONE, "session_id": 0, "responses": responses}
 
 
 def _topic_name(broker, topic):
@@ -54,69 +82,103 @@ def _topic_name(broker, topic):
     return known_topic(broker, None, topic["topic_id"]).name
 
 
-async def _read(request):
-    """Read every partition once: (topic responses, bytes, the logs read),
-    the logs being None when some partition had an error to report at once."""
-    broker, body = request.broker, request.body
-    budget = body["max_bytes"]
-    size = 0
-    logs = []
-    blank = {
-        "high_watermark": -1,
-        "last_stable_offset": -1,
-        "log_start_offset": -1,
-        "aborted_transactions": [] if body["isolation_level"] == READ_COMMITTED else None,
-        "preferred_read_replica": -1,
-        "records": b"",  # Kafka sends empty, not null, records with an error
-    }
+class _Reading:
+    """The answer under way: every partition read once, then again as it
+    commits, within one byte budget."""
 
-    async def read(partition_log, wanted, answer):
-        nonlocal budget, size
-        logs.append(partition_log)
+    def __init__(self, max_bytes):
+        self.max_bytes = max_bytes
+        self.size = 0
+        # (partition log, request entry, answer) of each partition read
+        self.parts = []
+
+    async def read(self, partition_log, wanted, answer):
         partition_log.check_leader_epoch(wanted.get("current_leader_epoch", -1))
+        self.parts.append((partition_log, wanted, answer))
+        await self._read(partition_log, wanted, answer)
+
+    async def read_again(self, part):
+        """Read a partition that committed again; -> False once it has an
+        error to answer at once."""
+        partition_log, wanted, answer = part
+        self.size -= len(answer["records"])
+        answer["records"] = b""
+        try:
+            await self._read(partition_log, wanted, answer)
+        except KafkaError as e:
+            answer["error_code"] = e.code
+            return False
+        except STORAGE_ERRORS as e:
+            log.warn("fetch of {topic}-{partition} failed: {error}", topic=partition_log.topic,
+                     partition=partition_log.partition, error=e)
+            answer["error_code"] = ErrorCode.KAFKA_STORAGE_ERROR
+            return False
+        return True
+
+    async def _read(self, partition_log, wanted, answer):
         answer["high_watermark"] = answer["last_stable_offset"] = partition_log.high_watermark
         answer["log_start_offset"] = partition_log.log_start_offset
-        limit = min(wanted["partition_max_bytes"], budget)
-        records = await partition_log.read(wanted["fetch_offset"], limit, min_one=size == 0)
+        limit = max(min(wanted["partition_max_bytes"], self.max_bytes - self.size), 0)
+        records = await partition_log.read(wanted["fetch_offset"], limit, min_one=self.size == 0)
         answer["records"] = records
-        size += len(records)
-        budget = max(budget - len(records), 0)
-
-    responses = await answer_partitions(request, body["topics"], LAYOUT, blank, read,
-                                        name_of=lambda topic: _topic_name(broker, topic))
-    failed = any(p["error_code"] != ErrorCode.NONE for topic in responses for p in topic["partitions"])
-    return responses, size, None if failed else logs
+        self.size += len(records)
 
 
-def _prefetch(broker, topics):
+def _prefetch(broker, topics, budget):
+    """Start loading the segments the first read will want, as far as the
+    byte budget goes, so that their GETs overlap."""
     for topic in topics:
         try:
             name = _topic_name(broker, topic)
         except KafkaError:
             continue
         for wanted in topic["partitions"]:
+            if budget <= 0:
+                return
             partition_log = broker.logs.get((name, wanted["partition"]))
             if partition_log is not None:
-                partition_log.prefetch(wanted["fetch_offset"])
+                loading = partition_log.prefetch(wanted["fetch_offset"])
+                if loading:
+                    budget -= max(min(wanted["partition_max_bytes"], loading), 1)
 
 
-def _next_commit(logs, timeout, reactor):
-    """A Deferred firing when any of ``logs`` commits, or after ``timeout``."""
-    woken = Deferred()
+class _Commits:
+    """Which of a parked fetch's partitions committed since it last looked:
+    one listener per partition for the whole wait."""
 
-    def wake():
-        if not woken.called:
-            woken.callback(None)
+    def __init__(self, parts, reactor):
+        self.reactor = reactor
+        self.committed = set()
+        self.woken = None
+        self.listening = []
+        for index, (partition_log, _, _) in enumerate(parts):
+            listener = self._listener(index)
+            partition_log.add_listener(listener)
+            self.listening.append((partition_log, listener))
 
-    timer = reactor.callLater(timeout, wake)
-    for partition_log in logs:
-        partition_log.add_listener(wake)
+    def _listener(self, index):
+        def committed():
+            self.committed.add(index)
+            if self.woken is not None and not self.woken.called:
+                self.woken.callback(None)
+        return committed
 
-    def done(result):
-        if timer.active():
-            timer.cancel()
-        for partition_log in logs:
-            partition_log.remove_listener(wake)
-        return result
+    async def next(self, timeout):
+        """The indices of the partitions that committed, in request order,
+        once one has or after ``timeout`` seconds (then possibly none)."""
+        if not self.committed:
+            self.woken = Deferred()
+            timer = self.reactor.callLater(timeout, self.woken.callback, None)
+            try:
+                await self.woken
+            finally:
+                self.woken = None
+                if timer.active():
+                    timer.cancel()
+        committed, self.committed = sorted(self.committed), set()
+        return committed
 
-    return woken.addBoth(done)
+    def close(self):
+        for partition_log, listener in self.listening:
+            partition_log.remove_listener(listener)
+        self.listening = []

@@ -558,6 +558,8 @@ class PartitionLog:
         as many segments as ``max_bytes`` allows: a bytes-like object, empty
         at the high watermark."""
         self.check_offset(offset)
+        if max_bytes <= 0 and not min_one:
+            return b""
         state = self.state
         position = max(bisect.bisect_right(self._bases, offset) - 1, 0)
         chunks = []
@@ -590,10 +592,13 @@ class PartitionLog:
     def prefetch(self, offset):
         """Start loading the segment a read at ``offset`` will want, so that
         a fetch over many partitions waits for their GETs together rather
-        than one after another."""
+        than one after another. -> the size of that segment (0: none)."""
         state = self.state
-        if not self._closed and state.log_start_offset <= offset < state.next_offset:
-            self._read_ahead(state.segments[max(bisect.bisect_right(self._bases, offset) - 1, 0)])
+        if self._closed or not state.log_start_offset <= offset < state.next_offset:
+            return 0
+        ref = state.segments[max(bisect.bisect_right(self._bases, offset) - 1, 0)]
+        self._read_ahead(ref)
+        return ref.size
 
     def _segment(self, ref):
         return self.cache.load(ref.key, lambda: self._fetch_segment(ref))

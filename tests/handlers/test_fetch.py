@@ -12,7 +12,7 @@ from kafscale.protocol.records import iter_batches
 from tests.support.brokers import in_thread, s3_args, start_broker
 from tests.support.clients import produce
 from tests.support.topics import create_topic
-from tests.support.waiting import sleep
+from tests.support.waiting import eventually, sleep
 from tests.support.wire import Connection
 
 
@@ -168,3 +168,103 @@ class LocalStoreFetchTests(FetchContract, unittest.TestCase):
 class S3FetchTests(FetchContract, unittest.TestCase):
     async def store_args(self):
         return await s3_args(self)
+
+
+class FetchBoundsTests(unittest.TestCase):
+    """What one fetch may cost: bounded in time, bytes and work."""
+
+    async def start(self, *args):
+        self.broker, self.bootstrap = await start_broker(self, *args)
+        await create_topic(self.bootstrap, "events", partitions=2)
+
+    async def produce(self, count, partition=0, size=100):
+        messages = [(b"k%d" % i, b"%06d" % i + b"x" * size, None, partition) for i in range(count)]
+        return await in_thread(produce, self.bootstrap, "events", messages)
+
+    def count_reads(self, partition):
+        partition_log = self.broker.logs[("events", partition)]
+        counted = [0]
+        read = partition_log.read
+
+        def counting_read(*args, **kwargs):
+            counted[0] += 1
+            return read(*args, **kwargs)
+
+        partition_log.read = counting_read
+        return counted
+
+    async def test_parked_fetch_ends_with_its_connection(self):
+        await self.start()
+        partition_log = self.broker.logs[("events", 0)]
+        conn = Connection(self.bootstrap)
+        await in_thread(conn.send, ApiKey.FETCH, 11, fetch_request("events", 0, max_wait_ms=60_000))
+        await eventually(lambda: partition_log._listeners)
+        conn.close()
+        await eventually(lambda: not partition_log._listeners)
+
+    async def test_max_wait_is_bounded(self):
+        await self.start("--fetch-max-wait-ms", "200")
+        started = time.monotonic()
+        response = await in_thread(fetch, self.bootstrap, 11, topic="events", offset=0, max_wait_ms=600_000)
+        self.assertLess(time.monotonic() - started, 5)
+        self.assertEqual(response["responses"][0]["partitions"][0]["records"], b"")
+
+    async def test_a_commit_rereads_only_the_partitions_that_committed(self):
+        await self.start()
+        reads = [self.count_reads(0), self.count_reads(1)]
+        body = fetch_request("events", 0, max_wait_ms=20_000, min_bytes=3000)
+        body["topics"][0]["partitions"].append({"partition": 1, "fetch_offset": 0, "partition_max_bytes": 1 << 20,
+                                               "current_leader_epoch": -1})
+
+        def ask():
+            conn = Connection(self.bootstrap, timeout=30)
+            try:
+                return conn.request(ApiKey.FETCH, 11, body)
+            finally:
+                conn.close()
+
+        pending = in_thread(ask)
+        await eventually(lambda: reads[0][0] == 1 and reads[1][0] == 1)
+        for _ in range(3):
+            await self.produce(1, partition=1)
+        await eventually(lambda: reads[1][0] == 4)
+        self.assertEqual(reads[0][0], 1)
+        await self.produce(1, partition=0, size=5000)
+        response = await pending
+        partitions = response["responses"][0]["partitions"]
+        self.assertEqual([sum(b.record_count for b in iter_batches(p["records"])) for p in partitions], [1, 3])
+        self.assertEqual((reads[0][0], reads[1][0]), (2, 4))
+
+    async def test_broker_caps_the_bytes_of_one_fetch(self):
+        await self.start("--fetch-max-bytes", "25000")
+        for _ in range(5):
+            await self.produce(10, size=1000)  # five batches of about 10 KB
+        response = await in_thread(fetch, self.bootstrap, 11, topic="events", offset=0, max_bytes=50 << 20)
+        batches = list(iter_batches(response["responses"][0]["partitions"][0]["records"]))
+        self.assertEqual([b.base_offset for b in batches], [0, 10])
+
+    async def test_prefetch_stays_within_the_fetch_budget(self):
+        await self.start()
+        segments = []
+        for partition in (0, 1):
+            await self.produce(50, partition=partition, size=2000)
+            segment = self.broker.logs[("events", partition)].state.segments[0]
+            self.broker.cache.discard(segment.key)
+            segments.append(segment.key)
+        body = fetch_request("events", 0, max_bytes=30_000)
+        body["topics"][0]["partitions"].append({"partition": 1, "fetch_offset": 0, "partition_max_bytes": 1 << 20,
+                                               "current_leader_epoch": -1})
+
+        def ask():
+            conn = Connection(self.bootstrap)
+            try:
+                return conn.request(ApiKey.FETCH, 11, body)
+            finally:
+                conn.close()
+
+        response = await in_thread(ask)
+        partitions = response["responses"][0]["partitions"]
+        self.assertGreater(len(partitions[0]["records"]), 0)
+        self.assertEqual(partitions[1]["records"], b"")
+        self.assertIn(segments[0], self.broker.cache)
+        self.assertNotIn(segments[1], self.broker.cache)
