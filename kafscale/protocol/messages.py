@@ -7,6 +7,7 @@ in all) and kept.
 """
 
 import enum
+import sys
 import struct
 from functools import cache
 from typing import NamedTuple
@@ -105,15 +106,23 @@ class Codec:
         ``records`` fields are memoryview slices of ``buf``.  Raises
         :class:`DecodeError` for truncated or malformed input.
         """
+        message, end, _ = self.decode_bounded(buf, offset, sys.maxsize)
+        return message, end
+
+    def decode_bounded(self, buf, offset, max_elements):
+        """Decode like :meth:`decode`, refusing (:class:`TooManyElements`,
+        before building them) more than ``max_elements`` array elements in
+        all; -> (message dict, end offset, array elements decoded)."""
         if type(buf) is not memoryview:
             buf = memoryview(buf)
+        budget = [max_elements]
         try:
-            message, end = self._read(buf, offset)
+            message, end = self._read(buf, offset, budget)
         except (struct.error, IndexError, UnicodeDecodeError) as error:
             raise DecodeError(f"{self.name} v{self.version}: {error}") from error
         if end > len(buf):
             raise DecodeError(f"{self.name} v{self.version}: truncated")
-        return message, end
+        return message, end, max_elements - budget[0]
 
     def encode(self, message):
         """Encode a message dict; missing keys take the schema default."""

@@ -34,6 +34,10 @@ class DecodeError(ValueError):
     """The bytes are not a valid encoding of the message."""
 
 
+class TooManyElements(DecodeError):
+    """The message's arrays hold more elements in all than allowed."""
+
+
 # ---------------------------------------------------------------------------
 # Loading the schemas
 
@@ -263,6 +267,7 @@ def _skip_tagged(buf, pos):
 
 _RUNTIME = {
     "DecodeError": DecodeError,
+    "TooManyElements": TooManyElements,
     "UUID": uuid.UUID,
     "read_uvarint": read_uvarint,
     "uvarint": uvarint,
@@ -432,9 +437,9 @@ class _StructCompiler:
                 emit(indent + 1, f"{var} = None")
                 emit(indent + 1, "pos += 1")
                 emit(indent, "else:")
-                emit(indent + 1, f"{var}, pos = {reader}(buf, pos + 1)")
+                emit(indent + 1, f"{var}, pos = {reader}(buf, pos + 1, budget)")
             else:
-                emit(indent, f"{var}, pos = {reader}(buf, pos)")
+                emit(indent, f"{var}, pos = {reader}(buf, pos, budget)")
         else:
             raise ValueError(f"unknown type {type_} of {field.name}")
 
@@ -445,6 +450,9 @@ class _StructCompiler:
         inner = indent + 1
         emit(inner, "if n > len(buf) - pos:")
         emit(inner + 1, f"raise DecodeError('{field.name}: array longer than the buffer')")
+        emit(inner, "budget[0] -= n")
+        emit(inner, "if budget[0] < 0:")
+        emit(inner + 1, f"raise TooManyElements('{field.name}: more array elements than a request may hold')")
         element = field.element
         if element in _FIXED_FORMATS and element != "uuid":
             array = self.src.constant(fixed_array(_FIXED_FORMATS[element], self.compact(field)), "A")
@@ -455,7 +463,7 @@ class _StructCompiler:
             emit(inner, f"{var} = []")
             emit(inner, f"append = {var}.append")
             emit(inner, "for _ in range(n):")
-            emit(inner + 1, f"item, pos = {reader}(buf, pos)")
+            emit(inner + 1, f"item, pos = {reader}(buf, pos, budget)")
             emit(inner + 1, "append(item)")
         else:
             emit(inner, f"{var} = []")
@@ -465,7 +473,7 @@ class _StructCompiler:
 
     def compile_reader(self, name):
         emit = self.src.emit
-        emit(0, f"def {name}(buf, pos):")
+        emit(0, f"def {name}(buf, pos, budget):")
         names = {id(f): f"f{i}" for i, f in enumerate(self.fields)}
         run = []
 
@@ -666,7 +674,8 @@ class _StructCompiler:
 def compile_message(message, version):
     """Compile one message version; return (reader, writer, default maker).
 
-    ``reader(buf, pos) -> (dict, pos)`` reads from a memoryview; ``writer(m,
+    ``reader(buf, pos, budget) -> (dict, pos)`` reads from a memoryview,
+    taking each array's elements from ``budget[0]``; ``writer(m,
     out)`` appends the encoding of ``m`` to the list ``out``; the default
     maker returns a dict holding every field's default.
     """

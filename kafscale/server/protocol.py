@@ -2,13 +2,16 @@
 request order, however the handlers interleave."""
 
 from collections import deque
+from dataclasses import dataclass
 
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore
+from twisted.internet.threads import deferToThread
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory, Protocol
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from kafscale.handlers.dispatch import HANDLERS, Request, unsupported_version_response
+from kafscale.handlers.dispatch import HANDLERS, Handler, Request, unsupported_version_response
 from kafscale.log import logger
 from kafscale.protocol.messages import (
     ApiKey,
@@ -26,14 +29,26 @@ _WAITING = object()
 class _Slot:
     """One dispatched request's place in the answer order."""
 
-    __slots__ = ("answer", "reserved", "running")
+    __slots__ = ("answer", "reserved", "elements", "running")
 
-    def __init__(self, answer=_WAITING, reserved=0):
+    def __init__(self, answer=_WAITING, reserved=0, elements=0):
         self.answer = answer
-        # Bytes of output the answer may take, held until it is written.
+        # Bytes of output the answer may take, and the array elements its
+        # request holds, both counted until the answer is written.
         self.reserved = reserved
+        self.elements = elements
         # The handler's Deferred while it runs, for cancelling on close.
         self.running = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """A decoded request waiting for the connection's bounds to let it start."""
+
+    handler: Handler
+    request: Request
+    reserved: int
+    elements: int
 
 
 @implementer(IPushProducer)
@@ -43,26 +58,36 @@ class KafkaProtocol(Protocol):
     the order the requests came, as Kafka clients require.
 
     Memory and work per connection are bounded: a frame larger than the
-    maximum closes the connection before its body is read; at most
-    ``max_in_flight`` requests are dispatched at once, the rest of a
+    maximum closes the connection before its body is read; a request whose
+    arrays hold more than ``max_request_elements`` elements in all closes
+    it before they are built; a frame of ``decode_inline_below`` bytes or
+    more is decoded off the reactor, one at a time across connections. At
+    most ``max_in_flight`` requests are dispatched at once, the rest of a
     pipelined burst waiting undecoded with reading paused; and while the
-    client leaves its answers unread (the transport's buffer is full) or
-    the answers under way may take more than ``max_unsent_bytes``, nothing
-    more is dispatched or read. Long polls still running when the
+    client leaves its answers unread (the transport's buffer is full), or
+    the answers under way may take more than ``max_unsent_bytes``, or the
+    requests under way hold more than ``max_request_elements`` elements,
+    nothing more is dispatched or read. Long polls still running when the
     connection closes are cancelled.
     """
 
     max_in_flight = 100
     max_unsent_bytes = 16 << 20
+    max_request_elements = 100_000
+    decode_inline_below = 64 << 10
 
     def __init__(self, broker, max_request_size):
         self.broker = broker
         self.max_request_size = max_request_size
         self.client_host = None
         self._buffer = bytearray()
+        self._position = 0
         self._frame_size = None
+        self._next = None
+        self._decoding = False
         self._slots = deque()
         self._reserved = 0
+        self._elements = 0
         self._reading_paused = False
         self._output_full = False
         self._pumping = False
@@ -82,6 +107,7 @@ class KafkaProtocol(Protocol):
     def connectionLost(self, reason):
         self._closed = True
         self._buffer = bytearray()
+        self._next = None
         slots, self._slots = self._slots, deque()
         for slot in slots:
             if slot.running is not None:
@@ -113,53 +139,32 @@ class KafkaProtocol(Protocol):
         self._buffer += data
         self._pump()
 
-    def _may_dispatch(self):
-        return (not self._closed and not self._closing and not self._output_full
-                and len(self._slots) < self.max_in_flight)
-
     def _pump(self):
-        """Dispatch the complete frames buffered while the bounds allow,
-        reading more only while they do."""
+        """Decode the frames buffered and dispatch them while the bounds
+        allow, reading more only while they do."""
         if self._pumping:
             # Called back from a dispatch (an answer ready at once): the
             # loop below goes on by itself.
             return
         self._pumping = True
         try:
-            self._pump_frames()
+            while not self._closed and not self._closing:
+                if self._next is None:
+                    if self._decoding or not self._decode_next_frame():
+                        break
+                elif self._admits(self._next):
+                    self._start(self._next)
+                    self._next = None
+                else:
+                    break
         finally:
             self._pumping = False
-
-    def _pump_frames(self):
-        buffer = self._buffer
-        position = 0
-        held_back = False
-        while self._may_dispatch():
-            if self._frame_size is None:
-                if len(buffer) - position < 4:
-                    break
-                size = int.from_bytes(buffer[position : position + 4], "big", signed=True)
-                if size < 0 or size > self.max_request_size:
-                    self._drop(f"frame size {size} outside 0..{self.max_request_size}")
-                    return
-                position += 4
-                self._frame_size = size
-            if len(buffer) - position < self._frame_size:
-                break
-            end = position + self._frame_size
-            with memoryview(buffer) as view:
-                frame = bytes(view[position:end])
-            position = end
-            self._frame_size = None
-            if not self._dispatch(frame):
-                # Over the output bound: this frame waits for answers to drain.
-                position -= len(frame) + 4
-                held_back = True
-                break
         if self._closed:
             return
-        del buffer[:position]
-        self._read_while(self._may_dispatch() and not held_back)
+        del self._buffer[:self._position]
+        self._position = 0
+        self._read_while(self._next is None and not self._decoding and not self._output_full
+                         and len(self._slots) < self.max_in_flight)
 
     def _read_while(self, wanted):
         if self._closed or not self.connected:
@@ -171,15 +176,47 @@ class KafkaProtocol(Protocol):
             self._reading_paused = True
             self.transport.pauseProducing()
 
+    def _admits(self, pending):
+        """Whether the decoded request ``pending`` may start now."""
+        if self._output_full or len(self._slots) >= self.max_in_flight:
+            return False
+        # One large request or answer at a time is always allowed.
+        if pending.reserved and self._reserved and self._reserved + pending.reserved > self.max_unsent_bytes:
+            return False
+        return not (self._elements and self._elements + pending.elements > self.max_request_elements)
+
+    def _decode_next_frame(self):
+        """Take the next whole frame from the buffer and decode it (or start
+        to, off the reactor); -> False when there is none yet."""
+        buffer = self._buffer
+        position = self._position
+        if self._frame_size is None:
+            if len(buffer) - position < 4:
+                return False
+            size = int.from_bytes(buffer[position : position + 4], "big", signed=True)
+            if size < 0 or size > self.max_request_size:
+                self._drop(f"frame size {size} outside 0..{self.max_request_size}")
+                return False
+            position = self._position = position + 4
+            self._frame_size = size
+        if len(buffer) - position < self._frame_size:
+            return False
+        end = position + self._frame_size
+        with memoryview(buffer) as view:
+            frame = bytes(view[position:end])
+        self._position = end
+        self._frame_size = None
+        self._decode(frame)
+        return True
+
     def _drop(self, why):
         log.warn("closing connection from {client}: {why}", client=self.client_host, why=why)
         self._closed = True
         self._buffer = bytearray()
+        self._position = 0
         self.transport.abortConnection()
 
-    def _dispatch(self, frame):
-        """Start answering ``frame``; -> False, without doing so, when its
-        answer may not fit beside the ones under way."""
+    def _decode(self, frame):
         view = memoryview(frame)
         try:
             header = decode_request_header(view)
@@ -188,40 +225,63 @@ class KafkaProtocol(Protocol):
                 self._answer_now(unsupported_version_response(e.correlation_id))
             else:
                 self._drop(f"unsupported API key {e.api_key} version {e.api_version}")
-            return True
+            return
         except Exception as e:
             self._drop(f"undecodable request header ({e!r})")
-            return True
+            return
         handler = HANDLERS.get(header.api_key)
         if handler is None or not handler.min_version <= header.api_version <= handler.max_version:
             if header.api_key == ApiKey.API_VERSIONS:
                 self._answer_now(unsupported_version_response(header.correlation_id))
             else:
                 self._drop(f"unsupported API key {header.api_key} version {header.api_version}")
-            return True
-        try:
-            body, _ = request_codec(header.api_key, header.api_version).decode(view, header.body_offset)
-        except Exception as e:
-            self._drop(f"undecodable {ApiKey(header.api_key).name} v{header.api_version} request ({e!r})")
-            return True
+            return
+        codec = request_codec(header.api_key, header.api_version)
+        if len(frame) < self.decode_inline_below:
+            try:
+                decoded = codec.decode_bounded(view, header.body_offset, self.max_request_elements)
+            except Exception as e:
+                self._undecodable(Failure(e), header)
+                return
+            self._decoded(decoded, header, handler)
+        else:
+            # A large frame may hold many elements: decoding it here would
+            # keep every other connection waiting.
+            self._decoding = True
+            self.factory.decode_off_reactor(
+                codec.decode_bounded, view, header.body_offset, self.max_request_elements
+            ).addCallbacks(self._decoded, self._undecodable, callbackArgs=(header, handler), errbackArgs=(header,))
+
+    def _decoded(self, decoded, header, handler):
+        self._decoding = False
+        if self._closed:
+            return
+        body, _, elements = decoded
         reserved = 0 if handler.answer_bytes is None else handler.answer_bytes(body)
-        if reserved and self._reserved and self._reserved + reserved > self.max_unsent_bytes:
-            # One large answer at a time is always allowed.
-            return False
-        request = Request(
+        self._next = _Pending(handler, Request(
             header.api_key, header.api_version, header.correlation_id, header.client_id,
             body, self.broker, self.client_host,
-        )
-        slot = _Slot(reserved=reserved)
-        self._reserved += reserved
+        ), reserved, elements)
+        self._pump()
+
+    def _undecodable(self, failure, header):
+        self._decoding = False
+        if not self._closed:
+            self._drop(f"undecodable {ApiKey(header.api_key).name} v{header.api_version} request"
+                       f" ({failure.value!r})")
+
+    def _start(self, pending):
+        slot = _Slot(reserved=pending.reserved, elements=pending.elements)
+        self._reserved += pending.reserved
+        self._elements += pending.elements
         self._slots.append(slot)
+        request = pending.request
         # The errback also catches a body that does not encode.
-        running = Deferred.fromCoroutine(handler.handle(request)).addCallback(
+        running = Deferred.fromCoroutine(pending.handler.handle(request)).addCallback(
             self._answered, slot, request
         ).addErrback(self._failed, request)
-        if slot.answer is _WAITING and handler.cancel_on_close:
+        if slot.answer is _WAITING and pending.handler.cancel_on_close:
             slot.running = running
-        return True
 
     def _answer_now(self, response):
         self._slots.append(_Slot(response))
@@ -254,6 +314,7 @@ class KafkaProtocol(Protocol):
         while slots and slots[0].answer is not _WAITING:
             slot = slots.popleft()
             self._reserved -= slot.reserved
+            self._elements -= slot.elements
             if slot.answer is not None and not self._closed:
                 self.transport.write(slot.answer)
         if self._closed:
@@ -278,6 +339,9 @@ class KafkaFactory(Factory):
         self.max_connections = max_connections
         self.max_connections_per_address = max_connections_per_address
         self.connections = set()
+        # Large frames are decoded in a thread one at a time, so that the
+        # reactor thread keeps most of the interpreter meanwhile.
+        self._decoding = DeferredSemaphore(1)
         self._open = 0
         self._per_address = {}
 
@@ -287,6 +351,11 @@ class KafkaFactory(Factory):
         owns their partitions)."""
         for connection in list(self.connections):
             connection.close_when_answered()
+
+    def decode_off_reactor(self, decode, *args):
+        """``decode(*args)`` in a thread, after the decodes queued before it;
+        -> a Deferred of its result."""
+        return self._decoding.run(deferToThread, decode, *args)
 
     def buildProtocol(self, addr):
         host = getattr(addr, "host", None)

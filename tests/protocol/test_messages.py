@@ -8,6 +8,7 @@ import io
 import pkgutil
 import random
 import struct
+import time
 import uuid
 
 import kafka.protocol
@@ -25,7 +26,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from kafscale.protocol import messages
 from kafscale.protocol.errors import ErrorCode
 from kafscale.protocol.messages import ApiKey, UnsupportedVersion
-from kafscale.protocol.schema import DecodeError, load_messages, snake_case
+from kafscale.protocol.schema import DecodeError, TooManyElements, load_messages, snake_case, uvarint
 
 SCHEMAS = {(m.kind, m.api_key if m.api_key is not None else m.name): m for m in load_messages()}
 
@@ -358,6 +359,20 @@ class RegistryTests(SynchronousTestCase):
     def test_huge_array_count_is_a_decode_error(self):
         codec = messages.request_codec(ApiKey.METADATA, 4)
         self.assertRaises(DecodeError, codec.decode, struct.pack(">i", 2**31 - 1) + b"\x00\x01")
+
+    def test_elements_beyond_the_bound_refused_before_they_are_built(self):
+        codec = messages.request_codec(ApiKey.FETCH, 12)
+        topics = [{"topic": f"t{i}", "partitions": [{"partition": p} for p in range(3)]} for i in range(4)]
+        encoded = codec.encode({"topics": topics})
+        body, end, elements = codec.decode_bounded(encoded, 0, 16)
+        self.assertEqual((len(body["topics"]), end, elements), (4, len(encoded), 16))
+        self.assertRaises(TooManyElements, codec.decode_bounded, encoded, 0, 15)
+        # A million empty topics in three bytes each: refused at the count.
+        head = codec.encode({"topics": []})
+        million = head[:-4] + uvarint(1_000_001) + b"\x01\x01\x00" * 1_000_000 + head[-3:]
+        started = time.process_time()
+        self.assertRaises(TooManyElements, codec.decode_bounded, million, 0, 100_000)
+        self.assertLess(time.process_time() - started, 0.05)
 
 
 def request_frame(api_key, api_version, correlation_id, client_id, body=b""):

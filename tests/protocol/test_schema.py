@@ -1,6 +1,7 @@
 """Tests for kafscale.protocol.schema, the compiler of Kafka's JSON schemas."""
 
 import struct
+import sys
 import uuid
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -55,6 +56,7 @@ EXAMPLE = {
     ],
 }
 
+UNBOUNDED = sys.maxsize
 DIRECTORY = uuid.UUID("0123456789abcdef0123456789abcdef")
 ZERO = uuid.UUID(int=0)
 
@@ -71,7 +73,7 @@ class Codec:
         return b"".join(parts)
 
     def decode(self, data):
-        return self.read(memoryview(data), 0)
+        return self.read(memoryview(data), 0, [UNBOUNDED])
 
 
 class ExampleTests(SynchronousTestCase):
@@ -172,7 +174,7 @@ class ExampleTests(SynchronousTestCase):
                 write({"data": value, "records": value}, parts)
                 encoded.append(b"".join(parts))
             self.assertEqual(len(set(encoded)), 1)
-            decoded, _ = read(memoryview(encoded[0]), 0)
+            decoded, _ = read(memoryview(encoded[0]), 0, [UNBOUNDED])
             self.assertEqual(decoded, {"data": b"abc", "records": b"abc"})
             self.assertIsInstance(decoded["data"], bytes)
             self.assertIsInstance(decoded["records"], memoryview)
@@ -214,6 +216,6 @@ class AllSchemasTests(SynchronousTestCase):
                 parts = []
                 write({}, parts)
                 encoded = b"".join(parts)
-                self.assertEqual(read(memoryview(encoded), 0), (default(), len(encoded)), (message.name, version))
+                self.assertEqual(read(memoryview(encoded), 0, [UNBOUNDED]), (default(), len(encoded)), (message.name, version))
                 count += 1
         self.assertGreater(count, 400)

@@ -456,3 +456,80 @@ class ConnectionLimitTests(unittest.TestCase):
         soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
         self.assertEqual(connection_limit(BrokerConfig()), soft - FILE_DESCRIPTORS_KEPT)
         self.assertEqual(connection_limit(BrokerConfig(max_connections=7)), 7)
+
+
+class DecodingBoundsTests(unittest.TestCase):
+    """KafkaProtocol alone: the work of decoding a request is bounded."""
+
+    def connect(self, **bounds):
+        from twisted.internet.testing import StringTransport
+
+        from kafscale.server.protocol import KafkaFactory
+
+        protocol = KafkaFactory(broker=None, max_request_size=8 << 20).buildProtocol(None)
+        for name, value in bounds.items():
+            setattr(protocol, name, value)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+    def hold_metadata(self):
+        """Replace the Metadata handler by one that waits: -> (names of the
+        topics each request named, the Deferreds releasing them)."""
+        from twisted.internet.defer import Deferred
+
+        from kafscale.handlers.dispatch import HANDLERS, Handler
+
+        named, releases = [], []
+
+        async def held_metadata(request):
+            named.append([topic["name"] for topic in request.body["topics"]])
+            release = Deferred()
+            releases.append(release)
+            await release
+            return {"brokers": [], "topics": []}
+
+        self.addCleanup(HANDLERS.update, HANDLERS.copy())
+        HANDLERS[ApiKey.METADATA] = Handler(ApiKey.METADATA, 0, 12, held_metadata)
+        return named, releases
+
+    def metadata_frame(self, correlation_id, count):
+        return encode_request(ApiKey.METADATA, 4, correlation_id, "t", {
+            "topics": [{"name": f"t{i}"} for i in range(count)], "allow_auto_topic_creation": False})
+
+    def test_a_request_naming_too_many_things_closes_the_connection(self):
+        named, _ = self.hold_metadata()
+        protocol, transport = self.connect(max_request_elements=10)
+        protocol.dataReceived(self.metadata_frame(1, 10))
+        self.assertEqual(len(named), 1)
+        protocol.dataReceived(self.metadata_frame(2, 11))
+        self.assertEqual(len(named), 1)
+        self.assertTrue(transport.disconnecting)
+
+    def test_requests_under_way_hold_a_bounded_number_of_elements(self):
+        named, releases = self.hold_metadata()
+        protocol, transport = self.connect(max_request_elements=10)
+        protocol.dataReceived(self.metadata_frame(1, 6) + self.metadata_frame(2, 6) + self.metadata_frame(3, 2))
+        self.assertEqual([len(names) for names in named], [6])
+        self.assertEqual(transport.producerState, "paused")
+        releases[0].callback(None)
+        self.assertEqual([len(names) for names in named], [6, 6, 2])
+        releases[1].callback(None)
+        releases[2].callback(None)
+        self.assertEqual(_correlation_ids(transport.value()), [1, 2, 3])
+        self.assertEqual(transport.producerState, "producing")
+
+    async def test_large_frames_are_decoded_off_the_reactor(self):
+        from tests.support.waiting import eventually
+
+        named, releases = self.hold_metadata()
+        protocol, transport = self.connect(decode_inline_below=1000)
+        protocol.dataReceived(self.metadata_frame(1, 500) + self.metadata_frame(2, 3))
+        # Neither started yet: the first is being decoded in a thread and
+        # the second waits for it, to keep the order.
+        self.assertEqual(named, [])
+        await eventually(lambda: len(named) == 2)
+        self.assertEqual([len(names) for names in named], [500, 3])
+        for release in releases:
+            release.callback(None)
+        self.assertEqual(_correlation_ids(transport.value()), [1, 2])
