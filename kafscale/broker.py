@@ -43,7 +43,9 @@ class Broker(MultiService):
         self.objects = objects
         self.view = view
         self.cache = SegmentCache(config.cache_bytes)
-        self.topics = Topics(metadata, objects, self.cache, config.num_partitions)
+        self.topics = Topics(metadata, objects, self.cache, config.num_partitions,
+                             max_partitions_per_topic=config.max_partitions_per_topic,
+                             max_partitions=config.max_partitions)
         self.logs = PartitionLogs(self.topics, view, metadata=metadata, objects=objects, cache=self.cache,
                                   budget=BufferBudget(config.buffer_bytes), config=config, reactor=reactor)
         self._reconciler = Reconciler(self.topics, self.logs, view)

@@ -28,6 +28,9 @@ class BrokerConfig:
     # Kafka's auto.create.topics.enable and num.partitions
     auto_create_topics: bool = True
     num_partitions: int = 1
+    # The most partitions a topic, and all topics together, may have
+    max_partitions_per_topic: int = 10000
+    max_partitions: int = 100000
     # Object store: a bucket name selects S3, else a directory under data_dir
     s3_bucket: str | None = None
     s3_endpoint: str | None = None

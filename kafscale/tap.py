@@ -74,6 +74,10 @@ class Options(usage.Options):
         ("auto-create-topics", None, _DEFAULTS.auto_create_topics,
          "Create unknown topics on Metadata and Produce (Kafka's auto.create.topics.enable).", _boolean),
         ("num-partitions", None, _DEFAULTS.num_partitions, "Partitions of auto-created topics.", int),
+        ("max-partitions-per-topic", None, _DEFAULTS.max_partitions_per_topic,
+         "Most partitions a topic may have (more: INVALID_PARTITIONS).", int),
+        ("max-partitions", None, _DEFAULTS.max_partitions,
+         "Most partitions all topics together may have (more: POLICY_VIOLATION).", int),
         ("s3-bucket", None, None, "Keep segments in this S3 bucket instead of the data directory.", str),
         ("s3-endpoint", None, None, "S3 endpoint URL (default: AWS_ENDPOINT_URL_S3 or AWS's).", str),
         ("s3-region", None, None, "S3 region (default: AWS_REGION or us-east-1).", str),
@@ -124,8 +128,9 @@ class Options(usage.Options):
             raise usage.UsageError(f"unknown log level {self['log-level']!r}")
         if self["max-request-size"] < 1024:
             raise usage.UsageError("--max-request-size must be at least 1024")
-        if self["num-partitions"] < 1:
-            raise usage.UsageError("--num-partitions must be at least 1")
+        for name in ("num-partitions", "max-partitions-per-topic", "max-partitions"):
+            if self[name] < 1:
+                raise usage.UsageError(f"--{name} must be at least 1")
         for name in ("fetch-max-bytes", "fetch-max-wait-ms", "flush-linger-ms", "buffer-bytes",
                      "partition-buffer-bytes", "cache-bytes", "group-initial-rebalance-delay-ms",
                      "offset-metadata-max-bytes"):

@@ -35,6 +35,10 @@ class ReplicaAssignmentRefused(TopicRefused):
     """Asked to place partitions on brokers: the brokers place them."""
 
 
+class PartitionLimit(TopicRefused):
+    """The change would take the cluster past the partitions it may hold."""
+
+
 class TopicNotReady(TopicRefused):
     """Created by another broker or request, but not loaded here yet."""
 
@@ -46,14 +50,19 @@ class Topics(Mapping):
     ``metadata`` is the IMetadataStore, ``objects`` the IObjectStore and
     ``cache`` the SegmentCache whose entries a deleted topic's objects leave;
     ``default_partitions`` is what a topic created with -1 partitions (or
-    automatically) gets.
+    automatically) gets; a topic may have at most ``max_partitions_per_topic``
+    partitions, and all topics together at most ``max_partitions`` (None:
+    no limit).
     """
 
-    def __init__(self, metadata, objects, cache, default_partitions):
+    def __init__(self, metadata, objects, cache, default_partitions, max_partitions_per_topic=None,
+                 max_partitions=None):
         self._metadata = metadata
         self._objects = objects
         self._cache = cache
         self.default_partitions = default_partitions
+        self.max_partitions_per_topic = max_partitions_per_topic
+        self.max_partitions = max_partitions
         self._topics = {}
         self._subscribers = []
         self._unsubscribe = None
@@ -130,7 +139,8 @@ class Topics(Mapping):
         with the given configs, unless ``validate_only``. -> its TopicInfo,
         or None when only validating. Raises InvalidReplicationFactor (other
         than -1 or 1), ReplicaAssignmentRefused (``assigned``: placement
-        asked for), InvalidTopicName, InvalidPartitions, InvalidConfig,
+        asked for), InvalidTopicName, InvalidPartitions (fewer than one,
+        or more than a topic may have), PartitionLimit, InvalidConfig,
         TopicExists, MetadataError."""
         if replication_factor not in (-1, 1):
             raise InvalidReplicationFactor("the object store replicates: the replication factor is 1")
@@ -141,6 +151,7 @@ class Topics(Mapping):
             partitions = self.default_partitions
         if partitions < 1:
             raise InvalidPartitions(f"{partitions} partitions: at least 1 is needed")
+        self._check_limits(partitions, partitions)
         topic_configs.validate(configs)
         if name in self._topics:
             raise TopicExists(f"topic {name!r} already exists")
@@ -165,15 +176,29 @@ class Topics(Mapping):
     async def add_partitions(self, name, total, *, assigned=False, validate_only=False):
         """Grow a topic to ``total`` partitions, unless ``validate_only``.
         Raises UnknownTopic, ReplicaAssignmentRefused, InvalidPartitions
-        (not a growth), MetadataError."""
+        (not a growth, or past what a topic may have), PartitionLimit,
+        MetadataError."""
         info = self.require(name)
         if assigned:
             raise ReplicaAssignmentRefused("partitions are placed by the brokers, not by assignment")
         if total <= info.partitions:
             raise InvalidPartitions(f"topic {name!r} has {info.partitions} partitions: it can grow, not go to {total}")
+        self._check_limits(total, total - info.partitions)
         if validate_only:
             return None
         return await self._write(name, self._metadata.add_partitions(name, total))
+
+    def _check_limits(self, topic_partitions, added):
+        """Refuse a topic of ``topic_partitions`` partitions, ``added`` of
+        them new, past the limits."""
+        if self.max_partitions_per_topic is not None and topic_partitions > self.max_partitions_per_topic:
+            raise InvalidPartitions(f"{topic_partitions} partitions: a topic may have at most"
+                                    f" {self.max_partitions_per_topic}")
+        if self.max_partitions is not None:
+            held = sum(info.partitions for info in self._topics.values())
+            if held + added > self.max_partitions:
+                raise PartitionLimit(f"{added} more partitions would make {held + added}: the cluster may hold"
+                                     f" at most {self.max_partitions}")
 
     async def alter_configs(self, name, updates, deletions, *, validate_only=False):
         """Set ``updates`` and remove ``deletions`` from a topic's configs in

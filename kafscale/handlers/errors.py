@@ -9,7 +9,13 @@ from kafscale.metadata.interfaces import InvalidPartitions, MetadataError, Topic
 from kafscale.metadata.topic_configs import InvalidConfig, InvalidTopicName
 from kafscale.partition_logs import NotLeader
 from kafscale.protocol.errors import ErrorCode, KafkaError
-from kafscale.topics import InvalidReplicationFactor, ReplicaAssignmentRefused, TopicNotReady, TopicRefused
+from kafscale.topics import (
+    InvalidReplicationFactor,
+    PartitionLimit,
+    ReplicaAssignmentRefused,
+    TopicNotReady,
+    TopicRefused,
+)
 
 REFUSALS = (KafkaError, MetadataError, TopicRefused, InvalidTopicName, InvalidConfig, NotLeader)
 """What a handler answers with an error code rather than letting fail."""
@@ -23,6 +29,7 @@ _CODES = [
     (InvalidReplicationFactor, ErrorCode.INVALID_REPLICATION_FACTOR),
     (ReplicaAssignmentRefused, ErrorCode.INVALID_REPLICA_ASSIGNMENT),
     (TopicNotReady, ErrorCode.LEADER_NOT_AVAILABLE),
+    (PartitionLimit, ErrorCode.POLICY_VIOLATION),
     (NotLeader, ErrorCode.NOT_LEADER_OR_FOLLOWER),
 ]
 
