@@ -6,7 +6,9 @@ release) when the assignment moves them or their topic goes, keeps serving
 reads but takes no partitions while the view is unhealthy (its logs refuse
 appends meanwhile), and lets go at once of a partition another broker took.
 Every change of the topics or of the view, and every deposed log, sets a
-reconciliation going; concurrent demands coalesce.
+reconciliation going; concurrent demands coalesce. A change of some topics
+reconciles only their partitions, and partitions change hands a bounded
+number at a time, so that a large topic does not hold up the reactor.
 """
 
 from twisted.internet.defer import Deferred, gatherResults
@@ -27,6 +29,8 @@ class Reconciler:
         self._logs = logs
         self._view = view
         self._runs = Coalescing(self._reconcile, "partition reconciliation")
+        # The topics the next run reconciles; None: all of them.
+        self._scope = set()
         self._unsubscribe = []
 
     def start(self):
@@ -39,9 +43,14 @@ class Reconciler:
         ]
         return self.run()
 
-    def run(self):
-        """-> a Deferred that fires once a reconciliation begun after this
-        call has ended (a failed one is logged)."""
+    def run(self, names=None):
+        """Reconcile the partitions of the topics ``names`` (None: of every
+        topic). -> a Deferred that fires once a reconciliation begun after
+        this call has ended (a failed one is logged)."""
+        if names is None:
+            self._scope = None
+        elif self._scope is not None:
+            self._scope.update(names)
         return self._runs.run()
 
     async def stop(self):
@@ -59,30 +68,37 @@ class Reconciler:
     async def _reconcile(self):
         """First let go of what must go (so that a topic deleted and created
         again is released before it is taken), then take what is ours."""
+        scope, self._scope = self._scope, set()
         view, node_id = self._view, self._view.node_id
         healthy = view.healthy()
         leaving = []
         for (name, partition), partition_log in list(self._logs.items()):
+            if scope is not None and name not in scope:
+                continue
             info = self._topics.get(name)
             gone = info is None or info.topic_id != partition_log.topic_id or partition >= info.partitions
             if gone or view.taken_by_another(name, partition) or (
                     healthy and view.assignee(name, partition) != node_id):
                 self._logs.pop((name, partition))
-                leaving.append(self._hand_over(partition_log))
-        await _all(leaving)
+                leaving.append(partition_log)
+        await _in_turns(self._hand_over, leaving)
         if not healthy:
             # The logs stay, serving reads; they refuse appends meanwhile.
             return
         taking = []
-        for info in list(self._topics.values()):
+        if scope is None:
+            reconciled = list(self._topics.values())
+        else:
+            reconciled = [self._topics[name] for name in scope if name in self._topics]
+        for info in reconciled:
             settings = self._logs.settings(info)
             for partition in range(info.partitions):
                 existing = self._logs.get((info.name, partition))
                 if existing is not None and view.holds(info.name, partition):
                     existing.configure(settings)
                 elif view.assignee(info.name, partition) == node_id and view.free(info.name, partition):
-                    taking.append(self._take(info, partition))
-        await _all(taking)
+                    taking.append((info, partition))
+        await _in_turns(lambda taken: self._take(*taken), taking)
 
     async def _take(self, info, partition):
         stale = self._logs.pop((info.name, partition))
@@ -110,6 +126,18 @@ class Reconciler:
             # Its owner key goes with our lease, then.
             log.warn("could not release {topic}-{partition}: {error}", topic=partition_log.topic,
                      partition=partition_log.partition, error=error)
+
+
+# Partitions taken or handed over at once: each turn's work runs on the
+# reactor between the store's answers, so a turn is bounded, not the total.
+PARTITIONS_PER_TURN = 256
+
+
+async def _in_turns(change, items):
+    """``await change(item)`` for each of ``items``, concurrently up to
+    PARTITIONS_PER_TURN at a time (failures are logged, not raised)."""
+    for start in range(0, len(items), PARTITIONS_PER_TURN):
+        await _all(change(item) for item in items[start:start + PARTITIONS_PER_TURN])
 
 
 def _all(coroutines):

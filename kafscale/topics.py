@@ -3,9 +3,10 @@ reconfigured and deleted.
 
 Every change is validated here (whoever asks: CreateTopics, CreatePartitions,
 the config APIs, auto-creation) and refused with a domain error: the handlers
-turn those into Kafka error codes. After a write the topics are re-read and
-their subscribers (the broker's reconciliation) run before the write returns,
-so the partitions change hands before the client is answered.
+turn those into Kafka error codes. A write takes up what the store answers
+for its topic alone, and the subscribers (the broker's reconciliation) run
+for that topic before the write returns, so the partitions change hands
+before the client is answered; a change by anyone else re-reads them all.
 """
 
 import inspect
@@ -64,6 +65,10 @@ class Topics(Mapping):
         self.max_partitions_per_topic = max_partitions_per_topic
         self.max_partitions = max_partitions
         self._topics = {}
+        # Topics this broker wrote while a refresh was reading the store,
+        # which what the refresh read may predate.
+        self._written_meanwhile = None
+        self._scope = set()
         self._subscribers = []
         self._unsubscribe = None
         self._refresh = Coalescing(self._refresh_once, "topic refresh")
@@ -108,8 +113,9 @@ class Topics(Mapping):
         await self._refresh.stop()
 
     def subscribe(self, callback):
-        """Call ``callback()`` after every refresh, waiting for its result if
-        it returns an awaitable. -> a callable that unsubscribes."""
+        """Call ``callback(names)`` after every change: ``names`` the set of
+        topics that changed, or None when any may have. Waits for its
+        result if it returns an awaitable. -> a callable that unsubscribes."""
         self._subscribers.append(callback)
         return lambda: self._subscribers.remove(callback)
 
@@ -122,12 +128,39 @@ class Topics(Mapping):
         coalesce. -> a Deferred that fires once a refresh begun after this
         call has ended (a failed one is logged; the next change or call tries
         again)."""
+        self._scope = None
+        return self._refresh.run()
+
+    def _changed(self, name, info):
+        """Take up what a write of ``name`` left (``info``, None once
+        deleted), then run the subscribers for it, coalescing with any
+        refresh. -> a Deferred as `refresh` gives."""
+        if info is None:
+            self._topics.pop(name, None)
+        else:
+            self._topics[name] = info
+        if self._written_meanwhile is not None:
+            self._written_meanwhile[name] = info
+        if self._scope is not None:
+            self._scope.add(name)
         return self._refresh.run()
 
     async def _refresh_once(self):
-        self._topics = await self._metadata.topics()
+        scope, self._scope = self._scope, set()
+        if scope is None:
+            self._written_meanwhile = {}
+            try:
+                topics = await self._metadata.topics()
+            finally:
+                written, self._written_meanwhile = self._written_meanwhile, None
+            for name, info in written.items():
+                if info is None:
+                    topics.pop(name, None)
+                else:
+                    topics[name] = info
+            self._topics = topics
         for callback in list(self._subscribers):
-            result = callback()
+            result = callback(scope)
             if inspect.isawaitable(result):
                 await result
 
@@ -213,22 +246,23 @@ class Topics(Mapping):
     async def delete(self, name):
         """Delete a topic; its objects are removed in the background.
         -> the deleted TopicInfo. Raises UnknownTopic, MetadataError."""
-        info = await self._write(name, self._metadata.delete_topic(name))
+        info = await self._write(name, self._metadata.delete_topic(name), deleted=True)
         Deferred.fromCoroutine(self._delete_objects(info)).addErrback(
             lambda failure: log.failure("deleting the objects of topic {topic} failed", failure, topic=name)
         )
         return info
 
-    async def _write(self, name, write):
-        """Await a store write to topic ``name`` (a Deferred), naming the
-        topic in what the store refuses, then take up the new topics."""
+    async def _write(self, name, write, deleted=False):
+        """Await a store write to topic ``name`` (a Deferred giving its
+        TopicInfo), naming the topic in what the store refuses, then take it
+        up."""
         try:
             result = await write
         except TopicExists:
             raise TopicExists(f"topic {name!r} already exists") from None
         except UnknownTopic:
             raise UnknownTopic(f"no topic {name!r}") from None
-        await self.refresh()
+        await self._changed(name, None if deleted else result)
         return result
 
     async def _delete_objects(self, info):

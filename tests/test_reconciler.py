@@ -29,6 +29,16 @@ class SteeredView(SoleBroker):
     elsewhere = frozenset()
     """(topic, partition) pairs assigned to another broker."""
     healthy_now = True
+    acquiring = 0
+    most_acquiring = 0
+
+    async def acquire(self, topic, partition):
+        self.acquiring += 1
+        self.most_acquiring = max(self.most_acquiring, self.acquiring)
+        try:
+            return await super().acquire(topic, partition)
+        finally:
+            self.acquiring -= 1
 
     def assignee(self, topic, partition):
         return self.node_id + 1 if (topic, partition) in self.elsewhere else self.node_id
@@ -102,6 +112,21 @@ class ReconcilerTests(TestCase):
         self.view.healthy_now = True
         await self.reconciler.run()
         self.assertEqual(sorted(self.logs), [("before", 0), ("meanwhile", 0)])
+
+    async def test_a_topic_change_reconciles_that_topic_alone(self):
+        # A full reconciliation would hand before-1 over now.
+        self.view.elsewhere = frozenset({("before", 1)})
+        await self.topics.create("added", 1, {})
+        self.assertEqual(sorted(self.logs), [("added", 0), ("before", 0), ("before", 1)])
+        await self.reconciler.run()
+        self.assertEqual(sorted(self.logs), [("added", 0), ("before", 0)])
+
+    async def test_a_large_topic_changes_hands_a_turn_at_a_time(self):
+        from kafscale.reconciler import PARTITIONS_PER_TURN
+
+        await self.topics.create("wide", 2 * PARTITIONS_PER_TURN + 10, {})
+        self.assertEqual(sum(1 for name, _ in self.logs if name == "wide"), 2 * PARTITIONS_PER_TURN + 10)
+        self.assertLessEqual(self.view.most_acquiring, PARTITIONS_PER_TURN)
 
     async def test_handing_over_flushes_first(self):
         blob = build_batch([(None, b"accepted", [])])

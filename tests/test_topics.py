@@ -28,7 +28,9 @@ class TopicsTests(TestCase):
         self.addCleanup(self.topics.stop)
         await self.topics.load()
         self.seen_by_subscriber = []
-        self.topics.subscribe(lambda: self.seen_by_subscriber.append(dict(self.topics)))
+        self.scopes = []
+        self.topics.subscribe(lambda names: (self.seen_by_subscriber.append(dict(self.topics)),
+                                             self.scopes.append(names)))
 
     def start_store(self):
         store = EmbeddedMetadataStore(self.path)
@@ -47,6 +49,20 @@ class TopicsTests(TestCase):
         self.assertEqual((self.topics["orders"], self.topics.by_id(info.topic_id)), (info, info))
         self.assertEqual(self.seen_by_subscriber, [{"orders": info}])
         self.assertEqual(await self.store.topics(), {"orders": info})
+
+    async def test_a_write_takes_up_its_topic_without_reading_them_all(self):
+        await self.store.create_topic("present", 1)
+        await self.topics.refresh()
+        reads = []
+        read_all = self.store.topics
+        self.patch(self.store, "topics", lambda: reads.append(1) or read_all())
+        for name in ("a", "b"):
+            await self.topics.create(name, 1, {})
+        await self.topics.add_partitions("a", 2)
+        await self.topics.delete("b")
+        self.assertEqual(reads, [])
+        self.assertEqual(self.scopes, [None, {"a"}, {"b"}, {"a"}, {"b"}])
+        self.assertEqual(dict(self.topics), await read_all())
 
     async def test_create_refusals_in_order(self):
         await self.topics.create("taken", 1, {})
