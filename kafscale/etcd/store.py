@@ -19,6 +19,7 @@ it, so they vanish when the process dies. A session whose lease was lost is
 replaced, and the registrations are made again.
 """
 
+import itertools
 import os
 import uuid
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ from kafscale.metadata.interfaces import (
     CHANGE_AREAS,
     Fenced,
     InvalidPartitions,
+    ManifestChanged,
     MetadataError,
     MetadataUnavailable,
     NodeIdInUse,
@@ -57,6 +59,7 @@ from kafscale.metadata.interfaces import (
     TopicInfo,
     UnknownTopic,
     check_continues,
+    check_replaces,
 )
 
 log = logger("kafscale.etcd.store")
@@ -337,6 +340,9 @@ class EtcdMetadataStore(Service):
     def advance_log_start(self, topic, partition, epoch, new_log_start):
         return self._run(self._advance_log_start, topic, partition, epoch, new_log_start)
 
+    def replace_segments(self, topic, partition, epoch, old, new):
+        return self._run(self._replace_segments, topic, partition, epoch, tuple(old), tuple(new))
+
     async def _partition_state(self, topic, partition):
         return (await self._read_partition(topic, partition)).state
 
@@ -535,6 +541,54 @@ class EtcdMetadataStore(Service):
                     read.create_revision, written.header_revision, advanced, read.claim)
                 return advanced, removed
         raise MetadataUnavailable(f"{topic}-{partition} kept changing under a log start change")
+
+    async def _replace_segments(self, topic, partition, epoch, old, new):
+        check_replaces(topic, partition, old, new)
+        known = self._partitions.get((topic, partition))
+        fresh = known is None
+        if fresh:
+            known = await self._read_partition(topic, partition)
+        partition_key = self.keys.partition(topic, partition)
+        # The new keys are put; the old keys between them (and after the
+        # last) are range-deleted, never overlapping a put, which etcd
+        # refuses within one transaction.
+        ops = []
+        for ref, following in itertools.zip_longest(new, new[1:]):
+            key = self.keys.segment(topic, partition, ref.base_offset)
+            ops.append(Op.put(key, layout.encode_segment(ref)))
+            end = old[-1].base_offset if following is None else following.base_offset - 1
+            if end > ref.base_offset:
+                ops.append(Op.delete(key + b"\0", range_end=self.keys.segment(topic, partition, end) + b"\0"))
+        for _ in range(CAS_ATTEMPTS):
+            state = known.state
+            if state.leader_epoch != epoch:
+                raise Fenced(topic, partition, state.leader_epoch, state.next_offset)
+            try:
+                replaced = state.with_replaced(old, new)
+            except ManifestChanged:
+                if fresh:
+                    raise
+                # What this store last knew may be stale: look again.
+                known, fresh = await self._read_partition(topic, partition), True
+                continue
+            written = await self.client.txn(
+                [Compare.mod_revision(partition_key, "=", known.mod_revision)],
+                success=[Op.put(partition_key, layout.encode_partition(replaced, known.claim)), *ops],
+            )
+            if written.succeeded:
+                self._partitions[topic, partition] = _Partition(
+                    known.create_revision, written.header_revision, replaced, known.claim)
+                return replaced
+            latest = await self._read_partition(topic, partition)
+            if latest.create_revision != known.create_revision:
+                raise Fenced(topic, partition, latest.state.leader_epoch, latest.state.next_offset)
+            segments = latest.state.segments
+            if latest.state.leader_epoch == epoch and all(segments.position_of(ref) >= 0 for ref in new):
+                # An earlier attempt of this very replacement was applied;
+                # the new keys are unique to this writer.
+                return latest.state
+            known, fresh = latest, True
+        raise MetadataUnavailable(f"{topic}-{partition} kept changing under a replacement")
 
     # Coordinator slots
 

@@ -56,7 +56,9 @@ from kafscale.metadata.interfaces import (
     TopicInfo,
     UnknownTopic,
     check_continues,
+    check_replaces,
 )
+from kafscale.metadata.manifest import Manifest
 
 log = logger("kafscale.metadata.embedded")
 
@@ -139,6 +141,8 @@ BROKER_TTL_MS = 10_000
 _RETRIABLE_ERRORS = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_IOERR", "SQLITE_FULL", "SQLITE_CANTOPEN")
 
 _SEGMENT_COLUMNS = "base_offset, last_offset, max_timestamp, size, count, key, position, format"
+# The SegmentRef field each of those columns holds: the same names.
+_SEGMENT_FIELDS = tuple(_SEGMENT_COLUMNS.split(", "))
 
 
 @implementer(IMetadataStore)
@@ -254,6 +258,9 @@ class EmbeddedMetadataStore(Service):
 
     def advance_log_start(self, topic, partition, epoch, new_log_start):
         return self._write(self._advance_log_start, topic, partition, epoch, new_log_start)
+
+    def replace_segments(self, topic, partition, epoch, old, new):
+        return self._write(self._replace_segments, topic, partition, epoch, tuple(old), tuple(new))
 
     # Consumer groups
 
@@ -497,7 +504,7 @@ class EmbeddedMetadataStore(Service):
         if cached is not None and cached[0] == revision:
             segments = cached[1]
         else:
-            segments = tuple(
+            segments = Manifest(
                 SegmentRef(*segment)
                 for segment in db.execute(
                     f"SELECT {_SEGMENT_COLUMNS} FROM segments"
@@ -540,22 +547,28 @@ class EmbeddedMetadataStore(Service):
         state = self._partition_state(db, topic, partition)
         if state.leader_epoch != epoch or state.next_offset != expected_next_offset:
             raise Fenced(topic, partition, state.leader_epoch, state.next_offset)
-        db.execute(
-            f"INSERT INTO segments (topic, partition, {_SEGMENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                topic,
-                partition,
-                segment.base_offset,
-                segment.last_offset,
-                segment.max_timestamp,
-                segment.size,
-                segment.count,
-                segment.key,
-                segment.position,
-                segment.format,
-            ),
-        )
+        self._insert_segments(db, topic, partition, [segment])
         return self._store_partition_state(db, state.with_segment(segment))
+
+    def _insert_segments(self, db, topic, partition, refs):
+        db.executemany(
+            f"INSERT INTO segments (topic, partition, {_SEGMENT_COLUMNS})"
+            f" VALUES (?, ?, {', '.join('?' * len(_SEGMENT_FIELDS))})",
+            [(topic, partition, *(getattr(ref, name) for name in _SEGMENT_FIELDS)) for ref in refs],
+        )
+
+    def _replace_segments(self, db, topic, partition, epoch, old, new):
+        check_replaces(topic, partition, old, new)
+        state = self._partition_state(db, topic, partition)
+        if state.leader_epoch != epoch:
+            raise Fenced(topic, partition, state.leader_epoch, state.next_offset)
+        replaced = state.with_replaced(old, new)
+        db.execute(
+            "DELETE FROM segments WHERE topic = ? AND partition = ? AND base_offset BETWEEN ? AND ?",
+            (topic, partition, old[0].base_offset, old[-1].base_offset),
+        )
+        self._insert_segments(db, topic, partition, new)
+        return self._store_partition_state(db, replaced)
 
     def _commit_segments(self, db, commits):
         for commit in commits:

@@ -16,6 +16,8 @@ the schema in kafscale.metadata.embedded for SQLite).
 Results carry the whole manifest, but a store need not re-read it on every
 commit: it may keep each partition's segments under the partition's
 revision and reload them only when another writer changed the partition.
+The manifest is a `Manifest`, whose append costs O(1), so a commit costs the
+same whatever the manifest's length.
 """
 
 import itertools
@@ -24,6 +26,7 @@ from dataclasses import dataclass, replace
 
 from zope.interface import Interface
 
+from kafscale.metadata.manifest import Manifest
 
 CHANGE_AREAS = frozenset({"topics", "partitions", "groups", "brokers"})
 """What a change notification may name (see `IMetadataStore.subscribe`)."""
@@ -95,9 +98,14 @@ class PartitionState:
     leader_epoch: int
     log_start_offset: int
     next_offset: int
-    segments: tuple[SegmentRef, ...]
-    """Sorted by base offset; contiguous from the first to ``next_offset``."""
+    segments: Manifest
+    """Sorted by base offset; contiguous from the first to ``next_offset``.
+    Any sequence given is taken as a Manifest."""
     epoch_history: tuple[tuple[int, int], ...]
+
+    def __post_init__(self):
+        if not isinstance(self.segments, Manifest):
+            object.__setattr__(self, "segments", Manifest(self.segments))
 
     # The transitions every store makes, each behind its own compare-and-swap.
 
@@ -112,7 +120,7 @@ class PartitionState:
 
     def with_segment(self, segment):
         """The state a commit of ``segment`` (see `check_continues`) stores."""
-        return replace(self, next_offset=segment.last_offset + 1, segments=(*self.segments, segment))
+        return replace(self, next_offset=segment.last_offset + 1, segments=self.segments.appended(segment))
 
     def with_log_start(self, new_log_start):
         """-> (the state with the log start raised to ``new_log_start``, the
@@ -124,13 +132,24 @@ class PartitionState:
             )
         if new_log_start <= self.log_start_offset:
             return self, []
-        removed = [segment for segment in self.segments if segment.last_offset < new_log_start]
+        dropped = self.segments.below(new_log_start)
+        removed = list(self.segments[:dropped])
         history = self.epoch_history
         # Keep an epoch while some offset at or above the new start may be its.
         kept = tuple(entry for entry, (_, end) in itertools.pairwise(history) if end > new_log_start)
-        advanced = replace(self, log_start_offset=new_log_start, segments=self.segments[len(removed):],
+        advanced = replace(self, log_start_offset=new_log_start, segments=self.segments.dropped(dropped),
                            epoch_history=kept + history[-1:])
         return advanced, removed
+
+    def with_replaced(self, old, new):
+        """The state a `IMetadataStore.replace_segments` of ``old`` by
+        ``new`` (see `check_replaces`) stores. Raises ManifestChanged unless
+        ``old`` is a run of this manifest's entries."""
+        first = self.segments.position_of(old[0]) if old else -1
+        if first < 0 or first + len(old) > len(self.segments) \
+                or any(self.segments[first + i] != ref for i, ref in enumerate(old)):
+            raise ManifestChanged(self.topic, self.partition)
+        return replace(self, segments=self.segments.replaced(first, first + len(old), new))
 
 
 def check_continues(topic, partition, expected_next_offset, segment):
@@ -141,6 +160,21 @@ def check_continues(topic, partition, expected_next_offset, segment):
             f"{topic}-{partition}: segment {segment.base_offset}-{segment.last_offset}"
             f" does not continue the log at {expected_next_offset}"
         )
+
+
+def check_replaces(topic, partition, old, new):
+    """Raise ValueError unless ``new`` (SegmentRefs) holds exactly the
+    offsets of ``old``, contiguously, as `IMetadataStore.replace_segments`
+    requires."""
+    def contiguous(refs):
+        return all(a.last_offset + 1 == b.base_offset for a, b in itertools.pairwise(refs))
+
+    if not old or not new or not contiguous(old) or not contiguous(new) \
+            or (old[0].base_offset, old[-1].last_offset) != (new[0].base_offset, new[-1].last_offset) \
+            or sum(ref.count for ref in old) != sum(ref.count for ref in new):
+        raise ValueError(f"{topic}-{partition}: the replacement does not hold exactly the replaced offsets")
+    if {ref.key for ref in old} & {ref.key for ref in new}:
+        raise ValueError(f"{topic}-{partition}: a replacement must be written under new keys")
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +237,17 @@ class OwnedElsewhere(MetadataError):
     def __init__(self, topic, partition, node_id):
         super().__init__(f"{topic}-{partition} is owned by broker {node_id}")
         self.node_id = node_id
+
+
+class ManifestChanged(MetadataError):
+    """A replacement of manifest entries found them gone: retention, a
+    DeleteRecords or another replacement dropped some first. Nothing was
+    written."""
+
+    def __init__(self, topic, partition):
+        super().__init__(f"{topic}-{partition}: the entries to replace are no longer all in the manifest")
+        self.topic = topic
+        self.partition = partition
 
 
 class MetadataUnavailable(MetadataError):
@@ -287,6 +332,16 @@ class IMetadataStore(Interface):
         nothing. -> (new PartitionState, list of the removed SegmentRefs, whose
         objects the caller deletes). Raises Fenced, UnknownTopic; ValueError
         beyond the next offset."""
+
+    def replace_segments(topic, partition, epoch, old, new):
+        """Swap the manifest entries ``old`` (a run of consecutive entries,
+        as the manifest holds them) for ``new`` (SegmentRefs under new keys
+        holding exactly the same offsets, contiguously: a merge of small
+        segments into one, say), if the stored epoch is ``epoch``; the next
+        offset and log start stay. -> the new PartitionState.
+        Raises Fenced (another epoch), ManifestChanged (some of ``old`` is no
+        longer in the manifest), UnknownTopic; ValueError when ``new`` does
+        not hold exactly the offsets of ``old``."""
 
     def commit_offsets(group_id, offsets):
         """Store ``offsets``, a dict of (topic, partition) to CommittedOffset,

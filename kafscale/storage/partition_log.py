@@ -2,7 +2,6 @@
 immutable segments (group commit) and committed in the metadata store;
 reads serve committed data only."""
 
-import bisect
 import time
 from collections import deque
 from dataclasses import dataclass, replace
@@ -145,7 +144,14 @@ class PartitionLog:
             state = replace(state, log_start_offset=start,
                             segments=tuple(s for s in state.segments if s.last_offset >= start))
         self.state = state
-        self._bases = [segment.base_offset for segment in state.segments]
+
+    def adopt(self, state):
+        """Take up ``state``, which the metadata store returned for a write
+        other than this log's own commits (a merge's swap of manifest
+        entries), unless it belongs to another owner or this log is closed."""
+        if not self._closed and state.leader_epoch == self.state.leader_epoch \
+                and state.next_offset >= self.state.next_offset:
+            self._set_state(state)
 
     @property
     def leader_epoch(self):
@@ -561,7 +567,7 @@ class PartitionLog:
         if max_bytes <= 0 and not min_one:
             return b""
         state = self.state
-        position = max(bisect.bisect_right(self._bases, offset) - 1, 0)
+        position = max(state.segments.find(offset), 0)
         chunks = []
         size = 0
         ref = None
@@ -596,7 +602,7 @@ class PartitionLog:
         state = self.state
         if self._closed or not state.log_start_offset <= offset < state.next_offset:
             return 0
-        ref = state.segments[max(bisect.bisect_right(self._bases, offset) - 1, 0)]
+        ref = state.segments[max(state.segments.find(offset), 0)]
         self._read_ahead(ref)
         return ref.size
 

@@ -35,7 +35,7 @@ def retention_start(state, configs, now_ms):
     """
     retention_ms = effective_int(configs, "retention.ms")
     retention_bytes = effective_int(configs, "retention.bytes")
-    size = sum(segment.size for segment in state.segments)
+    size = state.segments.size
     start = state.log_start_offset
     for segment in state.segments:
         expired = retention_ms >= 0 and now_ms - segment.max_timestamp > retention_ms

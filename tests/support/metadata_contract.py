@@ -17,6 +17,7 @@ from kafscale.metadata.interfaces import (
     Fenced,
     IMetadataStore,
     InvalidPartitions,
+    ManifestChanged,
     MetadataUnavailable,
     PartitionState,
     SegmentCommit,
@@ -44,6 +45,19 @@ def shared_slice(base, last, position, topic="events", partition=0):
     """A manifest entry naming a slice of a multi-partition object."""
     return SegmentRef(base, last, 1_700_000_000_000 + last, 100 * (last - base + 1), last - base + 1,
                       "~objects/0001700000000000-0-0011223344556677.kfs", position, 2)
+
+
+def merged_segment(*refs, writer="a"):
+    """One SegmentRef holding the offsets of ``refs``, under a new key
+    unique to ``writer``."""
+    return SegmentRef(
+        base_offset=refs[0].base_offset,
+        last_offset=refs[-1].last_offset,
+        max_timestamp=max(ref.max_timestamp for ref in refs),
+        size=sum(ref.size for ref in refs),
+        count=sum(ref.count for ref in refs),
+        key=f"{refs[0].key.removesuffix('.kfs')}-merged-{refs[-1].last_offset}-{writer}.kfs",
+    )
 
 
 def initial_state(topic, partition):
@@ -402,6 +416,78 @@ class MetadataStoreContract:
         self.assertEqual(state.epoch_history, ((2, 10), (3, 20)))
         state, _ = await store.advance_log_start("events", 0, 3, 30)
         self.assertEqual(state.epoch_history, ((3, 20),))
+
+    # Replacing manifest entries (merges)
+
+    async def committed(self, store, *bases_and_lasts):
+        await self.claimed_topic(store)
+        state = None
+        for base, last in bases_and_lasts:
+            state = await store.commit_segment("events", 0, 1, base, segment(base, last))
+        return state
+
+    async def test_replace_segments(self):
+        store = await self.make_store()
+        before = await self.committed(store, (0, 9), (10, 19), (20, 29), (30, 39))
+        merged = merged_segment(segment(10, 19), segment(20, 29))
+        state = await store.replace_segments("events", 0, 1, before.segments[1:3], [merged])
+        self.assertEqual(state.segments, (segment(0, 9), merged, segment(30, 39)))
+        self.assertEqual((state.next_offset, state.log_start_offset, state.leader_epoch), (40, 0, 1))
+        self.assertEqual(state.epoch_history, before.epoch_history)
+        self.assertEqual(await store.partition_state("events", 0), state)
+        other = await self.make_store()
+        self.assertEqual(await other.partition_state("events", 0), state)
+        # The log goes on after the replacement, from either store.
+        state = await store.commit_segment("events", 0, 1, 40, segment(40, 49))
+        self.assertEqual(state.segments, (segment(0, 9), merged, segment(30, 39), segment(40, 49)))
+        self.assertEqual(await other.partition_state("events", 0), state)
+
+    async def test_replace_segments_by_several(self):
+        store = await self.make_store()
+        before = await self.committed(store, (0, 9), (10, 19), (20, 29))
+        new = [merged_segment(segment(0, 9), segment(10, 14)), merged_segment(segment(15, 19), segment(20, 29))]
+        state = await store.replace_segments("events", 0, 1, before.segments, new)
+        self.assertEqual(state.segments, tuple(new))
+        self.assertEqual(await (await self.make_store()).partition_state("events", 0), state)
+
+    async def test_replace_segments_with_stale_epoch_is_fenced(self):
+        store = await self.make_store()
+        before = await self.committed(store, (0, 9), (10, 19))
+        successor = await store.claim_partition("events", 0, 1)
+        with self.assertRaises(Fenced) as raised:
+            await store.replace_segments("events", 0, 1, before.segments, [merged_segment(*before.segments)])
+        self.assertEqual(raised.exception.leader_epoch, 2)
+        self.assertEqual(await store.partition_state("events", 0), successor)
+
+    async def test_replace_segments_gone_from_the_manifest(self):
+        store = await self.make_store()
+        before = await self.committed(store, (0, 9), (10, 19), (20, 29))
+        dropped, _ = await store.advance_log_start("events", 0, 1, 10)
+        with self.assertRaises(ManifestChanged):
+            await store.replace_segments("events", 0, 1, before.segments[:2], [merged_segment(*before.segments[:2])])
+        # Another store (another process) may have merged them already.
+        other = await self.make_store()
+        merged = merged_segment(*dropped.segments)
+        latest = await other.replace_segments("events", 0, 1, dropped.segments, [merged])
+        with self.assertRaises(ManifestChanged):
+            await store.replace_segments("events", 0, 1, dropped.segments,
+                                         [merged_segment(*dropped.segments, writer="b")])
+        self.assertEqual(await store.partition_state("events", 0), latest)
+
+    async def test_replacement_must_hold_the_same_offsets(self):
+        store = await self.make_store()
+        before = await self.committed(store, (0, 9), (10, 19), (20, 29))
+        old = before.segments[:2]
+        for bad_old, bad_new in [
+            (old, [merged_segment(segment(0, 9), segment(10, 18))]),  # short
+            (old, [merged_segment(segment(1, 9), segment(10, 19))]),  # starts late
+            (old, [segment(0, 9), merged_segment(segment(12, 19))]),  # a gap, and an old key
+            ([before.segments[0], before.segments[2]], [merged_segment(segment(0, 29))]),  # old not a run
+            ((), [merged_segment(segment(0, 9))]),
+        ]:
+            with self.assertRaises(ValueError):
+                await store.replace_segments("events", 0, 1, bad_old, bad_new)
+        self.assertEqual(await store.partition_state("events", 0), before)
 
     # Consumer groups
 
