@@ -32,7 +32,7 @@ def segment(base):
 
 
 def partition_log(state):
-    return PartitionLog(state, topic_id=None, metadata=None, objects=None, cache=None, budget=None,
+    return PartitionLog(state, topic_id=None, metadata=None, objects=None, cache=None, budget=None, holder=None,
                         settings=LogSettings(), reactor=None)
 
 

@@ -10,6 +10,7 @@ from kafscale.metadata.interfaces import MetadataUnavailable
 from kafscale.partition_logs import PartitionLogs
 from kafscale.reconciler import Reconciler
 from kafscale.storage.cache import SegmentCache
+from kafscale.storage.merge import MergeService, MergeSettings
 from kafscale.storage.partition_log import BufferBudget
 from kafscale.storage.retention import RetentionService
 from kafscale.topics import Topics
@@ -22,8 +23,8 @@ class Broker(MultiService):
 
     Its parts: ``topics`` (Topics), ``logs`` (the PartitionLogs it serves),
     the reconciliation that keeps those in line with ``view`` (its
-    IClusterView), and the services under it: retention and ``groups`` (the
-    GroupCoordinator). The stores and the view are started before the broker
+    IClusterView), and the services under it: retention, merging and
+    ``groups`` (the GroupCoordinator). The stores and the view are started before the broker
     and stopped after it by the service tree they share (see kafscale.tap).
 
     Starting, it loads the topics and joins the view (retrying while the
@@ -51,6 +52,10 @@ class Broker(MultiService):
         self._reconciler = Reconciler(self.topics, self.logs, view)
         RetentionService(self.logs, self.topics, config.retention_check_interval_ms / 1000,
                          clock=reactor).setServiceParent(self)
+        MergeService(self.logs, MergeSettings(
+            delay_ms=config.merge_delay_ms, check_interval_ms=config.merge_check_interval_ms,
+            delete_delay_ms=config.merge_delete_delay_ms, bytes_per_second=config.merge_bytes_per_second,
+        ), clock=reactor).setServiceParent(self)
         self.groups = GroupCoordinator(metadata, view, config, reactor)
         self.groups.setServiceParent(self)
         self._joined = False

@@ -51,6 +51,13 @@ class BrokerConfig:
     # How often the partition owner drops segments past retention
     # (Kafka's log.retention.check.interval.ms)
     retention_check_interval_ms: int = 5000
+    # Background merging of small segments (kafscale.storage.merge): how
+    # long an entry stays as written, how often partitions are looked at,
+    # how long replaced objects stay for readers, and the pace
+    merge_delay_ms: int = 30000
+    merge_check_interval_ms: int = 5000
+    merge_delete_delay_ms: int = 60000
+    merge_bytes_per_second: int = 32 << 20
     # Consumer groups, with Kafka's defaults: group.initial.rebalance.delay.ms,
     # group.min.session.timeout.ms, group.max.session.timeout.ms and
     # offset.metadata.max.bytes

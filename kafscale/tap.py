@@ -94,6 +94,14 @@ class Options(usage.Options):
         ("cache-bytes", None, _DEFAULTS.cache_bytes, "Memory for cached segments.", int),
         ("retention-check-interval-ms", None, _DEFAULTS.retention_check_interval_ms,
          "How often segments past retention.ms / retention.bytes are dropped.", int),
+        ("merge-delay-ms", None, _DEFAULTS.merge_delay_ms,
+         "How long a flush's segment stays as written before it is merged into larger ones.", int),
+        ("merge-check-interval-ms", None, _DEFAULTS.merge_check_interval_ms,
+         "How often the owned partitions are looked at for segments to merge.", int),
+        ("merge-delete-delay-ms", None, _DEFAULTS.merge_delete_delay_ms,
+         "How long the objects a merge replaced stay, for the readers still reading them.", int),
+        ("merge-bytes-per-second", None, _DEFAULTS.merge_bytes_per_second,
+         "Bytes per second merging may read and write again.", int),
         ("group-initial-rebalance-delay-ms", None, _DEFAULTS.group_initial_rebalance_delay_ms,
          "How long the first rebalance of an empty group waits for more members.", int),
         ("group-min-session-timeout-ms", None, _DEFAULTS.group_min_session_timeout_ms,
@@ -136,8 +144,12 @@ class Options(usage.Options):
                      "offset-metadata-max-bytes"):
             if self[name] < 0:
                 raise usage.UsageError(f"--{name} cannot be negative")
-        if self["retention-check-interval-ms"] < 1:
-            raise usage.UsageError("--retention-check-interval-ms must be at least 1")
+        for name in ("retention-check-interval-ms", "merge-check-interval-ms", "merge-bytes-per-second"):
+            if self[name] < 1:
+                raise usage.UsageError(f"--{name} must be at least 1")
+        for name in ("merge-delay-ms", "merge-delete-delay-ms"):
+            if self[name] < 0:
+                raise usage.UsageError(f"--{name} cannot be negative")
         if not 0 < self["group-min-session-timeout-ms"] <= self["group-max-session-timeout-ms"]:
             raise usage.UsageError("group session timeouts: 0 < min <= max")
         for name in ("max-connections", "max-connections-per-address"):
