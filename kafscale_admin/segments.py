@@ -2,16 +2,22 @@
 against the manifests in the metadata store.
 
 An object no manifest names is an orphan only when no writer can still
-commit it: its topic (or that incarnation of it) is gone, it lies below the
-log start, or it was written at an offset the log has already passed. An
-upload at or beyond the high watermark by the current owner may be a flush
-about to commit, and is left alone. The bucket is listed before the
-manifests are read, so a segment committed in between is seen as
+make a manifest name it. At once when its topic (or that incarnation of
+it) is gone, when a newer owner has fenced its writer, or when it is a
+flush's upload below the log start or the high watermark (a flush commits
+only at the high watermark). Otherwise only once it is older than the
+grace period (``--grace``, 10 minutes by default): until then it may be a
+flush about to commit, a merge about to swap its output in, or an object a
+merge just replaced that readers are still reading. Objects shared by
+several partitions (``~objects/``) are orphans when no partition's
+manifest names them, after the grace period. The bucket is listed before
+the manifests are read, so a segment committed in between is seen as
 committed.
 """
 
 import base64
 import re
+import time
 
 import click
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
@@ -30,8 +36,14 @@ from kafscale_admin.topics import topic_info
 
 SEGMENT_KEY = re.compile(
     r"(?P<topic>[^/]+)/(?P<topic_id>[0-9a-f]{32})/(?P<partition>\d+)/"
-    r"segment-(?P<base>\d{20})-(?P<epoch>\d+)-\d+\.(?:kfs|index)"
+    r"segment-(?P<base>\d{20})-(?P<epoch>\d+)-(?:\d+|(?P<merge>m[0-9a-f]+))\.(?:kfs|index)"
 )
+# A flush's object holding several partitions' slices, outside every topic.
+SHARED_OBJECT_KEY = re.compile(r"~objects/\d{13}-\d+-[0-9a-f]+\.kfs")
+
+# How old an object no manifest names must be before it counts as an
+# orphan, when a writer may still be about to name it.
+DEFAULT_GRACE_SECONDS = 600
 
 # Segments downloaded at once by verify.
 CONCURRENT_DOWNLOADS = 4
@@ -290,13 +302,19 @@ def _referenced(states):
     return {key for state in states.values() for ref in state.segments for key in (ref.key, index_key(ref.key))}
 
 
-def _unreferenced(listed, topics, states):
+def _unreferenced(listed, topics, states, now_ms, grace_ms):
     """(ObjectInfo, kind, why) for each listed object no manifest names,
-    except uploads a writer may still commit. ``kind`` is "orphan" (safe
-    to delete) or "unknown" (not a segment object: never deleted)."""
+    except those a writer may still name (see the module's docstring).
+    ``kind`` is "orphan" (safe to delete) or "unknown" (not a segment
+    object: never deleted)."""
     referenced = _referenced(states)
     for item in listed:
         if item.key in referenced:
+            continue
+        old = item.modified_ms is not None and now_ms - item.modified_ms >= grace_ms
+        if SHARED_OBJECT_KEY.fullmatch(item.key):
+            if old:
+                yield item, "orphan", "no partition's manifest names it"
             continue
         parts = SEGMENT_KEY.fullmatch(item.key)
         if parts is None:
@@ -312,10 +330,17 @@ def _unreferenced(listed, topics, states):
             yield item, "orphan", "no such partition"
         else:
             state = states[info.name, partition]
-            if base < state.log_start_offset:
+            if epoch < state.leader_epoch:
+                yield item, "orphan", "written by a deposed owner"
+            elif parts["merge"] is not None:
+                if old:
+                    yield item, "orphan", "a merge that was never swapped in, or was merged again"
+            elif base < state.log_start_offset:
                 yield item, "orphan", "below the log start"
-            elif base < state.next_offset or epoch < state.leader_epoch:
-                yield item, "orphan", "an upload that was never committed"
+            elif base < state.next_offset:
+                yield item, "orphan", "an upload that was never committed, or a merge replaced"
+            elif old:
+                yield item, "orphan", "an upload whose commit failed"
 
 
 def _topic_partition(key):
@@ -337,11 +362,21 @@ def _check(ref, data, index_data):
     return None
 
 
-async def _verify(stores, topic, progress):
+def _now_ms():
+    return int(time.time() * 1000)
+
+
+grace_option = click.option(
+    "--grace", type=click.IntRange(min=0), default=DEFAULT_GRACE_SECONDS, show_default=True, metavar="SECONDS",
+    help="Count an object no manifest names as an orphan only once it is this old, when a writer may still"
+         " be about to name it (0 only while no broker runs).")
+
+
+async def _verify(stores, topic, progress, grace_ms):
     listed, topics, states = await _survey(stores, topic)
     present = {item.key for item in listed}
     problems = [{"problem": kind, "key": item.key, "detail": why}
-                for item, kind, why in _unreferenced(listed, topics, states)]
+                for item, kind, why in _unreferenced(listed, topics, states, _now_ms(), grace_ms)]
     to_check = []
     for state in states.values():
         for ref in state.segments:
@@ -376,9 +411,10 @@ async def _verify(stores, topic, progress):
 
 @segments.command()
 @click.argument("topic", required=False, shell_complete=completing(topic_names))
+@grace_option
 @output_option
 @click.pass_context
-def verify(ctx, topic, output):
+def verify(ctx, topic, grace, output):
     """Download and check every segment (of TOPIC, or all): report manifest
     entries without objects, objects without manifest entries, and damaged
     objects. Exits with status 1 when it finds a problem."""
@@ -388,7 +424,7 @@ def verify(ctx, topic, output):
 
     async def work(stores):
         with progress:
-            return await _verify(stores, topic, progress)
+            return await _verify(stores, topic, progress, grace * 1000)
 
     checked, problems = admin.run(work)
     emit(output, problems, [Column("problem"), Column("key"), Column("detail")], f"{checked} segments checked",
@@ -399,16 +435,19 @@ def verify(ctx, topic, output):
 
 @segments.command()
 @click.option("--execute", is_flag=True, help="Delete the orphans; without it, only list them.")
+@grace_option
 @output_option
 @click.pass_obj
-def gc(admin, execute, output):
+def gc(admin, execute, grace, output):
     """Delete orphaned objects: those no manifest names and no writer can
-    still commit. A dry run unless --execute."""
+    still name (of fenced flushes, of a crash between upload and commit, of
+    merges). A dry run unless --execute."""
 
     async def work(stores):
         listed, topics, states = await _survey(stores)
         orphans = [{"key": item.key, "bytes": item.size, "reason": why}
-                   for item, kind, why in _unreferenced(listed, topics, states) if kind == "orphan"]
+                   for item, kind, why in _unreferenced(listed, topics, states, _now_ms(), grace * 1000)
+                   if kind == "orphan"]
         if execute:
             await all_of([stores.objects.delete(orphan["key"]) for orphan in orphans])
         return orphans

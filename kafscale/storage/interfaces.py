@@ -8,6 +8,8 @@ from zope.interface import Interface
 class ObjectInfo(NamedTuple):
     key: str
     size: int
+    modified_ms: int | None = None
+    """When the object was written (unix ms), where the store says."""
 
 
 class ObjectStoreError(Exception):
@@ -77,7 +79,7 @@ class IObjectStore(Interface):
     def list(prefix):
         """Fire with every object whose key starts with ``prefix`` (a plain
         string prefix, not a directory), as a list of :class:`ObjectInfo`
-        sorted by key."""
+        sorted by key, with the time each was written."""
 
     def delete(key):
         """Remove the object at ``key``; removing a missing object succeeds."""

@@ -141,10 +141,10 @@ class LocalObjectStore:
                     key = base + name
                     if key.startswith(prefix):
                         try:
-                            size = os.stat(os.path.join(dirpath, name)).st_size
+                            status = os.stat(os.path.join(dirpath, name))
                         except FileNotFoundError:
                             continue  # deleted while we looked
-                        objects.append(ObjectInfo(key, size))
+                        objects.append(ObjectInfo(key, status.st_size, status.st_mtime_ns // 1_000_000))
         except _MISSING:
             return []
         except OSError as e:

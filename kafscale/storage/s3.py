@@ -8,6 +8,7 @@ objects in parts, and turns S3's error XML into named exceptions.
 """
 
 import hashlib
+from datetime import datetime
 import os
 import random
 from urllib.parse import quote
@@ -310,7 +311,8 @@ class S3ObjectStore:
                 if _local_name(element.tag) == "Contents":
                     fields = {_local_name(child.tag): child.text for child in element}
                     objects.append(
-                        ObjectInfo(fields["Key"][len(self.prefix) :], int(fields["Size"]))
+                        ObjectInfo(fields["Key"][len(self.prefix) :], int(fields["Size"]),
+                                   _unix_ms(fields.get("LastModified")))
                     )
             token = _child_text(root, "NextContinuationToken")
             if _child_text(root, "IsTruncated") != "true" or not token:
@@ -511,6 +513,17 @@ def _error_from_response(status, content, key):
         return ObjectNotFound(key)
     error_class = _NAMED_ERRORS.get(code, S3Error)
     return error_class(status, code, message or "(no message)", key, request_id)
+
+
+def _unix_ms(timestamp):
+    """An S3 LastModified (ISO 8601, like 2026-12-02T20:07:37.000Z) in unix
+    ms, or None."""
+    if not timestamp:
+        return None
+    try:
+        return int(datetime.fromisoformat(timestamp).timestamp() * 1000)
+    except ValueError:
+        return None
 
 
 def _is_transient(error):

@@ -114,7 +114,7 @@ class SegmentsContract:
         corrupt = next(p for p in report["problems"] if p["problem"] == "corrupt")
         self.assertRegex(corrupt["detail"], r"CRC-32C 0x[0-9a-f]{8} != stored 0x[0-9a-f]{8}")
         table = (await self.admin("segments", "verify", "logs", exit_code=1)).stdout
-        self.assertRegex(table, rf"│ orphan +│ {orphan} +│ an upload that was never committed +│")
+        self.assertRegex(table, rf"│ orphan +│ {orphan} +│ written by a deposed owner +│")
 
         inspected = await self.admin_json("segments", "inspect", "logs", "0", "0")
         self.assertIn("CRC-32C", inspected["verdict"])
@@ -131,21 +131,34 @@ class SegmentsContract:
         deposed = f"{prefix}segment-{0:020d}-0-0.index"
         pending = f"{prefix}segment-{1:020d}-{log.leader_epoch}-7.kfs"
         unknown = f"{prefix}README"
-        for key in (stale, deposed, pending, unknown):
+
+        # A merge by the current owner about to swap its output in.
+        merging = f"{prefix}segment-{0:020d}-{log.leader_epoch}-m0123456789ab.kfs"
+        for key in (stale, deposed, pending, unknown, merging):
             await self.broker.objects.put(key, payload)
 
         dry = await self.admin_json("segments", "gc")
         self.assertEqual(dry["executed"], False)
         self.assertEqual(sorted((o["key"], o["reason"]) for o in dry["orphans"]), [
             (stale, "an earlier incarnation of the topic"),
-            (deposed, "an upload that was never committed"),
+            (deposed, "written by a deposed owner"),
         ])
         table = (await self.admin("segments", "gc", "--execute")).stdout
         self.assertIn(f"deleted: 2 objects, {2 * len(payload)} bytes", table)
         remaining = {item.key for item in await self.broker.objects.list("logs/")}
         self.assertEqual({stale, deposed} & remaining, set())
-        self.assertEqual({pending, unknown} - remaining, set())
+        self.assertEqual({pending, unknown, merging} - remaining, set())
         self.assertIn("no orphans", (await self.admin("segments", "gc")).stdout)
+        # Past the grace period, a flush or a merge that has not committed
+        # by now never will.
+        late = await self.admin_json("segments", "gc", "--grace", "0", "--execute")
+        self.assertEqual(sorted((o["key"], o["reason"]) for o in late["orphans"]), [
+            (merging, "a merge that was never swapped in, or was merged again"),
+            (pending, "an upload whose commit failed"),
+        ])
+        remaining = {item.key for item in await self.broker.objects.list("logs/")}
+        self.assertEqual({pending, merging} & remaining, set())
+        self.assertIn(unknown, remaining)
         # What is left still reads.
         self.assertEqual(len(await self.admin_json("segments", "list", "logs")), 3)
 

@@ -6,6 +6,7 @@ answers) are played by a scripted HTTP server in the test process.
 """
 
 import os
+import time
 import urllib.request
 
 from twisted.internet import reactor
@@ -17,7 +18,6 @@ from zope.interface.verify import verifyObject
 
 from kafscale.storage.interfaces import (
     IObjectStore,
-    ObjectInfo,
     ObjectNotFound,
     ObjectStoreError,
     ObjectStoreUnavailable,
@@ -103,8 +103,7 @@ class ObjectStoreContract:
         ):
             await self.store.put(key, b"x" * size)
         self.assertEqual(
-            await self.store.list("topic/"),
-            [ObjectInfo("topic/0/a", 1), ObjectInfo("topic/1/b", 2), ObjectInfo("topic/10/c", 3)],
+            sizes(await self.store.list("topic/")), [("topic/0/a", 1), ("topic/1/b", 2), ("topic/10/c", 3)],
         )
         self.assertEqual(
             [info.key for info in await self.store.list("topic")],
@@ -116,7 +115,15 @@ class ObjectStoreContract:
         )
         self.assertEqual(len(await self.store.list("")), 5)
         self.assertEqual(await self.store.list("nothing/here/"), [])
-        self.assertEqual(await self.store.list("topic/0/a"), [ObjectInfo("topic/0/a", 1)])
+        self.assertEqual(
+            sizes(await self.store.list("topic/0/a")), [("topic/0/a", 1)])
+
+    async def test_list_says_when_each_object_was_written(self):
+        before = int(time.time() * 1000)
+        await self.store.put("written/now", b"x")
+        [info] = await self.store.list("written/")
+        # S3 keeps whole seconds.
+        self.assertTrue(before - 1000 <= info.modified_ms <= time.time() * 1000 + 1000, info)
 
     async def test_delete_is_idempotent(self):
         await self.store.put("d/1", b"1")
@@ -126,14 +133,16 @@ class ObjectStoreContract:
         await self.store.delete("never/existed")
         with self.assertRaises(ObjectNotFound):
             await self.store.get("d/1")
-        self.assertEqual(await self.store.list("d/"), [ObjectInfo("d/2", 1)])
+        self.assertEqual(
+            sizes(await self.store.list("d/")), [("d/2", 1)])
 
     async def test_keys_with_awkward_characters(self):
         await self.store.put(ODD_KEY, b"odd")
         self.assertEqual(await self.store.get(ODD_KEY), b"odd")
         self.assertEqual(await self.store.get(ODD_KEY, 1), b"dd")
         self.assertEqual(await self.store.head(ODD_KEY), 3)
-        self.assertEqual(await self.store.list("dir/"), [ObjectInfo(ODD_KEY, 3)])
+        self.assertEqual(
+            sizes(await self.store.list("dir/")), [(ODD_KEY, 3)])
         await self.store.delete(ODD_KEY)
         self.assertEqual(await self.store.list("dir/"), [])
 
@@ -152,6 +161,11 @@ class ObjectStoreContract:
         self.assertEqual(await self.store.get("c/007"), b"c/007")
 
 
+def sizes(listed):
+    """(key, size) of each listed ObjectInfo."""
+    return [(info.key, info.size) for info in listed]
+
+
 class LocalObjectStoreTests(ObjectStoreContract, unittest.TestCase):
     async def make_store(self):
         self.root = self.mktemp()
@@ -163,7 +177,8 @@ class LocalObjectStoreTests(ObjectStoreContract, unittest.TestCase):
             self.assertEqual(stored.read(), b"data")
         # The staging area is empty after a put and never listed.
         self.assertEqual(os.listdir(os.path.join(self.root, ".staging")), [])
-        self.assertEqual(await self.store.list(""), [ObjectInfo("t/0/segment.kfs", 4)])
+        self.assertEqual(
+            sizes(await self.store.list("")), [("t/0/segment.kfs", 4)])
         self.assertEqual(await self.store.list(".staging/"), [])
 
     async def test_traversal_and_reserved_keys_are_refused(self):
@@ -177,7 +192,8 @@ class LocalObjectStoreTests(ObjectStoreContract, unittest.TestCase):
         with self.assertRaises(ObjectStoreError):
             await self.store.put("file/child", b"y")
         self.assertEqual(os.listdir(os.path.join(self.root, ".staging")), [])
-        self.assertEqual(await self.store.list(""), [ObjectInfo("file", 1)])
+        self.assertEqual(
+            sizes(await self.store.list("")), [("file", 1)])
 
     async def test_survives_a_new_store_on_the_same_root(self):
         await self.store.put("kept", b"across restarts")
@@ -199,8 +215,10 @@ class S3ObjectStoreTests(ObjectStoreContract, unittest.TestCase):
         self.addCleanup(prefixed.close)
         await prefixed.put("t/0/x", b"inside")
         self.assertEqual(await self.store.get("cluster-a/t/0/x"), b"inside")
-        self.assertEqual(await prefixed.list("t/"), [ObjectInfo("t/0/x", 6)])
-        self.assertEqual(await self.store.list(""), [ObjectInfo("cluster-a/t/0/x", 6)])
+        self.assertEqual(
+            sizes(await prefixed.list("t/")), [("t/0/x", 6)])
+        self.assertEqual(
+            sizes(await self.store.list("")), [("cluster-a/t/0/x", 6)])
 
     async def test_list_follows_continuation_tokens(self):
         paged = S3ObjectStore(
