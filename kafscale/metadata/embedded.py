@@ -137,6 +137,8 @@ MIGRATIONS = {
 HEARTBEAT_MS = 2_000
 BROKER_TTL_MS = 10_000
 
+WAL_SIZE_LIMIT = 16 << 20
+
 # SQLite errors that mean "not now" rather than "never".
 _RETRIABLE_ERRORS = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_IOERR", "SQLITE_FULL", "SQLITE_CANTOPEN")
 
@@ -335,6 +337,11 @@ class EmbeddedMetadataStore(Service):
         try:
             self._use_wal(db)
             db.execute("PRAGMA synchronous=FULL")
+            # After a checkpoint the write-ahead log shrinks back to this
+            # size rather than staying at its largest. Deleted rows (a
+            # merge's replaced segments, retention's) leave pages that later
+            # writes reuse, so the file stays near its live data's size.
+            db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
             db.execute("BEGIN IMMEDIATE")
             (version,) = db.execute("PRAGMA user_version").fetchone()
             if version == 0:
