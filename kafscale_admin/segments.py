@@ -27,6 +27,7 @@ from twisted.internet.threads import deferToThread
 from kafscale.metadata.interfaces import UnknownTopic
 from kafscale.protocol.records import InvalidRecords, iter_batches, iter_records
 from kafscale.storage.interfaces import ObjectNotFound
+from kafscale.storage.object_format import OBJECTS_PREFIX, is_object_key
 # The layout's one definition is in the segment module.
 from kafscale.storage.segment import FOOTER, FOOTER_SIZE, HEADER, HEADER_SIZE, INDEX_HEADER, CorruptSegment
 from kafscale.storage.segment import index_key, read_index, read_segment
@@ -38,8 +39,6 @@ SEGMENT_KEY = re.compile(
     r"(?P<topic>[^/]+)/(?P<topic_id>[0-9a-f]{32})/(?P<partition>\d+)/"
     r"segment-(?P<base>\d{20})-(?P<epoch>\d+)-(?:\d+|(?P<merge>m[0-9a-f]+))\.(?:kfs|index)"
 )
-# A flush's object holding several partitions' slices, outside every topic.
-SHARED_OBJECT_KEY = re.compile(r"~objects/\d{13}-\d+-[0-9a-f]+\.kfs")
 
 # How old an object no manifest names must be before it counts as an
 # orphan, when a writer may still be about to name it.
@@ -299,7 +298,7 @@ async def _survey(stores, topic=None):
 
 
 def _referenced(states):
-    return {key for state in states.values() for ref in state.segments for key in (ref.key, index_key(ref.key))}
+    return {key for state in states.values() for ref in state.segments for key in _objects_of(ref)}
 
 
 def _unreferenced(listed, topics, states, now_ms, grace_ms):
@@ -312,7 +311,7 @@ def _unreferenced(listed, topics, states, now_ms, grace_ms):
         if item.key in referenced:
             continue
         old = item.modified_ms is not None and now_ms - item.modified_ms >= grace_ms
-        if SHARED_OBJECT_KEY.fullmatch(item.key):
+        if is_object_key(item.key):
             if old:
                 yield item, "orphan", "no partition's manifest names it"
             continue
@@ -343,16 +342,19 @@ def _unreferenced(listed, topics, states, now_ms, grace_ms):
                 yield item, "orphan", "an upload whose commit failed"
 
 
-def _topic_partition(key):
-    parts = SEGMENT_KEY.fullmatch(key)
-    return parts["topic"], int(parts["partition"])
+def _objects_of(ref):
+    """The keys a manifest entry needs: a format-1 segment has its index
+    beside it, a slice of a multi-partition object has none."""
+    return (ref.key, index_key(ref.key)) if ref.format == 1 else (ref.key,)
 
 
 def _check(ref, data, index_data):
-    """What is wrong with a manifest entry's objects, or None."""
+    """What is wrong with a manifest entry's objects (its segment frame and,
+    for format 1, its index), or None."""
     try:
         segment = read_segment(data, ref.key)
-        read_index(index_data, index_key(ref.key))
+        if index_data is not None:
+            read_index(index_data, index_key(ref.key))
     except CorruptSegment as e:
         return e.reason if e.key == ref.key else f"index: {e.reason}"
     found = (segment.base_offset, segment.last_offset, segment.count, segment.size, segment.max_timestamp)
@@ -375,28 +377,32 @@ grace_option = click.option(
 async def _verify(stores, topic, progress, grace_ms):
     listed, topics, states = await _survey(stores, topic)
     present = {item.key for item in listed}
+    if topic is not None:
+        # Objects shared with other topics' partitions: present or not, but
+        # whether they are orphans only a survey of every topic can tell.
+        present.update(item.key for item in await stores.objects.list(OBJECTS_PREFIX))
     problems = [{"problem": kind, "key": item.key, "detail": why}
                 for item, kind, why in _unreferenced(listed, topics, states, _now_ms(), grace_ms)]
     to_check = []
     for state in states.values():
         for ref in state.segments:
-            missing = [key for key in (ref.key, index_key(ref.key)) if key not in present]
+            missing = [key for key in _objects_of(ref) if key not in present]
             for key in missing:
                 problems.append({"problem": "missing", "key": key,
                                  "detail": f"named by the manifest of {state.topic}-{state.partition}"})
             if not missing:
-                to_check.append(ref)
-    task = progress.add_task("verifying", total=sum(ref.size for ref in to_check))
+                to_check.append((state.topic, state.partition, ref))
+    task = progress.add_task("verifying", total=sum(ref.size for _, _, ref in to_check))
     slots = DeferredSemaphore(CONCURRENT_DOWNLOADS)
 
-    async def check(ref):
+    async def check(topic, partition, ref):
         try:
-            data = await stores.objects.get(ref.key)
-            index_data = await stores.objects.get(index_key(ref.key))
+            data = await stores.objects.get(ref.key, ref.position, ref.position + ref.size)
+            index_data = await stores.objects.get(index_key(ref.key)) if ref.format == 1 else None
         except ObjectNotFound as e:
-            # Retention may have dropped it since the survey; else it is missing.
-            state = await stores.metadata.partition_state(*_topic_partition(ref.key))
-            if ref in state.segments:
+            # Retention or a merge may have dropped it since the survey; else it is missing.
+            state = await stores.metadata.partition_state(topic, partition)
+            if state.segments.position_of(ref) >= 0:
                 problems.append({"problem": "missing", "key": e.key, "detail": "vanished while verifying"})
             progress.advance(task, ref.size)
             return
@@ -405,7 +411,7 @@ async def _verify(stores, topic, progress, grace_ms):
             problems.append({"problem": "corrupt", "key": ref.key, "detail": reason})
         progress.advance(task, ref.size)
 
-    await all_of([slots.run(check, ref) for ref in to_check])
+    await all_of([slots.run(check, *entry) for entry in to_check])
     return len(to_check), sorted(problems, key=lambda p: p["key"])
 
 

@@ -25,6 +25,8 @@ per broker:
 4. The replaced objects are deleted once in-flight readers are done with
    them: ``delete_delay_ms`` after the swap. A broker that stops first
    deletes them as it stops; one that dies leaves them to ``segments gc``.
+   A multi-partition object is never deleted here (other partitions'
+   entries may name it): ``segments gc`` removes it once none does.
 
 Reads, uploads and deletes are paced (requests and bytes per second), the
 CPU work (CRC checks, layout) runs on a worker thread, and a merge holds at
@@ -204,11 +206,14 @@ class Merger:
         return state
 
     async def _frame(self, partition_log, ref):
-        cached = partition_log.cache.get(ref.key)
-        if cached is not None:
-            return cached.data
+        """The entry's segment frame: a whole format-1 object, or its slice
+        of a multi-partition object."""
+        if ref.format == 1:
+            cached = partition_log.cache.get(ref.key)
+            if cached is not None:
+                return cached.data
         await self.pacer.wait(ref.size)
-        return await partition_log.objects.get(ref.key)
+        return await partition_log.objects.get(ref.key, ref.position, ref.position + ref.size)
 
     async def delete(self, refs, objects, cache=None):
         """Delete the objects of ``refs`` (and their indexes), logging the
@@ -324,8 +329,12 @@ class MergeService(Service):
                 return
             log.debug("{topic}-{partition}: merged {count} segments at {base}", topic=partition_log.topic,
                       partition=partition_log.partition, count=len(refs), base=refs[0].base_offset)
-            self._doomed.append((self.reactor.seconds() + self.settings.delete_delay_ms / 1000,
-                                 partition_log.objects, partition_log.cache, refs))
+            # A multi-partition object may still hold other partitions'
+            # slices: `segments gc` deletes it once no manifest names it.
+            own = [ref for ref in refs if ref.format == 1]
+            if own:
+                self._doomed.append((self.reactor.seconds() + self.settings.delete_delay_ms / 1000,
+                                     partition_log.objects, partition_log.cache, own))
 
     async def _delete_due(self):
         now = self.reactor.seconds()

@@ -4,6 +4,7 @@ and gc finding what is damaged, missing or orphaned."""
 
 from confluent_kafka import Producer
 
+from kafscale.storage.object_format import object_key
 from kafscale.storage.segment import index_key, partition_prefix
 from tests.support.admin import AdminCase, EtcdStores, S3Stores
 from tests.support.brokers import in_thread
@@ -134,7 +135,9 @@ class SegmentsContract:
 
         # A merge by the current owner about to swap its output in.
         merging = f"{prefix}segment-{0:020d}-{log.leader_epoch}-m0123456789ab.kfs"
-        for key in (stale, deposed, pending, unknown, merging):
+        # A multi-partition object whose commits may be about to land.
+        shared = object_key(7, BASE_TIME)
+        for key in (stale, deposed, pending, unknown, merging, shared):
             await self.broker.objects.put(key, payload)
 
         dry = await self.admin_json("segments", "gc")
@@ -152,12 +155,13 @@ class SegmentsContract:
         # Past the grace period, a flush or a merge that has not committed
         # by now never will.
         late = await self.admin_json("segments", "gc", "--grace", "0", "--execute")
-        self.assertEqual(sorted((o["key"], o["reason"]) for o in late["orphans"]), [
+        self.assertEqual(sorted((o["key"], o["reason"]) for o in late["orphans"]), sorted([
             (merging, "a merge that was never swapped in, or was merged again"),
             (pending, "an upload whose commit failed"),
-        ])
-        remaining = {item.key for item in await self.broker.objects.list("logs/")}
-        self.assertEqual({pending, merging} & remaining, set())
+            (shared, "no partition's manifest names it"),
+        ]))
+        remaining = {item.key for item in await self.broker.objects.list("")}
+        self.assertEqual({pending, merging, shared} & remaining, set())
         self.assertIn(unknown, remaining)
         # What is left still reads.
         self.assertEqual(len(await self.admin_json("segments", "list", "logs")), 3)
