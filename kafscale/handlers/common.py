@@ -26,42 +26,42 @@ STORAGE_ERRORS = (ObjectStoreError, CorruptSegment)
 holds a damaged object: answered KAFKA_STORAGE_ERROR for that partition."""
 
 
-def known_topic(broker, name, topic_id=NO_TOPIC_ID):
+def known_topic(topics, name, topic_id=NO_TOPIC_ID):
     """The TopicInfo a request's topic entry names: by ``name``, or by
     ``topic_id`` where the name is None (the versions that name topics by
     id). Raises the KafkaError Kafka answers for a topic it does not know:
     UNKNOWN_TOPIC_OR_PARTITION by name, UNKNOWN_TOPIC_ID by id."""
     if name is None:
-        info = broker.topics.by_id(topic_id)
+        info = topics.by_id(topic_id)
         if info is None:
             raise KafkaError(ErrorCode.UNKNOWN_TOPIC_ID, f"no topic with id {topic_id}")
         return info
-    info = broker.topics.get(name)
+    info = topics.get(name)
     if info is None:
         raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"no topic {name!r}")
     return info
 
 
-def topic_or_refusal(broker, entry):
+def topic_or_refusal(topics, entry):
     """The TopicInfo a request's topic entry names (by its "name", or by its
     "topic_id" in versions without names), or the KafkaError refusing it:
     for handlers that answer each of the topic's partitions with it."""
     try:
-        return known_topic(broker, entry.get("name"), entry.get("topic_id", NO_TOPIC_ID))
+        return known_topic(topics, entry.get("name"), entry.get("topic_id", NO_TOPIC_ID))
     except KafkaError as e:
         return e
 
 
-async def known_or_created_topic(broker, name, topic_id=NO_TOPIC_ID, may_create=True):
+async def known_or_created_topic(request, name, topic_id=NO_TOPIC_ID, may_create=True):
     """:func:`known_topic`, except that a topic named by name that does not
     exist is created with the broker's defaults, where the broker creates
     topics on first use and the request (``may_create``) allows it."""
-    if name is not None and name not in broker.topics and may_create and broker.config.auto_create_topics:
+    if name is not None and name not in request.topics and may_create and request.config.auto_create_topics:
         try:
-            return await broker.topics.create_automatically(name)
+            return await request.topics.create_automatically(name)
         except REFUSALS as e:
             raise kafka_error(e) from None
-    return known_topic(broker, name, topic_id)
+    return known_topic(request.topics, name, topic_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +107,7 @@ async def answer_partitions(request, topics, layout, blank, work, name_of=None):
                 _refuse(answer, refusal)
                 continue
             try:
-                await work(request.broker.logs.log_for(name, index), wanted, answer)
+                await work(request.logs.log_for(name, index), wanted, answer)
             except REFUSALS as e:
                 _refuse(answer, kafka_error(e))
             except STORAGE_ERRORS as e:

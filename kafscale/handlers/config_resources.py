@@ -32,22 +32,21 @@ def unsupported_resource(resource_type):
     return KafkaError(ErrorCode.INVALID_REQUEST, f"resource type {resource_type} is not supported")
 
 
-def check_this_broker(broker, name):
+def check_this_broker(node_id, name):
     """A broker resource is named by its node id; each broker answers for
     itself alone."""
     try:
-        node_id = int(name)
+        named = int(name)
     except ValueError:
         raise KafkaError(ErrorCode.INVALID_REQUEST, f"broker resource {name!r} is not a node id") from None
-    if node_id != broker.view.node_id:
+    if named != node_id:
         raise KafkaError(ErrorCode.INVALID_REQUEST,
-                         f"this is broker {broker.view.node_id}: ask broker {node_id} about its own configs")
+                         f"this is broker {node_id}: ask broker {named} about its own configs")
 
 
 async def alter(request, changes):
     """Validate and apply each resource's changes; ``changes(info, configs)``
     turns a topic's requested configs into (updates, deletions)."""
-    broker = request.broker
     body = request.body
     resources = Counter((r["resource_type"], r["resource_name"]) for r in body["resources"])
     responses = []
@@ -63,20 +62,20 @@ async def alter(request, changes):
             for config in resource["configs"]:
                 check_named_once("config", config["name"], repeated)
             if resource_type == ResourceType.BROKER:
-                _refuse_broker_change(broker, name, resource["configs"])
+                _refuse_broker_change(request.view.node_id, name, resource["configs"])
             elif resource_type != ResourceType.TOPIC:
                 raise unsupported_resource(resource_type)
-            updates, deletions = changes(broker.topics.require(name), resource["configs"])
-            await broker.topics.alter_configs(name, updates, deletions, validate_only=body["validate_only"])
+            updates, deletions = changes(request.topics.require(name), resource["configs"])
+            await request.topics.alter_configs(name, updates, deletions, validate_only=body["validate_only"])
         except REFUSALS as e:
             e = kafka_error(e)
             response["error_code"], response["error_message"] = e.code, e.message
     return {"throttle_time_ms": 0, "responses": responses}
 
 
-def _refuse_broker_change(broker, name, configs):
+def _refuse_broker_change(node_id, name, configs):
     if name != "":
-        check_this_broker(broker, name)
+        check_this_broker(node_id, name)
     for config in configs:
         if config["name"] not in BROKER_SETTINGS:
             raise KafkaError(ErrorCode.INVALID_CONFIG, f"unknown broker config {config['name']!r}")

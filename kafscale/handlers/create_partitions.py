@@ -15,7 +15,6 @@ from kafscale.protocol.errors import ErrorCode
 
 
 async def handle(request):
-    broker = request.broker
     body = request.body
     repeated = named_more_than_once(t["name"] for t in body["topics"])
     results = []
@@ -25,7 +24,7 @@ async def handle(request):
         results.append(result)
         try:
             check_named_once("topic", name, repeated)
-            await broker.topics.add_partitions(name, count, assigned=bool(topic["assignments"]),
+            await request.topics.add_partitions(name, count, assigned=bool(topic["assignments"]),
                                                validate_only=body["validate_only"])
         except REFUSALS as e:
             e = kafka_error(e)

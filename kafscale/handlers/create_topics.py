@@ -22,7 +22,6 @@ from kafscale.protocol.errors import ErrorCode
 
 
 async def handle(request):
-    broker = request.broker
     body = request.body
     repeated = named_more_than_once(t["name"] for t in body["topics"])
     results = []
@@ -34,7 +33,7 @@ async def handle(request):
         configs = {c["name"]: c["value"] for c in topic["configs"]}
         try:
             check_named_once("topic", name, repeated)
-            info = await broker.topics.create(
+            info = await request.topics.create(
                 name, topic["num_partitions"], configs, replication_factor=topic["replication_factor"],
                 assigned=bool(topic["assignments"]), validate_only=body["validate_only"])
         except REFUSALS as e:
@@ -43,7 +42,7 @@ async def handle(request):
             result["error_message"] = e.message
             continue
         partitions = topic["num_partitions"] if info is None else info.partitions
-        result["num_partitions"] = broker.config.num_partitions if partitions == -1 else partitions
+        result["num_partitions"] = request.config.num_partitions if partitions == -1 else partitions
         result["replication_factor"] = 1
         if info is not None:
             result["topic_id"] = info.topic_id

@@ -14,7 +14,7 @@ async def handle(request):
     results = []
     for group_id in request.body["groups_names"]:
         try:
-            await request.broker.groups.delete_group(group_id)
+            await request.groups.delete_group(group_id)
         except KafkaError as e:
             results.append({"group_id": group_id, "error_code": e.code})
         else:

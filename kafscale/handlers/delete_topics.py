@@ -16,7 +16,6 @@ from kafscale.protocol.errors import ErrorCode
 
 
 async def handle(request):
-    broker = request.broker
     body = request.body
     if request.api_version < 6:
         wanted = [(name, NO_TOPIC_ID) for name in body["topic_names"]]
@@ -28,8 +27,8 @@ async def handle(request):
         results.append(result)
         try:
             if name is None:
-                result["name"] = name = known_topic(broker, None, topic_id).name
-            info = await broker.topics.delete(name)
+                result["name"] = name = known_topic(request.topics, None, topic_id).name
+            info = await request.topics.delete(name)
             result["topic_id"] = info.topic_id
         except REFUSALS as e:
             e = kafka_error(e)

@@ -21,15 +21,14 @@ CLUSTER_OPERATIONS = sum(1 << operation for operation in (5, 7, 8, 9, 10, 11, 12
 
 
 async def handle(request):
-    broker = request.broker
     body = request.body
     response = {
         "throttle_time_ms": 0,
         "error_code": ErrorCode.NONE,
         "error_message": None,
         "endpoint_type": BROKER_ENDPOINTS,
-        "cluster_id": broker.config.cluster_id,
-        "controller_id": broker.view.controller_id(),
+        "cluster_id": request.config.cluster_id,
+        "controller_id": request.view.controller_id(),
         "brokers": [],
         "cluster_authorized_operations": (
             CLUSTER_OPERATIONS if body["include_cluster_authorized_operations"] else OPERATIONS_NOT_REQUESTED
@@ -42,6 +41,6 @@ async def handle(request):
         return response
     response["brokers"] = [
         {"broker_id": b.node_id, "host": b.host, "port": b.port, "rack": b.rack, "is_fenced": False}
-        for b in broker.view.live_brokers()
+        for b in request.view.live_brokers()
     ]
     return response

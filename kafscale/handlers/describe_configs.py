@@ -33,7 +33,7 @@ async def handle(request):
                   "configs": []}
         results.append(result)
         try:
-            entries = _entries(request.broker, resource["resource_type"], resource["resource_name"])
+            entries = _entries(request, resource["resource_type"], resource["resource_name"])
         except KafkaError as e:
             result["error_code"], result["error_message"] = e.code, e.message
             continue
@@ -46,17 +46,17 @@ async def handle(request):
     return {"throttle_time_ms": 0, "results": results}
 
 
-def _entries(broker, resource_type, name):
+def _entries(request, resource_type, name):
     if resource_type == ResourceType.TOPIC:
-        info = known_topic(broker, name)
+        info = known_topic(request.topics, name)
         return [_topic_entry(key, info.configs) for key in TOPIC_CONFIGS.values()]
     if resource_type == ResourceType.BROKER:
         if name == "":
             # The cluster-wide dynamic defaults: there are none.
             return []
-        check_this_broker(broker, name)
+        check_this_broker(request.view.node_id, name)
         # In a cluster the node id may have been allocated at start.
-        config = dataclasses.replace(broker.config, node_id=broker.view.node_id)
+        config = dataclasses.replace(request.config, node_id=request.view.node_id)
         return [_broker_entry(setting, config) for setting in BROKER_SETTINGS.values()]
     raise unsupported_resource(resource_type)
 

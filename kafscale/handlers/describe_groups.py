@@ -24,13 +24,13 @@ async def handle(request):
     operations = GROUP_OPERATIONS if body.get("include_authorized_operations") else OPERATIONS_NOT_REQUESTED
     return {
         "throttle_time_ms": 0,
-        "groups": [await _describe(request.broker, group_id, version, operations) for group_id in body["groups"]],
+        "groups": [await _describe(request.groups, group_id, version, operations) for group_id in body["groups"]],
     }
 
 
-async def _describe(broker, group_id, version, operations):
+async def _describe(groups, group_id, version, operations):
     try:
-        summary = await broker.groups.describe_group(group_id)
+        summary = await groups.describe_group(group_id)
     except KafkaError as e:
         if e.code != ErrorCode.GROUP_ID_NOT_FOUND:
             return _described(group_id, "", OPERATIONS_NOT_REQUESTED, e.code)

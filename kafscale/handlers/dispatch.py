@@ -3,7 +3,12 @@ versions. ApiVersions advertises exactly this table, and the server refuses
 what it does not list."""
 
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Awaitable, Callable
+
+from twisted.internet.interfaces import IReactorTime
+
+from kafscale.config import BrokerConfig
+from kafscale.coordinator.coordinator import GroupCoordinator
 
 from kafscale.handlers import (
     alter_configs,
@@ -32,18 +37,28 @@ from kafscale.handlers import (
     produce,
     sync_group,
 )
+from kafscale.metadata.view import IClusterView
+from kafscale.partition_logs import PartitionLogs
 from kafscale.protocol.messages import ApiKey
+from kafscale.topics import Topics
 
 
 @dataclass(slots=True)
 class Request:
+    """One decoded request, with the parts of the broker a handler may use."""
+
     api_key: int
     api_version: int
     correlation_id: int
     client_id: str | None
     body: dict
-    broker: Any
     client_host: str
+    topics: Topics
+    logs: PartitionLogs
+    view: IClusterView
+    groups: GroupCoordinator
+    config: BrokerConfig
+    clock: IReactorTime
 
 
 @dataclass(frozen=True, slots=True)

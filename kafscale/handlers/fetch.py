@@ -35,15 +35,14 @@ def answer_bytes(body):
 
 
 async def handle(request):
-    broker = request.broker
     body = request.body
     if body.get("session_id", 0) != 0:
         # This broker never hands out fetch sessions (v7+), so none can be named.
         return {"error_code": ErrorCode.FETCH_SESSION_ID_NOT_FOUND, "session_id": 0, "responses": []}
-    config = broker.config
+    config = request.config
     reading = _Reading(min(body["max_bytes"], config.fetch_max_bytes))
-    deadline = broker.reactor.seconds() + min(body["max_wait_ms"], config.fetch_max_wait_ms) / 1000
-    _prefetch(broker, body["topics"], reading.max_bytes)
+    deadline = request.clock.seconds() + min(body["max_wait_ms"], config.fetch_max_wait_ms) / 1000
+    _prefetch(request, body["topics"], reading.max_bytes)
     blank = {
         "high_watermark": -1,
         "last_stable_offset": -1,
@@ -53,14 +52,14 @@ async def handle(request):
         "records": b"",  # Kafka sends empty, not null, records with an error
     }
     responses = await answer_partitions(request, body["topics"], LAYOUT, blank, reading.read,
-                                        name_of=lambda topic: _topic_name(broker, topic))
+                                        name_of=lambda topic: _topic_name(request.topics, topic))
     failed = any(p["error_code"] != ErrorCode.NONE for topic in responses for p in topic["partitions"])
     if failed or reading.size >= body["min_bytes"]:
         return _response(responses)
-    commits = _Commits(reading.parts, broker.reactor)
+    commits = _Commits(reading.parts, request.clock)
     try:
         while reading.size < body["min_bytes"]:
-            remaining = deadline - broker.reactor.seconds()
+            remaining = deadline - request.clock.seconds()
             if remaining <= 0:
                 break
             for index in await commits.next(remaining):
@@ -75,11 +74,11 @@ def _response(responses):
     return {"error_code": ErrorCode.NONE, "session_id": 0, "responses": responses}
 
 
-def _topic_name(broker, topic):
+def _topic_name(topics, topic):
     """A fetch names topics by name up to v12, by id from v13."""
     if "topic" in topic:
         return topic["topic"]
-    return known_topic(broker, None, topic["topic_id"]).name
+    return known_topic(topics, None, topic["topic_id"]).name
 
 
 class _Reading:
@@ -124,18 +123,18 @@ class _Reading:
         self.size += len(records)
 
 
-def _prefetch(broker, topics, budget):
+def _prefetch(request, topics, budget):
     """Start loading the segments the first read will want, as far as the
     byte budget goes, so that their GETs overlap."""
     for topic in topics:
         try:
-            name = _topic_name(broker, topic)
+            name = _topic_name(request.topics, topic)
         except KafkaError:
             continue
         for wanted in topic["partitions"]:
             if budget <= 0:
                 return
-            partition_log = broker.logs.get((name, wanted["partition"]))
+            partition_log = request.logs.get((name, wanted["partition"]))
             if partition_log is not None:
                 loading = partition_log.prefetch(wanted["fetch_offset"])
                 if loading:

@@ -22,22 +22,22 @@ TRANSACTION_KEY = 1
 
 
 async def handle(request):
-    body, broker = request.body, request.broker
+    body, view = request.body, request.view
     key_type = body.get("key_type", GROUP_KEY)
     if request.api_version >= 4:
         return {
             "throttle_time_ms": 0,
-            "coordinators": [{"key": key, **_coordinator(broker, key_type, key)} for key in body["coordinator_keys"]],
+            "coordinators": [{"key": key, **_coordinator(view, key_type, key)} for key in body["coordinator_keys"]],
         }
-    return {"throttle_time_ms": 0, **_coordinator(broker, key_type, body["key"])}
+    return {"throttle_time_ms": 0, **_coordinator(view, key_type, body["key"])}
 
 
-def _coordinator(broker, key_type, key):
+def _coordinator(view, key_type, key):
     if key_type == TRANSACTION_KEY:
         return _none(ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "Kafscale does not support transactions")
     if key_type != GROUP_KEY:
         return _none(ErrorCode.INVALID_REQUEST, f"no coordinators of key type {key_type}")
-    owner = broker.view.coordinator_for(key)
+    owner = view.coordinator_for(key)
     if owner is None:
         return _none(ErrorCode.COORDINATOR_NOT_AVAILABLE, "no broker can coordinate this group now")
     return {"error_code": ErrorCode.NONE, "error_message": None,

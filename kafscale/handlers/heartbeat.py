@@ -14,7 +14,7 @@ from kafscale.protocol.errors import ErrorCode, KafkaError
 async def handle(request):
     body = request.body
     try:
-        await request.broker.groups.heartbeat(
+        await request.groups.heartbeat(
             body["group_id"], body["member_id"], body.get("group_instance_id"), body["generation_id"]
         )
     except KafkaError as e:

@@ -43,7 +43,7 @@ async def handle(request):
     if producer_id < NO_PRODUCER_ID or epoch < NO_PRODUCER_EPOCH:
         return _refused(ErrorCode.INVALID_REQUEST)
     if producer_id == NO_PRODUCER_ID or epoch >= LAST_EPOCH:
-        producer_id, epoch = _producer_ids.next_id(request.broker.view.node_id), 0
+        producer_id, epoch = _producer_ids.next_id(request.view.node_id), 0
     else:
         epoch += 1
     return {"throttle_time_ms": 0, "error_code": ErrorCode.NONE, "producer_id": producer_id, "producer_epoch": epoch}

@@ -41,7 +41,7 @@ async def handle(request):
         require_known_member_id=version >= 4,
     )
     try:
-        result = await request.broker.groups.join_group(body["group_id"], join)
+        result = await request.groups.join_group(body["group_id"], join)
     except KafkaError as e:
         result = JoinResult(e.code, join.member_id)
     leader_id, members = result.leader_id, result.members

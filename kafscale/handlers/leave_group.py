@@ -19,7 +19,7 @@ async def handle(request):
     else:
         leaving = [(m["member_id"], m["group_instance_id"]) for m in body["members"]]
     try:
-        errors = await request.broker.groups.leave_group(body["group_id"], leaving)
+        errors = await request.groups.leave_group(body["group_id"], leaving)
     except KafkaError as e:
         return {"throttle_time_ms": 0, "error_code": e.code, "members": []}
     if version < 3:

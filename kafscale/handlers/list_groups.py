@@ -19,7 +19,7 @@ async def handle(request):
     if types and GROUP_TYPE not in types:
         return {"throttle_time_ms": 0, "error_code": ErrorCode.NONE, "groups": []}
     try:
-        summaries = await request.broker.groups.list_groups()
+        summaries = await request.groups.list_groups()
     except KafkaError as e:
         return {"throttle_time_ms": 0, "error_code": e.code, "groups": []}
     return {

@@ -17,7 +17,6 @@ from kafscale.protocol.errors import ErrorCode, KafkaError
 
 
 async def handle(request):
-    broker = request.broker
     body = request.body
     wanted = body["topics"]
     if request.api_version == 0 and not wanted:
@@ -25,38 +24,38 @@ async def handle(request):
     may_create = body.get("allow_auto_topic_creation", True)
 
     if wanted is None:
-        topics = [_topic(broker, info) for info in sorted(broker.topics.values(), key=lambda t: t.name)]
+        topics = [_topic(request.logs, info) for info in sorted(request.topics.values(), key=lambda t: t.name)]
     else:
-        topics = [await _requested_topic(broker, entry, may_create) for entry in wanted]
+        topics = [await _requested_topic(request, entry, may_create) for entry in wanted]
 
     return {
         "throttle_time_ms": 0,
         "brokers": [
             {"node_id": b.node_id, "host": b.host, "port": b.port, "rack": b.rack}
-            for b in broker.view.live_brokers()
+            for b in request.view.live_brokers()
         ],
-        "cluster_id": broker.config.cluster_id,
-        "controller_id": broker.view.controller_id(),
+        "cluster_id": request.config.cluster_id,
+        "controller_id": request.view.controller_id(),
         "topics": topics,
         "cluster_authorized_operations": OPERATIONS_NOT_REQUESTED,
         "error_code": ErrorCode.NONE,
     }
 
 
-async def _requested_topic(broker, entry, may_create):
+async def _requested_topic(request, entry, may_create):
     name, topic_id = entry["name"], entry.get("topic_id", NO_TOPIC_ID)
     try:
-        info = await known_or_created_topic(broker, name, topic_id, may_create)
+        info = await known_or_created_topic(request, name, topic_id, may_create)
     except KafkaError as e:
         # A topic asked for by name is answered without its id.
         return _topic_error(e.code, name, topic_id if name is None else NO_TOPIC_ID)
-    return _topic(broker, info)
+    return _topic(request.logs, info)
 
 
-def _topic(broker, info):
+def _topic(logs, info):
     partitions = []
     for index in range(info.partitions):
-        leader_id, leader_epoch = broker.logs.leader_of(info.name, index)
+        leader_id, leader_epoch = logs.leader_of(info.name, index)
         replicas = [] if leader_id < 0 else [leader_id]
         partitions.append({
             "error_code": ErrorCode.NONE if leader_id >= 0 else ErrorCode.LEADER_NOT_AVAILABLE,

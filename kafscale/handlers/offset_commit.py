@@ -25,13 +25,13 @@ NO_METADATA = ""
 
 
 async def handle(request):
-    body, version, broker = request.body, request.api_version, request.broker
-    max_metadata = broker.config.offset_metadata_max_bytes
+    body, version = request.body, request.api_version
+    max_metadata = request.config.offset_metadata_max_bytes
     commit_ms = int(time.time() * 1000)
     offsets = {}
     topics = []
     for topic in body["topics"]:
-        info = topic_or_refusal(broker, topic)
+        info = topic_or_refusal(request.topics, topic)
         partitions = []
         for partition in topic["partitions"]:
             index = partition["partition_index"]
@@ -54,7 +54,7 @@ async def handle(request):
         topics.append({"name": topic.get("name"), "topic_id": topic.get("topic_id"), "partitions": partitions})
     if offsets:
         try:
-            await broker.groups.commit_offsets(
+            await request.groups.commit_offsets(
                 body["group_id"], body["member_id"], body.get("group_instance_id"),
                 body["generation_id_or_member_epoch"], offsets,
             )

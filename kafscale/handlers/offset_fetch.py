@@ -23,31 +23,31 @@ NO_METADATA = ""
 
 
 async def handle(request):
-    body, version, broker = request.body, request.api_version, request.broker
+    body, version = request.body, request.api_version
     if version >= 8:
         return {
             "throttle_time_ms": 0,
-            "groups": [await _fetch(broker, group["group_id"], group["topics"], version) for group in body["groups"]],
+            "groups": [await _fetch(request, group["group_id"], group["topics"], version) for group in body["groups"]],
         }
-    fetched = await _fetch(broker, body["group_id"], body["topics"], version)
+    fetched = await _fetch(request, body["group_id"], body["topics"], version)
     return {"throttle_time_ms": 0, "topics": fetched["topics"], "error_code": fetched["error_code"]}
 
 
-async def _fetch(broker, group_id, requested, version):
+async def _fetch(request, group_id, requested, version):
     """One group's answer: {"group_id", "topics", "error_code"} in the v8
     layout, whose topic and partition entries earlier versions share.
     ``requested`` None asks for every committed offset."""
     if requested is None:
         wanted = None
     else:
-        named = [(topic, topic_or_refusal(broker, topic)) for topic in requested]
+        named = [(topic, topic_or_refusal(request.topics, topic)) for topic in requested]
         wanted = {
             (info.name, index)
             for topic, info in named if not isinstance(info, KafkaError)
             for index in topic["partition_indexes"]
         }
     try:
-        committed = await broker.groups.fetch_offsets(group_id, wanted)
+        committed = await request.groups.fetch_offsets(group_id, wanted)
     except KafkaError as e:
         if version < 2 and requested is not None:
             # v1 has no group-level error: each partition carries it.
@@ -56,7 +56,7 @@ async def _fetch(broker, group_id, requested, version):
             return {"group_id": group_id, "topics": topics, "error_code": e.code}
         return {"group_id": group_id, "topics": [], "error_code": e.code}
     if requested is None:
-        topics = _all_committed(broker, committed, version)
+        topics = _all_committed(request.topics, committed, version)
     else:
         topics = []
         for topic, info in named:
@@ -70,14 +70,14 @@ async def _fetch(broker, group_id, requested, version):
     return {"group_id": group_id, "topics": topics, "error_code": ErrorCode.NONE}
 
 
-def _all_committed(broker, committed, version):
+def _all_committed(known, committed, version):
     by_topic = {}
     for (name, index), offset in sorted(committed.items()):
         by_topic.setdefault(name, []).append(_partition(index, offset, ErrorCode.NONE))
     topics = []
     for name, partitions in by_topic.items():
         if version >= 10:
-            info = broker.topics.get(name)
+            info = known.get(name)
             if info is None:
                 continue  # deleted since: no id to name it by
             topics.append({"topic_id": info.topic_id, "partitions": partitions})

@@ -26,7 +26,6 @@ LAYOUT = PartitionLayout(partitions="partition_data", index="index",
 
 
 async def handle(request):
-    broker = request.broker
     body = request.body
     transactional = body["transactional_id"] is not None
     # Each topic entry's TopicInfo (auto-created where allowed), or the
@@ -34,7 +33,7 @@ async def handle(request):
     resolved = {}
     for topic in body["topic_data"]:
         try:
-            resolved[id(topic)] = await known_or_created_topic(broker, topic.get("name"), topic.get("topic_id"))
+            resolved[id(topic)] = await known_or_created_topic(request, topic.get("name"), topic.get("topic_id"))
         except KafkaError as e:
             resolved[id(topic)] = e
     infos = {info.name: info for info in resolved.values() if not isinstance(info, KafkaError)}

@@ -15,7 +15,7 @@ async def handle(request):
     body = request.body
     assignments = {a["member_id"]: a["assignment"] for a in body["assignments"]}
     try:
-        result = await request.broker.groups.sync_group(
+        result = await request.groups.sync_group(
             body["group_id"], body["member_id"], body.get("group_instance_id"), body["generation_id"],
             body.get("protocol_type"), body.get("protocol_name"), assignments,
         )

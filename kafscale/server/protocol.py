@@ -258,9 +258,11 @@ class KafkaProtocol(Protocol):
             return
         body, _, elements = decoded
         reserved = 0 if handler.answer_bytes is None else handler.answer_bytes(body)
+        broker = self.broker
         self._next = _Pending(handler, Request(
-            header.api_key, header.api_version, header.correlation_id, header.client_id,
-            body, self.broker, self.client_host,
+            header.api_key, header.api_version, header.correlation_id, header.client_id, body, self.client_host,
+            topics=broker.topics, logs=broker.logs, view=broker.view, groups=broker.groups, config=broker.config,
+            clock=broker.reactor,
         ), reserved, elements)
         self._pump()
 

@@ -6,6 +6,7 @@ import os
 import random
 import shutil
 import struct
+from types import SimpleNamespace
 
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial import unittest
@@ -192,6 +193,10 @@ class PipeliningTests(unittest.TestCase):
         self.assertEqual(await in_thread(pipeline), list(range(1, 31)))
 
 
+# The handlers these unit tests install use none of the broker's parts.
+PARTLESS_BROKER = SimpleNamespace(topics=None, logs=None, view=None, groups=None, config=None, reactor=None)
+
+
 class OrderingUnitTests(unittest.TestCase):
     """KafkaProtocol alone: a later request that finishes first still waits
     for the earlier one's answer."""
@@ -212,7 +217,7 @@ class OrderingUnitTests(unittest.TestCase):
         self.addCleanup(HANDLERS.update, HANDLERS.copy())
         HANDLERS[ApiKey.HEARTBEAT] = Handler(ApiKey.HEARTBEAT, 0, 4, slow_heartbeat)
         self.addCleanup(HANDLERS.clear)
-        protocol = KafkaFactory(broker=None, max_request_size=1 << 20).buildProtocol(None)
+        protocol = KafkaFactory(broker=PARTLESS_BROKER, max_request_size=1 << 20).buildProtocol(None)
         transport = StringTransport()
         protocol.makeConnection(transport)
         heartbeat = {"group_id": "g", "generation_id": 1, "member_id": "m"}
@@ -242,7 +247,7 @@ class OrderingUnitTests(unittest.TestCase):
         self.addCleanup(HANDLERS.update, HANDLERS.copy())
         HANDLERS[ApiKey.HEARTBEAT] = Handler(ApiKey.HEARTBEAT, 0, 4, garbled_heartbeat)
         self.addCleanup(HANDLERS.clear)
-        protocol = KafkaFactory(broker=None, max_request_size=1 << 20).buildProtocol(None)
+        protocol = KafkaFactory(broker=PARTLESS_BROKER, max_request_size=1 << 20).buildProtocol(None)
         transport = StringTransport()
         protocol.makeConnection(transport)
         heartbeat = {"group_id": "g", "generation_id": 1, "member_id": "m"}
@@ -303,7 +308,7 @@ class BoundsUnitTests(unittest.TestCase):
     def connect(self, transport):
         from kafscale.server.protocol import KafkaFactory
 
-        protocol = KafkaFactory(broker=None, max_request_size=1 << 20).buildProtocol(None)
+        protocol = KafkaFactory(broker=PARTLESS_BROKER, max_request_size=1 << 20).buildProtocol(None)
         protocol.makeConnection(transport)
         return protocol
 
@@ -408,7 +413,7 @@ class BoundsUnitTests(unittest.TestCase):
 
         from kafscale.server.protocol import KafkaFactory
 
-        factory = KafkaFactory(broker=None, max_request_size=1 << 20, max_connections=3,
+        factory = KafkaFactory(broker=PARTLESS_BROKER, max_request_size=1 << 20, max_connections=3,
                                max_connections_per_address=2)
 
         def connect(host):
@@ -466,7 +471,7 @@ class DecodingBoundsTests(unittest.TestCase):
 
         from kafscale.server.protocol import KafkaFactory
 
-        protocol = KafkaFactory(broker=None, max_request_size=8 << 20).buildProtocol(None)
+        protocol = KafkaFactory(broker=PARTLESS_BROKER, max_request_size=8 << 20).buildProtocol(None)
         for name, value in bounds.items():
             setattr(protocol, name, value)
         transport = StringTransport()
