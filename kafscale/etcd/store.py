@@ -261,25 +261,37 @@ class EtcdMetadataStore(Service):
             [Compare.create_revision(key, "=", 0)], success=[Op.put(key, layout.encode_topic(info))]
         )
         if not created.succeeded:
-            raise TopicExists(name)
+            # The client retries a request whose answer it lost: the topic
+            # may be the one this very call created.
+            kv = await self.client.get(key)
+            if kv is None or layout.decode_topic(kv).topic_id != info.topic_id:
+                raise TopicExists(name)
         return info
 
     async def _delete_topic(self, name):
         key = self.keys.topic(name)
+        # The topic is read first, so that a delete the client retried after
+        # losing its answer still reports the topic it removed, whose
+        # objects the caller must delete, rather than UnknownTopic.
+        kv = await self.client.get(key)
+        if kv is None:
+            raise UnknownTopic(name)
+        info = layout.decode_topic(kv)
         deleted = await self.client.txn(
-            [Compare.create_revision(key, ">", 0)],
+            [Compare.create_revision(key, "=", kv.create_revision)],
             success=[
-                Op.delete(key, prev_kv=True),
+                Op.delete(key),
                 Op.delete(self.keys.partitions(name), prefix=True),
                 Op.delete(self.keys.segments(name), prefix=True),
             ],
         )
-        if not deleted.succeeded:
+        if not deleted.succeeded and await self.client.get(key) is not None:
+            # Deleted and created again meanwhile: the new topic is not ours to delete.
             raise UnknownTopic(name)
         for cached in [key for key in self._partitions if key[0] == name]:
             del self._partitions[cached]
         await self._delete_offsets_of(name)
-        return layout.decode_topic(deleted.responses[0].prev_kvs[0])
+        return info
 
     async def _delete_offsets_of(self, topic):
         # Offset keys lead with the group, so a topic's offsets are found by
@@ -706,7 +718,10 @@ class EtcdMetadataStore(Service):
                 raise NodeIdInUse(f"node id {info.node_id} is registered by another live broker")
             compare = Compare.mod_revision(key, "=", 0 if kv is None else kv.mod_revision)
             if not (await self.client.txn([compare], success=[put])).succeeded:
-                raise NodeIdInUse(f"node id {info.node_id} was just registered by another broker")
+                # Unless the client retried this very put after losing its answer.
+                kv = await self.client.get(key)
+                if kv is None or kv.lease != session.lease_id:
+                    raise NodeIdInUse(f"node id {info.node_id} was just registered by another broker")
         else:
             await self.client.txn([], success=[put])
         self._registered[info.node_id] = info

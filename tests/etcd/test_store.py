@@ -21,6 +21,7 @@ from kafscale.metadata.interfaces import (
     UnknownTopic,
 )
 from tests.support.etcd_server import EtcdTestMixin
+from tests.support.faults import TcpProxy
 from tests.support.metadata_contract import MetadataStoreContract, segment
 from tests.support.waiting import eventually
 
@@ -167,6 +168,33 @@ class EtcdStoreTests(EtcdTestMixin):
         await store.deregister_broker(1)
         await other.register_broker(BrokerInfo(1, "127.0.0.1", 9094, None, 0), exclusive=True)
         self.assertEqual([b.port for b in await store.brokers()], [9094])
+
+    async def proxied_store(self):
+        host, port = self.endpoint.removeprefix("http://").rsplit(":", 1)
+        proxy = TcpProxy(host, int(port))
+        await proxy.start()
+        self.addCleanup(proxy.close)
+        return proxy, await self.make_store(proxy.endpoint)
+
+    async def test_a_create_whose_answer_was_lost_is_ours(self):
+        proxy, store = await self.proxied_store()
+        proxy.lose_next_answer("/v3/kv/txn")
+        info = await store.create_topic("events", 2)
+        self.assertEqual((await store.topics())["events"], info)
+
+    async def test_a_delete_whose_answer_was_lost_is_ours(self):
+        proxy, store = await self.proxied_store()
+        info = await store.create_topic("events", 2)
+        proxy.lose_next_answer("/v3/kv/txn")
+        self.assertEqual(await store.delete_topic("events"), info)
+        self.assertEqual(await store.topics(), {})
+
+    async def test_a_registration_whose_answer_was_lost_is_ours(self):
+        proxy, store = await self.proxied_store()
+        await store.session()
+        proxy.lose_next_answer("/v3/kv/txn")
+        await store.register_broker(BrokerInfo(1, "127.0.0.1", 9092, None, 0), exclusive=True)
+        self.assertEqual([b.port for b in await store.brokers()], [9092])
 
     async def test_unknown_topic_on_acquire(self):
         store = await self.make_store()

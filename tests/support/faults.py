@@ -6,7 +6,7 @@ object store or metadata store that hold or fail one call at a time."""
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.endpoints import TCP4ServerEndpoint
-from twisted.protocols.portforward import ProxyFactory, ProxyServer
+from twisted.protocols.portforward import ProxyClient, ProxyClientFactory, ProxyFactory, ProxyServer
 
 from kafscale.metadata.interfaces import MetadataUnavailable
 
@@ -35,12 +35,41 @@ class TcpProxy:
     async def restore(self):
         await self.start()
 
+    def lose_next_answer(self, path):
+        """Let the next HTTP request for ``path`` reach the server, then drop
+        the client's connection before the answer reaches it: the client
+        cannot tell whether its request was applied."""
+        self.factory.lose_answer_to = path.encode()
+
     async def close(self):
         if self.port is not None:
             await self.cut()
 
 
+class _AnswerLosingClient(ProxyClient):
+    def dataReceived(self, data):
+        if self.peer.losing:
+            self.peer.transport.abortConnection()
+            self.transport.abortConnection()
+            return
+        super().dataReceived(data)
+
+
+class _AnswerLosingClientFactory(ProxyClientFactory):
+    protocol = _AnswerLosingClient
+
+
 class _TrackedProxyServer(ProxyServer):
+    clientProtocolFactory = _AnswerLosingClientFactory
+    losing = False
+
+    def dataReceived(self, data):
+        trap = self.factory.lose_answer_to
+        if trap is not None and trap in data:
+            self.factory.lose_answer_to = None
+            self.losing = True
+        super().dataReceived(data)
+
     def connectionMade(self):
         self.factory.connections.add(self)
         super().connectionMade()
@@ -56,6 +85,7 @@ class _TrackingProxyFactory(ProxyFactory):
     def __init__(self, host, port):
         super().__init__(host, port)
         self.connections = set()
+        self.lose_answer_to = None
 
 
 class Held:
