@@ -556,10 +556,11 @@ class EtcdClient:
         reply = await self._call("/v3/lease/grant", {"TTL": ttl, "ID": lease_id})
         return Lease(int(reply["ID"]), int(reply["TTL"]))
 
-    async def lease_keepalive(self, lease_id: int) -> int:
-        """Renew a lease; returns its TTL, restarted in full.
-        Raises LeaseNotFound if it has already expired."""
-        result = _stream_result(await self._call("/v3/lease/keepalive", {"ID": lease_id}))
+    async def lease_keepalive(self, lease_id: int, *, timeout: float | None = None) -> int:
+        """Renew a lease; returns its TTL, restarted in full. ``timeout``
+        replaces the client's request timeout for this call. Raises
+        LeaseNotFound if it has already expired."""
+        result = _stream_result(await self._call("/v3/lease/keepalive", {"ID": lease_id}, timeout))
         ttl = int(result.get("TTL", 0))
         if ttl <= 0:
             raise LeaseNotFound(f"lease {lease_id:x} has expired")
@@ -610,7 +611,7 @@ class EtcdClient:
 
     # transport
 
-    async def _call(self, path: str, payload: dict) -> dict:
+    async def _call(self, path: str, payload: dict, timeout: float | None = None) -> dict:
         """POST a request; returns the decoded reply."""
         body = _encode(payload)
 
@@ -618,7 +619,7 @@ class EtcdClient:
             response = await self._post(endpoint + path, body)
             return _parse_reply(response.code, await content(response))
 
-        return await self._failover(exchange)
+        return await self._failover(exchange, timeout)
 
     async def _open_stream(self, path: str, payload: dict) -> IResponse:
         """POST to a streaming endpoint; returns the response once etcd
@@ -636,7 +637,7 @@ class EtcdClient:
     def _post(self, url: str, body: bytes) -> Deferred[IResponse]:
         return self._http.post(url, data=BytesBody(body), headers=_JSON_HEADERS, unbuffered=True)
 
-    async def _failover(self, attempt: Callable[[str], Awaitable]):
+    async def _failover(self, attempt: Callable[[str], Awaitable], timeout: float | None = None):
         """Run ``attempt(endpoint)`` on each endpoint in turn, the last one
         that worked first, until one does not fail with EtcdUnavailable."""
         unavailable = None
@@ -645,13 +646,13 @@ class EtcdClient:
             endpoint = self._endpoints[index]
             try:
                 try:
-                    result = await self._bounded(attempt, endpoint)
+                    result = await self._bounded(attempt, endpoint, timeout)
                 except _ConnectionDropped:
                     # Nothing was answered: most likely a pooled connection etcd
                     # had closed, so one more try on a new connection. (Had etcd
                     # died after applying the request, it is applied twice: a
                     # put harmlessly, a txn then fails its compares.)
-                    result = await self._bounded(attempt, endpoint)
+                    result = await self._bounded(attempt, endpoint, timeout)
             except EtcdUnavailable as error:
                 log.debug("etcd {endpoint} unavailable: {error}", endpoint=endpoint, error=error)
                 unavailable = error
@@ -660,7 +661,8 @@ class EtcdClient:
             return result
         raise unavailable
 
-    async def _bounded(self, attempt: Callable[[str], Awaitable], endpoint: str):
+    async def _bounded(self, attempt: Callable[[str], Awaitable], endpoint: str,
+                       timeout: float | None = None):
         """One attempt, within the timeout, with transport failures as EtcdUnavailable."""
         request = Deferred.fromCoroutine(attempt(endpoint))
         # A cancelled connection attempt fails with assorted errors (even a
@@ -673,14 +675,15 @@ class EtcdClient:
 
         guard: Deferred = Deferred(lambda _: stop("caller"))
         request.chainDeferred(guard)
-        timer = self._reactor.callLater(self._timeout, stop, "timeout")
+        timeout = self._timeout if timeout is None else timeout
+        timer = self._reactor.callLater(timeout, stop, "timeout")
         try:
             return await guard
         except Exception as error:
             if stopped_by == ["caller"]:
                 raise CancelledError() from None
             if stopped_by == ["timeout"]:
-                raise EtcdUnavailable(f"{endpoint}: no answer within {self._timeout} s") from None
+                raise EtcdUnavailable(f"{endpoint}: no answer within {timeout} s") from None
             if isinstance(error, (ResponseNeverReceived, RequestTransmissionFailed,
                                   RequestNotSent)):
                 raise _ConnectionDropped(f"{endpoint}: connection dropped: {error}") from None

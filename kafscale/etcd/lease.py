@@ -14,8 +14,15 @@ from kafscale.log import logger
 log = logger("kafscale.etcd.lease")
 
 
+# A renewal that fails is tried again this soon, not a renewal interval
+# later: one slow or lost keepalive must not cost the lease.
+RETRY_DELAY = 0.1
+
+
 class LeaseKeeper:
     """Grants a lease and keeps it alive, renewing every third of its TTL.
+    A keepalive that gets no answer within a sixth of the TTL (or before the
+    deadline) is abandoned and tried again at once, on a new connection.
 
     ``deadline`` is when the lease may expire as far as this process can know:
     the time the last successful renewal was sent plus the TTL. An owner that
@@ -78,11 +85,13 @@ class LeaseKeeper:
 
     async def _renew_forever(self) -> None:
         interval = self.lease.ttl / 3
+        wait = interval
         while True:
-            await deferLater(self._clock, interval)
+            await deferLater(self._clock, wait)
             sent = self._clock.seconds()
+            timeout = max(min(self.lease.ttl / 6, self.deadline - sent), RETRY_DELAY)
             try:
-                ttl = await self._client.lease_keepalive(self.lease.id)
+                ttl = await self._client.lease_keepalive(self.lease.id, timeout=timeout)
             except LeaseNotFound as error:
                 self._expiry.cancel()
                 self._lose(error)
@@ -90,7 +99,9 @@ class LeaseKeeper:
             except EtcdError as error:
                 log.warn("could not renew lease {lease:x}: {error}", lease=self.lease.id,
                          error=error)
+                wait = RETRY_DELAY
                 continue
+            wait = interval
             self.deadline = sent + ttl
             self._expiry.reset(self.deadline - self._clock.seconds())
 

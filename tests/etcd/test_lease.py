@@ -9,6 +9,7 @@ from twisted.trial.unittest import TestCase
 from kafscale.etcd.client import EtcdClient, EtcdUnavailable, LeaseNotFound
 from kafscale.etcd.lease import LeaseKeeper
 from tests.support.etcd_server import EtcdTestMixin
+from tests.support.faults import TcpProxy
 from tests.support.waiting import eventually, sleep
 
 
@@ -70,6 +71,26 @@ class LeaseKeeperTestsMixin(EtcdTestMixin):
         self.assertLess(reactor.seconds(), deadline + 0.5)
         self.assertIsInstance(losses[0], EtcdUnavailable)
         self.assertFalse(keeper.alive())
+
+    async def test_a_keepalive_lost_in_a_partition_costs_not_the_lease(self):
+        host, port = self.endpoint.removeprefix("http://").rsplit(":", 1)
+        proxy = TcpProxy(host, int(port))
+        await proxy.start()
+        self.addCleanup(proxy.close)
+        losses = []
+        # The client's own timeout (5 s) is longer than the lease.
+        keeper = LeaseKeeper(self.make_client(proxy.endpoint), 3, losses.append)
+        lease = await keeper.start()
+        self.addCleanup(lambda: Deferred.fromCoroutine(keeper.stop()))
+        first_deadline = keeper.deadline
+        await sleep(lease.ttl / 3 - 0.2)
+        proxy.blackhole()  # the next renewal vanishes, and its retries for a while
+        await sleep(1.0)
+        proxy.let_through()
+        await sleep(first_deadline - reactor.seconds() + 0.5)
+        self.assertEqual(losses, [])
+        self.assertTrue(keeper.alive())
+        self.assertGreater(keeper.deadline, first_deadline)
 
 
 class Etcd35LeaseKeeperTests(LeaseKeeperTestsMixin, TestCase):

@@ -35,6 +35,14 @@ class TcpProxy:
     async def restore(self):
         await self.start()
 
+    def blackhole(self):
+        """Let bytes vanish, both ways, on every connection (new ones are
+        still accepted), as a network partition does, until ``let_through``."""
+        self.factory.blackholed = True
+
+    def let_through(self):
+        self.factory.blackholed = False
+
     def lose_next_answer(self, path):
         """Let the next HTTP request for ``path`` reach the server, then drop
         the client's connection before the answer reaches it: the client
@@ -48,6 +56,8 @@ class TcpProxy:
 
 class _AnswerLosingClient(ProxyClient):
     def dataReceived(self, data):
+        if self.peer.factory.blackholed:
+            return
         if self.peer.losing:
             self.peer.transport.abortConnection()
             self.transport.abortConnection()
@@ -64,6 +74,8 @@ class _TrackedProxyServer(ProxyServer):
     losing = False
 
     def dataReceived(self, data):
+        if self.factory.blackholed:
+            return
         trap = self.factory.lose_answer_to
         if trap is not None and trap in data:
             self.factory.lose_answer_to = None
@@ -86,6 +98,7 @@ class _TrackingProxyFactory(ProxyFactory):
         super().__init__(host, port)
         self.connections = set()
         self.lose_answer_to = None
+        self.blackholed = False
 
 
 class Held:
