@@ -1,13 +1,18 @@
 """Consumer groups against a running broker: settings that keep rebalances
-short, JoinGroup and FindCoordinator on the wire, and a real consumer that
-reads and commits in a group."""
+short, the membership APIs and FindCoordinator on the wire, a test case
+talking to one broker over the wire, and real consumers that read and
+commit in a group or poll in a thread of their own."""
 
+import threading
 import time
 
 from confluent_kafka import Consumer
+from twisted.trial import unittest
 
 from kafscale.protocol.errors import ErrorCode
 from kafscale.protocol.messages import ApiKey
+from tests.support.brokers import start_broker
+from tests.support.wire import Connection
 
 # Short timers keep client tests fast: the smallest session the broker takes.
 FAST_CONSUMER = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
@@ -62,3 +67,71 @@ def consume_in_group(bootstrap, group, topic, count, timeout=30):
         return sorted(seen)
     finally:
         consumer.close()
+
+
+def sync(connection, version, group_id, member_id, generation, assignments=(), instance=None):
+    return connection.request(ApiKey.SYNC_GROUP, version, {
+        "group_id": group_id, "generation_id": generation, "member_id": member_id,
+        "group_instance_id": instance, "protocol_type": "consumer", "protocol_name": "range",
+        "assignments": [{"member_id": m, "assignment": a} for m, a in assignments],
+    })
+
+
+def heartbeat(connection, version, group_id, member_id, generation, instance=None):
+    return connection.request(ApiKey.HEARTBEAT, version, {
+        "group_id": group_id, "generation_id": generation, "member_id": member_id, "group_instance_id": instance,
+    })["error_code"]
+
+
+def leave(connection, version, group_id, member_id):
+    return connection.request(ApiKey.LEAVE_GROUP, version, {
+        "group_id": group_id, "member_id": member_id,
+        "members": [{"member_id": member_id, "group_instance_id": None, "reason": "done"}],
+    })
+
+
+class GroupWireTestCase(unittest.TestCase):
+    """One broker with fast rebalances, spoken to over the bare wire."""
+
+    async def setUp(self):
+        self.broker, self.bootstrap = await start_broker(self, *FAST_REBALANCES)
+
+    def connection(self):
+        connection = Connection(self.bootstrap)
+        self.addCleanup(connection.close)
+        return connection
+
+
+class PollingConsumer:
+    """A confluent-kafka consumer polling in a thread of its own, recording
+    what it is assigned and revoked."""
+
+    def __init__(self, bootstrap, group_id, topic, **settings):
+        from confluent_kafka import Consumer
+
+        self.assigned = set()
+        self.revocations = 0
+        self._stopping = threading.Event()
+        self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group_id, **FAST_CONSUMER, **settings})
+        self._consumer.subscribe([topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
+        self._thread = threading.Thread(target=self._poll, name=f"consumer {group_id}")
+        self._thread.start()
+
+    def _on_assign(self, consumer, partitions):
+        self.assigned = {p.partition for p in partitions}
+
+    def _on_revoke(self, consumer, partitions):
+        self.revocations += 1
+        self.assigned = set()
+
+    def _poll(self):
+        try:
+            while not self._stopping.is_set():
+                self._consumer.poll(0.05)
+        finally:
+            self._consumer.close()
+
+    def close(self):
+        """Leave the group (a static member just goes) and wait for it."""
+        self._stopping.set()
+        self._thread.join()

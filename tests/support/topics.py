@@ -1,23 +1,34 @@
-"""Topics and records through a running broker: create a topic with the
+"""Topics and records through a running broker: create topics with the
 admin client, build a Produce body, produce one segment per request, fetch
 at an offset, read one broker's view of a cluster."""
 
 from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from kafscale.protocol.messages import ApiKey
 from tests.support.brokers import in_thread
+from tests.support.clients import result_or_error
 from tests.support.wire import Connection
 
 
 async def create_topic(bootstrap, name, partitions=1, **configs):
-    from confluent_kafka.admin import AdminClient, NewTopic
-
     def create():
         admin = AdminClient({"bootstrap.servers": bootstrap})
         future = admin.create_topics([NewTopic(name, partitions, config=configs)])[name]
         future.result(20)
 
     await in_thread(create)
+
+
+def create_topics(bootstrap, *topics, validate_only=False):
+    """-> {name: None or the KafkaError code}"""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.create_topics(list(topics), validate_only=validate_only, request_timeout=15)
+    results = {}
+    for name, future in futures.items():
+        error = result_or_error(future)
+        results[name] = None if error is None else error.code()
+    return results
 
 
 def produce_request(topic, records, acks=-1, partition=0):

@@ -1,0 +1,115 @@
+"""CreateTopics through the admin clients and the wire, and topic
+auto-creation (on and off)."""
+
+from confluent_kafka import KafkaError
+from confluent_kafka.admin import AdminClient, NewTopic
+from twisted.trial import unittest
+
+from kafscale.protocol.errors import ErrorCode
+from kafscale.protocol.messages import ApiKey
+from tests.support.brokers import in_thread, start_broker
+from tests.support.clients import produce
+from tests.support.topics import create_topics
+from tests.support.wire import Connection
+
+
+class CreateTopicsTests(unittest.TestCase):
+    async def setUp(self):
+        self.broker, self.bootstrap = await start_broker(self)
+
+    async def test_create_and_list(self):
+        results = await in_thread(create_topics, self.bootstrap, NewTopic("orders", 3),
+                                  NewTopic("audit", 1, config={"retention.ms": "60000"}))
+        self.assertEqual(results, {"orders": None, "audit": None})
+        self.assertEqual(self.broker.topics["orders"].partitions, 3)
+        self.assertEqual(self.broker.topics["audit"].configs, {"retention.ms": "60000"})
+        metadata = await in_thread(lambda: AdminClient({"bootstrap.servers": self.bootstrap}).list_topics(timeout=10))
+        self.assertEqual(sorted(metadata.topics), ["audit", "orders"])
+        self.assertEqual(sorted(metadata.topics["orders"].partitions), [0, 1, 2])
+        self.assertEqual({p.leader for p in metadata.topics["orders"].partitions.values()}, {0})
+
+    async def test_errors(self):
+        await in_thread(create_topics, self.bootstrap, NewTopic("taken", 1))
+        results = await in_thread(
+            create_topics, self.bootstrap,
+            NewTopic("taken", 1),
+            NewTopic("bad name!", 1),
+            NewTopic("x" * 250, 1),
+            NewTopic("..", 1),
+            NewTopic("zero", 0),
+            NewTopic("replicated", 1, replication_factor=3),
+            NewTopic("compacted", 1, config={"cleanup.policy": "compact"}),
+            NewTopic("unknown-config", 1, config={"no.such.config": "1"}),
+            NewTopic("bad-value", 1, config={"retention.ms": "soon"}),
+        )
+        from confluent_kafka import KafkaError
+
+        self.assertEqual(results, {
+            "taken": KafkaError.TOPIC_ALREADY_EXISTS,
+            "bad name!": KafkaError.TOPIC_EXCEPTION,
+            "x" * 250: KafkaError.TOPIC_EXCEPTION,
+            "..": KafkaError.TOPIC_EXCEPTION,
+            "zero": KafkaError.INVALID_PARTITIONS,
+            "replicated": KafkaError.INVALID_REPLICATION_FACTOR,
+            "compacted": KafkaError.INVALID_CONFIG,
+            "unknown-config": KafkaError.INVALID_CONFIG,
+            "bad-value": KafkaError.INVALID_CONFIG,
+        })
+        self.assertEqual(sorted(self.broker.topics), ["taken"])
+
+    async def test_validate_only_creates_nothing(self):
+        results = await in_thread(create_topics, self.bootstrap, NewTopic("dry", 2), validate_only=True)
+        self.assertEqual(results, {"dry": None})
+        self.assertNotIn("dry", self.broker.topics)
+
+    async def test_error_messages_say_why(self):
+        def ask():
+            conn = Connection(self.bootstrap)
+            try:
+                return conn.request(ApiKey.CREATE_TOPICS, 7, {"topics": [
+                    {"name": "c", "num_partitions": 1, "replication_factor": 1, "assignments": [],
+                     "configs": [{"name": "cleanup.policy", "value": "compact"}]}], "timeout_ms": 1000})
+            finally:
+                conn.close()
+
+        topic = (await in_thread(ask))["topics"][0]
+        self.assertEqual(topic["error_code"], ErrorCode.INVALID_CONFIG)
+        self.assertIn("compacted topics are not supported", topic["error_message"])
+
+    async def test_kafka_python_admin(self):
+        from kafka.admin import KafkaAdminClient, NewTopic as KPNewTopic
+
+        def run():
+            admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
+            try:
+                admin.create_topics([KPNewTopic("kp-topic", 2, 1)])
+                listed = admin.list_topics()
+                admin.delete_topics(["kp-topic"])
+                return listed
+            finally:
+                admin.close()
+
+        self.assertIn("kp-topic", await in_thread(run))
+        self.assertNotIn("kp-topic", self.broker.topics)
+
+    async def test_auto_creation(self):
+        acks = await in_thread(produce, self.bootstrap, "made-on-demand", [(None, b"hello", None, None)])
+        self.assertEqual(acks, [(0, 0)])
+        self.assertEqual(self.broker.topics["made-on-demand"].partitions, 1)
+
+
+class AutoCreationOffTests(unittest.TestCase):
+    async def test_unknown_topic_stays_unknown(self):
+        broker, bootstrap = await start_broker(self, "--auto-create-topics", "false")
+
+        def ask():
+            conn = Connection(bootstrap)
+            try:
+                return conn.request(ApiKey.METADATA, 12, {"topics": [{"name": "nope"}],
+                                                          "allow_auto_topic_creation": True})
+            finally:
+                conn.close()
+
+        topic = (await in_thread(ask))["topics"][0]
+        self.assertEqual(topic["error_code"], ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+        self.assertNotIn("nope", broker.topics)

@@ -1,0 +1,94 @@
+"""IncrementalAlterConfigs through both admin clients and the wire: atomic
+changes, refusals that say why and change nothing, validate_only."""
+
+from confluent_kafka import KafkaError
+from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
+from kafka.admin import ConfigResource as PyConfigResource
+
+from tests.support.brokers import in_thread
+from tests.support.configs import BROKER, TOPIC, ConfigsTestCase, python_admin
+
+
+class IncrementalAlterConfigsTests(ConfigsTestCase):
+    async def test_set_and_delete_apply_atomically(self):
+        resource = ConfigResource(TOPIC, "tuned", incremental_configs=[
+            ConfigEntry("retention.bytes", "1000000", incremental_operation=AlterConfigOpType.SET),
+            ConfigEntry("retention.ms", None, incremental_operation=AlterConfigOpType.DELETE),
+        ])
+        self.assertIsNone(await in_thread(self.incremental, resource))
+        self.assertEqual(self.broker.topics["tuned"].configs, {"segment.bytes": "4096", "retention.bytes": "1000000"})
+        stored = await self.broker.metadata.topics()
+        self.assertEqual(stored["tuned"].configs, {"segment.bytes": "4096", "retention.bytes": "1000000"})
+        # The partition log follows the new settings at once.
+        resource = ConfigResource(TOPIC, "tuned", incremental_configs=[
+            ConfigEntry("segment.bytes", "65536", incremental_operation=AlterConfigOpType.SET)])
+        self.assertIsNone(await in_thread(self.incremental, resource))
+        self.assertEqual(self.broker.logs["tuned", 0].settings.segment_bytes, 65536)
+
+    async def test_compaction_is_refused_saying_why(self):
+        for operation, value in [(AlterConfigOpType.SET, "compact"), (AlterConfigOpType.APPEND, "compact")]:
+            resource = ConfigResource(TOPIC, "plain", incremental_configs=[
+                ConfigEntry("cleanup.policy", value, incremental_operation=operation)])
+            error = await in_thread(self.incremental, resource)
+            self.assertEqual(error.code(), KafkaError.INVALID_CONFIG)
+            self.assertIn("compacted topics are not supported", error.str())
+        self.assertEqual(self.broker.topics["plain"].configs, {})
+
+    async def test_invalid_changes_change_nothing(self):
+        cases = [
+            ("no.such.config", "1", AlterConfigOpType.SET, "unknown topic config"),
+            ("retention.ms", "soon", AlterConfigOpType.SET, "not a whole number"),
+            ("segment.bytes", "10", AlterConfigOpType.SET, "below the minimum 1024"),
+            ("min.insync.replicas", "2", AlterConfigOpType.SET, "object store"),
+            ("retention.ms", "5", AlterConfigOpType.APPEND, "not a list"),
+            ("cleanup.policy", "delete", AlterConfigOpType.SUBTRACT, "only delete is supported"),
+        ]
+        for name, value, operation, why in cases:
+            resource = ConfigResource(TOPIC, "tuned", incremental_configs=[
+                ConfigEntry("retention.bytes", "1", incremental_operation=AlterConfigOpType.SET),
+                ConfigEntry(name, value, incremental_operation=operation),
+            ])
+            error = await in_thread(self.incremental, resource)
+            self.assertEqual(error.code(), KafkaError.INVALID_CONFIG, name)
+            self.assertIn(why, error.str())
+        self.assertEqual(self.broker.topics["tuned"].configs, {"retention.ms": "60000", "segment.bytes": "4096"})
+
+    async def test_validate_only_changes_nothing(self):
+        resource = ConfigResource(TOPIC, "plain", incremental_configs=[
+            ConfigEntry("retention.ms", "1000", incremental_operation=AlterConfigOpType.SET)])
+        self.assertIsNone(await in_thread(self.incremental, resource, True))
+        self.assertEqual(self.broker.topics["plain"].configs, {})
+        invalid = ConfigResource(TOPIC, "plain", incremental_configs=[
+            ConfigEntry("cleanup.policy", "compact", incremental_operation=AlterConfigOpType.SET)])
+        self.assertEqual((await in_thread(self.incremental, invalid, True)).code(), KafkaError.INVALID_CONFIG)
+
+    async def test_unknown_topic_and_static_broker(self):
+        missing = ConfigResource(TOPIC, "missing", incremental_configs=[
+            ConfigEntry("retention.ms", "1000", incremental_operation=AlterConfigOpType.SET)])
+        self.assertEqual((await in_thread(self.incremental, missing)).code(), KafkaError.UNKNOWN_TOPIC_OR_PART)
+        broker = ConfigResource(BROKER, "3", incremental_configs=[
+            ConfigEntry("num.partitions", "5", incremental_operation=AlterConfigOpType.SET)])
+        error = await in_thread(self.incremental, broker)
+        self.assertEqual(error.code(), KafkaError.INVALID_REQUEST)
+        self.assertIn("broker configs are static", error.str())
+
+    async def test_kafka_python(self):
+        admin = await python_admin(self, self.bootstrap)
+        result = await in_thread(admin.alter_configs, [
+            PyConfigResource("TOPIC", "plain", {"retention.ms": "120000", "cleanup.policy": ("APPEND", "delete")}),
+        ])
+        self.assertEqual(result, {"topic": {"plain": "OK"}})
+        self.assertEqual(self.broker.topics["plain"].configs, {"retention.ms": "120000", "cleanup.policy": "delete"})
+        refused = await in_thread(admin.alter_configs, [
+            PyConfigResource("TOPIC", "plain", {"cleanup.policy": "compact"}),
+            PyConfigResource("TOPIC", "tuned", {"no.such.config": "1"}),
+        ], raise_on_unknown=False)
+        self.assertIn("InvalidConfigurationError", refused["topic"]["plain"])
+        self.assertIn("compacted topics are not supported", refused["topic"]["plain"])
+        self.assertIn("unknown topic config 'no.such.config'", refused["topic"]["tuned"])
+        dry = await in_thread(admin.alter_configs, [PyConfigResource("TOPIC", "plain", {"retention.ms": "1"})],
+                              validate_only=True)
+        self.assertEqual(dry, {"topic": {"plain": "OK"}})
+        self.assertEqual(self.broker.topics["plain"].configs["retention.ms"], "120000")
+        await in_thread(admin.reset_configs, [PyConfigResource("TOPIC", "plain", ["retention.ms"])])
+        self.assertEqual(self.broker.topics["plain"].configs, {"cleanup.policy": "delete"})
