@@ -16,7 +16,15 @@ from twisted.python.failure import Failure
 from kafscale.coordinator.group import Group, GroupState, GroupSummary
 from kafscale.log import logger
 from kafscale.metadata.interfaces import MetadataError
-from kafscale.protocol.errors import ErrorCode, KafkaError
+from kafscale.coordinator.errors import (
+    CoordinatorUnavailable,
+    GroupNotEmpty,
+    GroupNotFound,
+    InvalidGroupId,
+    InvalidSessionTimeout,
+    NotCoordinator,
+    UnknownMember,
+)
 
 log = logger("kafscale.coordinator")
 
@@ -31,7 +39,7 @@ class GroupCoordinator(Service):
     BrokerConfig) gives the group settings; ``clock`` (an IReactorTime) runs
     the members' timers.
 
-    Every public coroutine raises KafkaError with the code to answer.
+    Every public coroutine raises a GroupError saying why it refuses.
     """
 
     def __init__(self, metadata, view, config, clock=None):
@@ -73,13 +81,13 @@ class GroupCoordinator(Service):
             return
         self._unload(group_id)
         if self.view.coordinator_for(group_id) is None:
-            raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE)
-        raise KafkaError(ErrorCode.NOT_COORDINATOR)
+            raise CoordinatorUnavailable()
+        raise NotCoordinator()
 
     def _coordination_changed(self, slot, held):
         """A coordinator slot came or went. Its groups in memory are stale
         either way: drop them (answering their waiting members
-        NOT_COORDINATOR, so they look for the coordinator again); they are
+        NotCoordinator, so they look for the coordinator again); they are
         loaded afresh from the store when next touched here. When the slot
         goes, the groups' writes under way finish before another broker may
         take it. -> a Deferred, or None."""
@@ -105,7 +113,7 @@ class GroupCoordinator(Service):
         group = self._groups.pop(group_id, None)
         if group is not None:
             log.info("group {group} is no longer coordinated here", group=group_id)
-            group.close(ErrorCode.NOT_COORDINATOR)
+            group.close(NotCoordinator())
 
     async def _group(self, group_id):
         """The group, loaded from the store on first touch; None if it has
@@ -117,7 +125,7 @@ class GroupCoordinator(Service):
         try:
             snapshot = await self.metadata.load_group(group_id)
         except MetadataError as e:
-            raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE, str(e)) from None
+            raise CoordinatorUnavailable(str(e)) from None
         self._check_coordinator(group_id)
         # Another request may have loaded or created it meanwhile.
         group = self._groups.get(group_id)
@@ -151,7 +159,7 @@ class GroupCoordinator(Service):
             self._check_coordinator(group_id)
             return await operation(*args)
         except MetadataError as e:
-            raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE, str(e)) from None
+            raise CoordinatorUnavailable(str(e)) from None
         finally:
             self._release(group_id, lock)
 
@@ -170,11 +178,11 @@ class GroupCoordinator(Service):
         self._check_coordinator(group_id)
         config = self.config
         if not config.group_min_session_timeout_ms <= request.session_timeout_ms <= config.group_max_session_timeout_ms:
-            raise KafkaError(ErrorCode.INVALID_SESSION_TIMEOUT)
+            raise InvalidSessionTimeout()
         group = await self._group(group_id)
         if group is None:
             if request.member_id:
-                raise KafkaError(ErrorCode.UNKNOWN_MEMBER_ID)
+                raise UnknownMember()
             group = self._groups[group_id] = Group(group_id, self._clock, self._initial_delay_ms, self._persist)
         return await group.join(request)
 
@@ -184,23 +192,23 @@ class GroupCoordinator(Service):
         _check_group_id(group_id)
         group = await self._group(group_id)
         if group is None:
-            raise KafkaError(ErrorCode.UNKNOWN_MEMBER_ID)
+            raise UnknownMember()
         return await group.sync(member_id, group_instance_id, generation_id, protocol_type, protocol_name, assignments)
 
     async def heartbeat(self, group_id, member_id, group_instance_id, generation_id):
         _check_group_id(group_id)
         group = await self._group(group_id)
         if group is None:
-            raise KafkaError(ErrorCode.UNKNOWN_MEMBER_ID)
+            raise UnknownMember()
         group.heartbeat(member_id, group_instance_id, generation_id)
 
     async def leave_group(self, group_id, leaving):
-        """``leaving``: (member id, group instance id) pairs. -> an error
-        code for each."""
+        """``leaving``: (member id, group instance id) pairs. -> for each,
+        None or the GroupError refusing it."""
         _check_group_id(group_id)
         group = await self._group(group_id)
         if group is None:
-            return [ErrorCode.UNKNOWN_MEMBER_ID] * len(leaving)
+            return [UnknownMember() for _ in leaving]
         return group.leave(leaving)
 
     # -- offsets ---------------------------------------------------------
@@ -209,14 +217,14 @@ class GroupCoordinator(Service):
         """Store ``offsets`` ((topic, partition) -> CommittedOffset) if the
         group lets this member commit in this generation. A group unknown
         here takes only commits outside group management (generation -1);
-        others fail with GROUP_ID_NOT_FOUND."""
+        others fail with GroupNotFound."""
         group = await self._group(group_id)
         if group is not None:
             group.check_offset_commit(member_id, group_instance_id, generation_id)
         elif generation_id >= 0:
-            raise KafkaError(ErrorCode.GROUP_ID_NOT_FOUND)
+            raise GroupNotFound()
         elif member_id:
-            raise KafkaError(ErrorCode.UNKNOWN_MEMBER_ID)
+            raise UnknownMember()
         await self._store_offsets(group_id, offsets)
 
     def _store_offsets(self, group_id, offsets):
@@ -245,19 +253,19 @@ class GroupCoordinator(Service):
         try:
             return await self.metadata.fetch_offsets(group_id, partitions)
         except MetadataError as e:
-            raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE, str(e)) from None
+            raise CoordinatorUnavailable(str(e)) from None
 
     # -- administration --------------------------------------------------
 
     async def describe_group(self, group_id):
         """-> GroupSummary. A group that has only committed offsets is
-        Empty; one with nothing raises GROUP_ID_NOT_FOUND."""
+        Empty; one with nothing raises GroupNotFound."""
         group = await self._group(group_id)
         if group is not None:
             return group.describe()
         if await self.fetch_offsets(group_id):
             return _offsets_only(group_id)
-        raise KafkaError(ErrorCode.GROUP_ID_NOT_FOUND, f"Group {group_id} not found.")
+        raise GroupNotFound(f"Group {group_id} not found.")
 
     async def list_groups(self):
         """-> GroupSummary (members left out) of every group this broker
@@ -265,7 +273,7 @@ class GroupCoordinator(Service):
         try:
             stored = await self.metadata.groups()
         except MetadataError as e:
-            raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE, str(e)) from None
+            raise CoordinatorUnavailable(str(e)) from None
         group_ids = sorted(g for g in set(stored) | set(self._groups) if self._coordinates(g))
         try:
             groups = await gatherResults([Deferred.fromCoroutine(self._group(g)) for g in group_ids],
@@ -282,17 +290,17 @@ class GroupCoordinator(Service):
         return summaries
 
     async def delete_group(self, group_id):
-        """Delete an empty group with its offsets. Raises NON_EMPTY_GROUP
-        while it has members, GROUP_ID_NOT_FOUND if there is nothing."""
+        """Delete an empty group with its offsets. Raises GroupNotEmpty
+        while it has members, GroupNotFound if there is nothing."""
         group = await self._group(group_id)
         if group is not None:
             if group.state is not GroupState.EMPTY:
-                raise KafkaError(ErrorCode.NON_EMPTY_GROUP)
+                raise GroupNotEmpty()
             del self._groups[group_id]
-            group.close(ErrorCode.UNKNOWN_MEMBER_ID)
+            group.close(UnknownMember())
         existed = await self._write(group_id, self.metadata.delete_group, group_id)
         if group is None and not existed:
-            raise KafkaError(ErrorCode.GROUP_ID_NOT_FOUND)
+            raise GroupNotFound()
         log.info("group {group} deleted", group=group_id)
 
 
@@ -319,7 +327,7 @@ class _OffsetBatch:
 def _check_group_id(group_id):
     # Only the offset and admin APIs accept the empty group id, as in Kafka.
     if not group_id:
-        raise KafkaError(ErrorCode.INVALID_GROUP_ID)
+        raise InvalidGroupId()
 
 
 def _offsets_only(group_id):

@@ -12,10 +12,19 @@ import enum
 import uuid
 from dataclasses import dataclass, field
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 
 from kafscale.log import logger
-from kafscale.protocol.errors import ErrorCode, KafkaError
+from kafscale.coordinator.errors import (
+    CoordinatorUnavailable,
+    FencedInstance,
+    GroupError,
+    IllegalGeneration,
+    InconsistentProtocol,
+    MemberIdRequired,
+    RebalanceInProgress,
+    UnknownMember,
+)
 
 log = logger("kafscale.coordinator")
 
@@ -56,7 +65,6 @@ class JoinResult:
     keep the current assignment; clients older than JoinGroup v9 cannot read
     it, so they are named a follower instead, with ``previous_leader_id``."""
 
-    error: ErrorCode
     member_id: str
     generation_id: int = -1
     protocol_type: str | None = None
@@ -132,10 +140,10 @@ class Group:
     ``persist(group_id, snapshot)`` writes the group's state and returns a
     Deferred; it is called when a generation's assignment is complete, when
     the group becomes empty and when a static member is replaced, never on
-    heartbeats. Its failures carry a KafkaError for the members.
+    heartbeats. Its failures carry a GroupError for the members.
 
-    Methods raise KafkaError for requests answered at once with an error;
-    the Deferreds they return fail with KafkaError when a waiting request
+    Methods raise GroupError for requests answered at once with an error;
+    the Deferreds they return fail with GroupError when a waiting request
     ends in an error (say, the member was removed while it waited).
     """
 
@@ -164,12 +172,12 @@ class Group:
 
     def join(self, request):
         """Handle a JoinRequest. -> Deferred firing with a JoinResult once
-        the rebalance completes (at once for MEMBER_ID_REQUIRED, and for a
-        member that may keep its generation)."""
+        the rebalance completes (at once for a member that may keep its
+        generation), or failing at once with MemberIdRequired."""
         if self.state is GroupState.DEAD:
-            raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE, "the group is being removed")
+            raise CoordinatorUnavailable("the group is being removed")
         if not self._supports(request.protocol_type, request.protocols):
-            raise KafkaError(ErrorCode.INCONSISTENT_GROUP_PROTOCOL)
+            raise InconsistentProtocol()
         if request.member_id == "":
             joined = self._join_new_member(request)
         else:
@@ -189,7 +197,7 @@ class Group:
             self.pending_members[member_id] = self._clock.callLater(
                 request.session_timeout_ms / 1000, self._expire_pending_member, member_id
             )
-            return succeed(JoinResult(ErrorCode.MEMBER_ID_REQUIRED, member_id))
+            return fail(MemberIdRequired(member_id))
         return self._add_member(member_id, request)
 
     def _join_known_member(self, request):
@@ -199,7 +207,7 @@ class Group:
             return self._add_member(member_id, request)
         self._check_member(member_id, request.group_instance_id)
         if request.group_instance_id is not None and request.group_instance_id not in self.static_members:
-            raise KafkaError(ErrorCode.UNKNOWN_MEMBER_ID)
+            raise UnknownMember()
         member = self.members[member_id]
         if self.state is GroupState.PREPARING_REBALANCE:
             return self._update_member(member, request, "member rejoined")
@@ -216,7 +224,7 @@ class Group:
             if member.protocols != request.protocols:
                 return self._update_member(member, request, "member changed its protocols")
             return succeed(self._join_result(member))
-        raise KafkaError(ErrorCode.UNKNOWN_MEMBER_ID)
+        raise UnknownMember()
 
     def _add_member(self, member_id, request):
         member = Member(
@@ -249,8 +257,8 @@ class Group:
         """A static member came back under a new member id: fence the old
         id, and keep the assignment without a rebalance when the group is
         Stable and its protocol would not change."""
-        self._answer_join(member, error=ErrorCode.FENCED_INSTANCE_ID)
-        self._answer_sync(member, error=ErrorCode.FENCED_INSTANCE_ID)
+        self._answer_join(member, error=FencedInstance())
+        self._answer_sync(member, error=FencedInstance())
         old_member_id, old_protocols, previous_leader_id = member.member_id, member.protocols, self.leader_id
         self._rename(member, new_member_id)
         self._touch(member)
@@ -271,7 +279,7 @@ class Group:
         def persisted(_):
             is_leader = member.member_id == self.leader_id
             joined.callback(JoinResult(
-                ErrorCode.NONE, member.member_id, generation_id, self.protocol_type, self.protocol_name,
+                member.member_id, generation_id, self.protocol_type, self.protocol_name,
                 self.leader_id or "", self._leader_view() if is_leader else (),
                 skip_assignment=is_leader, previous_leader_id=previous_leader_id or "",
             ))
@@ -302,14 +310,14 @@ class Group:
         if member.joining is not None:
             # A client whose JoinGroup timed out sent another: answer the
             # first so its connection is not held up.
-            self._answer_join(member, error=ErrorCode.REBALANCE_IN_PROGRESS)
+            self._answer_join(member, error=RebalanceInProgress())
         member.joining = Deferred()
         return member.joining
 
     def _join_result(self, member):
         is_leader = member.member_id == self.leader_id
         return JoinResult(
-            ErrorCode.NONE, member.member_id, self.generation_id, self.protocol_type, self.protocol_name,
+            member.member_id, self.generation_id, self.protocol_type, self.protocol_name,
             self.leader_id or "", self._leader_view() if is_leader else (),
         )
 
@@ -355,7 +363,7 @@ class Group:
 
     def _prepare_rebalance(self, reason):
         if self.state is GroupState.COMPLETING_REBALANCE:
-            self._fail_assignment(ErrorCode.REBALANCE_IN_PROGRESS)
+            self._fail_assignment(RebalanceInProgress())
         self._cancel_sync_timer()
         self._cancel_rebalance_timer()
         log.info("group {group} rebalancing from generation {generation} ({state}): {reason}",
@@ -460,25 +468,25 @@ class Group:
         -> Deferred firing with a SyncResult once the leader's assignment is
         stored."""
         if self.state is GroupState.DEAD:
-            raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE, "the group is being removed")
+            raise CoordinatorUnavailable("the group is being removed")
         self._check_member(member_id, group_instance_id)
         if generation_id != self.generation_id:
-            raise KafkaError(ErrorCode.ILLEGAL_GENERATION)
+            raise IllegalGeneration()
         if (protocol_type is not None and protocol_type != self.protocol_type) or (
             protocol_name is not None and protocol_name != self.protocol_name
         ):
-            raise KafkaError(ErrorCode.INCONSISTENT_GROUP_PROTOCOL)
+            raise InconsistentProtocol()
         if self.state is GroupState.EMPTY:
-            raise KafkaError(ErrorCode.UNKNOWN_MEMBER_ID)
+            raise UnknownMember()
         if self.state is GroupState.PREPARING_REBALANCE:
-            raise KafkaError(ErrorCode.REBALANCE_IN_PROGRESS)
+            raise RebalanceInProgress()
         member = self.members[member_id]
         self._synced(member_id)
         if self.state is GroupState.STABLE:
             self._touch(member)
             return succeed(SyncResult(self.protocol_type, self.protocol_name, member.assignment))
         if member.syncing is not None:
-            self._answer_sync(member, error=ErrorCode.REBALANCE_IN_PROGRESS)
+            self._answer_sync(member, error=RebalanceInProgress())
         member.syncing = syncing = Deferred()
         if member_id == self.leader_id:
             self._assign(assignments)
@@ -507,11 +515,11 @@ class Group:
                     self._touch(member)
 
         def failed(failure):
-            failure.trap(KafkaError)
+            failure.trap(GroupError)
             if self.state is GroupState.COMPLETING_REBALANCE and self.generation_id == generation_id:
                 log.warn("group {group} generation {generation}: storing the assignment failed: {error}",
                          group=self.group_id, generation=generation_id, error=failure.value)
-                self._fail_assignment(failure.value.code)
+                self._fail_assignment(failure.value)
                 self._prepare_rebalance("storing the assignment failed")
 
         self._persist(self.group_id, self.snapshot()).addCallbacks(persisted, failed).addErrback(
@@ -526,64 +534,64 @@ class Group:
     # -- Heartbeat, LeaveGroup, OffsetCommit ----------------------------
 
     def heartbeat(self, member_id, group_instance_id, generation_id):
-        """Keep the member alive. Raises KafkaError: REBALANCE_IN_PROGRESS
+        """Keep the member alive. Raises GroupError: RebalanceInProgress
         tells it to rejoin."""
         if self.state is GroupState.DEAD:
-            raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE, "the group is being removed")
+            raise CoordinatorUnavailable("the group is being removed")
         self._check_member(member_id, group_instance_id)
         if generation_id != self.generation_id:
-            raise KafkaError(ErrorCode.ILLEGAL_GENERATION)
+            raise IllegalGeneration()
         if self.state is GroupState.EMPTY:
-            raise KafkaError(ErrorCode.UNKNOWN_MEMBER_ID)
+            raise UnknownMember()
         self._touch(self.members[member_id])
         if self.state is GroupState.PREPARING_REBALANCE:
-            raise KafkaError(ErrorCode.REBALANCE_IN_PROGRESS)
+            raise RebalanceInProgress()
 
     def leave(self, leaving):
         """Remove members given as (member id, group instance id) pairs; a
         static member may be named by its instance id alone.
-        -> the error code for each, in order."""
+        -> for each, in order, None or the GroupError refusing it."""
         if self.state is GroupState.DEAD:
-            raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE, "the group is being removed")
+            raise CoordinatorUnavailable("the group is being removed")
         return [self._leave(member_id, group_instance_id) for member_id, group_instance_id in leaving]
 
     def _leave(self, member_id, group_instance_id):
         if member_id == "" and group_instance_id is not None:
             member_id = self.static_members.get(group_instance_id)
             if member_id is None:
-                return ErrorCode.UNKNOWN_MEMBER_ID
+                return UnknownMember()
         elif self._fenced(member_id, group_instance_id):
-            return ErrorCode.FENCED_INSTANCE_ID
+            return FencedInstance()
         elif member_id in self.pending_members:
             self.pending_members.pop(member_id).cancel()
             self._try_complete_join()
-            return ErrorCode.NONE
+            return None
         member = self.members.get(member_id)
         if member is None:
-            return ErrorCode.UNKNOWN_MEMBER_ID
+            return UnknownMember()
         self._remove_and_rebalance(member, f"member {member_id} left")
-        return ErrorCode.NONE
+        return None
 
     def check_offset_commit(self, member_id, group_instance_id, generation_id):
-        """Raise KafkaError unless this commit may be stored: a member's
+        """Raise GroupError unless this commit may be stored: a member's
         commit in its generation, or a commit outside group management
         (generation -1) while the group is empty. Counts as a heartbeat."""
         if self.state is GroupState.DEAD:
-            raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE, "the group is being removed")
+            raise CoordinatorUnavailable("the group is being removed")
         if self._fenced(member_id, group_instance_id):
-            raise KafkaError(ErrorCode.FENCED_INSTANCE_ID)
+            raise FencedInstance()
         if member_id and member_id not in self.members:
-            raise KafkaError(ErrorCode.UNKNOWN_MEMBER_ID)
+            raise UnknownMember()
         if generation_id >= 0 and generation_id != self.generation_id:
-            raise KafkaError(ErrorCode.ILLEGAL_GENERATION)
+            raise IllegalGeneration()
         if generation_id < 0 and self.state is GroupState.EMPTY:
             return
         if self.state is GroupState.COMPLETING_REBALANCE:
-            raise KafkaError(ErrorCode.REBALANCE_IN_PROGRESS)
+            raise RebalanceInProgress()
         if member_id not in self.members:
-            raise KafkaError(ErrorCode.UNKNOWN_MEMBER_ID)
+            raise UnknownMember()
         if generation_id != self.generation_id:
-            raise KafkaError(ErrorCode.ILLEGAL_GENERATION)
+            raise IllegalGeneration()
         self._touch(self.members[member_id])
 
     # -- members -------------------------------------------------------
@@ -596,9 +604,9 @@ class Group:
 
     def _check_member(self, member_id, group_instance_id):
         if self._fenced(member_id, group_instance_id):
-            raise KafkaError(ErrorCode.FENCED_INSTANCE_ID)
+            raise FencedInstance()
         if member_id not in self.members:
-            raise KafkaError(ErrorCode.UNKNOWN_MEMBER_ID)
+            raise UnknownMember()
 
     def _touch(self, member):
         """(Re)start the member's session timer."""
@@ -623,8 +631,8 @@ class Group:
         self._try_complete_join()
 
     def _remove_and_rebalance(self, member, reason):
-        self._answer_join(member, error=ErrorCode.UNKNOWN_MEMBER_ID)
-        self._answer_sync(member, error=ErrorCode.UNKNOWN_MEMBER_ID)
+        self._answer_join(member, error=UnknownMember())
+        self._answer_sync(member, error=UnknownMember())
         self._remove(member)
         if self.state in (GroupState.STABLE, GroupState.COMPLETING_REBALANCE):
             self._prepare_rebalance(reason)
@@ -646,7 +654,7 @@ class Group:
     def _answer_join(self, member, error):
         if member.joining is not None:
             joining, member.joining = member.joining, None
-            joining.errback(KafkaError(error))
+            joining.errback(error)
 
     def _answer_sync(self, member, result=None, error=None):
         if member.syncing is not None:
@@ -654,7 +662,7 @@ class Group:
             if error is None:
                 syncing.callback(result)
             else:
-                syncing.errback(KafkaError(error))
+                syncing.errback(error)
 
     # -- the group as a whole -------------------------------------------
 
@@ -677,7 +685,7 @@ class Group:
 
     def close(self, error):
         """Stop the group: cancel its timers and answer every waiting
-        request with ``error``. The group is Dead afterwards."""
+        request with ``error`` (a GroupError). The group is Dead afterwards."""
         self._cancel_rebalance_timer()
         self._cancel_sync_timer()
         for expiry in self.pending_members.values():
@@ -749,7 +757,7 @@ class Group:
         self._sync_timer = None
 
     def _log_persist_failure(self, failure):
-        if failure.check(KafkaError):
+        if failure.check(GroupError):
             # The store is unavailable or the group moved: expected, and
             # the members hear of it on their next request.
             log.warn("group {group}: its state was not stored: {error}", group=self.group_id, error=failure.value)

@@ -14,6 +14,8 @@ produce). Beside them:
     of a topic by name or id, protocol constants.
 ``validation``
     The checks several handlers make of a request's shape.
+``config_resources``
+    What the three config APIs share.
 ``errors``
     The one translation of the lower layers' refusals into Kafka error codes.
 """

@@ -5,12 +5,10 @@ a request names from the PartitionLog this broker owns."""
 import uuid
 from dataclasses import dataclass
 
-from kafscale.handlers.errors import REFUSALS, kafka_error
+from kafscale.handlers.errors import REFUSALS, STORAGE_ERRORS, kafka_error
 from kafscale.log import logger
 from kafscale.protocol.errors import ErrorCode, KafkaError
 from kafscale.protocol.messages import ApiKey
-from kafscale.storage.interfaces import ObjectStoreError
-from kafscale.storage.segment import CorruptSegment
 
 log = logger("kafscale.handlers")
 
@@ -20,10 +18,6 @@ NO_TOPIC_ID = uuid.UUID(int=0)
 OPERATIONS_NOT_REQUESTED = -(2**31)
 """The authorized-operations field when the client did not ask for it, as
 Kafka sends it; kafka-python chokes on -1 (NOTES.md)."""
-
-STORAGE_ERRORS = (ObjectStoreError, CorruptSegment)
-"""What reading committed segments raises when the object store fails or
-holds a damaged object: answered KAFKA_STORAGE_ERROR for that partition."""
 
 
 def known_topic(topics, name, topic_id=NO_TOPIC_ID):
@@ -87,9 +81,10 @@ async def answer_partitions(request, topics, layout, blank, work, name_of=None):
     PartitionLog this broker owns for it (``wanted`` is the partition's
     request entry). ``name_of(topic)`` gives a topic entry's topic name (by
     default the entry's name field); a KafkaError it raises refuses every
-    partition of that topic. A refusal (kafscale.handlers.errors) from
-    finding the log or from ``work`` becomes the partition's error code (and message, where the
-    answer carries one); a failing object store, KAFKA_STORAGE_ERROR.
+    partition of that topic. A refusal from finding the log or from
+    ``work`` (one of :data:`~kafscale.handlers.errors.REFUSALS`) becomes
+    the partition's error code, and message where the answer carries one;
+    a failing object store is logged too.
     """
     answered = []
     for topic in topics:
@@ -109,11 +104,10 @@ async def answer_partitions(request, topics, layout, blank, work, name_of=None):
             try:
                 await work(request.logs.log_for(name, index), wanted, answer)
             except REFUSALS as e:
+                if isinstance(e, STORAGE_ERRORS):
+                    log.warn("{api} of {topic}-{partition} failed: {error}", api=ApiKey(request.api_key).name,
+                             topic=name, partition=index, error=e)
                 _refuse(answer, kafka_error(e))
-            except STORAGE_ERRORS as e:
-                log.warn("{api} of {topic}-{partition} failed: {error}", api=ApiKey(request.api_key).name,
-                         topic=name, partition=index, error=e)
-                answer["error_code"] = ErrorCode.KAFKA_STORAGE_ERROR
         answered.append({layout.topic: name, "topic_id": topic.get("topic_id", NO_TOPIC_ID),
                          layout.answered_partitions: partitions})
     return answered

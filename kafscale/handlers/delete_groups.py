@@ -7,7 +7,8 @@ Versions: v1 is the same as v0; v2 is the first flexible version.
 Departures from Kafka: none that a client sees.
 """
 
-from kafscale.protocol.errors import ErrorCode, KafkaError
+from kafscale.handlers.errors import REFUSALS, kafka_error
+from kafscale.protocol.errors import ErrorCode
 
 
 async def handle(request):
@@ -15,8 +16,8 @@ async def handle(request):
     for group_id in request.body["groups_names"]:
         try:
             await request.groups.delete_group(group_id)
-        except KafkaError as e:
-            results.append({"group_id": group_id, "error_code": e.code})
+        except REFUSALS as e:
+            results.append({"group_id": group_id, "error_code": kafka_error(e).code})
         else:
             results.append({"group_id": group_id, "error_code": ErrorCode.NONE})
     return {"throttle_time_ms": 0, "results": results}

@@ -12,7 +12,8 @@ coordinate answers NOT_COORDINATOR, as in Kafka.
 """
 
 from kafscale.handlers.common import OPERATIONS_NOT_REQUESTED
-from kafscale.protocol.errors import ErrorCode, KafkaError
+from kafscale.handlers.errors import REFUSALS, kafka_error
+from kafscale.protocol.errors import ErrorCode
 
 # With no authorizer, every operation Kafka defines on a group is allowed
 # (READ 3, DELETE 6, DESCRIBE 8, as bits).
@@ -31,7 +32,8 @@ async def handle(request):
 async def _describe(groups, group_id, version, operations):
     try:
         summary = await groups.describe_group(group_id)
-    except KafkaError as e:
+    except REFUSALS as e:
+        e = kafka_error(e)
         if e.code != ErrorCode.GROUP_ID_NOT_FOUND:
             return _described(group_id, "", OPERATIONS_NOT_REQUESTED, e.code)
         if version < 6:

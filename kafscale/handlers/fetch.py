@@ -21,7 +21,8 @@ only the partitions that committed, and ends when its connection closes.
 
 from twisted.internet.defer import Deferred
 
-from kafscale.handlers.common import STORAGE_ERRORS, PartitionLayout, answer_partitions, known_topic, log
+from kafscale.handlers.common import PartitionLayout, answer_partitions, known_topic, log
+from kafscale.handlers.errors import REFUSALS, STORAGE_ERRORS, kafka_error
 from kafscale.protocol.errors import ErrorCode, KafkaError
 
 READ_COMMITTED = 1
@@ -104,13 +105,11 @@ class _Reading:
         answer["records"] = b""
         try:
             await self._read(partition_log, wanted, answer)
-        except KafkaError as e:
-            answer["error_code"] = e.code
-            return False
-        except STORAGE_ERRORS as e:
-            log.warn("fetch of {topic}-{partition} failed: {error}", topic=partition_log.topic,
-                     partition=partition_log.partition, error=e)
-            answer["error_code"] = ErrorCode.KAFKA_STORAGE_ERROR
+        except REFUSALS as e:
+            if isinstance(e, STORAGE_ERRORS):
+                log.warn("fetch of {topic}-{partition} failed: {error}", topic=partition_log.topic,
+                         partition=partition_log.partition, error=e)
+            answer["error_code"] = kafka_error(e).code
             return False
         return True
 

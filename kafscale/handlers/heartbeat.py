@@ -8,7 +8,8 @@ first flexible version.
 Departures from Kafka: none that a client sees.
 """
 
-from kafscale.protocol.errors import ErrorCode, KafkaError
+from kafscale.handlers.errors import REFUSALS, kafka_error
+from kafscale.protocol.errors import ErrorCode
 
 
 async def handle(request):
@@ -17,6 +18,6 @@ async def handle(request):
         await request.groups.heartbeat(
             body["group_id"], body["member_id"], body.get("group_instance_id"), body["generation_id"]
         )
-    except KafkaError as e:
-        return {"throttle_time_ms": 0, "error_code": e.code}
+    except REFUSALS as e:
+        return {"throttle_time_ms": 0, "error_code": kafka_error(e).code}
     return {"throttle_time_ms": 0, "error_code": ErrorCode.NONE}

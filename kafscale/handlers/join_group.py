@@ -16,8 +16,10 @@ ConsumerGroupHeartbeat). A member's host is the address its connection
 comes from, in Java's "/host" form.
 """
 
+from kafscale.coordinator.errors import MemberIdRequired
 from kafscale.coordinator.group import JoinRequest, JoinResult
-from kafscale.protocol.errors import KafkaError
+from kafscale.handlers.errors import REFUSALS, kafka_error
+from kafscale.protocol.errors import ErrorCode
 
 
 def _client_host(request):
@@ -40,10 +42,13 @@ async def handle(request):
         protocols=[(p["name"], p["metadata"]) for p in body["protocols"]],
         require_known_member_id=version >= 4,
     )
+    error = ErrorCode.NONE
     try:
         result = await request.groups.join_group(body["group_id"], join)
-    except KafkaError as e:
-        result = JoinResult(e.code, join.member_id)
+    except REFUSALS as e:
+        # A new member (v4+) is told its id along with MEMBER_ID_REQUIRED.
+        error = kafka_error(e).code
+        result = JoinResult(e.member_id if isinstance(e, MemberIdRequired) else join.member_id)
     leader_id, members = result.leader_id, result.members
     if result.skip_assignment and version < 9:
         # A static leader back in a stable group must not reassign, and
@@ -54,7 +59,7 @@ async def handle(request):
         protocol_name = ""
     return {
         "throttle_time_ms": 0,
-        "error_code": result.error,
+        "error_code": error,
         "generation_id": result.generation_id,
         "protocol_type": result.protocol_type,
         "protocol_name": protocol_name,

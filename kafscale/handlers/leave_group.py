@@ -9,7 +9,8 @@ adds a reason, which we ignore.
 Departures from Kafka: none that a client sees.
 """
 
-from kafscale.protocol.errors import ErrorCode, KafkaError
+from kafscale.handlers.errors import REFUSALS, kafka_error
+from kafscale.protocol.errors import ErrorCode
 
 
 async def handle(request):
@@ -19,9 +20,10 @@ async def handle(request):
     else:
         leaving = [(m["member_id"], m["group_instance_id"]) for m in body["members"]]
     try:
-        errors = await request.groups.leave_group(body["group_id"], leaving)
-    except KafkaError as e:
-        return {"throttle_time_ms": 0, "error_code": e.code, "members": []}
+        refusals = await request.groups.leave_group(body["group_id"], leaving)
+    except REFUSALS as e:
+        return {"throttle_time_ms": 0, "error_code": kafka_error(e).code, "members": []}
+    errors = [ErrorCode.NONE if refusal is None else kafka_error(refusal).code for refusal in refusals]
     if version < 3:
         # One member, whose error is the response's.
         return {"throttle_time_ms": 0, "error_code": errors[0]}

@@ -7,7 +7,8 @@ v5 filters by group type (KIP-848): every group here is "classic".
 Departures from Kafka: none that a client sees.
 """
 
-from kafscale.protocol.errors import ErrorCode, KafkaError
+from kafscale.handlers.errors import REFUSALS, kafka_error
+from kafscale.protocol.errors import ErrorCode
 
 GROUP_TYPE = "classic"
 
@@ -20,8 +21,8 @@ async def handle(request):
         return {"throttle_time_ms": 0, "error_code": ErrorCode.NONE, "groups": []}
     try:
         summaries = await request.groups.list_groups()
-    except KafkaError as e:
-        return {"throttle_time_ms": 0, "error_code": e.code, "groups": []}
+    except REFUSALS as e:
+        return {"throttle_time_ms": 0, "error_code": kafka_error(e).code, "groups": []}
     return {
         "throttle_time_ms": 0,
         "error_code": ErrorCode.NONE,

@@ -13,7 +13,8 @@ leader -1, and clients retry. The controller is the lowest live node id.
 """
 
 from kafscale.handlers.common import NO_TOPIC_ID, OPERATIONS_NOT_REQUESTED, known_or_created_topic
-from kafscale.protocol.errors import ErrorCode, KafkaError
+from kafscale.handlers.errors import REFUSALS, kafka_error
+from kafscale.protocol.errors import ErrorCode
 
 
 async def handle(request):
@@ -46,9 +47,9 @@ async def _requested_topic(request, entry, may_create):
     name, topic_id = entry["name"], entry.get("topic_id", NO_TOPIC_ID)
     try:
         info = await known_or_created_topic(request, name, topic_id, may_create)
-    except KafkaError as e:
+    except REFUSALS as e:
         # A topic asked for by name is answered without its id.
-        return _topic_error(e.code, name, topic_id if name is None else NO_TOPIC_ID)
+        return _topic_error(kafka_error(e).code, name, topic_id if name is None else NO_TOPIC_ID)
     return _topic(request.logs, info)
 
 

@@ -18,6 +18,7 @@ import time
 
 from kafscale.handlers.common import topic_or_refusal
 from kafscale.metadata.interfaces import CommittedOffset
+from kafscale.handlers.errors import REFUSALS, kafka_error
 from kafscale.protocol.errors import ErrorCode, KafkaError
 
 NO_LEADER_EPOCH = -1
@@ -58,8 +59,8 @@ async def handle(request):
                 body["group_id"], body["member_id"], body.get("group_instance_id"),
                 body["generation_id_or_member_epoch"], offsets,
             )
-        except KafkaError as e:
-            error = e.code
+        except REFUSALS as e:
+            error = kafka_error(e).code
             if error == ErrorCode.GROUP_ID_NOT_FOUND and version < 9:
                 # Older clients know a commit for a group that is gone as
                 # one from a stale generation.

@@ -14,6 +14,7 @@ decides where it starts.
 """
 
 from kafscale.handlers.common import topic_or_refusal
+from kafscale.handlers.errors import REFUSALS, kafka_error
 from kafscale.protocol.errors import ErrorCode, KafkaError
 
 # What a partition without a committed offset answers.
@@ -48,7 +49,8 @@ async def _fetch(request, group_id, requested, version):
         }
     try:
         committed = await request.groups.fetch_offsets(group_id, wanted)
-    except KafkaError as e:
+    except REFUSALS as e:
+        e = kafka_error(e)
         if version < 2 and requested is not None:
             # v1 has no group-level error: each partition carries it.
             topics = [_topic_entry(topic, [_partition(i, None, e.code) for i in topic["partition_indexes"]])

@@ -17,6 +17,7 @@ a refused batch is refused whole.
 from twisted.internet.defer import DeferredList
 
 from kafscale.handlers.common import PartitionLayout, answer_partitions, known_or_created_topic
+from kafscale.handlers.errors import REFUSALS, kafka_error
 from kafscale.metadata import topic_configs
 from kafscale.protocol.errors import ErrorCode, KafkaError
 from kafscale.protocol.records import InvalidRecords, iter_batches
@@ -34,8 +35,8 @@ async def handle(request):
     for topic in body["topic_data"]:
         try:
             resolved[id(topic)] = await known_or_created_topic(request, topic.get("name"), topic.get("topic_id"))
-        except KafkaError as e:
-            resolved[id(topic)] = e
+        except REFUSALS as e:
+            resolved[id(topic)] = kafka_error(e)
     infos = {info.name: info for info in resolved.values() if not isinstance(info, KafkaError)}
 
     def name_of(topic):
@@ -67,10 +68,12 @@ async def handle(request):
         if ok:
             answer["base_offset"] = value
             answer["log_start_offset"] = partition_log.log_start_offset
+        elif isinstance(value.value, REFUSALS):
+            refusal = kafka_error(value.value)
+            answer["error_code"], answer["error_message"] = refusal.code, refusal.message
         else:
-            error = value.value
-            answer["error_code"] = getattr(error, "code", ErrorCode.UNKNOWN_SERVER_ERROR)
-            answer["error_message"] = getattr(error, "message", None)
+            # A bug, logged where it happened: the producer may retry.
+            answer["error_code"], answer["error_message"] = ErrorCode.UNKNOWN_SERVER_ERROR, str(value.value)
     return {"responses": responses, "throttle_time_ms": 0}
 
 

@@ -8,7 +8,8 @@ match the group's (INCONSISTENT_GROUP_PROTOCOL otherwise, KIP-559).
 Departures from Kafka: none that a client sees.
 """
 
-from kafscale.protocol.errors import ErrorCode, KafkaError
+from kafscale.handlers.errors import REFUSALS, kafka_error
+from kafscale.protocol.errors import ErrorCode
 
 
 async def handle(request):
@@ -19,8 +20,8 @@ async def handle(request):
             body["group_id"], body["member_id"], body.get("group_instance_id"), body["generation_id"],
             body.get("protocol_type"), body.get("protocol_name"), assignments,
         )
-    except KafkaError as e:
-        return {"throttle_time_ms": 0, "error_code": e.code, "assignment": b""}
+    except REFUSALS as e:
+        return {"throttle_time_ms": 0, "error_code": kafka_error(e).code, "assignment": b""}
     return {
         "throttle_time_ms": 0,
         "error_code": ErrorCode.NONE,

@@ -12,8 +12,19 @@ from twisted.python.failure import Failure
 
 from kafscale.log import logger
 from kafscale.metadata.interfaces import Fenced, MetadataError, SegmentRef
-from kafscale.protocol.errors import ErrorCode, KafkaError
 from kafscale.protocol.records import assign_offsets, iter_batches, iter_records
+from kafscale.storage.errors import (
+    BufferFull,
+    CommitFailed,
+    InvalidBatch,
+    LogStartContended,
+    NewerLeaderEpoch,
+    NotOwner,
+    OffsetOutOfRange,
+    PartitionError,
+    StaleLeaderEpoch,
+    StorageUnavailable,
+)
 from kafscale.storage.interfaces import ObjectNotFound, ObjectStoreError
 from kafscale.storage.producer_state import ProducerStates
 from kafscale.storage.segment import (
@@ -44,7 +55,7 @@ class LogSettings:
     """A new owner rebuilds the idempotent producers' state from the last
     segments holding this many bytes, at most this many segments (at least
     the last one). A retry whose original was committed before that window
-    is not known as a duplicate: it gets OUT_OF_ORDER_SEQUENCE_NUMBER when
+    is not known as a duplicate: it is refused as OutOfOrderSequence when
     later batches of its producer are in the window, and is appended again
     when none are. Retries come within seconds (a client's
     delivery.timeout.ms is 2 minutes), so the window needs to hold only the
@@ -177,8 +188,8 @@ class PartitionLog:
         if epoch == -1 or epoch == self.state.leader_epoch:
             return
         if epoch < self.state.leader_epoch:
-            raise KafkaError(ErrorCode.FENCED_LEADER_EPOCH, f"epoch {epoch} is older than {self.state.leader_epoch}")
-        raise KafkaError(ErrorCode.UNKNOWN_LEADER_EPOCH, f"epoch {epoch} is newer than {self.state.leader_epoch}")
+            raise StaleLeaderEpoch(f"epoch {epoch} is older than {self.state.leader_epoch}")
+        raise NewerLeaderEpoch(f"epoch {epoch} is newer than {self.state.leader_epoch}")
 
     def epoch_at(self, offset):
         """The leader epoch that wrote ``offset`` (or the current one for the
@@ -194,20 +205,19 @@ class PartitionLog:
     def append(self, blob, batches):
         """Queue validated batches (``blob`` with ``batches`` from
         iter_batches). -> Deferred firing with the base offset once they are
-        committed, or failing with KafkaError. A batch with a producer id
+        committed, or failing with a PartitionError. A batch with a producer id
         comes alone, as Produce v3+ carries it; a retry of one is answered
         with the original's base offset."""
         if self._closed:
-            raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER, f"{self.topic}-{self.partition} is not owned here")
+            raise NotOwner(f"{self.topic}-{self.partition} is not owned here")
         if not self.holder.may_append(self.topic, self.partition):
-            raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER,
-                             f"{self.topic}-{self.partition}: this broker's hold on it is in doubt")
+            raise NotOwner(f"{self.topic}-{self.partition}: this broker's hold on it is in doubt")
         idempotent = any(batch.producer_id >= 0 for batch in batches)
         if idempotent and len(batches) != 1:
-            raise KafkaError(ErrorCode.INVALID_RECORD, "a batch with a producer id must come alone")
+            raise InvalidBatch("a batch with a producer id must come alone")
         size = len(blob)
         if self._pending_bytes + size > self.settings.max_buffer_bytes or not self.budget.reserve(size):
-            raise KafkaError(ErrorCode.REQUEST_TIMED_OUT, "produce buffer full: the object store is behind")
+            raise BufferFull("produce buffer full: the object store is behind")
         self._pending_bytes += size
         entry = _Append(blob, batches)
         if not idempotent:
@@ -233,7 +243,7 @@ class PartitionLog:
         if original is None:
             try:
                 entry.sequence = self._producers.admit(batch, self._now_ms())
-            except KafkaError as error:
+            except PartitionError as error:
                 self._unreserve(entry)
                 entry.done.errback(error)
                 return
@@ -253,7 +263,7 @@ class PartitionLog:
         try:
             producers = await self._read_producers()
         except Exception as error:
-            failure = KafkaError(*self._classify(error))
+            failure = self._failure(error)
             while self._awaiting_producers:
                 entry = self._awaiting_producers.popleft()
                 self._unreserve(entry)
@@ -362,13 +372,13 @@ class PartitionLog:
         try:
             await self._write_segment(entries)
         except Exception as error:
-            failure = KafkaError(*self._classify(error))
+            failure = self._failure(error)
             for entry in reversed(entries + self._take_followers(entries)):
                 self.budget.release(entry.size)
                 if entry.sequence is not None:
                     self._producers.roll_back(entry.sequence, failure)
                 entry.done.errback(failure)
-            if failure.code == ErrorCode.NOT_LEADER_OR_FOLLOWER:
+            if isinstance(failure, NotOwner):
                 self._fence()
             return
         now_ms = self._now_ms()
@@ -448,19 +458,22 @@ class PartitionLog:
 
         upload.addBoth(uploaded)
 
-    def _classify(self, error):
+    def _failure(self, error):
+        """What the appends that ``error`` failed fail with: a
+        PartitionError saying what happened, or ``error`` itself when it is
+        a bug (logged with its traceback)."""
         if isinstance(error, Fenced):
-            return ErrorCode.NOT_LEADER_OR_FOLLOWER, f"{self.topic}-{self.partition} has a new owner"
+            return NotOwner(f"{self.topic}-{self.partition} has a new owner")
         if isinstance(error, ObjectStoreError):
             log.warn("{topic}-{partition}: segment upload failed: {error}", topic=self.topic,
                      partition=self.partition, error=error)
-            return ErrorCode.KAFKA_STORAGE_ERROR, f"object store: {error}"
+            return StorageUnavailable(f"object store: {error}")
         if isinstance(error, MetadataError):
             log.warn("{topic}-{partition}: commit failed: {error}", topic=self.topic,
                      partition=self.partition, error=error)
-            return ErrorCode.REQUEST_TIMED_OUT, f"metadata store: {error}"
+            return CommitFailed(f"metadata store: {error}")
         log.failure("{topic}-{partition}: flush failed", topic=self.topic, partition=self.partition)
-        return ErrorCode.UNKNOWN_SERVER_ERROR, str(error)
+        return error
 
     async def _landed(self, key):
         """Whether the segment ``key`` is in the committed manifest, after a
@@ -478,7 +491,7 @@ class PartitionLog:
 
     def _fence(self):
         self._closed = True
-        failure = KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER, "partition has a new owner")
+        failure = NotOwner("partition has a new owner")
         entries = [*self._pending, *self._awaiting_producers]
         self._pending.clear()
         self._awaiting_producers.clear()
@@ -511,14 +524,13 @@ class PartitionLog:
         """Raise the log start offset to ``new_start`` (DeleteRecords,
         retention), dropping the segments wholly below it from the manifest:
         a compare-and-swap on this owner's epoch. -> the removed SegmentRefs,
-        whose objects are the caller's to delete. Raises KafkaError."""
+        whose objects are the caller's to delete. Raises PartitionError."""
         try:
             for _ in range(3):
                 if self._closed:
-                    raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER, f"{self.topic}-{self.partition} is not owned here")
+                    raise NotOwner(f"{self.topic}-{self.partition} is not owned here")
                 if not 0 <= new_start <= self.state.next_offset:
-                    raise KafkaError(ErrorCode.OFFSET_OUT_OF_RANGE,
-                                     f"offset {new_start} outside 0..{self.state.next_offset}")
+                    raise OffsetOutOfRange(f"offset {new_start} outside 0..{self.state.next_offset}")
                 epoch = self.state.leader_epoch
                 try:
                     state, removed = await self.metadata.advance_log_start(self.topic, self.partition, epoch, new_start)
@@ -528,13 +540,13 @@ class PartitionLog:
                     current = await self.metadata.partition_state(self.topic, self.partition)
                     if current.leader_epoch != epoch:
                         self._fence()
-                        raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER, f"{self.topic}-{self.partition} has a new owner") from None
+                        raise NotOwner(f"{self.topic}-{self.partition} has a new owner") from None
                     continue
                 self._set_state(state)
                 return removed
         except MetadataError as e:
-            raise KafkaError(ErrorCode.REQUEST_TIMED_OUT, f"metadata store: {e}") from None
-        raise KafkaError(ErrorCode.REQUEST_TIMED_OUT, f"{self.topic}-{self.partition}: commits kept racing the log start")
+            raise CommitFailed(f"metadata store: {e}") from None
+        raise LogStartContended(f"{self.topic}-{self.partition}: commits kept racing the log start")
 
     # -- fetch ---------------------------------------------------------
 
@@ -551,13 +563,10 @@ class PartitionLog:
 
     def check_offset(self, offset):
         if self._closed:
-            raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER, f"{self.topic}-{self.partition} is not owned here")
+            raise NotOwner(f"{self.topic}-{self.partition} is not owned here")
         state = self.state
         if not state.log_start_offset <= offset <= state.next_offset:
-            raise KafkaError(
-                ErrorCode.OFFSET_OUT_OF_RANGE,
-                f"offset {offset} outside {state.log_start_offset}..{state.next_offset}",
-            )
+            raise OffsetOutOfRange(f"offset {offset} outside {state.log_start_offset}..{state.next_offset}")
 
     async def read(self, offset, max_bytes, min_one=True):
         """Whole committed batches from the one holding ``offset``, across

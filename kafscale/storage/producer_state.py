@@ -10,9 +10,9 @@ flush, which is all it needs to tell, as Kafka does:
   not appended again;
 - a retry of a batch still pending: answered when the original commits,
   with its offset;
-- a gap or reordering: OUT_OF_ORDER_SEQUENCE_NUMBER;
-- a producer with an older epoch: INVALID_PRODUCER_EPOCH; a newer epoch
-  starts over at sequence 0;
+- a gap or reordering: OutOfOrderSequence;
+- a producer with an older epoch: StaleProducerEpoch; a newer epoch starts
+  over at sequence 0;
 - a producer it does not know (new, expired, or written before the part of
   the log it rebuilt its state from): accepted at any sequence.
 
@@ -26,7 +26,7 @@ from collections import deque
 
 from twisted.internet.defer import Deferred, succeed
 
-from kafscale.protocol.errors import ErrorCode, KafkaError
+from kafscale.storage.errors import InvalidBatch, OutOfOrderSequence, StaleProducerEpoch
 from kafscale.protocol.records import iter_batches
 
 RETAINED_BATCHES = 5
@@ -142,25 +142,20 @@ class ProducerStates:
         """Check a new batch (not an :meth:`original` repeat) against its
         producer's epoch and sequence, and record it as pending.
         -> PendingBatch, to :meth:`commit` or :meth:`roll_back` later.
-        Raises KafkaError: INVALID_PRODUCER_EPOCH, OUT_OF_ORDER_SEQUENCE_NUMBER
-        or INVALID_RECORD."""
+        Raises StaleProducerEpoch, OutOfOrderSequence or InvalidBatch."""
         producer_id, epoch, first = batch.producer_id, batch.producer_epoch, batch.base_sequence
         if epoch < 0 or first < 0:
-            raise KafkaError(ErrorCode.INVALID_RECORD,
-                             f"producer {producer_id} sent epoch {epoch} and base sequence {first}")
+            raise InvalidBatch(f"producer {producer_id} sent epoch {epoch} and base sequence {first}")
         producer = self._producers.get(producer_id)
         if producer is not None and epoch < producer.epoch:
-            raise KafkaError(ErrorCode.INVALID_PRODUCER_EPOCH,
-                             f"producer {producer_id} epoch {epoch} is older than {producer.epoch}")
+            raise StaleProducerEpoch(f"producer {producer_id} epoch {epoch} is older than {producer.epoch}")
         if producer is not None and epoch == producer.epoch:
             last = producer.last_sequence()
             if last is not None and first != (last + 1) % SEQUENCE_LIMIT:
-                raise KafkaError(ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER,
-                                 f"producer {producer_id} sent sequence {first} after {last}")
+                raise OutOfOrderSequence(f"producer {producer_id} sent sequence {first} after {last}")
         else:
             if producer is not None and first != 0:
-                raise KafkaError(ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER,
-                                 f"producer {producer_id} starts epoch {epoch} at sequence {first}, not 0")
+                raise OutOfOrderSequence(f"producer {producer_id} starts epoch {epoch} at sequence {first}, not 0")
             # Batches of an older epoch still pending keep their own record.
             producer = self._producers[producer_id] = _Producer(producer_id, epoch, now_ms)
         pending = PendingBatch(producer, first, last_sequence(batch))

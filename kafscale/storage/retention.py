@@ -17,7 +17,7 @@ from twisted.internet.task import LoopingCall
 
 from kafscale.log import logger
 from kafscale.metadata.topic_configs import effective_int
-from kafscale.protocol.errors import KafkaError
+from kafscale.storage.errors import PartitionError
 from kafscale.storage.interfaces import ObjectStoreError
 from kafscale.storage.segment import index_key
 
@@ -50,7 +50,7 @@ def retention_start(state, configs, now_ms):
 async def drop_segments_below(partition_log, new_start):
     """Advance ``partition_log``'s start offset to ``new_start``, then delete
     the objects of the segments that fell wholly below it. -> the removed
-    SegmentRefs. Raises KafkaError when the log start cannot move (deposed
+    SegmentRefs. Raises PartitionError when the log start cannot move (deposed
     owner, offset beyond the high watermark, metadata store down); a failed
     object delete is only logged."""
     removed = await partition_log.advance_log_start(new_start)
@@ -122,7 +122,7 @@ class RetentionService(Service):
                 if new_start <= partition_log.log_start_offset:
                     continue
                 removed = await drop_segments_below(partition_log, new_start)
-            except KafkaError as e:
+            except PartitionError as e:
                 log.warn("retention of {topic}-{partition} failed: {error}", topic=topic, partition=partition,
                          error=e)
                 continue

@@ -12,10 +12,20 @@ from twisted.trial import unittest
 
 from kafscale.config import BrokerConfig
 from kafscale.coordinator.coordinator import GroupCoordinator
+from kafscale.coordinator.errors import (
+    CoordinatorUnavailable,
+    GroupNotEmpty,
+    GroupNotFound,
+    IllegalGeneration,
+    InvalidGroupId,
+    InvalidSessionTimeout,
+    MemberIdRequired,
+    NotCoordinator,
+    UnknownMember,
+)
 from kafscale.coordinator.group import JoinRequest
 from kafscale.metadata.embedded import EmbeddedMetadataStore
 from kafscale.metadata.interfaces import BrokerInfo, CommittedOffset, MetadataUnavailable
-from kafscale.protocol.errors import ErrorCode, KafkaError
 
 HERE = BrokerInfo(0, "127.0.0.1", 9092, None, 0)
 ELSEWHERE = BrokerInfo(1, "127.0.0.1", 9093, None, 0)
@@ -80,15 +90,15 @@ class CoordinatorTestCase(unittest.TestCase):
         self.addCleanup(coordinator.stopService)
         return coordinator
 
-    async def assertFailsWith(self, code, coroutine):
-        with self.assertRaises(KafkaError) as raised:
+    async def assertFailsWith(self, kind, coroutine):
+        with self.assertRaises(kind):
             await coroutine
-        self.assertEqual(raised.exception.code, code)
 
     async def form_group(self, group_id="g"):
         """A one-member Stable group. -> its JoinResult."""
-        required = await self.coordinator.join_group(group_id, join_request())
-        self.assertEqual(required.error, ErrorCode.MEMBER_ID_REQUIRED)
+        with self.assertRaises(MemberIdRequired) as raised:
+            await self.coordinator.join_group(group_id, join_request())
+        required = raised.exception
         joining = Deferred.fromCoroutine(self.coordinator.join_group(group_id, join_request(required.member_id)))
         self.clock.advance(DELAY_S)
         joined = await joining
@@ -123,45 +133,45 @@ class PersistenceTests(CoordinatorTestCase):
             self.clock.advance(1)
             await self.coordinator.heartbeat("g", joined.member_id, None, 1)
         self.assertEqual(self.saves, ["g"])
-        self.assertEqual(await self.coordinator.leave_group("g", [(joined.member_id, None)]), [ErrorCode.NONE])
+        self.assertEqual(await self.coordinator.leave_group("g", [(joined.member_id, None)]), [None])
         await self.coordinator.stopService()  # waits for the write of the empty group
         self.assertEqual(self.saves, ["g", "g"])
         stored = await self.store.load_group("g")
         self.assertEqual((stored["generation_id"], stored["members"]), (2, []))
 
     async def test_unknown_member_of_unknown_group(self):
-        await self.assertFailsWith(ErrorCode.UNKNOWN_MEMBER_ID,
+        await self.assertFailsWith(UnknownMember,
                                    self.coordinator.join_group("g", join_request("client-1")))
-        await self.assertFailsWith(ErrorCode.UNKNOWN_MEMBER_ID, self.coordinator.heartbeat("g", "client-1", None, 1))
-        await self.assertFailsWith(ErrorCode.UNKNOWN_MEMBER_ID,
+        await self.assertFailsWith(UnknownMember, self.coordinator.heartbeat("g", "client-1", None, 1))
+        await self.assertFailsWith(UnknownMember,
                                    self.coordinator.sync_group("g", "client-1", None, 1, None, None, {}))
-        self.assertEqual(await self.coordinator.leave_group("g", [("client-1", None)]), [ErrorCode.UNKNOWN_MEMBER_ID])
+        self.assertEqual([type(e) for e in await self.coordinator.leave_group("g", [("client-1", None)])], [UnknownMember])
 
     async def test_request_checks(self):
-        await self.assertFailsWith(ErrorCode.INVALID_GROUP_ID, self.coordinator.join_group("", join_request()))
-        await self.assertFailsWith(ErrorCode.INVALID_GROUP_ID, self.coordinator.heartbeat("", "m", None, 1))
+        await self.assertFailsWith(InvalidGroupId, self.coordinator.join_group("", join_request()))
+        await self.assertFailsWith(InvalidGroupId, self.coordinator.heartbeat("", "m", None, 1))
         too_short = JoinRequest("", None, "c", "/h", 5999, 30000, "consumer", [("range", b"")], True)
-        await self.assertFailsWith(ErrorCode.INVALID_SESSION_TIMEOUT, self.coordinator.join_group("g", too_short))
+        await self.assertFailsWith(InvalidSessionTimeout, self.coordinator.join_group("g", too_short))
         too_long = JoinRequest("", None, "c", "/h", 1800001, 30000, "consumer", [("range", b"")], True)
-        await self.assertFailsWith(ErrorCode.INVALID_SESSION_TIMEOUT, self.coordinator.join_group("g", too_long))
+        await self.assertFailsWith(InvalidSessionTimeout, self.coordinator.join_group("g", too_long))
 
 
 class OwnershipTests(CoordinatorTestCase):
     async def test_groups_elsewhere_are_not_coordinated_here(self):
         self.view.owner = ELSEWHERE
-        await self.assertFailsWith(ErrorCode.NOT_COORDINATOR, self.coordinator.join_group("g", join_request()))
-        await self.assertFailsWith(ErrorCode.NOT_COORDINATOR, self.coordinator.fetch_offsets("g"))
-        await self.assertFailsWith(ErrorCode.NOT_COORDINATOR, self.coordinator.delete_group("g"))
+        await self.assertFailsWith(NotCoordinator, self.coordinator.join_group("g", join_request()))
+        await self.assertFailsWith(NotCoordinator, self.coordinator.fetch_offsets("g"))
+        await self.assertFailsWith(NotCoordinator, self.coordinator.delete_group("g"))
         self.view.owner = None
-        await self.assertFailsWith(ErrorCode.COORDINATOR_NOT_AVAILABLE, self.coordinator.heartbeat("g", "m", None, 1))
+        await self.assertFailsWith(CoordinatorUnavailable, self.coordinator.heartbeat("g", "m", None, 1))
 
     async def test_moving_group_answers_its_waiting_members(self):
         joined = await self.form_group()
         # A newcomer's first JoinGroup keeps the next rebalance open.
-        await self.coordinator.join_group("g", join_request())
+        await self.assertFailsWith(MemberIdRequired, self.coordinator.join_group("g", join_request()))
         waiting = Deferred.fromCoroutine(self.coordinator.join_group("g", join_request(joined.member_id)))
         await self.view.hand_over_slot()
-        await self.assertFailsWith(ErrorCode.NOT_COORDINATOR, waiting)
+        await self.assertFailsWith(NotCoordinator, waiting)
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
     async def test_hand_over_waits_for_writes_and_refuses_new_ones(self):
@@ -171,7 +181,7 @@ class OwnershipTests(CoordinatorTestCase):
         handing_over = Deferred.fromCoroutine(self.view.hand_over_slot())
         # The broker still holds the slot until the hand-over is done, but
         # the coordinator takes no more requests for its groups.
-        await self.assertFailsWith(ErrorCode.NOT_COORDINATOR,
+        await self.assertFailsWith(NotCoordinator,
                                    self.coordinator.commit_offsets("g", "", None, -1, offsets))
         await handing_over
         # The commit under way was written before the slot was let go.
@@ -194,7 +204,7 @@ class OffsetTests(CoordinatorTestCase):
         await self.coordinator.commit_offsets("simple", "", None, -1, offsets)
         self.assertEqual(await self.coordinator.fetch_offsets("simple"), offsets)
         self.assertEqual(await self.coordinator.fetch_offsets("simple", {("t", 1)}), {})
-        await self.assertFailsWith(ErrorCode.GROUP_ID_NOT_FOUND,
+        await self.assertFailsWith(GroupNotFound,
                                    self.coordinator.commit_offsets("other", "m", None, 3, offsets))
 
     async def test_concurrent_commits_land_in_order_and_together(self):
@@ -223,9 +233,9 @@ class OffsetTests(CoordinatorTestCase):
         joined = await self.form_group()
         offsets = {("t", 0): CommittedOffset(7, -1, "", 1000)}
         await self.coordinator.commit_offsets("g", joined.member_id, None, 1, offsets)
-        await self.assertFailsWith(ErrorCode.ILLEGAL_GENERATION,
+        await self.assertFailsWith(IllegalGeneration,
                                    self.coordinator.commit_offsets("g", joined.member_id, None, 0, offsets))
-        await self.assertFailsWith(ErrorCode.UNKNOWN_MEMBER_ID,
+        await self.assertFailsWith(UnknownMember,
                                    self.coordinator.commit_offsets("g", "", None, -1, offsets))
         self.assertEqual((await self.coordinator.fetch_offsets("g"))[("t", 0)].offset, 7)
 
@@ -234,16 +244,16 @@ class AdministrationTests(CoordinatorTestCase):
     async def test_describe_list_delete(self):
         joined = await self.form_group("busy")
         await self.coordinator.commit_offsets("offsets-only", "", None, -1, {("t", 0): CommittedOffset(1, -1, "", 0)})
-        await self.assertFailsWith(ErrorCode.GROUP_ID_NOT_FOUND, self.coordinator.describe_group("nothing"))
+        await self.assertFailsWith(GroupNotFound, self.coordinator.describe_group("nothing"))
         self.assertEqual((await self.coordinator.describe_group("offsets-only")).state, "Empty")
         listed = [(s.group_id, s.protocol_type, s.state) for s in await self.coordinator.list_groups()]
         self.assertEqual(listed, [("busy", "consumer", "Stable"), ("offsets-only", "", "Empty")])
 
-        await self.assertFailsWith(ErrorCode.NON_EMPTY_GROUP, self.coordinator.delete_group("busy"))
+        await self.assertFailsWith(GroupNotEmpty, self.coordinator.delete_group("busy"))
         await self.coordinator.leave_group("busy", [(joined.member_id, None)])
         await self.coordinator.delete_group("busy")
         await self.coordinator.delete_group("offsets-only")
-        await self.assertFailsWith(ErrorCode.GROUP_ID_NOT_FOUND, self.coordinator.delete_group("busy"))
+        await self.assertFailsWith(GroupNotFound, self.coordinator.delete_group("busy"))
         self.assertEqual(await self.coordinator.list_groups(), [])
         self.assertEqual(await self.store.groups(), [])
 
@@ -266,4 +276,4 @@ class AdministrationTests(CoordinatorTestCase):
             raise MetadataUnavailable("etcd is away")
 
         self.store.load_group = unavailable
-        await self.assertFailsWith(ErrorCode.COORDINATOR_NOT_AVAILABLE, successor.list_groups())
+        await self.assertFailsWith(CoordinatorUnavailable, successor.list_groups())

@@ -5,12 +5,27 @@ from twisted.internet import task
 from twisted.internet.defer import fail, succeed
 from twisted.trial import unittest
 
+from kafscale.coordinator.errors import (
+    CoordinatorUnavailable,
+    FencedInstance,
+    GroupError,
+    IllegalGeneration,
+    InconsistentProtocol,
+    MemberIdRequired,
+    NotCoordinator,
+    RebalanceInProgress,
+    UnknownMember,
+)
 from kafscale.coordinator.group import Group, GroupState, JoinRequest
-from kafscale.protocol.errors import ErrorCode, KafkaError
 
 SESSION_MS = 10000
 REBALANCE_MS = 60000
 INITIAL_DELAY_MS = 3000
+
+
+def kinds(refusals):
+    """What LeaveGroup answers each member: None, or the kind of its refusal."""
+    return [None if refusal is None else type(refusal) for refusal in refusals]
 
 
 def join_request(member_id="", instance=None, protocols=(("range", b"r"),), session=SESSION_MS,
@@ -29,22 +44,17 @@ class GroupTestCase(unittest.TestCase):
     def persist(self, group_id, snapshot):
         self.assertEqual(group_id, "g")
         if self.persist_failure is not None:
-            return fail(KafkaError(self.persist_failure))
+            return fail(self.persist_failure())
         self.saved.append(snapshot)
         return succeed(None)
 
     def error(self, deferred):
-        return self.failureResultOf(deferred, KafkaError).value.code
-
-    def assertRaisesCode(self, code, function, *args):
-        with self.assertRaises(KafkaError) as raised:
-            function(*args)
-        self.assertEqual(raised.exception.code, code)
+        """The kind of GroupError ``deferred`` failed with."""
+        return type(self.failureResultOf(deferred, GroupError).value)
 
     def join(self, **kwargs):
         """A new member's two JoinGroups (v4+). -> the pending Deferred."""
-        first = self.successResultOf(self.group.join(join_request(**kwargs)))
-        self.assertEqual(first.error, ErrorCode.MEMBER_ID_REQUIRED)
+        first = self.failureResultOf(self.group.join(join_request(**kwargs)), MemberIdRequired).value
         self.assertTrue(first.member_id.startswith((kwargs.get("instance") or "client") + "-"))
         return self.group.join(join_request(member_id=first.member_id, **kwargs))
 
@@ -86,7 +96,6 @@ class JoinTests(GroupTestCase):
         self.assertNoResult(joining)
         self.clock.advance(0.001)
         result = self.successResultOf(joining)
-        self.assertEqual(result.error, ErrorCode.NONE)
         self.assertEqual(result.generation_id, 1)
         self.assertEqual(result.leader_id, result.member_id)
         self.assertEqual(result.protocol_type, "consumer")
@@ -131,7 +140,7 @@ class JoinTests(GroupTestCase):
         one, two = self.form(2)
         newcomer = self.join()
         self.assertIs(self.group.state, GroupState.PREPARING_REBALANCE)
-        self.assertRaisesCode(ErrorCode.REBALANCE_IN_PROGRESS, self.group.heartbeat, one.member_id, None, 1)
+        self.assertRaises(RebalanceInProgress, self.group.heartbeat, one.member_id, None, 1)
         first = self.rejoin(one.member_id)
         self.assertNoResult(first)
         second = self.rejoin(two.member_id)
@@ -145,13 +154,13 @@ class JoinTests(GroupTestCase):
         first = self.rejoin(one.member_id)
         # two keeps heartbeating, which does not count as rejoining.
         for _ in range(int(REBALANCE_MS / 3000)):
-            self.assertRaisesCode(ErrorCode.REBALANCE_IN_PROGRESS, self.group.heartbeat, two.member_id, None, 1)
+            self.assertRaises(RebalanceInProgress, self.group.heartbeat, two.member_id, None, 1)
             self.assertNoResult(first)
             self.clock.advance(3)
         result = self.successResultOf(first)
         self.assertEqual(result.generation_id, 2)
         self.assertEqual([m[0] for m in result.members], [one.member_id])
-        self.assertRaisesCode(ErrorCode.UNKNOWN_MEMBER_ID, self.group.heartbeat, two.member_id, None, 2)
+        self.assertRaises(UnknownMember, self.group.heartbeat, two.member_id, None, 2)
 
     def test_follower_rejoining_unchanged_in_stable_keeps_generation(self):
         one, two = self.form(2)
@@ -186,20 +195,20 @@ class JoinTests(GroupTestCase):
 
     def test_inconsistent_protocols_refused(self):
         self.form(1)
-        self.assertRaisesCode(ErrorCode.INCONSISTENT_GROUP_PROTOCOL, self.group.join,
+        self.assertRaises(InconsistentProtocol, self.group.join,
                               join_request(protocols=[("cooperative-sticky", b"")]))
-        self.assertRaisesCode(ErrorCode.INCONSISTENT_GROUP_PROTOCOL, self.group.join,
+        self.assertRaises(InconsistentProtocol, self.group.join,
                               join_request(protocol_type="connect"))
-        self.assertRaisesCode(ErrorCode.INCONSISTENT_GROUP_PROTOCOL, Group("h", self.clock, 0, self.persist).join,
+        self.assertRaises(InconsistentProtocol, Group("h", self.clock, 0, self.persist).join,
                               join_request(protocols=[]))
 
     def test_unknown_member_id(self):
         self.form(1)
-        self.assertRaisesCode(ErrorCode.UNKNOWN_MEMBER_ID, self.group.join, join_request(member_id="nobody"))
+        self.assertRaises(UnknownMember, self.group.join, join_request(member_id="nobody"))
 
     def test_pending_member_holds_rebalance_until_it_expires(self):
         one, = self.form(1)
-        self.successResultOf(self.group.join(join_request()))  # MEMBER_ID_REQUIRED, never followed up
+        self.failureResultOf(self.group.join(join_request()), MemberIdRequired)  # never followed up
         rejoin = self.rejoin(one.member_id)
         self.assertNoResult(rejoin)
         self.clock.advance(SESSION_MS / 1000)
@@ -209,7 +218,7 @@ class JoinTests(GroupTestCase):
         one, two = self.form(2)
         first = self.rejoin(one.member_id)
         second = self.rejoin(one.member_id)
-        self.assertEqual(self.error(first), ErrorCode.REBALANCE_IN_PROGRESS)
+        self.assertEqual(self.error(first), RebalanceInProgress)
         self.rejoin(two.member_id)
         self.assertEqual(self.successResultOf(second).generation_id, 2)
 
@@ -242,14 +251,14 @@ class SyncTests(GroupTestCase):
         joins = [self.join() for _ in range(2)]
         self.settle_initial_join()
         one, two = (self.successResultOf(d) for d in joins)
-        self.assertRaisesCode(ErrorCode.UNKNOWN_MEMBER_ID, self.group.sync, "nobody", None, 1, None, None, {})
-        self.assertRaisesCode(ErrorCode.ILLEGAL_GENERATION, self.group.sync, one.member_id, None, 0, None, None, {})
-        self.assertRaisesCode(ErrorCode.INCONSISTENT_GROUP_PROTOCOL, self.group.sync,
+        self.assertRaises(UnknownMember, self.group.sync, "nobody", None, 1, None, None, {})
+        self.assertRaises(IllegalGeneration, self.group.sync, one.member_id, None, 0, None, None, {})
+        self.assertRaises(InconsistentProtocol, self.group.sync,
                               one.member_id, None, 1, "consumer", "roundrobin", {})
         waiting = self.group.sync(two.member_id, None, 1, None, None, {})
         self.join()  # a newcomer: the assignment in progress is void
-        self.assertEqual(self.error(waiting), ErrorCode.REBALANCE_IN_PROGRESS)
-        self.assertRaisesCode(ErrorCode.REBALANCE_IN_PROGRESS, self.group.sync, one.member_id, None, 1, None, None, {})
+        self.assertEqual(self.error(waiting), RebalanceInProgress)
+        self.assertRaises(RebalanceInProgress, self.group.sync, one.member_id, None, 1, None, None, {})
 
     def test_members_that_never_sync_are_removed(self):
         joins = [self.join() for _ in range(2)]
@@ -262,18 +271,18 @@ class SyncTests(GroupTestCase):
             self.group.heartbeat(one.member_id, None, 1)
             self.group.heartbeat(two.member_id, None, 1)
         self.clock.advance(3)
-        self.assertRaisesCode(ErrorCode.UNKNOWN_MEMBER_ID, self.group.heartbeat, two.member_id, None, 1)
-        self.assertRaisesCode(ErrorCode.REBALANCE_IN_PROGRESS, self.group.heartbeat, one.member_id, None, 1)
+        self.assertRaises(UnknownMember, self.group.heartbeat, two.member_id, None, 1)
+        self.assertRaises(RebalanceInProgress, self.group.heartbeat, one.member_id, None, 1)
 
     def test_failed_store_fails_the_generation(self):
         joins = [self.join() for _ in range(2)]
         self.settle_initial_join()
         one, two = (self.successResultOf(d) for d in joins)
         follower = self.group.sync(two.member_id, None, 1, None, None, {})
-        self.persist_failure = ErrorCode.COORDINATOR_NOT_AVAILABLE
+        self.persist_failure = CoordinatorUnavailable
         leader = self.group.sync(one.member_id, None, 1, None, None, {one.member_id: b"1", two.member_id: b"2"})
-        self.assertEqual(self.error(leader), ErrorCode.COORDINATOR_NOT_AVAILABLE)
-        self.assertEqual(self.error(follower), ErrorCode.COORDINATOR_NOT_AVAILABLE)
+        self.assertEqual(self.error(leader), CoordinatorUnavailable)
+        self.assertEqual(self.error(follower), CoordinatorUnavailable)
         self.assertIs(self.group.state, GroupState.PREPARING_REBALANCE)
 
 
@@ -281,8 +290,8 @@ class SessionTests(GroupTestCase):
     def test_heartbeat_errors(self):
         one, = self.form(1)
         self.group.heartbeat(one.member_id, None, 1)
-        self.assertRaisesCode(ErrorCode.ILLEGAL_GENERATION, self.group.heartbeat, one.member_id, None, 2)
-        self.assertRaisesCode(ErrorCode.UNKNOWN_MEMBER_ID, self.group.heartbeat, "nobody", None, 1)
+        self.assertRaises(IllegalGeneration, self.group.heartbeat, one.member_id, None, 2)
+        self.assertRaises(UnknownMember, self.group.heartbeat, "nobody", None, 1)
 
     def test_silent_member_expires_and_the_survivor_takes_over(self):
         one, two = self.form(2)
@@ -290,7 +299,7 @@ class SessionTests(GroupTestCase):
         self.group.heartbeat(one.member_id, None, 1)
         self.clock.advance(SESSION_MS / 1000 / 2)
         self.assertNotIn(two.member_id, self.group.members)
-        self.assertRaisesCode(ErrorCode.REBALANCE_IN_PROGRESS, self.group.heartbeat, one.member_id, None, 1)
+        self.assertRaises(RebalanceInProgress, self.group.heartbeat, one.member_id, None, 1)
         result = self.successResultOf(self.rejoin(one.member_id))
         self.assertEqual((result.generation_id, len(result.members)), (2, 1))
 
@@ -301,16 +310,16 @@ class SessionTests(GroupTestCase):
         # for it without heartbeats.
         for _ in range(int(REBALANCE_MS / 3000) - 1):
             self.clock.advance(3)
-            self.assertRaisesCode(ErrorCode.REBALANCE_IN_PROGRESS, self.group.heartbeat, two.member_id, None, 1)
+            self.assertRaises(RebalanceInProgress, self.group.heartbeat, two.member_id, None, 1)
         self.group.join(join_request(member_id=two.member_id))
         self.assertEqual(self.successResultOf(waiting).generation_id, 2)
 
     def test_last_member_leaving_empties_the_group(self):
         one, two = self.form(2)
-        self.assertEqual(self.group.leave([(two.member_id, None), ("nobody", None)]),
-                         [ErrorCode.NONE, ErrorCode.UNKNOWN_MEMBER_ID])
+        self.assertEqual(kinds(self.group.leave([(two.member_id, None), ("nobody", None)])),
+                         [None, UnknownMember])
         self.assertIs(self.group.state, GroupState.PREPARING_REBALANCE)
-        self.assertEqual(self.group.leave([(one.member_id, None)]), [ErrorCode.NONE])
+        self.assertEqual(kinds(self.group.leave([(one.member_id, None)])), [None])
         self.assertIs(self.group.state, GroupState.EMPTY)
         self.assertEqual(self.group.generation_id, 2)
         self.assertEqual(self.saved[-1]["members"], [])
@@ -321,16 +330,16 @@ class SessionTests(GroupTestCase):
         one, two = self.form(2)
         waiting = self.rejoin(one.member_id)
         self.group.leave([(one.member_id, None)])
-        self.assertEqual(self.error(waiting), ErrorCode.UNKNOWN_MEMBER_ID)
+        self.assertEqual(self.error(waiting), UnknownMember)
 
     def test_close_answers_waiting_requests(self):
         one, two = self.form(2)
         waiting = self.rejoin(one.member_id)
-        self.group.close(ErrorCode.NOT_COORDINATOR)
-        self.assertEqual(self.error(waiting), ErrorCode.NOT_COORDINATOR)
+        self.group.close(NotCoordinator())
+        self.assertEqual(self.error(waiting), NotCoordinator)
         self.assertIs(self.group.state, GroupState.DEAD)
         self.assertEqual(self.clock.getDelayedCalls(), [])
-        self.assertRaisesCode(ErrorCode.COORDINATOR_NOT_AVAILABLE, self.group.heartbeat, two.member_id, None, 1)
+        self.assertRaises(CoordinatorUnavailable, self.group.heartbeat, two.member_id, None, 1)
 
 
 class StaticMemberTests(GroupTestCase):
@@ -349,14 +358,13 @@ class StaticMemberTests(GroupTestCase):
         self.group.heartbeat(one.member_id, None, 1)
         back = self.successResultOf(self.group.join(join_request(instance="i1")))
         self.assertNotEqual(back.member_id, two.member_id)
-        self.assertEqual((back.error, back.generation_id, back.leader_id, back.members),
-                         (ErrorCode.NONE, 1, one.member_id, ()))
+        self.assertEqual((back.generation_id, back.leader_id, back.members), (1, one.member_id, ()))
         self.assertIs(self.group.state, GroupState.STABLE)
         self.assertEqual(len(self.saved), saves + 1)
         synced = self.successResultOf(self.group.sync(back.member_id, "i1", 1, None, None, {}))
         self.assertEqual(synced.assignment, assignments[two.member_id])
         # The old incarnation is fenced; the other member never noticed.
-        self.assertRaisesCode(ErrorCode.FENCED_INSTANCE_ID, self.group.heartbeat, two.member_id, "i1", 1)
+        self.assertRaises(FencedInstance, self.group.heartbeat, two.member_id, "i1", 1)
         self.group.heartbeat(one.member_id, "i0", 1)
         self.clock.advance(5)
         self.group.heartbeat(back.member_id, "i1", 1)
@@ -375,7 +383,7 @@ class StaticMemberTests(GroupTestCase):
         joining = self.group.join(join_request(instance="i0", protocols=protocols))
         self.settle_initial_join()
         self.sync_all([self.successResultOf(joining)])
-        self.assertRaisesCode(ErrorCode.INCONSISTENT_GROUP_PROTOCOL, self.group.join,
+        self.assertRaises(InconsistentProtocol, self.group.join,
                               join_request(instance="i0", protocols=[("sticky", b"")]))
         back = self.successResultOf(self.group.join(join_request(instance="i0", protocols=protocols[::-1])))
         # It is the only member, so the rebalance completes at once.
@@ -393,8 +401,8 @@ class StaticMemberTests(GroupTestCase):
 
     def test_leave_by_instance_id(self):
         (one, two), _ = self.form_static()
-        self.assertEqual(self.group.leave([("", "i1"), ("", "i9"), ("wrong", "i0")]),
-                         [ErrorCode.NONE, ErrorCode.UNKNOWN_MEMBER_ID, ErrorCode.FENCED_INSTANCE_ID])
+        self.assertEqual(kinds(self.group.leave([("", "i1"), ("", "i9"), ("wrong", "i0")])),
+                         [None, UnknownMember, FencedInstance])
         self.assertEqual(list(self.group.members), [one.member_id])
 
 
@@ -402,20 +410,20 @@ class OffsetCommitCheckTests(GroupTestCase):
     def test_simple_commit_only_while_empty(self):
         self.group.check_offset_commit("", None, -1)
         one, = self.form(1)
-        self.assertRaisesCode(ErrorCode.UNKNOWN_MEMBER_ID, self.group.check_offset_commit, "", None, -1)
+        self.assertRaises(UnknownMember, self.group.check_offset_commit, "", None, -1)
         self.group.check_offset_commit(one.member_id, None, 1)
 
     def test_commit_checks_member_and_generation(self):
         one, two = self.form(2)
-        self.assertRaisesCode(ErrorCode.ILLEGAL_GENERATION, self.group.check_offset_commit, one.member_id, None, 0)
-        self.assertRaisesCode(ErrorCode.UNKNOWN_MEMBER_ID, self.group.check_offset_commit, "nobody", None, 1)
+        self.assertRaises(IllegalGeneration, self.group.check_offset_commit, one.member_id, None, 0)
+        self.assertRaises(UnknownMember, self.group.check_offset_commit, "nobody", None, 1)
         # During a rebalance the current generation may still commit (as
         # consumers do when their partitions are revoked)...
         self.rejoin(one.member_id)
         self.group.check_offset_commit(two.member_id, None, 1)
         # ...but not once the new generation is being assigned.
         self.rejoin(two.member_id)
-        self.assertRaisesCode(ErrorCode.REBALANCE_IN_PROGRESS, self.group.check_offset_commit, one.member_id, None, 2)
+        self.assertRaises(RebalanceInProgress, self.group.check_offset_commit, one.member_id, None, 2)
 
 
 class SnapshotTests(GroupTestCase):

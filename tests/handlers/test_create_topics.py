@@ -1,14 +1,15 @@
 """CreateTopics through the admin clients and the wire, and topic
-auto-creation (on and off)."""
+auto-creation (on and off), and the partition limits CreateTopics and
+CreatePartitions keep."""
 
 from confluent_kafka import KafkaError
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
 from twisted.trial import unittest
 
 from kafscale.protocol.errors import ErrorCode
 from kafscale.protocol.messages import ApiKey
 from tests.support.brokers import in_thread, start_broker
-from tests.support.clients import produce
+from tests.support.clients import produce, result_or_error
 from tests.support.topics import create_topics
 from tests.support.wire import Connection
 
@@ -113,3 +114,46 @@ class AutoCreationOffTests(unittest.TestCase):
         topic = (await in_thread(ask))["topics"][0]
         self.assertEqual(topic["error_code"], ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
         self.assertNotIn("nope", broker.topics)
+
+
+class PartitionLimitTests(unittest.TestCase):
+    """A topic, and the cluster, hold a bounded number of partitions:
+    CreateTopics (validate_only too) and CreatePartitions past them are
+    refused as Kafka refuses them."""
+
+    async def test_default_limit_refuses_a_count_no_broker_can_hold(self):
+        _, bootstrap = await start_broker(self)
+
+        def validate():
+            # Beyond what client libraries let one ask for.
+            conn = Connection(bootstrap)
+            try:
+                return conn.request(ApiKey.CREATE_TOPICS, 5, {
+                    "topics": [{"name": "huge", "num_partitions": 2**31 - 1, "replication_factor": -1}],
+                    "timeout_ms": 10000, "validate_only": True})
+            finally:
+                conn.close()
+
+        answer = (await in_thread(validate))["topics"][0]
+        self.assertEqual(answer["error_code"], ErrorCode.INVALID_PARTITIONS)
+        self.assertIn("a topic may have at most 10000", answer["error_message"])
+
+    async def test_limits_per_topic_and_in_all(self):
+        broker, bootstrap = await start_broker(self, "--max-partitions-per-topic", "4", "--max-partitions", "6")
+        results = await in_thread(create_topics, bootstrap, NewTopic("wide", 5), validate_only=True)
+        self.assertEqual(results, {"wide": KafkaError.INVALID_PARTITIONS})
+        self.assertEqual(await in_thread(create_topics, bootstrap, NewTopic("first", 4)), {"first": None})
+        results = await in_thread(create_topics, bootstrap, NewTopic("second", 3), NewTopic("third", 2))
+        self.assertEqual(results, {"second": KafkaError.POLICY_VIOLATION, "third": None})
+
+        def grow():
+            admin = AdminClient({"bootstrap.servers": bootstrap})
+            futures = admin.create_partitions([NewPartitions("first", 5), NewPartitions("third", 3)],
+                                              request_timeout=15)
+            return {name: result_or_error(future) for name, future in futures.items()}
+
+        results = await in_thread(grow)
+        self.assertEqual({name: error.code() for name, error in results.items()},
+                         {"first": KafkaError.INVALID_PARTITIONS, "third": KafkaError.POLICY_VIOLATION})
+        self.assertIn("may hold at most 6", results["third"].str())
+        self.assertEqual({name: info.partitions for name, info in broker.topics.items()}, {"first": 4, "third": 2})

@@ -13,9 +13,17 @@ from twisted.trial import unittest
 
 from kafscale.metadata.embedded import EmbeddedMetadataStore
 from kafscale.metadata.interfaces import Fenced, MetadataUnavailable
-from kafscale.protocol.errors import ErrorCode, KafkaError
 from kafscale.protocol.records import decode_records, iter_batches
 from kafscale.storage.cache import SegmentCache
+from kafscale.storage.errors import (
+    BufferFull,
+    CommitFailed,
+    NotOwner,
+    OffsetOutOfRange,
+    OutOfOrderSequence,
+    StaleProducerEpoch,
+    StorageUnavailable,
+)
 from kafscale.storage.interfaces import ObjectStoreError, ObjectStoreUnavailable
 from kafscale.storage.local import LocalObjectStore
 from kafscale.storage.partition_log import BufferBudget, LogSettings, PartitionLog
@@ -58,10 +66,9 @@ class LogCase(unittest.TestCase):
             holder=self.holder,
         )
 
-    async def assertFailsWith(self, code, deferred):
-        with self.assertRaises(KafkaError) as raised:
+    async def assertFailsWith(self, kind, deferred):
+        with self.assertRaises(kind):
             await deferred
-        self.assertEqual(raised.exception.code, code)
 
     async def committed_values(self):
         """The record values of every segment in the store's manifest, in
@@ -103,16 +110,14 @@ class PartitionLogTests(LogCase):
         gate = self.objects.hold()
         failed = self.log.append(*records(b"lost"))
         gate.errback(ObjectStoreUnavailable("S3 is down"))
-        with self.assertRaises(KafkaError) as raised:
+        with self.assertRaises(StorageUnavailable):
             await failed
-        self.assertEqual(raised.exception.code, ErrorCode.KAFKA_STORAGE_ERROR)
-        self.assertTrue(ErrorCode(raised.exception.code).retriable)
         self.assertEqual(await self.log.append(*records(b"kept")), 0)
         self.assertEqual(self.log.high_watermark, 1)
 
     async def test_a_retried_flush_never_reuses_a_key(self):
         self.metadata.refusals = [MetadataUnavailable("etcd is down")]
-        with self.assertRaises(KafkaError):
+        with self.assertRaises(CommitFailed):
             await self.log.append(*records(b"first try"))
         self.assertEqual(await self.log.append(*records(b"second try")), 0)
         stored = [o.key for o in await self.objects.list("t/") if o.key.endswith(".kfs")]
@@ -150,9 +155,8 @@ class PartitionLogTests(LogCase):
 
     async def test_offsets_outside_the_log(self):
         await self.log.append(*records(b"only"))
-        with self.assertRaises(KafkaError) as raised:
+        with self.assertRaises(OffsetOutOfRange):
             await self.log.read(2, 100)
-        self.assertEqual(raised.exception.code, ErrorCode.OFFSET_OUT_OF_RANGE)
         self.assertEqual(len(await self.log.read(1, 100)), 0)
 
     async def test_close_flushes_then_refuses(self):
@@ -162,9 +166,8 @@ class PartitionLogTests(LogCase):
         gate.callback(None)
         await closing
         self.assertEqual(await pending, 0)
-        with self.assertRaises(KafkaError) as raised:
+        with self.assertRaises(NotOwner):
             self.log.append(*records(b"late"))
-        self.assertEqual(raised.exception.code, ErrorCode.NOT_LEADER_OR_FOLLOWER)
 
     async def test_prefetch_loads_the_segment_a_read_will_want(self):
         await self.log.append(*records(b"cold"))
@@ -189,8 +192,7 @@ class InDoubtCommitTests(LogCase):
 
     async def test_a_commit_not_applied_fails_retriably_and_its_offset_is_reused(self):
         self.metadata.refusals = [MetadataUnavailable("etcd is down")]
-        await self.assertFailsWith(ErrorCode.REQUEST_TIMED_OUT, self.log.append(*records(b"lost")))
-        self.assertTrue(ErrorCode(ErrorCode.REQUEST_TIMED_OUT).retriable)
+        await self.assertFailsWith(CommitFailed, self.log.append(*records(b"lost")))
         self.assertFalse(self.log.closed)
         self.assertEqual(self.log.high_watermark, 0)
         self.assertEqual(await self.log.append(*records(b"retried")), 0)
@@ -201,12 +203,12 @@ class InDoubtCommitTests(LogCase):
         # Applied, answered with a timeout, and the read that would tell fails too.
         self.metadata.lose_answers = 1
         self.metadata.failing_reads = 1
-        await self.assertFailsWith(ErrorCode.REQUEST_TIMED_OUT, self.log.append(*records(b"a")))
+        await self.assertFailsWith(CommitFailed, self.log.append(*records(b"a")))
         self.assertEqual(self.log.high_watermark, 0)
         # The next flush re-reads the state first: it finds "a" committed
         # and refuses its batches (they may repeat "a") instead of writing
         # at an offset that is taken.
-        await self.assertFailsWith(ErrorCode.REQUEST_TIMED_OUT, self.log.append(*records(b"a again")))
+        await self.assertFailsWith(CommitFailed, self.log.append(*records(b"a again")))
         self.assertEqual(self.log.high_watermark, 1)
         self.assertEqual(len([o for o in await self.objects.list("t/") if o.key.endswith(".kfs")]), 1)
         self.assertEqual(await self.log.append(*records(b"b")), 1)
@@ -216,13 +218,13 @@ class InDoubtCommitTests(LogCase):
     async def test_an_outcome_learnt_unapplied_leaves_no_gap(self):
         self.metadata.refusals = [MetadataUnavailable("timed out")]
         self.metadata.failing_reads = 1
-        await self.assertFailsWith(ErrorCode.REQUEST_TIMED_OUT, self.log.append(*records(b"lost")))
+        await self.assertFailsWith(CommitFailed, self.log.append(*records(b"lost")))
         self.assertEqual(await self.log.append(*records(b"next")), 0)
         self.assertEqual(await self.committed_values(), [(0, b"next")])
 
     async def test_fenced_at_its_own_epoch_is_a_race_not_a_new_owner(self):
         self.metadata.refusals = [Fenced("t", 0, self.state.leader_epoch, 0)]
-        await self.assertFailsWith(ErrorCode.REQUEST_TIMED_OUT, self.log.append(*records(b"raced")))
+        await self.assertFailsWith(CommitFailed, self.log.append(*records(b"raced")))
         self.assertFalse(self.log.closed)
         self.assertEqual(self.fenced, [])
         self.assertEqual(await self.log.append(*records(b"next")), 0)
@@ -230,16 +232,16 @@ class InDoubtCommitTests(LogCase):
     async def test_the_read_after_an_unknown_outcome_can_reveal_a_new_owner(self):
         self.metadata.refusals = [MetadataUnavailable("timed out")]
         await self.claim_elsewhere()
-        await self.assertFailsWith(ErrorCode.NOT_LEADER_OR_FOLLOWER, self.log.append(*records(b"a")))
+        await self.assertFailsWith(NotOwner, self.log.append(*records(b"a")))
         await self.fencing_reported()
 
     async def test_idempotent_retry_after_a_landed_commit_gets_the_original_offset(self):
         await self.log.append(*producer_batch(0))
         self.metadata.lose_answers = 1
         self.metadata.failing_reads = 1
-        await self.assertFailsWith(ErrorCode.REQUEST_TIMED_OUT, self.log.append(*producer_batch(1)))
+        await self.assertFailsWith(CommitFailed, self.log.append(*producer_batch(1)))
         # The resync loads the landed batch into the producers' state.
-        await self.assertFailsWith(ErrorCode.REQUEST_TIMED_OUT, self.log.append(*records(b"plain")))
+        await self.assertFailsWith(CommitFailed, self.log.append(*records(b"plain")))
         self.assertEqual(await self.log.append(*producer_batch(1)), 1)
         self.assertEqual(self.log.high_watermark, 2)
 
@@ -257,16 +259,14 @@ class FencingTests(LogCase):
         new_state = await self.claim_elsewhere()
         gate.callback(None)
         for deferred in [flushing, *behind]:
-            await self.assertFailsWith(ErrorCode.NOT_LEADER_OR_FOLLOWER, deferred)
+            await self.assertFailsWith(NotOwner, deferred)
         await self.fencing_reported()
         self.assertTrue(woken)
         self.assertEqual(self.budget.used, 0)
-        with self.assertRaises(KafkaError) as raised:
+        with self.assertRaises(NotOwner):
             self.log.append(*records(b"late"))
-        self.assertEqual(raised.exception.code, ErrorCode.NOT_LEADER_OR_FOLLOWER)
-        with self.assertRaises(KafkaError) as raised:
+        with self.assertRaises(NotOwner):
             self.log.check_offset(0)
-        self.assertEqual(raised.exception.code, ErrorCode.NOT_LEADER_OR_FOLLOWER)
         # Nothing of the deposed owner reached the manifest.
         self.assertEqual(await self.store.partition_state("t", 0), new_state)
 
@@ -282,26 +282,24 @@ class FencingTests(LogCase):
         await self.claim_elsewhere()
         gate.callback(None)
         for deferred in [flushing, *pending]:
-            await self.assertFailsWith(ErrorCode.NOT_LEADER_OR_FOLLOWER, deferred)
+            await self.assertFailsWith(NotOwner, deferred)
         # Rolled back, not left pending: the retries fail with them, now.
         for retry in retries:
-            self.assertEqual(self.failureResultOf(retry, KafkaError).value.code, ErrorCode.NOT_LEADER_OR_FOLLOWER)
+            self.failureResultOf(retry, NotOwner)
         await self.fencing_reported()
 
     async def test_an_advance_of_the_log_start_finds_the_new_owner(self):
         await self.log.append(*records(b"a"))
         await self.claim_elsewhere()
-        with self.assertRaises(KafkaError) as raised:
+        with self.assertRaises(NotOwner):
             await self.log.advance_log_start(1)
-        self.assertEqual(raised.exception.code, ErrorCode.NOT_LEADER_OR_FOLLOWER)
         await self.fencing_reported()
 
     async def test_a_broker_in_doubt_of_its_hold_takes_no_writes_but_serves_reads(self):
         await self.log.append(*records(b"a"))
         self.holder.holding = False
-        with self.assertRaises(KafkaError) as raised:
+        with self.assertRaises(NotOwner):
             self.log.append(*records(b"b"))
-        self.assertEqual(raised.exception.code, ErrorCode.NOT_LEADER_OR_FOLLOWER)
         self.assertIn(b"a", bytes(await self.log.read(0, 1 << 20)))
         self.holder.holding = True
         self.assertEqual(await self.log.append(*records(b"b")), 1)
@@ -313,7 +311,7 @@ class FailedUploadTests(LogCase):
         failed = self.log.append(*records(b"lost"))
         behind = [self.log.append(*records(b"b")), self.log.append(*records(b"c"))]
         gate.errback(ObjectStoreUnavailable("S3 is down"))
-        await self.assertFailsWith(ErrorCode.KAFKA_STORAGE_ERROR, failed)
+        await self.assertFailsWith(StorageUnavailable, failed)
         # The batches buffered behind it are not the failed flush's: they
         # take its offsets.
         self.assertEqual([await d for d in behind], [0, 1])
@@ -330,10 +328,8 @@ class BufferBoundsTests(LogCase):
         gate = self.objects.hold()
         flushing = log.append(blob, batches)  # taken by the flush: no longer buffered
         buffered = [log.append(blob, batches), log.append(blob, batches)]
-        with self.assertRaises(KafkaError) as raised:
+        with self.assertRaises(BufferFull):
             log.append(blob, batches)
-        self.assertEqual(raised.exception.code, ErrorCode.REQUEST_TIMED_OUT)
-        self.assertTrue(ErrorCode(raised.exception.code).retriable)
         gate.callback(None)
         self.assertEqual([await flushing, *[await d for d in buffered]], [0, 1, 2])
         self.assertEqual(await log.append(blob, batches), 3)
@@ -353,11 +349,10 @@ class BufferBoundsTests(LogCase):
         failing, held = self.objects.hold(), self.objects.hold()
         first = log.append(blob, batches)  # holds budget while its upload waits
         second = other.append(blob, batches)
-        with self.assertRaises(KafkaError) as raised:
+        with self.assertRaises(BufferFull):
             log.append(blob, batches)
-        self.assertEqual(raised.exception.code, ErrorCode.REQUEST_TIMED_OUT)
         failing.errback(ObjectStoreUnavailable("S3 is down"))
-        await self.assertFailsWith(ErrorCode.KAFKA_STORAGE_ERROR, first)
+        await self.assertFailsWith(StorageUnavailable, first)
         held.callback(None)
         self.assertEqual(await second, 0)
         self.assertEqual(budget.used, 0)
@@ -443,10 +438,10 @@ class IdempotentProducerTests(LogCase):
 
     async def test_sequence_and_epoch_errors(self):
         await self.log.append(*producer_batch(0))
-        await self.assertFailsWith(ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER, self.log.append(*producer_batch(2)))
+        await self.assertFailsWith(OutOfOrderSequence, self.log.append(*producer_batch(2)))
         self.assertEqual(await self.log.append(*producer_batch(0, epoch=1)), 1)
-        await self.assertFailsWith(ErrorCode.INVALID_PRODUCER_EPOCH, self.log.append(*producer_batch(1)))
-        await self.assertFailsWith(ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER, self.log.append(*producer_batch(4, epoch=2)))
+        await self.assertFailsWith(StaleProducerEpoch, self.log.append(*producer_batch(1)))
+        await self.assertFailsWith(OutOfOrderSequence, self.log.append(*producer_batch(4, epoch=2)))
         self.assertEqual(await self.log.append(*producer_batch(1, epoch=1)), 2)
         self.assertEqual(self.log.high_watermark, 3)
 
@@ -461,13 +456,13 @@ class IdempotentProducerTests(LogCase):
         other = self.log.append(*producer_batch(0, producer=7))
         plain = self.log.append(*records(b"plain"))
         gate.errback(ObjectStoreError("S3 is down"))
-        await self.assertFailsWith(ErrorCode.KAFKA_STORAGE_ERROR, failing)
-        await self.assertFailsWith(ErrorCode.KAFKA_STORAGE_ERROR, behind)
+        await self.assertFailsWith(StorageUnavailable, failing)
+        await self.assertFailsWith(StorageUnavailable, behind)
         # Other producers' batches go on with the next flush.
         self.assertEqual([await other, await plain], [1, 2])
         # A batch sent before the producer heard of the failure must wait
         # for the retries of the failed ones.
-        await self.assertFailsWith(ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER, self.log.append(*producer_batch(2)))
+        await self.assertFailsWith(OutOfOrderSequence, self.log.append(*producer_batch(2)))
         self.assertEqual(await self.log.append(*producer_batch(0)), 3)
         self.assertEqual(await self.log.append(*producer_batch(1)), 4)
         self.assertEqual(await self.stored_batches(self.log), [(0, 0), (1, 0), (2, -1), (3, 0), (4, 1)])
@@ -481,11 +476,11 @@ class IdempotentProducerTests(LogCase):
     async def test_commit_of_unknown_outcome_is_found_before_the_next_write(self):
         self.metadata.lose_answers = 1
         self.metadata.failing_reads = 1
-        await self.assertFailsWith(ErrorCode.REQUEST_TIMED_OUT, self.log.append(*producer_batch(0, count=2)))
+        await self.assertFailsWith(CommitFailed, self.log.append(*producer_batch(0, count=2)))
         # The retry reaches the buffer, but the next flush learns first that
         # the batch is committed: the retry is refused, and its own retry
         # gets the original offset.
-        await self.assertFailsWith(ErrorCode.REQUEST_TIMED_OUT, self.log.append(*producer_batch(0, count=2)))
+        await self.assertFailsWith(CommitFailed, self.log.append(*producer_batch(0, count=2)))
         self.assertEqual(await self.log.append(*producer_batch(0, count=2)), 0)
         self.assertEqual(self.log.high_watermark, 2)
         self.assertEqual(await self.stored_batches(self.log), [(0, 0)])
@@ -500,7 +495,7 @@ class IdempotentProducerTests(LogCase):
         self.assertNoResult(retry)  # waits for the rebuild
         self.assertEqual(await retry, 3)
         self.assertEqual(await successor.append(*producer_batch(0, producer=7)), 2)
-        await self.assertFailsWith(ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER, successor.append(*producer_batch(4)))
+        await self.assertFailsWith(OutOfOrderSequence, successor.append(*producer_batch(4)))
         self.assertEqual(await successor.append(*producer_batch(3)), 4)
         self.assertEqual(successor.high_watermark, 5)
 
@@ -512,7 +507,7 @@ class IdempotentProducerTests(LogCase):
         # Sequence 0 is in the third segment from the end: beyond the
         # window, its retry is no longer known as a duplicate.
         self.assertEqual(await successor.append(*producer_batch(1)), 1)
-        await self.assertFailsWith(ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER, successor.append(*producer_batch(0)))
+        await self.assertFailsWith(OutOfOrderSequence, successor.append(*producer_batch(0)))
 
     async def test_rebuild_failure_fails_the_waiting_batches_retriably(self):
         await self.log.append(*producer_batch(0))
@@ -520,5 +515,5 @@ class IdempotentProducerTests(LogCase):
         successor = await self.claim()
         for segment in successor.state.segments:
             await self.objects.delete(segment.key)
-        await self.assertFailsWith(ErrorCode.KAFKA_STORAGE_ERROR, successor.append(*producer_batch(1)))
+        await self.assertFailsWith(StorageUnavailable, successor.append(*producer_batch(1)))
         self.assertEqual(successor.high_watermark, 1)

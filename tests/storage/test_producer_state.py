@@ -3,7 +3,7 @@ expiry (through a PartitionLog: tests/storage/test_partition_log.py)."""
 
 from twisted.trial import unittest
 
-from kafscale.protocol.errors import ErrorCode, KafkaError
+from kafscale.storage.errors import InvalidBatch, OutOfOrderSequence, StaleProducerEpoch, StorageUnavailable
 from kafscale.storage.producer_state import SEQUENCE_LIMIT, ProducerStates
 from tests.support.records import PRODUCER, producer_batch
 
@@ -24,10 +24,8 @@ class ProducerStatesTests(unittest.TestCase):
         pending = self.states.admit(first_batch, now_ms)
         self.states.commit(pending, offset, now_ms)
 
-    def assertRefused(self, code, first_batch):
-        with self.assertRaises(KafkaError) as raised:
-            self.states.admit(first_batch, 0)
-        self.assertEqual(raised.exception.code, code)
+    def assertRefused(self, kind, first_batch):
+        self.assertRaises(kind, self.states.admit, first_batch, 0)
 
     def test_unknown_producer_is_accepted_at_any_sequence(self):
         self.assertIsNone(self.states.original(header(17)))
@@ -36,13 +34,13 @@ class ProducerStatesTests(unittest.TestCase):
 
     def test_next_sequence_follows_the_last_record(self):
         self.commit(header(0, count=3), 100)
-        self.assertRefused(ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER, header(2))
-        self.assertRefused(ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER, header(4))
+        self.assertRefused(OutOfOrderSequence, header(2))
+        self.assertRefused(OutOfOrderSequence, header(4))
         self.commit(header(3), 103)
 
     def test_sequence_wraps_after_int32_max(self):
         self.commit(header(SEQUENCE_LIMIT - 2, count=2), 0)
-        self.assertRefused(ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER, header(1))
+        self.assertRefused(OutOfOrderSequence, header(1))
         self.commit(header(0, count=2), 2)
         self.assertEqual(self.successResultOf(self.states.original(header(0, count=2))), 2)
 
@@ -52,12 +50,12 @@ class ProducerStatesTests(unittest.TestCase):
         self.assertEqual([self.successResultOf(self.states.original(header(s))) for s in range(2, 7)],
                          [12, 13, 14, 15, 16])
         self.assertIsNone(self.states.original(header(1)))
-        self.assertRefused(ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER, header(1))
+        self.assertRefused(OutOfOrderSequence, header(1))
 
     def test_a_batch_with_other_bounds_is_no_duplicate(self):
         self.commit(header(0, count=2), 0)
         self.assertIsNone(self.states.original(header(0, count=1)))
-        self.assertRefused(ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER, header(0, count=1))
+        self.assertRefused(OutOfOrderSequence, header(0, count=1))
 
     def test_pending_duplicate_fires_with_the_original(self):
         pending = self.states.admit(header(0), 0)
@@ -69,13 +67,13 @@ class ProducerStatesTests(unittest.TestCase):
     def test_pending_duplicate_fails_with_the_original(self):
         pending = self.states.admit(header(0), 0)
         retry = self.states.original(header(0))
-        self.states.roll_back(pending, KafkaError(ErrorCode.KAFKA_STORAGE_ERROR))
-        self.assertEqual(self.failureResultOf(retry, KafkaError).value.code, ErrorCode.KAFKA_STORAGE_ERROR)
+        self.states.roll_back(pending, StorageUnavailable("S3 is down"))
+        self.failureResultOf(retry, StorageUnavailable)
 
     def test_roll_back_lets_the_retry_in(self):
         self.commit(header(0), 0)
         pending = self.states.admit(header(1), 0)
-        self.states.roll_back(pending, KafkaError(ErrorCode.KAFKA_STORAGE_ERROR))
+        self.states.roll_back(pending, StorageUnavailable("S3 is down"))
         self.assertIsNone(self.states.original(header(1)))
         self.states.admit(header(1), 0)
 
@@ -83,25 +81,25 @@ class ProducerStatesTests(unittest.TestCase):
         failed = self.states.admit(header(0, count=2), 0)
         behind = self.states.admit(header(2), 0)
         for pending in (behind, failed):
-            self.states.roll_back(pending, KafkaError(ErrorCode.KAFKA_STORAGE_ERROR))
-        self.assertRefused(ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER, header(2))
+            self.states.roll_back(pending, StorageUnavailable("S3 is down"))
+        self.assertRefused(OutOfOrderSequence, header(2))
         self.states.admit(header(0, count=2), 0)
 
     def test_older_epoch_is_fenced(self):
         self.commit(header(0, epoch=3), 0)
-        self.assertRefused(ErrorCode.INVALID_PRODUCER_EPOCH, header(1, epoch=2))
-        self.assertRefused(ErrorCode.INVALID_PRODUCER_EPOCH, header(0, epoch=2))
+        self.assertRefused(StaleProducerEpoch, header(1, epoch=2))
+        self.assertRefused(StaleProducerEpoch, header(0, epoch=2))
 
     def test_newer_epoch_starts_at_zero(self):
         self.commit(header(0, count=5), 0)
-        self.assertRefused(ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER, header(5, epoch=1))
+        self.assertRefused(OutOfOrderSequence, header(5, epoch=1))
         self.commit(header(0, epoch=1), 5)
         self.assertEqual(self.states.epoch(PRODUCER), 1)
         self.assertIsNone(self.states.original(header(0, count=5)))
-        self.assertRefused(ErrorCode.INVALID_PRODUCER_EPOCH, header(5))
+        self.assertRefused(StaleProducerEpoch, header(5))
 
     def test_missing_epoch_or_sequence_is_invalid(self):
-        self.assertRefused(ErrorCode.INVALID_RECORD, header(-1))
+        self.assertRefused(InvalidBatch, header(-1))
 
     def test_idle_producers_expire(self):
         self.commit(header(0, producer=1), 0, now_ms=0)
