@@ -322,6 +322,9 @@ class KafkaProtocol(Protocol):
         if self._closed:
             return
         if self._closing and not slots:
+            # A transport with a producer registered (paused, say, by a
+            # client that stopped reading) would wait for it before closing.
+            self.transport.unregisterProducer()
             self.transport.loseConnection()
         else:
             self._pump()

@@ -360,6 +360,19 @@ class BoundsUnitTests(unittest.TestCase):
         self.assertEqual(answered, list(range(10)))
         self.assertEqual(transport.producerState, "producing")
 
+    def test_closing_when_answered_does_not_wait_for_a_reader(self):
+        async def heartbeat(request):
+            return {"error_code": ErrorCode.NONE}
+
+        self.handle_with(heartbeat)
+        transport = _SlowTransport(limit=10)
+        protocol = self.connect(transport)
+        protocol.dataReceived(self.heartbeats(2))
+        self.assertEqual(transport.producerState, "paused")
+        protocol.close_when_answered()
+        self.assertIsNone(transport.producer)
+        self.assertTrue(transport.disconnecting)
+
     def test_large_answers_are_under_way_one_at_a_time(self):
         from twisted.internet.defer import Deferred
         from twisted.internet.testing import StringTransport
