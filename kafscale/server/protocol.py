@@ -61,9 +61,11 @@ class KafkaProtocol(Protocol):
     maximum closes the connection before its body is read; a request whose
     arrays hold more than ``max_request_elements`` elements in all closes
     it before they are built; a frame of ``decode_inline_below`` bytes or
-    more is decoded off the reactor, one at a time across connections. At
-    most ``max_in_flight`` requests are dispatched at once, the rest of a
-    pipelined burst waiting undecoded with reading paused; and while the
+    more is decoded, and the answer to a request of ``encode_inline_below``
+    elements or more encoded, off the reactor, one at a time across
+    connections. At most ``max_in_flight`` requests are dispatched at
+    once, the rest of a pipelined burst waiting undecoded with reading
+    paused; and while the
     client leaves its answers unread (the transport's buffer is full), or
     the answers under way may take more than ``max_unsent_bytes``, or the
     requests under way hold more than ``max_request_elements`` elements,
@@ -75,6 +77,7 @@ class KafkaProtocol(Protocol):
     max_unsent_bytes = 16 << 20
     max_request_elements = 100_000
     decode_inline_below = 64 << 10
+    encode_inline_below = 2000
 
     def __init__(self, broker, max_request_size):
         self.broker = broker
@@ -248,7 +251,7 @@ class KafkaProtocol(Protocol):
             # A large frame may hold many elements: decoding it here would
             # keep every other connection waiting.
             self._decoding = True
-            self.factory.decode_off_reactor(
+            self.factory.off_reactor(
                 codec.decode_bounded, view, header.body_offset, self.max_request_elements
             ).addCallbacks(self._decoded, self._undecodable, callbackArgs=(header, handler), errbackArgs=(header,))
 
@@ -291,10 +294,19 @@ class KafkaProtocol(Protocol):
 
     def _answered(self, body, slot, request):
         slot.running = None
+        if body is not None and slot.elements >= self.encode_inline_below:
+            # The answer to a request naming many things names as many.
+            self.factory.off_reactor(
+                encode_response, request.api_key, request.api_version, request.correlation_id, body
+            ).addCallbacks(self._encoded, self._failed, callbackArgs=(slot,), errbackArgs=(request,))
+            return
         # Twisted transports take bytes only, so records are copied once here.
-        slot.answer = None if body is None else encode_response(
+        self._encoded(None if body is None else encode_response(
             request.api_key, request.api_version, request.correlation_id, body
-        )
+        ), slot)
+
+    def _encoded(self, answer, slot):
+        slot.answer = answer
         self._flush()
 
     def _failed(self, failure, request):
@@ -344,9 +356,10 @@ class KafkaFactory(Factory):
         self.max_connections = max_connections
         self.max_connections_per_address = max_connections_per_address
         self.connections = set()
-        # Large frames are decoded in a thread one at a time, so that the
-        # reactor thread keeps most of the interpreter meanwhile.
-        self._decoding = DeferredSemaphore(1)
+        # Large frames are decoded, and large answers encoded, in a thread
+        # one at a time, so that the reactor thread keeps most of the
+        # interpreter meanwhile.
+        self._off_reactor = DeferredSemaphore(1)
         self._open = 0
         self._per_address = {}
 
@@ -357,10 +370,10 @@ class KafkaFactory(Factory):
         for connection in list(self.connections):
             connection.close_when_answered()
 
-    def decode_off_reactor(self, decode, *args):
-        """``decode(*args)`` in a thread, after the decodes queued before it;
-        -> a Deferred of its result."""
-        return self._decoding.run(deferToThread, decode, *args)
+    def off_reactor(self, work, *args):
+        """``work(*args)`` (a decode or an encode) in a thread, after the
+        work queued before it; -> a Deferred of its result."""
+        return self._off_reactor.run(deferToThread, work, *args)
 
     def buildProtocol(self, addr):
         host = getattr(addr, "host", None)

@@ -268,3 +268,34 @@ class FetchBoundsTests(unittest.TestCase):
         self.assertEqual(partitions[1]["records"], b"")
         self.assertIn(segments[0], self.broker.cache)
         self.assertNotIn(segments[1], self.broker.cache)
+
+    async def test_a_fetch_over_many_partitions_lets_other_work_in(self):
+        from twisted.internet import reactor
+
+        from kafscale.handlers import fetch as fetch_handler
+        from kafscale.handlers.dispatch import Request
+        from kafscale.protocol.messages import request_codec
+
+        self.patch(fetch_handler, "READS_PER_TURN", 2)
+        self.broker, self.bootstrap = await start_broker(self)
+        await create_topic(self.bootstrap, "wide", partitions=6)
+        events = []
+        for partition in range(6):
+            partition_log = self.broker.logs[("wide", partition)]
+
+            def reading(*args, read=partition_log.read, partition=partition, **kwargs):
+                events.append(partition)
+                return read(*args, **kwargs)
+
+            partition_log.read = reading
+        body = fetch_request("wide", 0)
+        body["topics"][0]["partitions"] = [{"partition": p, "fetch_offset": 0, "partition_max_bytes": 1 << 20,
+                                            "current_leader_epoch": -1} for p in range(6)]
+        codec = request_codec(ApiKey.FETCH, 11)
+        body, _ = codec.decode(codec.encode(body))
+        reactor.callLater(0, events.append, "other work")
+        broker = self.broker
+        await fetch_handler.handle(Request(
+            ApiKey.FETCH, 11, 1, "t", body, "127.0.0.1", topics=broker.topics, logs=broker.logs, view=broker.view,
+            groups=broker.groups, config=broker.config, clock=broker.reactor))
+        self.assertEqual(events, [0, "other work", 1, 2, 3, 4, 5])

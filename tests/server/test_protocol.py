@@ -551,3 +551,20 @@ class DecodingBoundsTests(unittest.TestCase):
         for release in releases:
             release.callback(None)
         self.assertEqual(_correlation_ids(transport.value()), [1, 2])
+
+    async def test_answers_to_large_requests_are_encoded_off_the_reactor(self):
+        from kafscale.handlers.dispatch import HANDLERS, Handler
+        from tests.support.waiting import eventually
+
+        async def metadata(request):
+            return {"brokers": [], "topics": [{"name": topic["name"], "partitions": []}
+                                              for topic in request.body["topics"]]}
+
+        self.addCleanup(HANDLERS.update, HANDLERS.copy())
+        HANDLERS[ApiKey.METADATA] = Handler(ApiKey.METADATA, 0, 12, metadata)
+        protocol, transport = self.connect(encode_inline_below=100)
+        protocol.dataReceived(self.metadata_frame(1, 3) + self.metadata_frame(2, 500) + self.metadata_frame(3, 3))
+        # The first answered at once; the third waits for the second's.
+        self.assertEqual(_correlation_ids(transport.value()), [1])
+        await eventually(lambda: len(_correlation_ids(transport.value())) == 3)
+        self.assertEqual(_correlation_ids(transport.value()), [1, 2, 3])
