@@ -43,7 +43,7 @@ import weakref
 from dataclasses import dataclass
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredLock, gatherResults
+from twisted.internet.defer import Deferred, DeferredLock, DeferredSemaphore, TimeoutError, gatherResults
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.internet.threads import deferToThread
 
@@ -72,6 +72,12 @@ class MergeSettings:
     """Bytes a broker's merging may read (and write again) per second."""
     max_inputs: int = 1000
     """Entries one merge takes at most."""
+
+
+# At a stop, the replaced objects still waiting are deleted this many at
+# once, for at most this long.
+STOP_DELETES_AT_ONCE = 8
+STOP_DELETES_SECONDS = 5
 
 
 def is_small(ref, segment_bytes):
@@ -215,12 +221,13 @@ class Merger:
         await self.pacer.wait(ref.size)
         return await partition_log.objects.get(ref.key, ref.position, ref.position + ref.size)
 
-    async def delete(self, refs, objects, cache=None):
+    async def delete(self, refs, objects, cache=None, paced=True):
         """Delete the objects of ``refs`` (and their indexes), logging the
         ones that fail: those are left to ``segments gc``."""
         for ref in refs:
             for key in (ref.key, index_key(ref.key)):
-                await self.pacer.wait()
+                if paced:
+                    await self.pacer.wait()
                 try:
                     await objects.delete(key)
                 except ObjectStoreError as error:
@@ -274,10 +281,18 @@ class MergeService(Service):
         await self._lock.acquire()
         try:
             # No reader of this broker's is left; the partitions' next
-            # owners read the manifests the merges left.
+            # owners read the manifests the merges left. A stop is not
+            # held up for long: what is not deleted by then is gc's.
             doomed, self._doomed = self._doomed, []
-            await gatherResults([Deferred.fromCoroutine(self.merger.delete(refs, objects, cache))
-                                 for _, objects, cache, refs in doomed])
+            slots = DeferredSemaphore(STOP_DELETES_AT_ONCE)
+            deletes = gatherResults([
+                slots.run(lambda refs, objects, cache: Deferred.fromCoroutine(
+                    self.merger.delete(refs, objects, cache, paced=False)), refs, objects, cache)
+                for _, objects, cache, refs in doomed])
+            try:
+                await deletes.addTimeout(STOP_DELETES_SECONDS, self.reactor)
+            except TimeoutError:
+                log.warn("stopping before every object merges replaced was deleted: `segments gc` will")
         finally:
             self._lock.release()
 

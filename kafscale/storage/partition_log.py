@@ -586,6 +586,10 @@ class PartitionLog:
                 if not chunks:
                     chunks.append(await self._read_range(ref, offset, max_bytes, min_one))
                 break
+            if ref.key not in self.cache and position + 1 < len(state.segments):
+                # A cold read is a consumer catching up: the next segment's
+                # GET runs while this one's does.
+                self._read_ahead(state.segments[position + 1])
             segment = await self._segment(ref)
             data, whole = segment.read_to_end(max(offset, ref.base_offset), max_bytes - size,
                                               min_one and not chunks)
