@@ -572,6 +572,22 @@ class PartitionLog:
         """Whole committed batches from the one holding ``offset``, across
         as many segments as ``max_bytes`` allows: a bytes-like object, empty
         at the high watermark."""
+        state = self.state
+        try:
+            return await self._read(offset, max_bytes, min_one)
+        except ObjectNotFound:
+            # A merge replaced a segment of the manifest this read used, and
+            # its object is gone: read again from the current manifest.
+            if state is self.state:
+                try:
+                    self.adopt(await self.metadata.partition_state(self.topic, self.partition))
+                except MetadataError:
+                    pass
+            if state is self.state:
+                raise
+            return await self._read(offset, max_bytes, min_one)
+
+    async def _read(self, offset, max_bytes, min_one):
         self.check_offset(offset)
         if max_bytes <= 0 and not min_one:
             return b""

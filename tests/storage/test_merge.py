@@ -217,3 +217,15 @@ class MergeTests(unittest.TestCase):
         state = await self.store.partition_state("t", 0)
         self.assertEqual((state.log_start_offset, len(state.segments)), (2, 4))
         self.assertEqual(await self.merged_keys(), [])
+
+    async def test_a_reader_on_the_manifest_before_a_merge_reads_on(self):
+        await self.append(6)
+        before = await self.read_all()
+        stale = self.log.state
+        await self.service.run_once()
+        self.assertEqual(len(self.log.state.segments), 1)
+        # A state answered late, from before the merge, whose objects the
+        # merge has deleted since.
+        self.log.adopt(stale)
+        self.assertEqual(await self.read_all(), before)
+        self.assertEqual(len(self.log.state.segments), 1)
