@@ -10,6 +10,7 @@ from kafscale.metadata.interfaces import MetadataUnavailable
 from kafscale.partition_logs import PartitionLogs
 from kafscale.reconciler import Reconciler
 from kafscale.storage.cache import SegmentCache
+from kafscale.storage.flusher import Flusher, FlushSettings
 from kafscale.storage.merge import MergeService, MergeSettings
 from kafscale.storage.partition_log import BufferBudget
 from kafscale.storage.retention import RetentionService
@@ -47,8 +48,14 @@ class Broker(MultiService):
         self.topics = Topics(metadata, objects, self.cache, config.num_partitions,
                              max_partitions_per_topic=config.max_partitions_per_topic,
                              max_partitions=config.max_partitions)
+        # Stopped after the partitions' hand-over (a child stops after the
+        # broker's own stopService work), so their last flushes go through it.
+        self.flusher = Flusher(node_id=view.node_id, objects=objects, metadata=metadata, reactor=reactor,
+                               settings=FlushSettings(config.flush_interval_ms, config.flush_bytes))
+        self.flusher.setServiceParent(self)
         self.logs = PartitionLogs(self.topics, view, metadata=metadata, objects=objects, cache=self.cache,
-                                  budget=BufferBudget(config.buffer_bytes), config=config, reactor=reactor)
+                                  budget=BufferBudget(config.buffer_bytes), flusher=self.flusher, config=config,
+                                  reactor=reactor)
         self._reconciler = Reconciler(self.topics, self.logs, view)
         RetentionService(self.logs, self.topics, config.retention_check_interval_ms / 1000,
                          clock=reactor).setServiceParent(self)
@@ -89,6 +96,8 @@ class Broker(MultiService):
                 # The topics first: once joined, others hand partitions over.
                 await self.topics.load()
                 await self.view.join()
+                # A cluster gives the node id on joining; objects are named by it.
+                self.flusher.node_id = self.view.node_id
                 self._joined = True
             except MetadataUnavailable as error:
                 log.warn("cannot reach the metadata store yet: {error}", error=error)

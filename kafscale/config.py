@@ -36,7 +36,11 @@ class BrokerConfig:
     s3_endpoint: str | None = None
     s3_region: str | None = None
     s3_prefix: str = ""
-    flush_linger_ms: int = 0
+    # When a flush starts: 0 is group commit (as soon as the previous flush
+    # is done); else a window of this many ms, for fewer PUTs. A flush also
+    # starts once flush_bytes wait, and carries about that much at most.
+    flush_interval_ms: int = 0
+    flush_bytes: int = 8 << 20
     # Unflushed bytes allowed per partition and per broker before producers
     # are told to back off
     partition_buffer_bytes: int = 64 << 20

@@ -28,15 +28,15 @@ class PartitionLogs(Mapping):
 
     ``topics`` maps topic names to TopicInfo; ``view`` is the IClusterView;
     the rest is what every PartitionLog shares: the stores, the segment
-    cache, the broker-wide buffer budget, the broker's ``config`` (flush
-    linger, per-partition buffer) and the reactor.
+    cache, the broker-wide buffer budget, the broker's flusher, the broker's
+    ``config`` (per-partition buffer) and the reactor.
     """
 
-    def __init__(self, topics, view, *, metadata, objects, cache, budget, config, reactor):
+    def __init__(self, topics, view, *, metadata, objects, cache, budget, flusher, config, reactor):
         self._topics = topics
         self._view = view
         self._shared = {"metadata": metadata, "objects": objects, "cache": cache, "budget": budget,
-                        "reactor": reactor}
+                        "flusher": flusher, "reactor": reactor}
         self._config = config
         self._logs = {}
         self._deposed_subscribers = []
@@ -82,7 +82,6 @@ class PartitionLogs(Mapping):
         """The LogSettings of a partition of topic ``info``."""
         return LogSettings(
             segment_bytes=topic_configs.effective_int(info.configs, "segment.bytes"),
-            flush_linger_ms=self._config.flush_linger_ms,
             max_buffer_bytes=self._config.partition_buffer_bytes,
         )
 

@@ -82,8 +82,12 @@ class Options(usage.Options):
         ("s3-endpoint", None, None, "S3 endpoint URL (default: AWS_ENDPOINT_URL_S3 or AWS's).", str),
         ("s3-region", None, None, "S3 region (default: AWS_REGION or us-east-1).", str),
         ("s3-prefix", None, _DEFAULTS.s3_prefix, "Key prefix for every object in the bucket.", str),
-        ("flush-linger-ms", None, _DEFAULTS.flush_linger_ms,
-         "Wait this long for more batches before a flush: fewer, larger PUTs for more latency.", int),
+        ("flush-interval-ms", None, _DEFAULTS.flush_interval_ms,
+         "0: flush as soon as the previous flush is done (group commit, lowest latency); N: flush every N ms"
+         " at most (a window: fewer PUTs for up to N ms more latency).", int),
+        ("flush-bytes", None, _DEFAULTS.flush_bytes,
+         "Start a flush at once when this many bytes wait, window or not; about the most one object holds.",
+         int),
         ("buffer-bytes", None, _DEFAULTS.buffer_bytes, "Unflushed bytes allowed across all partitions.", int),
         ("partition-buffer-bytes", None, _DEFAULTS.partition_buffer_bytes,
          "Unflushed bytes allowed per partition.", int),
@@ -139,7 +143,9 @@ class Options(usage.Options):
         for name in ("num-partitions", "max-partitions-per-topic", "max-partitions"):
             if self[name] < 1:
                 raise usage.UsageError(f"--{name} must be at least 1")
-        for name in ("fetch-max-bytes", "fetch-max-wait-ms", "flush-linger-ms", "buffer-bytes",
+        if self["flush-bytes"] < 1:
+            raise usage.UsageError("--flush-bytes must be at least 1")
+        for name in ("fetch-max-bytes", "fetch-max-wait-ms", "flush-interval-ms", "buffer-bytes",
                      "partition-buffer-bytes", "cache-bytes", "group-initial-rebalance-delay-ms",
                      "offset-metadata-max-bytes"):
             if self[name] < 0:

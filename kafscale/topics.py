@@ -268,4 +268,4 @@ class Topics(Mapping):
     async def _delete_objects(self, info):
         for item in await self._objects.list(topic_prefix(info.name, info.topic_id)):
             await self._objects.delete(item.key)
-            self._cache.discard(item.key)
+            self._cache.discard_object(item.key)

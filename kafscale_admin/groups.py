@@ -126,9 +126,9 @@ async def offset_for_time(stores, state, target_ms):
     for ref in state.segments:
         if ref.max_timestamp < target_ms:
             continue
-        data = await stores.objects.get(ref.key)
+        data = await stores.objects.get(ref.key, ref.position, ref.position + ref.size)
         try:
-            segment = read_segment(data, ref.key)
+            segment = read_segment(data, ref.key, ref.position)
         except CorruptSegment as e:
             raise AdminError(str(e)) from None
         for batch in iter_batches(segment.batches, verify_crc=False):

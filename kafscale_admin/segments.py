@@ -18,6 +18,7 @@ committed.
 import base64
 import re
 import time
+from collections import defaultdict
 
 import click
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
@@ -27,7 +28,13 @@ from twisted.internet.threads import deferToThread
 from kafscale.metadata.interfaces import UnknownTopic
 from kafscale.protocol.records import InvalidRecords, iter_batches, iter_records
 from kafscale.storage.interfaces import ObjectNotFound
-from kafscale.storage.object_format import OBJECTS_PREFIX, is_object_key
+from kafscale.storage.object_format import (
+    OBJECT_FOOTER_SIZE,
+    OBJECTS_PREFIX,
+    is_object_key,
+    read_directory,
+    read_footer,
+)
 # The layout's one definition is in the segment module.
 from kafscale.storage.segment import FOOTER, FOOTER_SIZE, HEADER, HEADER_SIZE, INDEX_HEADER, CorruptSegment
 from kafscale.storage.segment import index_key, read_index, read_segment
@@ -72,15 +79,29 @@ def list_segments(admin, topic, partition, output):
         except UnknownTopic:
             raise AdminError(f"topic {topic} has no partition {partition}") from None
 
+    states = admin.run(work)
+    sharing = defaultdict(list)
+    for state in states:
+        for ref in state.segments:
+            sharing[ref.key].append(state.partition)
     rows = [
         {"partition": state.partition, "base_offset": ref.base_offset, "last_offset": ref.last_offset,
-         "records": ref.count, "bytes": ref.size, "max_timestamp": ref.max_timestamp, "key": ref.key}
-        for state in admin.run(work) for ref in state.segments
+         "records": ref.count, "bytes": ref.size, "max_timestamp": ref.max_timestamp, "key": ref.key,
+         "format": ref.format, "position": ref.position,
+         "shared_with": [p for p in sharing[ref.key] if p != state.partition]}
+        for state in states for ref in state.segments
     ]
     emit(output, rows, [number("partition"), number("base_offset", "base offset"),
                         number("last_offset", "last offset"), number("records"), number("bytes"),
                         Column("max_timestamp", "newest record", show=iso_time),
-                        Column("key", "object", show=lambda key: key.rpartition("/")[2])], empty="no segments")
+                        Column("key", "object", show=lambda key: key.rpartition("/")[2]), number("format"),
+                        Column("shared_with", "shared with", show=_shared_with)], empty="no segments")
+
+
+def _shared_with(partitions):
+    """The other partitions (of the topic listed) with a slice in the same
+    object, "-" for none."""
+    return ", ".join(str(p) for p in partitions) or "-"
 
 
 # -- inspect and dump ----------------------------------------------------------
@@ -120,12 +141,14 @@ def _batch_rows(data):
     return rows
 
 
-def _describe_objects(kfs_key, data, index_data):
-    """What inspect shows of a segment and its index, leniently: a damaged
-    object is described as far as it can be, with the reason."""
-    document = {"key": kfs_key, "size": len(data)}
+def _describe_objects(ref, data, index_data, directory):
+    """What inspect shows of a segment and its index (or the shared object
+    it is a slice of), leniently: a damaged object is described as far as it
+    can be, with the reason."""
+    kfs_key = ref.key
+    document = {"key": kfs_key, "format": ref.format, "position": ref.position, "size": len(data)}
     try:
-        read_segment(data, kfs_key)
+        read_segment(data, kfs_key, ref.position)
         document["verdict"] = "ok"
     except CorruptSegment as e:
         document["verdict"] = e.reason
@@ -137,6 +160,15 @@ def _describe_objects(kfs_key, data, index_data):
         document["footer"] = {"crc32c": f"{crc:#010x}", "last_offset": last_offset,
                               "magic": footer_magic.decode("latin-1")}
         document["batches"] = _batch_rows(data)
+    if ref.format != 1:
+        if isinstance(directory, str):
+            document["object"] = {"verdict": directory}
+        else:
+            document["object"] = {"verdict": "ok", "slices": [
+                {"topic": s.topic, "partition": s.partition, "position": s.position, "bytes": s.size,
+                 "base_offset": s.base_offset, "last_offset": s.last_offset, "records": s.count}
+                for s in directory]}
+        return document
     key = index_key(kfs_key)
     if index_data is None:
         document["index"] = {"key": key, "verdict": "missing"}
@@ -154,16 +186,32 @@ def _describe_objects(kfs_key, data, index_data):
 
 
 async def _fetch_segment(stores, topic, partition, offset):
+    """-> (ref, the entry's bytes, its .index or None, the directory of its
+    shared object or None)."""
     ref = await _segment_holding(stores, topic, partition, offset)
     try:
-        data = await stores.objects.get(ref.key)
+        data = await stores.objects.get(ref.key, ref.position, ref.position + ref.size)
+        if ref.format != 1:
+            return ref, data, None, await _directory(stores, ref.key)
     except ObjectNotFound:
         raise AdminError(f"the manifest names {ref.key}, but there is no such object") from None
     try:
         index_data = await stores.objects.get(index_key(ref.key))
     except ObjectNotFound:
         index_data = None
-    return ref, data, index_data
+    return ref, data, index_data, None
+
+
+async def _directory(stores, key):
+    """The slices a shared object holds, read from its tail alone, or the
+    reason it cannot be read."""
+    size = await stores.objects.head(key)
+    try:
+        position, length, crc = read_footer(await stores.objects.get(key, max(size - OBJECT_FOOTER_SIZE, 0)),
+                                            key, size)
+        return read_directory(await stores.objects.get(key, position, position + length), key, crc)
+    except CorruptSegment as e:
+        return e.reason
 
 
 _BATCH_COLUMNS = [number("position"), number("base_offset", "base offset"), number("last_offset", "last offset"),
@@ -197,24 +245,38 @@ def inspect(admin, topic, partition, offset, output):
     async def work(stores):
         return await _fetch_segment(stores, topic, partition, offset)
 
-    ref, data, index_data = admin.run(work)
-    document = _describe_objects(ref.key, data, index_data)
+    ref, data, index_data, directory = admin.run(work)
+    document = _describe_objects(ref, data, index_data, directory)
     if output == "json":
         emit_json(document)
         return
     out = console()
-    out.print(f"segment {document['key']} ({document['size']} bytes): {document['verdict']}")
+    if ref.format == 1:
+        out.print(f"segment {document['key']} ({document['size']} bytes): {document['verdict']}")
+    else:
+        out.print(f"slice of shared object {document['key']} at byte {ref.position} ({document['size']} bytes):"
+                  f" {document['verdict']}")
     if "header" in document:
         header = {key: value for key, value in document["header"].items() if key != "created_ms"}
         header["created"] = iso_time(document["header"]["created_ms"])
         out.print(table(_key_values(header), _FIELD_COLUMNS, title="header"))
         out.print(table(_key_values(document["footer"]), _FIELD_COLUMNS, title="footer"))
-    index = document["index"]
-    summary = {key: value for key, value in index.items() if key != "entries"}
-    out.print(table(_key_values(summary), _FIELD_COLUMNS, title="index"))
-    if index.get("entries"):
-        out.print(table([{"offset": o, "position": p} for o, p in index["entries"]],
-                        [number("offset"), number("position")], title="index entries"))
+    if "object" in document:
+        shared = document["object"]
+        if "slices" in shared:
+            out.print(table(shared["slices"], [Column("topic"), number("partition"), number("position"),
+                                               number("bytes"), number("base_offset", "base offset"),
+                                               number("last_offset", "last offset"), number("records")],
+                            title=f"the object's slices ({len(shared['slices'])} partitions)"))
+        else:
+            out.print(f"the object's directory: {shared['verdict']}")
+    else:
+        index = document["index"]
+        summary = {key: value for key, value in index.items() if key != "entries"}
+        out.print(table(_key_values(summary), _FIELD_COLUMNS, title="index"))
+        if index.get("entries"):
+            out.print(table([{"offset": o, "position": p} for o, p in index["entries"]],
+                            [number("offset"), number("position")], title="index entries"))
     if "batches" in document:
         out.print(table(document["batches"], _batch_columns(document["batches"]), title="batches"))
 
@@ -230,9 +292,10 @@ def _text(data):
     return text if text.isprintable() else "base64:" + base64.b64encode(data).decode()
 
 
-def _records(data, key, offset):
+def _records(data, ref, offset):
+    key = ref.key
     try:
-        segment = read_segment(data, key)
+        segment = read_segment(data, key, ref.position)
     except CorruptSegment as e:
         raise AdminError(str(e)) from None
     rows = []
@@ -267,12 +330,12 @@ def dump(admin, topic, partition, offset, records, output):
     async def work(stores):
         return await _fetch_segment(stores, topic, partition, offset)
 
-    ref, data, _ = admin.run(work)
+    ref, data, _, _ = admin.run(work)
     if not records:
         rows = _batch_rows(data)
         emit(output, rows, _batch_columns(rows), title=ref.key)
         return
-    emit(output, _records(data, ref.key, offset),
+    emit(output, _records(data, ref, offset),
          [number("offset"), Column("timestamp", show=iso_time), Column("key"), Column("value"),
           Column("headers", show=lambda headers: ", ".join(f"{k}={v}" for k, v in headers) or "-")],
          title=ref.key)

@@ -17,6 +17,7 @@ from kafscale.metadata.interfaces import BrokerInfo, UnknownTopic
 from kafscale.metadata.view import SoleBroker
 from kafscale.partition_logs import NotLeader, PartitionLogs
 from kafscale.storage.cache import SegmentCache
+from kafscale.storage.flusher import Flusher, FlushSettings
 from kafscale.storage.interfaces import IPartitionHolder
 from kafscale.storage.local import LocalObjectStore
 from kafscale.storage.partition_log import BufferBudget
@@ -49,8 +50,10 @@ class PartitionLogsTests(TestCase):
         self.info = await self.store.create_topic("t", 3)
         self.view = SharedView(self.store, 0, "127.0.0.1", 9092)
         self.logs = PartitionLogs({"t": self.info}, self.view, metadata=self.store, objects=objects,
-                                  cache=SegmentCache(1 << 20), budget=BufferBudget(1 << 20), config=BrokerConfig(),
-                                  reactor=reactor)
+                                  cache=SegmentCache(1 << 20), budget=BufferBudget(1 << 20),
+                                  flusher=Flusher(node_id=0, objects=objects, metadata=self.store,
+                                                  settings=FlushSettings(), reactor=reactor),
+                                  config=BrokerConfig(), reactor=reactor)
         self.served = self.logs.open(self.info, await self.view.acquire("t", 0))
         self.addCleanup(self.served.close)
 

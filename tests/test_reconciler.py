@@ -15,6 +15,7 @@ from kafscale.protocol.records import iter_batches
 from kafscale.reconciler import Reconciler
 from kafscale.storage.cache import SegmentCache
 from kafscale.storage.errors import NotOwner
+from kafscale.storage.flusher import Flusher, FlushSettings
 from kafscale.storage.local import LocalObjectStore
 from kafscale.storage.partition_log import BufferBudget
 from kafscale.topics import Topics
@@ -58,8 +59,10 @@ class ReconcilerTests(TestCase):
         cache = SegmentCache(1 << 20)
         self.view = SteeredView(self.store, 0, "127.0.0.1", 9092)
         self.topics = Topics(self.store, objects, cache, default_partitions=1)
+        flusher = Flusher(node_id=0, objects=objects, metadata=self.store, settings=FlushSettings(), reactor=reactor)
         self.logs = PartitionLogs(self.topics, self.view, metadata=self.store, objects=objects, cache=cache,
-                                  budget=BufferBudget(1 << 20), config=BrokerConfig(), reactor=reactor)
+                                  budget=BufferBudget(1 << 20), flusher=flusher, config=BrokerConfig(),
+                                  reactor=reactor)
         self.reconciler = Reconciler(self.topics, self.logs, self.view)
         await self.store.create_topic("before", 2)
         await self.topics.load()

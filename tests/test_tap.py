@@ -42,10 +42,11 @@ class OptionsTests(unittest.TestCase):
 
     def test_every_option_reaches_the_config(self):
         config = self.parse("--group-initial-rebalance-delay-ms", "0", "--auto-create-topics", "no",
-                            "--flush-linger-ms", "5", KAFSCALE_GROUP_MAX_SESSION_TIMEOUT_MS="60000")
+                            "--flush-interval-ms", "250", KAFSCALE_GROUP_MAX_SESSION_TIMEOUT_MS="60000",
+                            KAFSCALE_FLUSH_BYTES="4194304")
         self.assertEqual(config.group_initial_rebalance_delay_ms, 0)
         self.assertIs(config.auto_create_topics, False)
-        self.assertEqual(config.flush_linger_ms, 5)
+        self.assertEqual((config.flush_interval_ms, config.flush_bytes), (250, 4 << 20))
         self.assertEqual(config.group_max_session_timeout_ms, 60000)
         self.assertIs(self.parse().auto_create_topics, True)
 
@@ -54,6 +55,8 @@ class OptionsTests(unittest.TestCase):
         self.assertRaises(usage.UsageError, self.parse, "--log-level", "loud")
         self.assertRaises(usage.UsageError, self.parse, "--listen", "unix:/tmp/k.sock")
         self.assertRaises(usage.UsageError, self.parse, KAFSCALE_MAX_REQUEST_SIZE="12")
+        self.assertRaises(usage.UsageError, self.parse, "--flush-bytes", "0")
+        self.assertRaises(usage.UsageError, self.parse, "--flush-interval-ms", "-1")
         self.assertRaises(usage.UsageError, self.parse, "--group-min-session-timeout-ms", "90000",
                           "--group-max-session-timeout-ms", "60000")
 

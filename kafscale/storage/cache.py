@@ -1,6 +1,13 @@
 """A byte-bounded LRU of verified segments: the tail of every partition is
 served from memory after its flush, and catch-up reads are served from whole
-segments fetched once."""
+segments fetched once.
+
+Entries are keyed by (object key, position): a segment is its object whole
+(position 0) or one partition's slice of a multi-partition object. A flush
+puts every slice of the object it wrote, each a view into the one buffer,
+so the fresh object costs one PUT and no GET to every partition reading it.
+A method taking ``ref`` takes anything with ``key`` and ``position`` (a
+SegmentRef, a Segment)."""
 
 from collections import OrderedDict
 
@@ -13,12 +20,16 @@ class SegmentCache:
         self.max_bytes = max_bytes
         self.size = 0
         self._segments = OrderedDict()
+        self._positions = {}  # object key -> the positions cached from it
         self._loading = {}
 
-    def __contains__(self, key):
-        return key in self._segments
+    def __contains__(self, ref):
+        return (ref.key, ref.position) in self._segments
 
-    def get(self, key):
+    def get(self, ref):
+        return self._get((ref.key, ref.position))
+
+    def _get(self, key):
         segment = self._segments.get(key)
         if segment is not None:
             self._segments.move_to_end(key)
@@ -27,25 +38,37 @@ class SegmentCache:
     def put(self, segment):
         if segment.size > self.max_bytes:
             return
-        old = self._segments.pop(segment.key, None)
-        if old is not None:
-            self.size -= old.size
-        self._segments[segment.key] = segment
+        self._remove((segment.key, segment.position))
+        self._segments[segment.key, segment.position] = segment
+        self._positions.setdefault(segment.key, set()).add(segment.position)
         self.size += segment.size
         while self.size > self.max_bytes:
-            _, evicted = self._segments.popitem(last=False)
-            self.size -= evicted.size
+            self._remove(next(iter(self._segments)))
 
-    def discard(self, key):
+    def _remove(self, key):
         segment = self._segments.pop(key, None)
-        if segment is not None:
-            self.size -= segment.size
+        if segment is None:
+            return
+        self.size -= segment.size
+        positions = self._positions[key[0]]
+        positions.discard(key[1])
+        if not positions:
+            del self._positions[key[0]]
 
-    def load(self, key, fetch):
-        """The cached segment at ``key``, or ``fetch()`` (a coroutine function
-        giving a Segment) run once however many readers miss at the same
-        time. Returns a Deferred."""
-        segment = self.get(key)
+    def discard(self, ref):
+        self._remove((ref.key, ref.position))
+
+    def discard_object(self, object_key):
+        """Drop every segment cached from the object at ``object_key``."""
+        for position in list(self._positions.get(object_key, ())):
+            self._remove((object_key, position))
+
+    def load(self, ref, fetch):
+        """The cached segment for ``ref``, or ``fetch()`` (a coroutine
+        function giving a Segment) run once however many readers miss at the
+        same time. Returns a Deferred."""
+        key = (ref.key, ref.position)
+        segment = self._get(key)
         if segment is not None:
             return succeed(segment)
         waiters = self._loading.get(key)

@@ -215,7 +215,7 @@ class Merger:
         """The entry's segment frame: a whole format-1 object, or its slice
         of a multi-partition object."""
         if ref.format == 1:
-            cached = partition_log.cache.get(ref.key)
+            cached = partition_log.cache.get(ref)
             if cached is not None:
                 return cached.data
         await self.pacer.wait(ref.size)
@@ -234,7 +234,7 @@ class Merger:
                     log.warn("deleting {key} failed, leaving an orphan for `segments gc`: {error}",
                              key=key, error=error)
             if cache is not None:
-                cache.discard(ref.key)
+                cache.discard(ref)
 
 
 class MergeService(Service):

@@ -1,17 +1,16 @@
-"""One owned partition's log: produced batches are buffered, flushed as
-immutable segments (group commit) and committed in the metadata store;
-reads serve committed data only."""
+"""One owned partition's log: produced batches are buffered until the
+broker's flusher takes them into an object with other partitions' batches
+and commits them in the metadata store; reads serve committed data only."""
 
-import time
 from collections import deque
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
-from twisted.internet.defer import Deferred, DeferredList, FirstError, gatherResults
+from twisted.internet.defer import Deferred, FirstError, gatherResults
 from twisted.internet.threads import deferToThread
-from twisted.python.failure import Failure
 
 from kafscale.log import logger
-from kafscale.metadata.interfaces import Fenced, MetadataError, SegmentRef
+from kafscale.metadata.interfaces import Fenced, MetadataError
 from kafscale.protocol.records import assign_offsets, iter_batches, iter_records
 from kafscale.storage.errors import (
     BufferFull,
@@ -29,13 +28,10 @@ from kafscale.storage.interfaces import ObjectNotFound, ObjectStoreError
 from kafscale.storage.producer_state import ProducerStates
 from kafscale.storage.segment import (
     CorruptSegment,
-    Segment,
-    build_segment,
     index_key,
     read_index,
     read_range,
     read_segment,
-    segment_keys,
 )
 
 log = logger("kafscale.storage.partition_log")
@@ -44,7 +40,7 @@ log = logger("kafscale.storage.partition_log")
 @dataclass(frozen=True, slots=True)
 class LogSettings:
     segment_bytes: int = 8 << 20
-    flush_linger_ms: int = 0
+    """The most one flush takes from this partition."""
     max_buffer_bytes: int = 64 << 20
     """Bytes a partition may hold unflushed before producers are refused."""
     whole_segment_limit: int = 32 << 20
@@ -94,15 +90,27 @@ class _Append:
         """The PendingBatch of an idempotent producer's batch."""
 
 
+class TakenBatches(NamedTuple):
+    """A partition's batches as a flush took them (PartitionLog.take_slice)."""
+
+    log: "PartitionLog"
+    entries: list
+    blobs: list
+    """The entries' blobs with their offsets assigned."""
+    base_offset: int
+    leader_epoch: int
+
+
 class PartitionLog:
     """Appends, flushes and reads for a partition this broker owns at
     ``state.leader_epoch``.
 
-    Group commit: when no flush is running, a flush starts at once (or after
-    the linger); while one runs, appends accumulate and the next flush takes
-    them all. Offsets are assigned when a flush lays out its segment, so a
-    failed flush leaves no gap: its producers get a retriable error and the
-    next flush starts at the same offset.
+    Appends wait in the partition's buffer for the broker's ``flusher``
+    (kafscale.storage.flusher.Flusher), whose flushes take them with those
+    of every other partition into one object, then commit each partition's
+    slice. Offsets are assigned when a flush takes the batches
+    (:meth:`take_slice`), so a failed flush leaves no gap: its producers get
+    a retriable error and the next flush starts at the same offset.
 
     Batches of idempotent producers (with a producer id) are checked against
     the partition's :class:`ProducerStates` before they are buffered: a
@@ -115,9 +123,10 @@ class PartitionLog:
     idempotent batches wait for it.
     """
 
-    def __init__(self, state, *, topic_id, metadata, objects, cache, budget, settings, reactor, holder):
+    def __init__(self, state, *, topic_id, metadata, objects, cache, budget, settings, reactor, holder, flusher):
         """``holder`` (an IPartitionHolder) says whether appends may go on,
-        and hears when another owner deposed this log."""
+        and hears when another owner deposed this log; ``flusher`` (the
+        broker's Flusher) takes the buffered batches."""
         self.holder = holder
         self.topic = state.topic
         self.topic_id = topic_id
@@ -128,12 +137,11 @@ class PartitionLog:
         self.budget = budget
         self.settings = settings
         self.reactor = reactor
+        self.flusher = flusher
         self.state = None
         self._set_state(state)
         self._pending = deque()
         self._pending_bytes = 0
-        self._flushing = None
-        self._linger_call = None
         self._listeners = set()
         self._closed = False
         self._producers = None
@@ -142,8 +150,6 @@ class PartitionLog:
         # A commit failed without telling whether it landed: re-read the
         # committed state before writing again.
         self._in_doubt = False
-        self._attempts = 0
-        self._index_uploads = set()
 
     # -- state ---------------------------------------------------------
 
@@ -233,7 +239,7 @@ class PartitionLog:
 
     def _buffer(self, entry):
         self._pending.append(entry)
-        self._schedule()
+        self.flusher.added(self, entry.size)
 
     def _admit(self, entry):
         """Buffer an idempotent producer's batch, unless it repeats an
@@ -330,35 +336,43 @@ class PartitionLog:
 
         return self._segment(ref).addErrback(unreadable)
 
-    def _schedule(self):
-        if self._flushing is not None or not self._pending:
-            return
-        linger = self.settings.flush_linger_ms
-        if linger and self._pending_bytes < self.settings.segment_bytes and not self._closed:
-            if self._linger_call is None:
-                self._linger_call = self.reactor.callLater(linger / 1000, self._linger_over)
-            return
-        self._start_flush()
+    # -- flushing (driven by the broker's Flusher) ----------------------
 
-    def _linger_over(self):
-        self._linger_call = None
-        if self._flushing is None and self._pending:
-            self._start_flush()
+    @property
+    def pending_bytes(self):
+        return self._pending_bytes
 
-    def _start_flush(self):
-        if self._linger_call is not None:
-            self._linger_call.cancel()
-            self._linger_call = None
-        self._flushing = Deferred.fromCoroutine(self._flush_pending())
+    def has_pending(self):
+        return bool(self._pending)
 
-    async def _flush_pending(self):
+    @property
+    def in_doubt(self):
+        """Whether the outcome of this partition's last commit is unknown."""
+        return self._in_doubt
+
+    async def prepare_flush(self):
+        """Before the next flush takes this partition's batches: re-read the
+        committed state if a commit's outcome is unknown. -> whether the
+        batches may go; when not, they were failed (a commit of ours landed
+        late, so some of them may repeat it; or the partition has a new
+        owner)."""
+        if not self._in_doubt:
+            return True
         try:
-            while self._pending:
-                await self._flush(self._take_segment())
-        finally:
-            self._flushing = None
+            if await self._resync():
+                # Batches of ours committed after all: some of the buffered
+                # ones may repeat them. Their producers retry and learn which.
+                raise MetadataError("an earlier commit landed late; retry")
+        except Exception as error:
+            self._fail(self._take_all(), error)
+            return False
+        return True
 
-    def _take_segment(self):
+    def take_slice(self):
+        """Take the buffered batches for a flush (at most ``segment_bytes``,
+        at least one), with offsets assigned from the committed next offset.
+        -> TakenBatches to hand back to :meth:`committed`, :meth:`failed`
+        or :meth:`settle`."""
         entries = [self._pending.popleft()]
         size = entries[0].size
         while self._pending and size + self._pending[0].size <= self.settings.segment_bytes:
@@ -366,28 +380,81 @@ class PartitionLog:
             entries.append(entry)
             size += entry.size
         self._pending_bytes -= size
+        state = self.state
+        offset = state.next_offset
+        blobs = []
+        for entry in entries:
+            entry.base_offset = offset
+            patched, offset = assign_offsets(entry.blob, entry.batches, offset, state.leader_epoch)
+            blobs.append(patched)
+        return TakenBatches(self, entries, blobs, state.next_offset, state.leader_epoch)
+
+    def _take_all(self):
+        entries = list(self._pending)
+        self._pending.clear()
+        self._pending_bytes = 0
         return entries
 
-    async def _flush(self, entries):
-        try:
-            await self._write_segment(entries)
-        except Exception as error:
-            failure = self._failure(error)
-            for entry in reversed(entries + self._take_followers(entries)):
-                self.budget.release(entry.size)
-                if entry.sequence is not None:
-                    self._producers.roll_back(entry.sequence, failure)
-                entry.done.errback(failure)
-            if isinstance(failure, NotOwner):
-                self._fence()
-            return
+    def committed(self, taken, state, segment):
+        """The flush carrying ``taken`` stored it as ``segment`` (a verified
+        Segment) and committed ``state``: answer its producers."""
+        self._set_state(state)
+        self.cache.put(segment)
         now_ms = self._now_ms()
-        for entry in entries:
+        for entry in taken.entries:
             self.budget.release(entry.size)
             if entry.sequence is not None:
                 self._producers.commit(entry.sequence, entry.base_offset, now_ms)
             entry.done.callback(entry.base_offset)
         self._wake()
+
+    def failed(self, taken, error):
+        """The flush carrying ``taken`` failed with ``error`` (its upload, or
+        a commit known not to have landed): fail its producers, and the
+        batches of the same idempotent producers behind them."""
+        self._fail(taken.entries + self._take_followers(taken.entries), error)
+
+    async def settle(self, taken, segment, ref, error):
+        """The commit of ``ref`` (``segment``, carrying ``taken``) failed
+        with the MetadataError ``error``, which may hide a commit that
+        landed (a timeout) or one of ours already applied (a retry inside
+        the store): find out, then answer ``taken`` accordingly. -> whether
+        it landed."""
+        # Answering a commit that landed with an error would have the
+        # producers write their batches twice.
+        self._in_doubt = True
+        # What landed joins the producers' state from here, not from a GET.
+        self.cache.put(segment)
+        try:
+            landed = await self._landed(ref)
+        except Fenced as fenced:
+            self.cache.discard(ref)
+            self.failed(taken, fenced)
+            return False
+        if landed:
+            self.committed(taken, self.state, segment)
+            return True
+        self.cache.discard(ref)
+        if isinstance(error, Fenced):
+            # Either a commit of ours landed late or a new owner took over:
+            # the next flush re-reads the state first.
+            error = MetadataError("the next offset moved under an ambiguous commit; retry")
+        self.failed(taken, error)
+        return False
+
+    def _fail(self, entries, error):
+        failure = self._failure(error)
+        fenced = isinstance(failure, NotOwner)
+        if fenced:
+            # Closed before any producer hears of it, so none appends again.
+            self._closed = True
+        for entry in reversed(entries):
+            self.budget.release(entry.size)
+            if entry.sequence is not None:
+                self._producers.roll_back(entry.sequence, failure)
+            entry.done.errback(failure)
+        if fenced:
+            self._fence()
 
     def _take_followers(self, failed):
         """Take out of the buffer the batches that follow, in their
@@ -403,60 +470,6 @@ class PartitionLog:
             self._pending = deque(entry for entry in self._pending if entry not in taken)
             self._pending_bytes -= sum(entry.size for entry in followers)
         return followers
-
-    async def _write_segment(self, entries):
-        if self._in_doubt and await self._resync():
-            # Batches of ours committed after all: some of this flush's may
-            # repeat them. Their producers retry and learn which.
-            raise MetadataError("an earlier commit landed late; retry")
-        state = self.state
-        base = state.next_offset
-        offset = base
-        blobs = []
-        for entry in entries:
-            entry.base_offset = offset
-            patched, offset = assign_offsets(entry.blob, entry.batches, offset, state.leader_epoch)
-            blobs.append(patched)
-        created_ms = int(time.time() * 1000)
-        kfs, index, info = build_segment(blobs, base, created_ms=created_ms)
-        keys = segment_keys(self.topic, self.topic_id, self.partition, base, state.leader_epoch, self._attempts)
-        self._attempts += 1
-        await self.objects.put(keys.kfs, kfs)
-        ref = SegmentRef(base, info.last_offset, info.max_timestamp, info.size, info.count, keys.kfs)
-        try:
-            committed = await self.metadata.commit_segment(self.topic, self.partition, state.leader_epoch, base, ref)
-        except MetadataError as error:
-            # A timed-out commit may land after all, and a retry inside the
-            # store can fail on its own first attempt. Answering a commit
-            # that landed with an error would have the producers write their
-            # batches twice.
-            self._in_doubt = True
-            if not await self._landed(keys.kfs):
-                if isinstance(error, Fenced):
-                    # Either a commit of ours landed late or a new owner
-                    # took over: the next flush re-reads the state first.
-                    raise MetadataError("the next offset moved under an ambiguous commit; retry") from error
-                raise
-            committed = self.state  # as _landed re-read it
-        self._set_state(committed)
-        self.cache.put(Segment(keys.kfs, memoryview(kfs), 0, base, info.last_offset, info.count, created_ms,
-                               info.max_timestamp))
-        self._put_index(keys.index, index)
-
-    def _put_index(self, key, index):
-        """Upload a committed segment's index without holding up its acks:
-        the index is derived from the segment (readers of a segment without
-        one read it whole), and one PUT fewer on the ack path halves produce
-        latency on stores that serialise requests."""
-        upload = self.objects.put(key, index)
-        self._index_uploads.add(upload)
-
-        def uploaded(result):
-            self._index_uploads.discard(upload)
-            if isinstance(result, Failure):
-                log.warn("{key}: index upload failed: {error}", key=key, error=result.value)
-
-        upload.addBoth(uploaded)
 
     def _failure(self, error):
         """What the appends that ``error`` failed fail with: a
@@ -475,10 +488,10 @@ class PartitionLog:
         log.failure("{topic}-{partition}: flush failed", topic=self.topic, partition=self.partition)
         return error
 
-    async def _landed(self, key):
-        """Whether the segment ``key`` is in the committed manifest, after a
-        commit whose outcome is unknown; False while the store cannot tell.
-        Raises Fenced when the partition has a new owner."""
+    async def _landed(self, ref):
+        """Whether ``ref`` is in the committed manifest, after a commit
+        whose outcome is unknown; False while the store cannot tell. Raises
+        Fenced when the partition has a new owner."""
         try:
             landed = await self._resync()
         except Fenced:
@@ -487,7 +500,7 @@ class PartitionLog:
             log.warn("{topic}-{partition}: cannot tell whether a commit landed: {error}", topic=self.topic,
                      partition=self.partition, error=error)
             return False
-        return any(ref.key == key for ref in landed)
+        return ref in landed
 
     def _fence(self):
         self._closed = True
@@ -509,14 +522,9 @@ class PartitionLog:
         if self._loading_producers is not None:
             # The batches waiting for the producers' state join the buffer.
             await self._loading_producers
-        if self._pending and self._flushing is None:
-            self._start_flush()
-        while self._flushing is not None:
-            await self._flushing
+        await self.flusher.drain(self)
         self._closed = True
         self._wake()
-        # A successor reading a large segment wants its index.
-        await DeferredList(list(self._index_uploads))
 
     # -- log start -----------------------------------------------------
 
@@ -598,11 +606,11 @@ class PartitionLog:
         ref = None
         while offset < state.next_offset and position < len(state.segments):
             ref = state.segments[position]
-            if ref.size > self.settings.whole_segment_limit:
+            if self._ranged(ref):
                 if not chunks:
                     chunks.append(await self._read_range(ref, offset, max_bytes, min_one))
                 break
-            if ref.key not in self.cache and position + 1 < len(state.segments):
+            if ref not in self.cache and position + 1 < len(state.segments):
                 # A cold read is a consumer catching up: the next segment's
                 # GET runs while this one's does.
                 self._read_ahead(state.segments[position + 1])
@@ -635,15 +643,20 @@ class PartitionLog:
         self._read_ahead(ref)
         return ref.size
 
-    def _segment(self, ref):
-        return self.cache.load(ref.key, lambda: self._fetch_segment(ref))
+    def _ranged(self, ref):
+        """Whether ``ref`` is a segment too large to load whole, read in
+        index-guided ranges instead (format 1 only: a slice of a shared
+        object is at most one flush of its partition)."""
+        return ref.format == 1 and ref.size > self.settings.whole_segment_limit
 
-    async def _fetch_segment(self, ref):
-        data = await self.objects.get(ref.key)
-        return await deferToThread(read_segment, data, ref.key)
+    def _segment(self, ref):
+        return self.cache.load(ref, lambda: self._fetch_segment(ref))
+
+    def _fetch_segment(self, ref):
+        return fetch_entry(self.objects, ref)
 
     def _read_ahead(self, ref):
-        if ref.key in self.cache or ref.size > self.settings.whole_segment_limit:
+        if ref in self.cache or self._ranged(ref):
             return
         self._segment(ref).addErrback(
             lambda failure: log.warn("read-ahead of {key} failed: {error}", key=ref.key, error=failure.value)
@@ -698,6 +711,14 @@ def _first_record_in(batches, start, record_matches, batch_may_match):
             if record.offset >= start and record_matches(record):
                 return record.offset, record.timestamp
     return None
+
+
+async def fetch_entry(objects, ref):
+    """GET the bytes of the manifest entry ``ref`` alone (a whole format-1
+    object, or one slice's range of a shared object) and verify them, off
+    the reactor thread. -> Segment."""
+    data = await objects.get(ref.key, ref.position, ref.position + ref.size)
+    return await deferToThread(read_segment, data, ref.key, ref.position)
 
 
 def _load_segments(producers, segments, now_ms):

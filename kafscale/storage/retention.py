@@ -6,9 +6,12 @@ below an offset it names.
 Either way the log start offset advances in the metadata store first (a
 compare-and-swap on the owner's epoch), so from that moment no reader is
 sent to the dropped segments: fetches below the new start get
-OFFSET_OUT_OF_RANGE and consumers reset. Only then are the objects deleted;
-one whose delete fails is an orphan nothing references, which
-``kafscale-admin segments gc`` removes.
+OFFSET_OUT_OF_RANGE and consumers reset. Only then are the objects of
+format-1 segments deleted; one whose delete fails is an orphan nothing
+references, which ``kafscale-admin segments gc`` removes. A slice of a
+multi-partition object (format 2) only leaves the manifest: other
+partitions may still name the object, which garbage collection deletes
+once none does.
 """
 
 from twisted.application.service import Service
@@ -49,14 +52,16 @@ def retention_start(state, configs, now_ms):
 
 async def drop_segments_below(partition_log, new_start):
     """Advance ``partition_log``'s start offset to ``new_start``, then delete
-    the objects of the segments that fell wholly below it. -> the removed
+    the objects of the format-1 segments that fell wholly below it. -> the removed
     SegmentRefs. Raises PartitionError when the log start cannot move (deposed
     owner, offset beyond the high watermark, metadata store down); a failed
     object delete is only logged."""
     removed = await partition_log.advance_log_start(new_start)
     deletes = []
     for segment in removed:
-        partition_log.cache.discard(segment.key)
+        partition_log.cache.discard(segment)
+        if segment.format != 1:
+            continue
         for key in (segment.key, index_key(segment.key)):
             deletes.append(partition_log.objects.delete(key).addErrback(_delete_failed, key))
     await gatherResults(deletes)

@@ -138,7 +138,7 @@ class FetchContract:
     async def test_reads_after_the_cache_is_gone(self):
         """A segment not in memory is read back from the object store."""
         await self.produce(50, size=2000)
-        self.broker.cache.discard(self.broker.logs[("events", 0)].state.segments[0].key)
+        self.broker.cache.discard(self.broker.logs[("events", 0)].state.segments[0])
         response = await in_thread(fetch, self.bootstrap, 11, topic="events", offset=0)
         batches = list(iter_batches(response["responses"][0]["partitions"][0]["records"]))
         self.assertEqual(sum(b.record_count for b in batches), 50)
@@ -249,8 +249,8 @@ class FetchBoundsTests(unittest.TestCase):
         for partition in (0, 1):
             await self.produce(50, partition=partition, size=2000)
             segment = self.broker.logs[("events", partition)].state.segments[0]
-            self.broker.cache.discard(segment.key)
-            segments.append(segment.key)
+            self.broker.cache.discard(segment)
+            segments.append(segment)
         body = fetch_request("events", 0, max_bytes=30_000)
         body["topics"][0]["partitions"].append({"partition": 1, "fetch_offset": 0, "partition_max_bytes": 1 << 20,
                                                "current_leader_epoch": -1})

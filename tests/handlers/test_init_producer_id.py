@@ -10,7 +10,7 @@ from twisted.trial import unittest
 from kafscale.protocol.errors import ErrorCode
 from kafscale.protocol.messages import ApiKey
 from kafscale.protocol.records import iter_batches
-from kafscale.storage.segment import read_segment
+from kafscale.storage.partition_log import fetch_entry
 from tests.support.brokers import BrokerProcess, in_thread, start_broker
 from tests.support.clients import consume
 from tests.support.records import build_batch
@@ -48,7 +48,7 @@ async def stored_batches(broker, topic):
     read back from the object store."""
     found = []
     for ref in broker.logs[(topic, 0)].state.segments:
-        segment = read_segment(await broker.objects.get(ref.key), ref.key)
+        segment = await fetch_entry(broker.objects, ref)
         found += [(b.base_offset, b.producer_id, b.base_sequence) for b in iter_batches(segment.batches)]
     return found
 

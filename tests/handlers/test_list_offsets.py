@@ -107,7 +107,7 @@ class ListOffsetsTests(unittest.TestCase):
         with KAFKA_STORAGE_ERROR, as Fetch does; the connection stays."""
         await self.produce_at([BASE_TIME, BASE_TIME + 1000])
         for ref in self.broker.logs[("timed", 0)].state.segments:
-            self.broker.cache.discard(ref.key)
+            self.broker.cache.discard(ref)
             await self.broker.objects.delete(ref.key)
         conn = Connection(self.bootstrap)
         self.addCleanup(conn.close)

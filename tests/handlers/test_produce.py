@@ -13,7 +13,7 @@ from twisted.trial import unittest
 from kafscale.protocol.errors import ErrorCode
 from kafscale.protocol.messages import ApiKey
 from kafscale.protocol.records import Compression, iter_batches
-from kafscale.storage.segment import read_segment
+from kafscale.storage.partition_log import fetch_entry
 from tests.support.brokers import in_thread, s3_args, start_broker
 from tests.support.clients import consume, produce
 from tests.support.records import build_batch
@@ -78,7 +78,7 @@ class ProduceContract:
             got = await in_thread(consume, self.bootstrap, topic, [0], len(sent))
             self.assertEqual([(m.key(), m.value()) for m in got], [(k, v) for k, v, _, _ in sent])
             segment_ref = self.broker.logs[(topic, 0)].state.segments[0]
-            segment = read_segment(await self.broker.objects.get(segment_ref.key), segment_ref.key)
+            segment = await fetch_entry(self.broker.objects, segment_ref)
             codecs = {batch.compression for batch in iter_batches(segment.batches)}
             self.assertEqual(codecs, {expected}, codec)
 

@@ -16,7 +16,7 @@ from kafscale.etcd.cluster import partition_name, rendezvous
 from kafscale.etcd.store import EtcdMetadataStore
 from kafscale.protocol.errors import ErrorCode
 from kafscale.protocol.messages import ApiKey
-from kafscale.storage.segment import partition_prefix
+from kafscale.storage.object_format import OBJECTS_PREFIX
 from tests.support.brokers import BrokerProcess, in_thread
 from tests.support.clients import NumberedProducer, consume
 from tests.support.etcd_server import EtcdServer, etcd_binary, etcd_endpoint, missing_reason
@@ -181,7 +181,7 @@ class ClusterTests(unittest.TestCase):
     async def test_a_deposed_owner_cannot_commit_late(self):
         # A flush that lingers a second leaves a produce request buffered
         # while its broker is frozen past its lease.
-        first, second = await self.start_brokers(2, "--flush-linger-ms", "1000")
+        first, second = await self.start_brokers(2, "--flush-interval-ms", "1000")
         await self.create_topic()
         leaders = await self.settled(self.brokers)
         partition = 0
@@ -206,15 +206,14 @@ class ClusterTests(unittest.TestCase):
         _, reply = await in_thread(connection.receive, ApiKey.PRODUCE, 9)
         answer = reply["responses"][0]["partition_responses"][0]
         self.assertEqual(answer["error_code"], ErrorCode.NOT_LEADER_OR_FOLLOWER)
-        # Its segment was uploaded, and stays an orphan outside the manifest.
+        # Its object was uploaded, and stays an orphan no manifest names.
         store = EtcdMetadataStore(self.etcd, f"/kafscale/{self.cluster_id}/")
         store.startService()
         self.addCleanup(store.stopService)
         info = (await store.topics())[TOPIC]
-        manifest = {ref.key for ref in (await store.partition_state(TOPIC, partition)).segments}
-        uploaded = {item.key for item in await self.objects.list(partition_prefix(TOPIC, info.topic_id, partition))
-                    if item.key.endswith(".kfs")}
-        self.assertTrue(uploaded - manifest, "no orphan segment: the late flush was never tried")
+        manifest = {ref.key for p in range(info.partitions) for ref in (await store.partition_state(TOPIC, p)).segments}
+        uploaded = {item.key for item in await self.objects.list(OBJECTS_PREFIX)}
+        self.assertTrue(uploaded - manifest, "no orphan object: the late flush was never tried")
         # The woken owner lets go; clients reading through it find the rest.
         await self.settled(self.brokers)
         stored = await self.read_all(owner.bootstrap, len(acked))

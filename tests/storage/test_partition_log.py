@@ -12,8 +12,8 @@ from twisted.internet.task import Clock, deferLater
 from twisted.trial import unittest
 
 from kafscale.metadata.embedded import EmbeddedMetadataStore
-from kafscale.metadata.interfaces import Fenced, MetadataUnavailable
-from kafscale.protocol.records import decode_records, iter_batches
+from kafscale.metadata.interfaces import Fenced, MetadataUnavailable, SegmentRef
+from kafscale.protocol.records import assign_offsets, decode_records, iter_batches
 from kafscale.storage.cache import SegmentCache
 from kafscale.storage.errors import (
     BufferFull,
@@ -24,14 +24,24 @@ from kafscale.storage.errors import (
     StaleProducerEpoch,
     StorageUnavailable,
 )
+from kafscale.storage.flusher import Flusher, FlushSettings
 from kafscale.storage.interfaces import ObjectStoreError, ObjectStoreUnavailable
 from kafscale.storage.local import LocalObjectStore
-from kafscale.storage.partition_log import BufferBudget, LogSettings, PartitionLog
-from kafscale.storage.segment import index_key, read_segment
+from kafscale.storage.object_format import OBJECTS_PREFIX
+from kafscale.storage.partition_log import BufferBudget, LogSettings, PartitionLog, fetch_entry
+from kafscale.storage.segment import build_segment, segment_keys
 from tests.support.faults import Held, Unreliable
 from tests.support.holders import RecordingHolder
 from tests.support.records import build_batch, producer_batch
 from tests.support.waiting import eventually
+
+
+
+def next_turn():
+    """Let the reactor turn once: a flush asked for starts on the next turn,
+    so that the appends made in this one join it."""
+    return deferLater(reactor, 0)
+
 
 def records(*values):
     blob = build_batch([(None, value, []) for value in values])
@@ -59,12 +69,16 @@ class LogCase(unittest.TestCase):
         self.fenced = self.holder.deposed_logs
         self.log = self.open_log()
 
-    def open_log(self, state=None, budget=None, clock=reactor, **settings):
+    def open_log(self, state=None, budget=None, clock=reactor, flush=FlushSettings(), **settings):
+        """A PartitionLog of "t"-0 with a flusher of its own."""
         return PartitionLog(
             state or self.state, topic_id=self.topic.topic_id, metadata=self.metadata, objects=self.objects,
             cache=self.cache, budget=budget or self.budget, settings=LogSettings(**settings), reactor=clock,
-            holder=self.holder,
+            holder=self.holder, flusher=self.flusher(clock, flush),
         )
+
+    def flusher(self, clock=reactor, settings=FlushSettings()):
+        return Flusher(node_id=0, objects=self.objects, metadata=self.metadata, settings=settings, reactor=clock)
 
     async def assertFailsWith(self, kind, deferred):
         with self.assertRaises(kind):
@@ -77,7 +91,7 @@ class LogCase(unittest.TestCase):
         state = await self.store.partition_state("t", 0)
         values = []
         for ref in state.segments:
-            segment = read_segment(await self.objects.get(ref.key), ref.key)
+            segment = await fetch_entry(self.objects, ref)
             for batch in iter_batches(segment.batches):
                 view = segment.batches[batch.position: batch.position + batch.size]
                 values += [(record.offset, record.value) for record in decode_records(view)]
@@ -100,6 +114,7 @@ class PartitionLogTests(LogCase):
     async def test_appends_during_a_flush_share_the_next_one(self):
         gate = self.objects.hold()
         first = self.log.append(*records(b"a"))
+        await next_turn()  # the flush starts, held at its upload
         rest = [self.log.append(*records(b"%d" % i)) for i in range(10)]
         gate.callback(None)
         self.assertEqual(await first, 0)
@@ -120,7 +135,7 @@ class PartitionLogTests(LogCase):
         with self.assertRaises(CommitFailed):
             await self.log.append(*records(b"first try"))
         self.assertEqual(await self.log.append(*records(b"second try")), 0)
-        stored = [o.key for o in await self.objects.list("t/") if o.key.endswith(".kfs")]
+        stored = [o.key for o in await self.objects.list(OBJECTS_PREFIX)]
         self.assertEqual(len(stored), 2)
         committed = self.log.state.segments[0].key
         self.assertIn(committed, stored)
@@ -138,20 +153,29 @@ class PartitionLogTests(LogCase):
         batches = list(iter_batches(await self.log.read(0, one_batch + 10)))
         self.assertEqual([b.base_offset for b in batches], [0])
 
-    async def test_index_follows_the_commit_and_is_not_required(self):
-        await self.log.append(*records(b"indexed"))
-        key = self.log.state.segments[0].key
-
-        async def indexed():
-            return any(o.key == index_key(key) for o in await self.objects.list("t/"))
-
-        await eventually(indexed, timeout=1, what="the index upload")
+    async def test_segments_of_format_1_stay_readable(self):
+        # As a broker before multi-partition objects wrote them: a .kfs and
+        # its .index per partition and flush.
+        blob, batches = records(b"old", b"older")
+        patched, _ = assign_offsets(blob, batches, 0, self.state.leader_epoch)
+        kfs, index, info = build_segment([patched], 0)
+        keys = segment_keys("t", self.topic.topic_id, 0, 0, self.state.leader_epoch, 0)
+        await self.objects.put(keys.kfs, kfs)
+        await self.objects.put(keys.index, index)
+        state = await self.store.commit_segment("t", 0, self.state.leader_epoch, 0, SegmentRef(
+            0, info.last_offset, info.max_timestamp, info.size, info.count, keys.kfs))
+        self.log = self.open_log(state)
+        self.assertEqual(await self.log.append(*records(b"new")), 2)
+        self.assertEqual([s.format for s in self.log.state.segments], [1, 2])
+        data = bytes(await self.log.read(0, 1 << 20))
+        self.assertEqual([b.base_offset for b in iter_batches(data)], [0, 2])
+        self.assertIn(b"older", data)
         # a reader of large segments uses the index, and copes without it
         ranged = self.open_log(self.log.state, whole_segment_limit=0)
-        self.cache.discard(key)
-        self.assertIn(b"indexed", bytes(await ranged.read(0, 1 << 20)))
-        await self.objects.delete(index_key(key))
-        self.assertIn(b"indexed", bytes(await ranged.read(0, 1 << 20)))
+        self.cache.discard(self.log.state.segments[0])
+        self.assertIn(b"older", bytes(await ranged.read(0, 1 << 20)))
+        await self.objects.delete(keys.index)
+        self.assertIn(b"older", bytes(await ranged.read(0, 1 << 20)))
 
     async def test_offsets_outside_the_log(self):
         await self.log.append(*records(b"only"))
@@ -171,7 +195,7 @@ class PartitionLogTests(LogCase):
 
     async def test_prefetch_loads_the_segment_a_read_will_want(self):
         await self.log.append(*records(b"cold"))
-        key = self.log.state.segments[0].key
+        key = self.log.state.segments[0]
         self.cache.discard(key)
         self.log.prefetch(5)  # beyond the log: nothing to load
         self.assertNotIn(key, self.cache)
@@ -210,7 +234,7 @@ class InDoubtCommitTests(LogCase):
         # at an offset that is taken.
         await self.assertFailsWith(CommitFailed, self.log.append(*records(b"a again")))
         self.assertEqual(self.log.high_watermark, 1)
-        self.assertEqual(len([o for o in await self.objects.list("t/") if o.key.endswith(".kfs")]), 1)
+        self.assertEqual(len(await self.objects.list(OBJECTS_PREFIX)), 1)
         self.assertEqual(await self.log.append(*records(b"b")), 1)
         self.assertEqual(await self.committed_values(), [(0, b"a"), (1, b"b")])
         self.assertFalse(self.log.closed)
@@ -255,6 +279,7 @@ class FencingTests(LogCase):
         self.log.add_listener(lambda: woken.append(True))
         gate = self.objects.hold()
         flushing = self.log.append(*records(b"in flight"))
+        await next_turn()
         behind = [self.log.append(*records(b"behind %d" % i)) for i in range(3)]
         new_state = await self.claim_elsewhere()
         gate.callback(None)
@@ -309,6 +334,7 @@ class FailedUploadTests(LogCase):
     async def test_the_next_flush_starts_at_the_failed_one_s_offset(self):
         gate = self.objects.hold()
         failed = self.log.append(*records(b"lost"))
+        await next_turn()
         behind = [self.log.append(*records(b"b")), self.log.append(*records(b"c"))]
         gate.errback(ObjectStoreUnavailable("S3 is down"))
         await self.assertFailsWith(StorageUnavailable, failed)
@@ -326,7 +352,8 @@ class BufferBoundsTests(LogCase):
         blob, batches = records(b"x" * 100)
         log = self.open_log(max_buffer_bytes=2 * len(blob))
         gate = self.objects.hold()
-        flushing = log.append(blob, batches)  # taken by the flush: no longer buffered
+        flushing = log.append(blob, batches)
+        await next_turn()  # taken by the flush: no longer buffered
         buffered = [log.append(blob, batches), log.append(blob, batches)]
         with self.assertRaises(BufferFull):
             log.append(blob, batches)
@@ -344,10 +371,11 @@ class BufferBoundsTests(LogCase):
         other = PartitionLog(
             other_state, topic_id=other_topic.topic_id, metadata=self.metadata,
             objects=self.objects, cache=self.cache, budget=budget, settings=LogSettings(), reactor=reactor,
-            holder=RecordingHolder(),
+            holder=RecordingHolder(), flusher=log.flusher,
         )
         failing, held = self.objects.hold(), self.objects.hold()
         first = log.append(blob, batches)  # holds budget while its upload waits
+        await next_turn()
         second = other.append(blob, batches)
         with self.assertRaises(BufferFull):
             log.append(blob, batches)
@@ -360,9 +388,9 @@ class BufferBoundsTests(LogCase):
 
 
 class CloseTests(LogCase):
-    async def test_close_flushes_at_once_rather_than_after_the_linger(self):
-        # The linger runs on a clock that never advances: only close flushes.
-        log = self.open_log(clock=Clock(), flush_linger_ms=60_000)
+    async def test_close_flushes_at_once_rather_than_after_the_window(self):
+        # The window runs on a clock that never advances: only close flushes.
+        log = self.open_log(clock=Clock(), flush=FlushSettings(interval_ms=60_000))
         pending = log.append(*records(b"lingering"))
         self.assertNoResult(pending)
         await log.close()
@@ -372,6 +400,7 @@ class CloseTests(LogCase):
     async def test_close_waits_for_the_flush_in_progress_and_the_one_behind(self):
         gate = self.objects.hold()
         flushing = self.log.append(*records(b"a"))
+        await next_turn()
         behind = self.log.append(*records(b"b"))
         closing = Deferred.fromCoroutine(self.log.close())
         self.assertNoResult(closing)
@@ -381,18 +410,6 @@ class CloseTests(LogCase):
         self.assertTrue(self.log.closed)
         self.assertEqual(self.fenced, [])
         self.assertEqual(await self.committed_values(), [(0, b"a"), (1, b"b")])
-
-    async def test_close_waits_for_the_index_a_successor_wants(self):
-        segment_put, index_put = self.objects.hold(), self.objects.hold()
-        appended = self.log.append(*records(b"a"))
-        segment_put.callback(None)
-        self.assertEqual(await appended, 0)  # acknowledged without its index
-        closing = Deferred.fromCoroutine(self.log.close())
-        self.assertNoResult(closing)
-        index_put.callback(None)
-        await closing
-        key = self.log.state.segments[0].key
-        self.assertIn(index_key(key), [o.key for o in await self.objects.list("t/")])
 
 
 class IdempotentProducerTests(LogCase):
@@ -407,7 +424,7 @@ class IdempotentProducerTests(LogCase):
         return PartitionLog(
             state, topic_id=self.topic.topic_id, metadata=self.metadata, objects=self.objects,
             cache=SegmentCache(64 << 20), budget=BufferBudget(64 << 20), settings=LogSettings(**settings),
-            reactor=reactor, holder=RecordingHolder(),
+            reactor=reactor, holder=RecordingHolder(), flusher=self.flusher(),
         )
 
     async def stored_batches(self, partition_log):
@@ -415,7 +432,7 @@ class IdempotentProducerTests(LogCase):
         from the object store."""
         found = []
         for ref in partition_log.state.segments:
-            segment = read_segment(await self.objects.get(ref.key), ref.key)
+            segment = await fetch_entry(self.objects, ref)
             found += [(b.base_offset, b.base_sequence) for b in iter_batches(segment.batches)]
         return found
 
@@ -452,6 +469,7 @@ class IdempotentProducerTests(LogCase):
         await deferLater(reactor, 0)
         gate = self.objects.hold()
         failing = self.log.append(*producer_batch(0))
+        await next_turn()  # the flush starts, held at its upload
         behind = self.log.append(*producer_batch(1))
         other = self.log.append(*producer_batch(0, producer=7))
         plain = self.log.append(*records(b"plain"))

@@ -26,6 +26,18 @@ class TcpProxy:
         self.port = await endpoint.listen(self.factory)
         self.number = self.port.getHost().port
 
+    def stall(self):
+        """Stop passing on what clients send, on the connections open now
+        and on new ones: a request under way hangs half sent."""
+        self.factory.stalled = True
+        for connection in list(self.factory.connections):
+            connection.transport.pauseProducing()
+
+    def unstall(self):
+        self.factory.stalled = False
+        for connection in list(self.factory.connections):
+            connection.transport.resumeProducing()
+
     async def cut(self):
         await self.port.stopListening()
         self.port = None
@@ -85,6 +97,8 @@ class _TrackedProxyServer(ProxyServer):
     def connectionMade(self):
         self.factory.connections.add(self)
         super().connectionMade()
+        if self.factory.stalled:
+            self.transport.pauseProducing()
 
     def connectionLost(self, reason):
         self.factory.connections.discard(self)
@@ -99,6 +113,7 @@ class _TrackingProxyFactory(ProxyFactory):
         self.connections = set()
         self.lose_answer_to = None
         self.blackholed = False
+        self.stalled = False
 
 
 class Held:
@@ -135,7 +150,7 @@ class Unreliable:
         self.lose_answers = 0
         self.failing_reads = 0
 
-    def commit_segment(self, *args):
+    def commit_segments(self, commits):
         if self.refusals:
             return fail(self.refusals.pop(0))
 
@@ -145,7 +160,7 @@ class Unreliable:
                 raise MetadataUnavailable("timed out")
             return committed
 
-        return self.store.commit_segment(*args).addCallback(answer)
+        return self.store.commit_segments(commits).addCallback(answer)
 
     def partition_state(self, *args):
         if self.failing_reads:
