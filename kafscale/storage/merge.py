@@ -342,6 +342,10 @@ class MergeService(Service):
             state = await self.merger.merge(partition_log, refs)
             if state is None:
                 return
+            # The merged segment is as old as its oldest input: a young age
+            # would hold back the entries after it for a whole delay.
+            merged = state.segments[state.segments.find(refs[0].base_offset)]
+            seen[merged.key] = min(seen[ref.key] for ref in refs)
             log.debug("{topic}-{partition}: merged {count} segments at {base}", topic=partition_log.topic,
                       partition=partition_log.partition, count=len(refs), base=refs[0].base_offset)
             # A multi-partition object may still hold other partitions'

@@ -234,3 +234,24 @@ class MergeTests(unittest.TestCase):
         self.log.adopt(stale)
         self.assertEqual(await self.read_all(), before)
         self.assertEqual(len(self.log.state.segments), 1)
+
+    async def test_a_merged_segment_is_as_old_as_its_inputs(self):
+        clock = task.Clock()
+        clock.advance(1000)
+        service = MergeService({("t", 0): self.log}, MergeSettings(
+            delay_ms=10_000, check_interval_ms=3_600_000, delete_delay_ms=0), clock=clock)
+        # Ages on the fake clock; the pace on the real one, never waiting.
+        service.merger.pacer = Pacer(reactor, requests_per_second=1e9, bytes_per_second=1e15)
+        service.startService()
+        self.addCleanup(service.stopService)
+        await self.append(4)
+        await service.run_once()
+        clock.advance(10)
+        await self.append(2)
+        await service.run_once()
+        self.assertEqual([(s.base_offset, s.last_offset) for s in self.log.state.segments], [(0, 7), (8, 9), (10, 11)])
+        # The first merge's inputs are past the delay now; the merged
+        # segment with them, so it does not hold back the two after it.
+        clock.advance(10)
+        await service.run_once()
+        self.assertEqual([(s.base_offset, s.last_offset) for s in self.log.state.segments], [(0, 11)])
