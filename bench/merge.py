@@ -111,8 +111,7 @@ def main():
         rate, elapsed, first = catch_up(broker, count)
         megabytes = count * RECORD / 1e6
         print(f"cold catch-up after a restart: {rate:.1f} MB/s over {elapsed:.2f} s; the first record came"
-              f" after {first:.2f} s (the broker taking its partitions), then"
-              f" {megabytes / (elapsed - first):.1f} MB/s", flush=True)
+              f" after {first:.2f} s, the rest at {megabytes / (elapsed - first):.1f} MB/s", flush=True)
     finally:
         broker.stop()
 
