@@ -460,6 +460,13 @@ def _stream_result(reply: dict) -> dict:
 # --- the client --------------------------------------------------------------
 
 
+# A watch stream that delivers nothing for this long is reopened from its
+# next revision: no event is lost, and a stream that hangs silently (its
+# connection blackholed, its server stuck) costs at most this much
+# staleness. etcd's own progress notifications come every ten minutes.
+WATCH_SILENCE = 30.0
+
+
 class EtcdClient:
     """An etcd v3 client for one cluster.
 
@@ -471,7 +478,8 @@ class EtcdClient:
     """
 
     def __init__(self, endpoints: Sequence[str] | str, *, reactor=None,
-                 pool: HTTPConnectionPool | None = None, timeout: float = 5.0):
+                 pool: HTTPConnectionPool | None = None, timeout: float = 5.0,
+                 watch_silence: float = WATCH_SILENCE):
         if isinstance(endpoints, str):
             endpoints = endpoints.split(",")
         self._endpoints = [url.strip().rstrip("/") for url in endpoints if url.strip()]
@@ -488,6 +496,7 @@ class EtcdClient:
         self._pool = pool
         self._http = HTTPClient(Agent(reactor, connectTimeout=timeout, pool=self._pool))
         self._timeout = timeout
+        self._watch_silence = watch_silence
         self._preferred = 0
         self._watches: set[Watch] = set()
 
@@ -594,8 +603,10 @@ class EtcdClient:
 
         ``callback(events, revision)`` is called with every batch of events,
         in order; ``revision`` is the batch's header revision. If the stream
-        drops, the watch reconnects by itself and resumes after the last
-        event it delivered, so no event is lost or repeated.
+        drops, or stays silent for the client's ``watch_silence`` seconds
+        (a stream can hang without closing: a partition, a stuck server), the
+        watch reconnects by itself and resumes after the last event it
+        delivered, so no event is lost or repeated.
 
         If the history it needs has been compacted, the watch ends and calls
         ``on_compacted(compact_revision)``: reload with ``range`` and start a
@@ -604,7 +615,8 @@ class EtcdClient:
         request = _key_range(key, range_end, prefix)
         if prev_kv:
             request["prev_kv"] = True
-        watch = Watch(self, request, start_revision, callback, on_compacted, self._reactor)
+        watch = Watch(self, request, start_revision, callback, on_compacted, self._reactor,
+                      self._watch_silence)
         self._watches.add(watch)
         watch._start()
         return watch
@@ -718,6 +730,7 @@ class _JSONStream(Protocol):
         self._pending: list[str] = []
         self._closing = False
         self.ended: Deferred[None] = Deferred()
+        self.heard: Callable[[], object] = lambda: None
 
     def close(self) -> None:
         """Drop the connection; documents already received are not delivered."""
@@ -725,6 +738,7 @@ class _JSONStream(Protocol):
         self.transport.stopProducing()
 
     def dataReceived(self, data: bytes) -> None:
+        self.heard()
         text = self._text.decode(data)
         self._pending.append(text)
         if "\n" not in text:
@@ -754,8 +768,10 @@ class Watch:
 
     def __init__(self, client: EtcdClient, request: dict, start_revision: int,
                  callback: Callable[[list[Event], int], object],
-                 on_compacted: Callable[[int], object], clock: IReactorTime):
+                 on_compacted: Callable[[int], object], clock: IReactorTime,
+                 silence: float = WATCH_SILENCE):
         self._client = client
+        self._silence = silence
         self._request = request
         self._key = _unb64(request["key"])  # for log messages
         self._next_revision = start_revision
@@ -767,6 +783,7 @@ class Watch:
         self._ready_waiters: list[Deferred[None]] = []
         self._compact_revision = 0
         self._stopping = False
+        self._silenced = False
         self._running: Deferred[None] | None = None
 
     @property
@@ -821,6 +838,9 @@ class Watch:
                 self._client._watches.discard(self)
                 self._on_compacted(self._compact_revision)
                 return
+            if self._silenced:
+                self._silenced = False
+                continue
             if self._created:
                 delay = _RETRY_FIRST
             log.warn("etcd watch on {key!r} interrupted ({interruption}); resuming at revision "
@@ -832,12 +852,22 @@ class Watch:
     async def _follow_stream(self) -> None:
         self._created = False
         response = await self._client._open_stream("/v3/watch", self._create_request())
-        self._stream = _JSONStream(self._on_document)
+        self._stream = stream = _JSONStream(self._on_document)
+        watchdog = self._clock.callLater(self._silence, self._silent, stream)
+        stream.heard = lambda: watchdog.reset(self._silence)
         try:
-            response.deliverBody(self._stream)
-            await self._stream.ended
+            response.deliverBody(stream)
+            await stream.ended
         finally:
+            if watchdog.active():
+                watchdog.cancel()
             self._stream = None
+
+    def _silent(self, stream: _JSONStream) -> None:
+        log.debug("etcd watch on {key!r} silent for {silence} s; reopening it", key=self._key,
+                  silence=self._silence)
+        self._silenced = True
+        stream.close()
 
     def _create_request(self) -> dict:
         request = dict(self._request)

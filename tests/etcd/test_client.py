@@ -28,6 +28,7 @@ from kafscale.etcd.client import (
     prefix_range_end,
 )
 from tests.support.etcd_server import EtcdTestMixin
+from tests.support.faults import TcpProxy
 from tests.support.waiting import eventually, sleep
 
 
@@ -399,6 +400,21 @@ class EtcdClientTestsMixin(EtcdTestMixin):
         await eventually(lambda: len(log.events) == 6, timeout=5)
         self.assertEqual([event.kv.key for event in log.events],
                          [b"/w/%d" % n for n in range(1, 7)])
+
+    async def test_a_watch_whose_stream_hangs_silently_catches_up(self):
+        host, port = self.endpoint.removeprefix("http://").rsplit(":", 1)
+        proxy = TcpProxy(host, int(port))
+        await proxy.start()
+        self.addCleanup(proxy.close)
+        client = self.make_client(proxy.endpoint, watch_silence=1.0)
+        watch, log = self.watch(self.key("w/"), client=client, prefix=True)
+        await watch.ready()
+        proxy.blackhole()  # the event below vanishes; the stream stays open
+        await self.client.put(self.key("w/1"), b"lost in the partition")
+        await sleep(0.2)
+        proxy.let_through()
+        await eventually(lambda: len(log.events) == 1, timeout=5)
+        self.assertEqual(log.events[0].kv.key, self.key("w/1"))
 
     async def test_watch_stop_delivers_nothing_more(self):
         watch, log = self.watch(self.prefix, prefix=True)
