@@ -5,12 +5,19 @@ a request names from the PartitionLog this broker owns."""
 import uuid
 from dataclasses import dataclass
 
+from twisted.internet.task import deferLater
+
 from kafscale.handlers.errors import REFUSALS, STORAGE_ERRORS, kafka_error
 from kafscale.log import logger
 from kafscale.protocol.errors import ErrorCode, KafkaError
 from kafscale.protocol.messages import ApiKey
 
 log = logger("kafscale.handlers")
+
+ENTRIES_PER_TURN = 500
+"""Topics and partitions a request's answer loop goes through before it
+lets other work in: a request naming many is answered in turns rather than
+holding the reactor throughout."""
 
 NO_TOPIC_ID = uuid.UUID(int=0)
 """The topic id of a topic named by name, and of an answer without a topic."""
@@ -84,10 +91,16 @@ async def answer_partitions(request, topics, layout, blank, work, name_of=None):
     partition of that topic. A refusal from finding the log or from
     ``work`` (one of :data:`~kafscale.handlers.errors.REFUSALS`) becomes
     the partition's error code, and message where the answer carries one;
-    a failing object store is logged too.
+    a failing object store is logged too. Every ENTRIES_PER_TURN topics
+    and partitions it lets other work run.
     """
     answered = []
+    entries = 0
     for topic in topics:
+        entries += 1
+        if entries >= ENTRIES_PER_TURN:
+            entries = 0
+            await deferLater(request.clock, 0)
         refusal = None
         try:
             name = topic[layout.topic] if name_of is None else name_of(topic)
@@ -95,6 +108,10 @@ async def answer_partitions(request, topics, layout, blank, work, name_of=None):
             name, refusal = topic.get(layout.topic), e
         partitions = []
         for wanted in topic[layout.partitions]:
+            entries += 1
+            if entries >= ENTRIES_PER_TURN:
+                entries = 0
+                await deferLater(request.clock, 0)
             index = wanted[layout.index]
             answer = {layout.answered_index: index, "error_code": ErrorCode.NONE, **blank}
             partitions.append(answer)

@@ -20,7 +20,6 @@ only the partitions that committed, and ends when its connection closes.
 """
 
 from twisted.internet.defer import Deferred
-from twisted.internet.task import deferLater
 
 from kafscale.handlers.common import PartitionLayout, answer_partitions, known_topic, log
 from kafscale.handlers.errors import REFUSALS, STORAGE_ERRORS, kafka_error
@@ -28,9 +27,6 @@ from kafscale.protocol.errors import ErrorCode, KafkaError
 
 READ_COMMITTED = 1
 LAYOUT = PartitionLayout(topic="topic", index="partition")
-# Partitions read before a fetch lets other work in: a fetch naming many
-# reads them in turns rather than holding the reactor throughout.
-READS_PER_TURN = 500
 
 
 def answer_bytes(body):
@@ -45,7 +41,7 @@ async def handle(request):
         # This broker never hands out fetch sessions (v7+), so none can be named.
         return {"error_code": ErrorCode.FETCH_SESSION_ID_NOT_FOUND, "session_id": 0, "responses": []}
     config = request.config
-    reading = _Reading(min(body["max_bytes"], config.fetch_max_bytes), request.clock)
+    reading = _Reading(min(body["max_bytes"], config.fetch_max_bytes))
     deadline = request.clock.seconds() + min(body["max_wait_ms"], config.fetch_max_wait_ms) / 1000
     _prefetch(request, body["topics"], reading.max_bytes)
     blank = {
@@ -90,9 +86,8 @@ class _Reading:
     """The answer under way: every partition read once, then again as it
     commits, within one byte budget."""
 
-    def __init__(self, max_bytes, clock):
+    def __init__(self, max_bytes):
         self.max_bytes = max_bytes
-        self.clock = clock
         self.size = 0
         # (partition log, request entry, answer) of each partition read
         self.parts = []
@@ -100,8 +95,6 @@ class _Reading:
     async def read(self, partition_log, wanted, answer):
         partition_log.check_leader_epoch(wanted.get("current_leader_epoch", -1))
         self.parts.append((partition_log, wanted, answer))
-        if len(self.parts) % READS_PER_TURN == 0:
-            await deferLater(self.clock, 0)
         await self._read(partition_log, wanted, answer)
 
     async def read_again(self, part):

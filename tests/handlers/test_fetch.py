@@ -272,11 +272,12 @@ class FetchBoundsTests(unittest.TestCase):
     async def test_a_fetch_over_many_partitions_lets_other_work_in(self):
         from twisted.internet import reactor
 
+        from kafscale.handlers import common
         from kafscale.handlers import fetch as fetch_handler
         from kafscale.handlers.dispatch import Request
         from kafscale.protocol.messages import request_codec
 
-        self.patch(fetch_handler, "READS_PER_TURN", 2)
+        self.patch(common, "ENTRIES_PER_TURN", 2)
         self.broker, self.bootstrap = await start_broker(self)
         await create_topic(self.bootstrap, "wide", partitions=6)
         events = []
@@ -298,4 +299,4 @@ class FetchBoundsTests(unittest.TestCase):
         await fetch_handler.handle(Request(
             ApiKey.FETCH, 11, 1, "t", body, "127.0.0.1", topics=broker.topics, logs=broker.logs, view=broker.view,
             groups=broker.groups, config=broker.config, clock=broker.reactor))
-        self.assertEqual(events, [0, "other work", 1, 2, 3, 4, 5])
+        self.assertEqual(events, ["other work", 0, 1, 2, 3, 4, 5])
