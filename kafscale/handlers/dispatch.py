@@ -40,12 +40,15 @@ from kafscale.handlers import (
 from kafscale.metadata.view import IClusterView
 from kafscale.partition_logs import PartitionLogs
 from kafscale.protocol.messages import ApiKey
+from kafscale.security.principal import ANONYMOUS
 from kafscale.topics import Topics
 
 
 @dataclass(slots=True)
 class Request:
-    """One decoded request, with the parts of the broker a handler may use."""
+    """One decoded request, with the parts of the broker a handler may use,
+    and who sent it: the connection's client address and the principal it
+    authenticated as (``User:NAME``; ANONYMOUS without authentication)."""
 
     api_key: int
     api_version: int
@@ -59,6 +62,7 @@ class Request:
     groups: GroupCoordinator
     config: BrokerConfig
     clock: IReactorTime
+    principal: str = ANONYMOUS
 
 
 @dataclass(frozen=True, slots=True)

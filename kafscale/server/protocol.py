@@ -20,6 +20,7 @@ from kafscale.protocol.messages import (
     encode_response,
     request_codec,
 )
+from kafscale.security.principal import ANONYMOUS
 
 log = logger("kafscale.server")
 
@@ -83,6 +84,8 @@ class KafkaProtocol(Protocol):
         self.broker = broker
         self.max_request_size = max_request_size
         self.client_host = None
+        # Who the client is, once it has authenticated.
+        self.principal = ANONYMOUS
         self._buffer = bytearray()
         self._position = 0
         self._frame_size = None
@@ -265,7 +268,7 @@ class KafkaProtocol(Protocol):
         self._next = _Pending(handler, Request(
             header.api_key, header.api_version, header.correlation_id, header.client_id, body, self.client_host,
             topics=broker.topics, logs=broker.logs, view=broker.view, groups=broker.groups, config=broker.config,
-            clock=broker.reactor,
+            clock=broker.reactor, principal=self.principal,
         ), reserved, elements)
         self._pump()
 

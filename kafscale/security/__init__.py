@@ -1,0 +1,1 @@
+"""Who a connection is: TLS, SASL and the principal they establish."""
