@@ -51,6 +51,7 @@ from kafscale.log import logger
 from kafscale.metadata.interfaces import Fenced, ManifestChanged, MetadataError, SegmentRef
 from kafscale.storage.interfaces import ObjectStoreError
 from kafscale.storage.segment import CorruptSegment, build_segment, index_key, partition_prefix, read_segment
+from kafscale.turns import Turns
 
 log = logger("kafscale.storage.merge")
 
@@ -299,7 +300,9 @@ class MergeService(Service):
     async def run_once(self):
         """One pass: the deletes that are due, then every owned partition."""
         await self._delete_due()
+        turns = Turns(self.reactor)
         for partition_log in list(self.logs.values()):
+            await turns.tick()
             if not self.running:
                 return
             if partition_log.closed:

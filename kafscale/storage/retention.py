@@ -23,6 +23,7 @@ from kafscale.metadata.topic_configs import effective_int
 from kafscale.storage.errors import PartitionError
 from kafscale.storage.interfaces import ObjectStoreError
 from kafscale.storage.segment import index_key
+from kafscale.turns import Turns
 
 log = logger("kafscale.storage.retention")
 
@@ -118,7 +119,9 @@ class RetentionService(Service):
     async def enforce(self):
         """One pass over every partition this broker owns."""
         now_ms = int(self.clock.seconds() * 1000)
+        turns = Turns(self.clock)
         for (topic, partition), partition_log in list(self.logs.items()):
+            await turns.tick()
             info = self.topics.get(topic)
             if not self.running or info is None or partition_log.closed:
                 continue
