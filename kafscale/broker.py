@@ -11,6 +11,7 @@ from kafscale.partition_logs import PartitionLogs
 from kafscale.reconciler import Reconciler
 from kafscale.storage.cache import SegmentCache
 from kafscale.storage.flusher import Flusher, FlushSettings
+from kafscale.storage.gc import CollectorSettings, SharedObjectCollector
 from kafscale.storage.merge import MergeService, MergeSettings
 from kafscale.storage.partition_log import BufferBudget
 from kafscale.storage.retention import RetentionService
@@ -24,7 +25,8 @@ class Broker(MultiService):
 
     Its parts: ``topics`` (Topics), ``logs`` (the PartitionLogs it serves),
     the reconciliation that keeps those in line with ``view`` (its
-    IClusterView), and the services under it: retention, merging and
+    IClusterView), and the services under it: retention, merging, collecting
+    unneeded shared objects and
     ``groups`` (the GroupCoordinator). The stores and the view are started before the broker
     and stopped after it by the service tree they share (see kafscale.tap).
 
@@ -62,6 +64,9 @@ class Broker(MultiService):
         MergeService(self.logs, MergeSettings(
             delay_ms=config.merge_delay_ms, check_interval_ms=config.merge_check_interval_ms,
             delete_delay_ms=config.merge_delete_delay_ms, bytes_per_second=config.merge_bytes_per_second,
+        ), clock=reactor).setServiceParent(self)
+        SharedObjectCollector(objects, metadata, view, CollectorSettings(
+            interval_ms=config.gc_interval_ms, grace_ms=config.gc_grace_ms,
         ), clock=reactor).setServiceParent(self)
         self.groups = GroupCoordinator(metadata, view, config, reactor)
         self.groups.setServiceParent(self)

@@ -62,6 +62,10 @@ class BrokerConfig:
     merge_check_interval_ms: int = 5000
     merge_delete_delay_ms: int = 60000
     merge_bytes_per_second: int = 32 << 20
+    # Collecting multi-partition objects no manifest names any more
+    # (kafscale.storage.gc): how often, and how old such an object must be
+    gc_interval_ms: int = 300000
+    gc_grace_ms: int = 600000
     # Consumer groups, with Kafka's defaults: group.initial.rebalance.delay.ms,
     # group.min.session.timeout.ms, group.max.session.timeout.ms and
     # offset.metadata.max.bytes

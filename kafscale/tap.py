@@ -106,6 +106,11 @@ class Options(usage.Options):
          "How long the objects a merge replaced stay, for the readers still reading them.", int),
         ("merge-bytes-per-second", None, _DEFAULTS.merge_bytes_per_second,
          "Bytes per second merging may read and write again.", int),
+        ("gc-interval-ms", None, _DEFAULTS.gc_interval_ms,
+         "How often the controller deletes the shared flush objects no partition names any more.", int),
+        ("gc-grace-ms", None, _DEFAULTS.gc_grace_ms,
+         "How old such an object must be before it is deleted (longer than any flush's upload and commit).",
+         int),
         ("group-initial-rebalance-delay-ms", None, _DEFAULTS.group_initial_rebalance_delay_ms,
          "How long the first rebalance of an empty group waits for more members.", int),
         ("group-min-session-timeout-ms", None, _DEFAULTS.group_min_session_timeout_ms,
@@ -150,10 +155,11 @@ class Options(usage.Options):
                      "offset-metadata-max-bytes"):
             if self[name] < 0:
                 raise usage.UsageError(f"--{name} cannot be negative")
-        for name in ("retention-check-interval-ms", "merge-check-interval-ms", "merge-bytes-per-second"):
+        for name in ("retention-check-interval-ms", "merge-check-interval-ms", "merge-bytes-per-second",
+                     "gc-interval-ms"):
             if self[name] < 1:
                 raise usage.UsageError(f"--{name} must be at least 1")
-        for name in ("merge-delay-ms", "merge-delete-delay-ms"):
+        for name in ("merge-delay-ms", "merge-delete-delay-ms", "gc-grace-ms"):
             if self[name] < 0:
                 raise usage.UsageError(f"--{name} cannot be negative")
         if not 0 < self["group-min-session-timeout-ms"] <= self["group-max-session-timeout-ms"]:

@@ -26,7 +26,8 @@ per broker:
    them: ``delete_delay_ms`` after the swap. A broker that stops first
    deletes them as it stops; one that dies leaves them to ``segments gc``.
    A multi-partition object is never deleted here (other partitions'
-   entries may name it): ``segments gc`` removes it once none does.
+   entries may name it): the controller's collector (kafscale.storage.gc)
+   removes it once none does.
 
 Reads, uploads and deletes are paced (requests and bytes per second), the
 CPU work (CRC checks, layout) runs on a worker thread, and a merge holds at
@@ -352,7 +353,7 @@ class MergeService(Service):
             log.debug("{topic}-{partition}: merged {count} segments at {base}", topic=partition_log.topic,
                       partition=partition_log.partition, count=len(refs), base=refs[0].base_offset)
             # A multi-partition object may still hold other partitions'
-            # slices: `segments gc` deletes it once no manifest names it.
+            # slices: the collector deletes it once no manifest names it.
             own = [ref for ref in refs if ref.format == 1]
             if own:
                 self._doomed.append((self.reactor.seconds() + self.settings.delete_delay_ms / 1000,

@@ -2,7 +2,9 @@
 bucket merging every few flushes is killed with SIGKILL again and again
 while an idempotent producer writes and the broker merges and deletes. No
 acknowledged record is lost or stored twice, no manifest entry names a
-missing object, and ``segments gc`` finds and removes every orphan."""
+missing object, and ``segments gc`` finds and removes every orphan. A
+running broker's own collector deletes every shared flush object once
+merges replaced its slices, while producers write."""
 
 import uuid
 
@@ -20,17 +22,21 @@ MERGING = ["--merge-delay-ms", "0", "--merge-check-interval-ms", "50", "--merge-
            "--lease-ttl", "2"]
 
 
-class MergeCrashTests(AdminCase):
+class MergingBroker(AdminCase):
+    """A broker on etcd and moto started with ``options``."""
+
+    options = MERGING
+
     async def setUp(self):
         reason = missing_reason("3.5")
         if reason:
             self.skipTest(reason)
         server = s3_server()
-        store = await s3_store(self, server)
+        store = self.s3 = await s3_store(self, server)
         s3 = ["--s3-bucket", store.bucket, "--s3-endpoint", server.endpoint, "--s3-region", "us-east-1"]
         etcd = ["--etcd", etcd_endpoint("3.5"), "--cluster-id", f"merge-{uuid.uuid4().hex[:12]}"]
         self.env = {"AWS_ACCESS_KEY_ID": server.access_key, "AWS_SECRET_ACCESS_KEY": server.secret_key}
-        self.broker = BrokerProcess(*etcd, *s3, *MERGING, env=self.env)
+        self.broker = BrokerProcess(*etcd, *s3, *self.options, env=self.env)
         self.location = [*etcd, *s3]
         await in_thread(self.broker.start)
         self.addCleanup(lambda: in_thread(self.broker.stop))
@@ -42,6 +48,18 @@ class MergeCrashTests(AdminCase):
         rows = await self.admin_json("topics", "describe", "merged")
         return [row["segments"] for row in rows["partitions"]]
 
+    async def merged_to_at_most(self, count):
+        return all(size <= count for size in await self.manifest_sizes())
+
+    async def check_every_record(self, producer):
+        got = await in_thread(consume, self.broker.bootstrap, "merged", range(2), len(producer.acked), timeout=60)
+        seen = {m.value(): (m.partition(), m.offset()) for m in got}
+        self.assertEqual(len(seen), len(got), "a record was stored twice")
+        for value, position in producer.acked.items():
+            self.assertEqual(seen.get(value), position, value)
+
+
+class MergeCrashTests(MergingBroker):
     async def test_kill_during_merges_and_deletes_loses_nothing(self):
         await create_topic(self.broker.bootstrap, "merged", partitions=2)
         producer = NumberedProducer(self.broker.bootstrap, "merged", 2, **{"linger.ms": 2}).start()
@@ -73,12 +91,27 @@ class MergeCrashTests(AdminCase):
         await in_thread(self.broker.start)
         await self.check_every_record(producer)
 
-    async def merged_to_at_most(self, count):
-        return all(size <= count for size in await self.manifest_sizes())
 
-    async def check_every_record(self, producer):
-        got = await in_thread(consume, self.broker.bootstrap, "merged", range(2), len(producer.acked), timeout=60)
-        seen = {m.value(): (m.partition(), m.offset()) for m in got}
-        self.assertEqual(len(seen), len(got), "a record was stored twice")
-        for value, position in producer.acked.items():
-            self.assertEqual(seen.get(value), position, value)
+class SharedObjectCollectionTests(MergingBroker):
+    # Merging as above, and the collector every 200 ms for objects older
+    # than 2 s: far longer than an upload and its commit take here.
+    options = [*MERGING, "--gc-interval-ms", "200", "--gc-grace-ms", "2000"]
+
+    async def shared_objects(self):
+        return [item.key for item in await self.s3.list("~objects/")]
+
+    async def test_shared_objects_go_once_merged_while_producers_write(self):
+        await create_topic(self.broker.bootstrap, "merged", partitions=2)
+        producer = NumberedProducer(self.broker.bootstrap, "merged", 2, **{"linger.ms": 2}).start()
+        self.addCleanup(lambda: in_thread(producer.stop))
+        await eventually(lambda: len(producer.acked) >= 1500, timeout=60, what="records acknowledged")
+        await in_thread(producer.stop)
+        self.assertEqual(producer.failed, [])
+        await eventually(lambda: self.merged_to_at_most(3), timeout=30, what="merges caught up")
+        # Every flush's object went, though the collector ran all along.
+        await eventually(lambda: self.no_shared_objects(), timeout=30, what="shared objects collected")
+        await self.check_every_record(producer)
+        self.assertEqual((await self.admin_json("segments", "verify", "--grace", "0"))["problems"], [])
+
+    async def no_shared_objects(self):
+        return await self.shared_objects() == []
