@@ -90,6 +90,16 @@ def leave(connection, version, group_id, member_id):
     })
 
 
+def busy_and_empty_groups(test, connection):
+    """Form group "busy" (one member, Stable, its assignment b"assigned")
+    and group "empty" (its member left); -> busy's JoinGroup answer."""
+    busy = join_as_new_member(test, connection, 9, "busy")
+    sync(connection, 5, "busy", busy["member_id"], 1, [(busy["member_id"], b"assigned")])
+    empty = join_as_new_member(test, connection, 9, "empty")
+    leave(connection, 5, "empty", empty["member_id"])
+    return busy
+
+
 class GroupWireTestCase(unittest.TestCase):
     """One broker with fast rebalances, spoken to over the bare wire."""
 
