@@ -29,7 +29,18 @@ setup(
         "zstandard>=0.22",
     ],
     extras_require={
+        # kafscale-operator: kopf and the Kubernetes client; the Kafka Admin
+        # API through confluent-kafka
+        "operator": [
+            "kopf>=1.37,<2",
+            "kubernetes>=30,<38",
+            "confluent-kafka>=2.16,<3",
+            "PyYAML>=6,<7",
+        ],
         "test": [
+            "kafscale[operator]",
+            # every CRD and rendered manifest against Kubernetes' schemas
+            "kubernetes-validate>=1.31,<2",
             "kio>=0.6.5,<0.7",
             "confluent-kafka>=2.16,<3",
             "aiokafka>=0.14,<0.15",
@@ -40,7 +51,8 @@ setup(
             "wheel",
         ],
     },
-    entry_points={"console_scripts": ["kafscale-admin=kafscale_admin.cli:main"]},
+    entry_points={"console_scripts": ["kafscale-admin=kafscale_admin.cli:main",
+                                      "kafscale-operator=kafscale_operator.cli:main"]},
     classifiers=[
         "Framework :: Twisted",
         "License :: OSI Approved :: Apache Software License",
