@@ -744,7 +744,7 @@ class EtcdMetadataStore(Service):
                     pass
             session = LeaseKeeper(self.client, self.lease_ttl, self._session_lost, clock=self._reactor)
             await session.start()
-            for info in self._registered.values():
+            for info in list(self._registered.values()):
                 await self.client.put(self.keys.broker(info.node_id), layout.encode_broker(info), lease=session.lease_id)
             self._session = session
             return session
