@@ -13,8 +13,10 @@ from kafscale.metadata.view import SLOTS, IClusterView, slot_of
 from tests.support.etcd_server import EtcdTestMixin
 from tests.support.waiting import eventually
 
-# How soon every member must see a change another made.
-VIEW_WITHIN = 1.0
+# How long a test waits for every member to see a change another made:
+# it happens within milliseconds (bench/cluster.py measures how soon), but a
+# loaded machine must not fail a test of whether it happens.
+VIEW_WITHIN = 5.0
 
 
 class RendezvousTests(SynchronousTestCase):
