@@ -25,12 +25,11 @@ object, for an operator; this service handles the kind only it can.
 
 from dataclasses import dataclass
 
-from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredLock, DeferredSemaphore, FirstError, gatherResults
-from twisted.internet.task import LoopingCall
+from twisted.internet.defer import Deferred, DeferredSemaphore, FirstError, gatherResults
 
 from kafscale.log import logger
 from kafscale.metadata.interfaces import MetadataError, UnknownTopic
+from kafscale.periodic import PeriodicService
 from kafscale.storage.interfaces import ObjectStoreError
 from kafscale.storage.object_format import OBJECTS_PREFIX
 from kafscale.turns import Turns
@@ -84,7 +83,7 @@ async def _all(deferreds):
         error.subFailure.raiseException()
 
 
-class SharedObjectCollector(Service):
+class SharedObjectCollector(PeriodicService):
     """Deletes, on the controller only, the multi-partition objects no
     manifest names that are older than the grace period (see the module's
     docstring). ``view`` is the IClusterView, ``clock`` an IReactorTime."""
@@ -92,37 +91,20 @@ class SharedObjectCollector(Service):
     name = "shared-object-gc"
 
     def __init__(self, objects, metadata, view, settings, clock):
+        super().__init__(settings.interval_ms / 1000, clock)
         self.objects = objects
         self.metadata = metadata
         self.view = view
         self.settings = settings
-        self.clock = clock
-        self._loop = None
-        self._lock = DeferredLock()
 
-    def startService(self):
-        super().startService()
-        self._loop = LoopingCall(self._lock.run, self._pass)
-        self._loop.clock = self.clock
-        self._loop.start(self.settings.interval_ms / 1000, now=False)
-
-    def stopService(self):
-        super().stopService()
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
-        return self._lock.acquire().addCallback(lambda lock: lock.release())
-
-    async def _pass(self):
+    async def run_pass(self):
         if self.view.node_id is None or self.view.controller_id() != self.view.node_id:
             return
         try:
             await self.collect()
         except (ObjectStoreError, MetadataError) as error:
             log.warn("collecting unneeded objects failed, again in {interval}s: {error}",
-                     interval=self.settings.interval_ms / 1000, error=error)
-        except Exception:
-            # A LoopingCall whose call fails never runs again.
-            log.failure("collecting unneeded objects failed")
+                     interval=self.interval, error=error)
 
     async def collect(self):
         """One pass; -> the keys deleted."""

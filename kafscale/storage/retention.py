@@ -14,12 +14,11 @@ partitions may still name the object, which garbage collection deletes
 once none does.
 """
 
-from twisted.application.service import Service
-from twisted.internet.defer import DeferredLock, gatherResults
-from twisted.internet.task import LoopingCall
+from twisted.internet.defer import gatherResults
 
 from kafscale.log import logger
 from kafscale.metadata.topic_configs import effective_int
+from kafscale.periodic import PeriodicService
 from kafscale.storage.errors import PartitionError
 from kafscale.storage.interfaces import ObjectStoreError
 from kafscale.storage.segment import index_key
@@ -74,7 +73,7 @@ def _delete_failed(failure, key):
     log.warn("deleting {key} failed, leaving an orphan for `segments gc`: {error}", key=key, error=failure.value)
 
 
-class RetentionService(Service):
+class RetentionService(PeriodicService):
     """Every ``interval`` seconds, apply retention to each partition in
     ``logs`` (a mapping of (topic, partition) to the PartitionLogs the broker
     owns) under its topic's configs in ``topics`` (a mapping of name to
@@ -88,33 +87,12 @@ class RetentionService(Service):
     def __init__(self, logs, topics, interval, clock=None):
         if clock is None:
             from twisted.internet import reactor as clock
+        super().__init__(interval, clock)
         self.logs = logs
         self.topics = topics
-        self.clock = clock
-        self.interval = interval
-        self._loop = None
-        self._lock = DeferredLock()
 
-    def startService(self):
-        super().startService()
-        self._loop = LoopingCall(self._lock.run, self._pass)
-        self._loop.clock = self.clock
-        self._loop.start(self.interval, now=False)
-
-    def stopService(self):
-        super().stopService()
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
-        # Wait for a running pass to finish.
-        return self._lock.acquire().addCallback(lambda lock: lock.release())
-
-    async def _pass(self):
-        # A LoopingCall whose call fails never runs again: whatever broke
-        # this pass, the next one must still come.
-        try:
-            await self.enforce()
-        except Exception:
-            log.failure("retention pass failed; the next runs in {interval}s", interval=self.interval)
+    async def run_pass(self):
+        await self.enforce()
 
     async def enforce(self):
         """One pass over every partition this broker owns."""
