@@ -14,6 +14,8 @@ setup(
     package_data={"twisted.plugins": ["kafscale_plugin.py"]},
     install_requires=[
         "twisted[tls]>=24.7,<27",
+        # TLS listeners read PEM certificates and keys
+        "cryptography>=42",
         "treq>=24.9,<27",
         "botocore>=1.34,<2",
         "click>=8.1,<9",

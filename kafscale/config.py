@@ -2,12 +2,31 @@
 
 from dataclasses import dataclass
 
+from kafscale.security.listeners import Listener
+
 
 @dataclass(frozen=True, slots=True)
 class BrokerConfig:
     listen: str = "tcp:9092:interface=127.0.0.1"
     advertised_host: str = "127.0.0.1"
     advertised_port: int = 9092
+    # Kafka's listeners (empty: the one PLAINTEXT listener ``listen`` names)
+    # and advertised.listeners (the first is advertised_host:advertised_port)
+    listeners: tuple[Listener, ...] = ()
+    advertised_listeners: tuple[Listener, ...] = (Listener("PLAINTEXT", "127.0.0.1", 9092),)
+    # TLS on SSL and SASL_SSL listeners: PEM files, client certificates
+    # (none, requested or required) and how their subjects name principals
+    # (Kafka's ssl.principal.mapping.rules)
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_ca: str | None = None
+    tls_client_auth: str = "none"
+    tls_principal_mapping_rules: str = "DEFAULT"
+    # SASL on SASL_PLAINTEXT and SASL_SSL listeners, and how long a failed
+    # authentication waits for its answer (Kafka's
+    # connection.failed.authentication.delay.ms)
+    sasl_mechanisms: str = "SCRAM-SHA-512,SCRAM-SHA-256,PLAIN"
+    failed_authentication_delay_ms: int = 100
     # None in a cluster: allocated from etcd at start
     node_id: int | None = 0
     rack: str | None = None
@@ -25,6 +44,13 @@ class BrokerConfig:
     # crashed broker's registration and partitions outlive it, in seconds
     etcd: str | None = None
     lease_ttl: int = 10
+    # etcd over TLS (a CA to check its certificate, a client certificate
+    # and key) and etcd's own users
+    etcd_ca: str | None = None
+    etcd_cert: str | None = None
+    etcd_key: str | None = None
+    etcd_user: str | None = None
+    etcd_password: str | None = None
     # Kafka's auto.create.topics.enable and num.partitions
     auto_create_topics: bool = True
     num_partitions: int = 1

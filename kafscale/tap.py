@@ -5,7 +5,7 @@ import resource
 
 from twisted.application.service import MultiService, Service
 from twisted.internet import endpoints
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
 from twisted.python import usage
 
 from kafscale import __version__
@@ -15,6 +15,11 @@ from kafscale.config import BrokerConfig
 from kafscale import stores
 from kafscale.etcd.cluster import Cluster
 from kafscale.metadata.view import SoleBroker
+from kafscale.security.listeners import Listener, ListenerSecurity, parse_listeners
+from kafscale.security.principal import SubjectMapping
+from kafscale.security.sasl import ALL_MECHANISMS
+from kafscale.security.tls import CLIENT_AUTH, ReloadableServerTLS, ReloadOnSIGHUP, TLSFiles, TLSListenerFactory
+from kafscale.security.tls import TLSSettingsError
 from kafscale.server.protocol import KafkaFactory
 
 _log = log.logger("kafscale.tap")
@@ -48,9 +53,29 @@ class Options(usage.Options):
     # (long, short, default, help, type); defaults are applied in
     # postOptions, after the environment has had its say.
     settings = [
-        ("listen", "l", _DEFAULTS.listen, "Twisted endpoint string to listen on.", str),
+        ("listen", "l", _DEFAULTS.listen,
+         "Twisted endpoint string of the one PLAINTEXT listener, when --listeners is not given.", str),
         ("advertise", "a", None,
-         "host:port clients should connect to (default: the listen interface and port).", str),
+         "host:port clients should connect to (default: the listen interface and port), with --listen.", str),
+        ("listeners", None, None,
+         "Kafka's listeners: NAME://HOST:PORT,... with NAME one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL"
+         " (replaces --listen).", parse_listeners),
+        ("advertised-listeners", None, None,
+         "What clients are told to connect to, per listener, in the same form (default: the listeners, a"
+         " wildcard host as 127.0.0.1).", parse_listeners),
+        ("tls-cert", None, None, "PEM certificate (then its intermediates) of SSL and SASL_SSL listeners.", str),
+        ("tls-key", None, None, "PEM private key (unencrypted) of --tls-cert.", str),
+        ("tls-ca", None, None, "PEM certificates that client certificates must chain to.", str),
+        ("tls-client-auth", None, _DEFAULTS.tls_client_auth,
+         "Client certificates on TLS listeners: none, requested or required.", str),
+        ("tls-principal-mapping-rules", None, _DEFAULTS.tls_principal_mapping_rules,
+         "How a client certificate's subject names its principal (Kafka's ssl.principal.mapping.rules).",
+         str),
+        ("sasl-mechanisms", None, _DEFAULTS.sasl_mechanisms,
+         "SASL mechanisms of SASL listeners, among SCRAM-SHA-512, SCRAM-SHA-256 and PLAIN.", str),
+        ("failed-authentication-delay-ms", None, _DEFAULTS.failed_authentication_delay_ms,
+         "How long a failed authentication waits for its answer (Kafka's"
+         " connection.failed.authentication.delay.ms).", int),
         ("node-id", None, None,
          "This broker's node id (default: 0 alone, allocated from etcd in a cluster).", int),
         ("rack", None, None, "Rack name reported in Metadata.", str),
@@ -68,6 +93,11 @@ class Options(usage.Options):
         ("etcd", None, None,
          "Comma-separated etcd endpoints (http://host:2379,...): keep metadata there and join the"
          " cluster of brokers that share it, instead of the embedded store.", str),
+        ("etcd-ca", None, None, "PEM certificates etcd's must chain to (https:// endpoints).", str),
+        ("etcd-cert", None, None, "PEM client certificate for etcd.", str),
+        ("etcd-key", None, None, "PEM private key of --etcd-cert.", str),
+        ("etcd-user", None, None, "etcd user (etcd's own authentication).", str),
+        ("etcd-password", None, None, "Password of --etcd-user (better given in the environment).", str),
         ("lease-ttl", None, _DEFAULTS.lease_ttl,
          "Seconds a crashed broker keeps its partitions before the others take them over (with --etcd).",
          int),
@@ -171,8 +201,45 @@ class Options(usage.Options):
             raise usage.UsageError("--lease-ttl must be at least 1")
         if self["node-id"] is None and not self["etcd"]:
             self["node-id"] = _DEFAULTS.node_id
-        host, port = _advertised_address(self["listen"], self["advertise"])
-        self["advertised-host"], self["advertised-port"] = host, port
+        self._check_security()
+        advertised = self["advertised-listeners"]
+        if self["listeners"] is None:
+            self["listeners"] = ()
+            if advertised is None:
+                host, port = _advertised_address(self["listen"], self["advertise"])
+                advertised = (Listener("PLAINTEXT", host, port),)
+            names = {"PLAINTEXT"}
+        else:
+            if advertised is None:
+                advertised = tuple(Listener(listener.name, _reachable(listener.host), listener.port)
+                                   for listener in self["listeners"])
+            names = {listener.name for listener in self["listeners"]}
+        unknown = [listener.name for listener in advertised if listener.name not in names]
+        if unknown:
+            raise usage.UsageError(f"--advertised-listeners names listeners that do not exist: {unknown}")
+        self["advertised-listeners"] = advertised
+        self["advertised-host"], self["advertised-port"] = advertised[0].host, advertised[0].port
+
+    def _check_security(self):
+        listeners = self["listeners"] or ()
+        if any(listener.tls for listener in listeners) and not (self["tls-cert"] and self["tls-key"]):
+            raise usage.UsageError("SSL and SASL_SSL listeners need --tls-cert and --tls-key")
+        if self["tls-client-auth"] not in CLIENT_AUTH:
+            raise usage.UsageError(f"--tls-client-auth is one of {', '.join(CLIENT_AUTH)}")
+        try:
+            SubjectMapping(self["tls-principal-mapping-rules"])
+        except ValueError as e:
+            raise usage.UsageError(f"--tls-principal-mapping-rules: {e}") from None
+        mechanisms = [m.strip().upper() for m in self["sasl-mechanisms"].split(",") if m.strip()]
+        if not mechanisms or any(m not in ALL_MECHANISMS for m in mechanisms):
+            raise usage.UsageError(f"--sasl-mechanisms: some of {', '.join(ALL_MECHANISMS)}")
+        self["sasl-mechanisms"] = ",".join(mechanisms)
+        if self["failed-authentication-delay-ms"] < 0:
+            raise usage.UsageError("--failed-authentication-delay-ms cannot be negative")
+        if bool(self["etcd-cert"]) != bool(self["etcd-key"]):
+            raise usage.UsageError("--etcd-cert and --etcd-key go together")
+        if self["etcd-user"] and self["etcd-password"] is None:
+            raise usage.UsageError("--etcd-user needs --etcd-password (or KAFSCALE_ETCD_PASSWORD)")
 
     def config(self):
         """The BrokerConfig these options describe: each option is the field
@@ -180,6 +247,12 @@ class Options(usage.Options):
         fields = {name.replace("-", "_"): self[name] for name, *_ in self.settings if name != "advertise"}
         return BrokerConfig(advertised_host=self["advertised-host"], advertised_port=self["advertised-port"],
                             **fields)
+
+
+def _reachable(host):
+    """A listener's host as clients may be told it: a wildcard becomes the
+    loopback address."""
+    return {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
 
 
 def _advertised_address(listen, advertise):
@@ -228,9 +301,12 @@ def metadata_store(config):
 def cluster_view(config, metadata):
     """The IClusterView of this broker: a Cluster of the brokers sharing its
     etcd, or a SoleBroker alone on its embedded store."""
+    listeners = tuple((listener.name, listener.host, listener.port) for listener in config.advertised_listeners)
     if not config.etcd:
-        return SoleBroker(metadata, config.node_id, config.advertised_host, config.advertised_port, config.rack)
-    return Cluster(metadata, config.advertised_host, config.advertised_port, config.rack, node_id=config.node_id)
+        return SoleBroker(metadata, config.node_id, config.advertised_host, config.advertised_port, config.rack,
+                          listeners=listeners)
+    return Cluster(metadata, config.advertised_host, config.advertised_port, config.rack, node_id=config.node_id,
+                   listeners=listeners)
 
 
 class InOrder(MultiService):
@@ -260,14 +336,16 @@ class ObjectStoreService(Service):
 
 
 class ListenWhenReady(Service):
-    """Listen for clients only once the broker has loaded its state, and
-    stop listening first on shutdown."""
+    """Listen for clients, on each (endpoint, KafkaFactory) of
+    ``listeners``, only once the broker has loaded its state, and stop
+    listening first on shutdown. A factory may be wrapped (in TLS, say):
+    ``listeners`` holds (endpoint, the factory listened with, the
+    KafkaFactory)."""
 
-    def __init__(self, endpoint, factory, broker):
-        self.endpoint = endpoint
-        self.factory = factory
+    def __init__(self, listeners, broker):
+        self.listeners = listeners
         self.broker = broker
-        self._port = None
+        self._ports = []
         self.listening = None
 
     def startService(self):
@@ -276,18 +354,20 @@ class ListenWhenReady(Service):
 
     async def _listen(self):
         await self.broker.when_ready()
-        try:
-            self._port = await self.endpoint.listen(self.factory)
-        except Exception:
-            _log.failure("cannot listen on {endpoint}", endpoint=self.endpoint)
-            self.broker.reactor.stop()
+        for endpoint, factory, _ in self.listeners:
+            try:
+                self._ports.append(await endpoint.listen(factory))
+            except Exception:
+                _log.failure("cannot listen on {endpoint}", endpoint=endpoint)
+                self.broker.reactor.stop()
+                return
 
     def stopService(self):
         super().stopService()
-        self.factory.disconnect_all()
-        if self._port is not None:
-            return self._port.stopListening()
-        return None
+        for _, _, factory in self.listeners:
+            factory.disconnect_all()
+        ports, self._ports = self._ports, []
+        return gatherResults([port.stopListening() for port in ports])
 
 
 def makeService(options):
@@ -310,10 +390,41 @@ def makeService(options):
     broker = Broker(config, metadata, objects, view)
     broker.setName("broker")
     broker.setServiceParent(service)
-    endpoint = endpoints.serverFromString(broker.reactor, config.listen)
-    factory = KafkaFactory(broker, config.max_request_size, max_connections=connection_limit(config),
-                           max_connections_per_address=config.max_connections_per_address)
-    listener = ListenWhenReady(endpoint, factory, broker)
+    listener = ListenWhenReady(_listeners(config, broker, metadata, service), broker)
     listener.setName("listener")
     listener.setServiceParent(service)
     return service
+
+
+def _listeners(config, broker, metadata, service):
+    """-> (endpoint, factory listened with, KafkaFactory) for each listener
+    ``config`` names; TLS listeners share one certificate, reloaded on
+    SIGHUP by a child of ``service``."""
+    if not config.listeners:
+        return [(endpoints.serverFromString(broker.reactor, config.listen),) + (_factory(config, broker),) * 2]
+    tls = None
+    if any(listener.tls for listener in config.listeners):
+        try:
+            tls = ReloadableServerTLS(TLSFiles(config.tls_cert, config.tls_key, config.tls_ca, config.tls_client_auth))
+        except TLSSettingsError as e:
+            raise usage.UsageError(str(e)) from None
+        ReloadOnSIGHUP(tls, broker.reactor).setServiceParent(service)
+    mapping = SubjectMapping(config.tls_principal_mapping_rules)
+    mechanisms = tuple(config.sasl_mechanisms.split(","))
+    # Each listener counts its own connections against the limits.
+    made = []
+    for listener in config.listeners:
+        security = ListenerSecurity(
+            listener.name, sasl_mechanisms=mechanisms if listener.sasl else (), credentials=metadata,
+            subject_mapping=mapping if listener.tls and config.tls_client_auth != "none" else None)
+        factory = _factory(config, broker, security)
+        host = listener.host.replace(":", "\\:")
+        endpoint = endpoints.serverFromString(
+            broker.reactor, f"tcp:{listener.port}" + (f":interface={host}" if host else ""))
+        made.append((endpoint, TLSListenerFactory(tls, False, factory) if listener.tls else factory, factory))
+    return made
+
+
+def _factory(config, broker, security=ListenerSecurity()):
+    return KafkaFactory(broker, config.max_request_size, max_connections=connection_limit(config),
+                        max_connections_per_address=config.max_connections_per_address, security=security)

@@ -10,6 +10,7 @@ from kafscale_admin.groups import groups
 from kafscale_admin.segments import segments
 from kafscale_admin.stores import Admin, Location, react_runner
 from kafscale_admin.topics import topics
+from kafscale_admin.users import users
 
 PROG_NAME = "kafscale-admin"
 
@@ -34,7 +35,7 @@ PROG_NAME = "kafscale-admin"
               help="Seconds to wait for the metadata store.")
 @click.pass_context
 def main(ctx, data_dir, etcd, cluster_id, s3_bucket, s3_endpoint, s3_region, s3_prefix, timeout):
-    """Manage Kafscale topics, consumer groups and segments.
+    """Manage Kafscale topics, consumer groups, segments and users.
 
     Credentials for S3 come from the standard AWS environment variables.
     """
@@ -55,5 +56,5 @@ def completion(shell):
     click.echo(complete.source())
 
 
-for command in (topics, groups, segments, brokers, cluster):
+for command in (topics, groups, segments, brokers, cluster, users):
     main.add_command(command)

@@ -55,8 +55,9 @@ class Location:
             return f"{where} at {self.s3_endpoint}" if self.s3_endpoint else where
         return f"directory {stores.objects_dir(self.data_dir)}"
 
-    def metadata_store(self, reactor):
-        if not self.etcd and not os.path.exists(self.metadata_path):
+    def metadata_store(self, reactor, create=False):
+        """The metadata store; an embedded one must exist unless ``create``."""
+        if not create and not self.etcd and not os.path.exists(self.metadata_path):
             raise AdminError(f"no metadata store at {self.metadata_path}: pass the broker's --data-dir, or --etcd")
         # No watches: a command reads what it needs when it needs it.
         return stores.metadata_store(data_dir=self.data_dir, etcd=self.etcd, cluster_id=self.cluster_id,
@@ -107,10 +108,11 @@ async def all_of(deferreds):
         e.subFailure.raiseException()
 
 
-async def open_stores(location, reactor, work):
-    """Run ``work(stores)`` with the stores open, and close them after.
+async def open_stores(location, reactor, work, create=False):
+    """Run ``work(stores)`` with the stores open, and close them after
+    (``create``: making an embedded metadata store that does not exist).
     Store failures become AdminErrors."""
-    metadata = location.metadata_store(reactor)
+    metadata = location.metadata_store(reactor, create)
     objects = location.object_store(reactor)
     metadata.startService()
     try:
@@ -154,9 +156,10 @@ class Admin:
         self.location = location
         self.runner = runner
 
-    def run(self, work):
-        """Run ``work(stores)`` (a coroutine function); -> its result."""
-        return self.runner(lambda reactor: Deferred.fromCoroutine(open_stores(self.location, reactor, work)))
+    def run(self, work, create=False):
+        """Run ``work(stores)`` (a coroutine function); -> its result.
+        ``create``: make the embedded metadata store if there is none."""
+        return self.runner(lambda reactor: Deferred.fromCoroutine(open_stores(self.location, reactor, work, create)))
 
 
 def completing(names):

@@ -147,13 +147,13 @@ class Cluster(Service):
     coordinator slots, and tells `subscribe_slots` callbacks.
     """
 
-    def __init__(self, store, host, port, rack=None, node_id=None, slots=SLOTS, reactor=None):
+    def __init__(self, store, host, port, rack=None, node_id=None, slots=SLOTS, reactor=None, listeners=()):
         if reactor is None:
             from twisted.internet import reactor
         self.store = store
         self.node_id = node_id
         self.slots = slots
-        self._address = (host, port, rack)
+        self._address = (host, port, rack, tuple(listeners))
         self._reactor = reactor
         self._subscribers = []
         self._slot_subscribers = []
@@ -205,7 +205,7 @@ class Cluster(Service):
         return self.node_id
 
     async def _register(self):
-        host, port, rack = self._address
+        host, port, rack, listeners = self._address
         started_ms = int(self._reactor.seconds() * 1000)
         session = await self.store.session()
         deadline = self._reactor.seconds() + 2 * session.lease.ttl
@@ -218,7 +218,8 @@ class Cluster(Service):
                 taken |= set(self._views["brokers"].items)
                 node_id = next(n for n in itertools.count(FIRST_ALLOCATED_NODE_ID) if n not in taken)
             try:
-                await self.store.register_broker(BrokerInfo(node_id, host, port, rack, started_ms), exclusive=True)
+                await self.store.register_broker(BrokerInfo(node_id, host, port, rack, started_ms, listeners),
+                                                 exclusive=True)
             except NodeIdInUse:
                 taken.add(node_id)
                 if self.node_id is None:
@@ -311,8 +312,7 @@ class Cluster(Service):
         if self._leaving:
             brokers.pop(self.node_id, None)
         elif self._joined and self.node_id not in brokers:
-            host, port, rack = self._address
-            brokers[self.node_id] = BrokerInfo(self.node_id, host, port, rack, 0)
+            brokers[self.node_id] = BrokerInfo(self.node_id, *self._address[:3], 0, self._address[3])
         return [brokers[node_id] for node_id in sorted(brokers)]
 
     def broker(self, node_id):

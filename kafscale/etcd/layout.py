@@ -10,13 +10,14 @@ value is compact JSON::
     segments/{topic}/{partition}/{base}  {"base", "last", "max_timestamp", "size", "count", "key", "pos", "fmt"}
     groups/{group}                       the group's state, as its coordinator saved it
     offsets/{group}/{topic}/{partition}  {"offset", "leader_epoch", "metadata", "commit_ms"}
-    brokers/{node id}                    {"node_id", "host", "port", "rack", "started_ms"}, under the broker's lease
+    brokers/{node id}                    {"node_id", "host", "port", "rack", "started_ms", "listeners"}, under the broker's lease
     owners/{topic}/{partition}           {"node_id", "epoch", "topic_id"}, under the owner's lease
     coordinators/{slot}                  {"node_id"}, under the owner's lease
+    users/{user}/{mechanism}             {"salt", "stored_key", "server_key", "iterations"} (base64 keys)
 
 One key per item, so no value grows with the number of segments or groups.
 Segment base offsets are zero-padded to 20 digits so that keys sort as
-offsets do. Group ids are percent-encoded (they may hold "/"); topic names
+offsets do. Group ids and user names are percent-encoded (they may hold "/"); topic names
 cannot hold one.
 
 A partition key is absent until the partition's first claim (absent means
@@ -34,12 +35,20 @@ An owner key's "epoch" is the leader epoch its owner claimed, "topic_id" the
 hex id of the topic incarnation it claimed it in.
 """
 
+import base64
 import json
 import uuid
 from dataclasses import dataclass
 from urllib.parse import quote, unquote
 
-from kafscale.metadata.interfaces import BrokerInfo, CommittedOffset, PartitionState, SegmentRef, TopicInfo
+from kafscale.metadata.interfaces import (
+    BrokerInfo,
+    CommittedOffset,
+    PartitionState,
+    ScramCredential,
+    SegmentRef,
+    TopicInfo,
+)
 
 AREA_PREFIXES = {
     "topics": ("topics/",),
@@ -104,6 +113,19 @@ class Keys:
 
     def coordinator(self, slot):
         return self._key("coordinators", slot)
+
+    def scram_credential(self, user, mechanism):
+        return self._key("users", quote(user, safe=""), mechanism)
+
+    def scram_credentials(self, user=None):
+        if user is None:
+            return self._key("users", "")
+        return self._key("users", quote(user, safe=""), "")
+
+    def user_mechanism(self, key):
+        """-> (user, mechanism) of a SCRAM credential key."""
+        _, user, mechanism = self.relative(key).split("/")
+        return unquote(user), mechanism
 
     def relative(self, key):
         """``key`` without the cluster prefix, as text."""
@@ -201,12 +223,27 @@ def decode_offset(data):
 
 def encode_broker(info):
     return _json({"node_id": info.node_id, "host": info.host, "port": info.port, "rack": info.rack,
-                  "started_ms": info.started_ms})
+                  "started_ms": info.started_ms, "listeners": [list(listener) for listener in info.listeners]})
 
 
 def decode_broker(data):
     value = json.loads(data)
-    return BrokerInfo(value["node_id"], value["host"], value["port"], value["rack"], value["started_ms"])
+    return BrokerInfo(value["node_id"], value["host"], value["port"], value["rack"], value["started_ms"],
+                      tuple(tuple(listener) for listener in value.get("listeners", ())))
+
+
+def encode_scram_credential(credential):
+    def text(data):
+        return base64.b64encode(data).decode()
+
+    return _json({"salt": text(credential.salt), "stored_key": text(credential.stored_key),
+                  "server_key": text(credential.server_key), "iterations": credential.iterations})
+
+
+def decode_scram_credential(mechanism, data):
+    value = json.loads(data)
+    return ScramCredential(mechanism, base64.b64decode(value["salt"]), base64.b64decode(value["stored_key"]),
+                           base64.b64decode(value["server_key"]), value["iterations"])
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,7 @@ from kafscale.etcd.lease import LeaseKeeper
 from kafscale.log import logger
 from kafscale.metadata.interfaces import (
     CHANGE_AREAS,
+    IScramCredentialStore,
     Fenced,
     InvalidPartitions,
     ManifestChanged,
@@ -117,7 +118,7 @@ class _QuietPool(HTTPConnectionPool):
     _factory = _QuietFactory
 
 
-@implementer(IOwnershipStore)
+@implementer(IOwnershipStore, IScramCredentialStore)
 class EtcdMetadataStore(Service):
     """IMetadataStore, and IOwnershipStore, on etcd under ``prefix``
     (see `layout.cluster_prefix`).
@@ -688,6 +689,28 @@ class EtcdMetadataStore(Service):
             Op.delete(self.keys.offsets(group_id), prefix=True),
         ])
         return sum(result.deleted for result in reply.responses) > 0
+
+    # SCRAM credentials
+
+    def set_scram_credential(self, user, credential):
+        return self._run(self.client.put, self.keys.scram_credential(user, credential.mechanism),
+                         layout.encode_scram_credential(credential))
+
+    def delete_scram_credential(self, user, mechanism):
+        return self._run(self._delete_scram_credential, user, mechanism)
+
+    def scram_credentials(self, user=None):
+        return self._run(self._scram_credentials, user)
+
+    async def _delete_scram_credential(self, user, mechanism):
+        return (await self.client.delete(self.keys.scram_credential(user, mechanism))).deleted > 0
+
+    async def _scram_credentials(self, user):
+        users = {}
+        for kv in (await self.client.range(self.keys.scram_credentials(user), prefix=True)).kvs:
+            name, mechanism = self.keys.user_mechanism(kv.key)
+            users.setdefault(name, {})[mechanism] = layout.decode_scram_credential(mechanism, kv.value)
+        return users if user is None else users.get(user, {})
 
     # Brokers and the session lease
 

@@ -27,6 +27,13 @@ OPERATIONS_NOT_REQUESTED = -(2**31)
 Kafka sends it; kafka-python chokes on -1 (NOTES.md)."""
 
 
+def endpoint(broker, listener):
+    """The host and port fields of an answer naming ``broker`` (a
+    BrokerInfo): its address on the listener the request came in on."""
+    host, port = broker.address(listener)
+    return {"host": host, "port": port}
+
+
 def known_topic(topics, name, topic_id=NO_TOPIC_ID):
     """The TopicInfo a request's topic entry names: by ``name``, or by
     ``topic_id`` where the name is None (the versions that name topics by

@@ -10,7 +10,7 @@ the lowest live node id (see ``Broker.controller_id``), and without an
 authorizer every cluster operation is allowed.
 """
 
-from kafscale.handlers.common import OPERATIONS_NOT_REQUESTED
+from kafscale.handlers.common import OPERATIONS_NOT_REQUESTED, endpoint
 from kafscale.protocol.errors import ErrorCode
 
 BROKER_ENDPOINTS = 1
@@ -40,7 +40,7 @@ async def handle(request):
         response["error_message"] = "this is a broker endpoint; Kafscale has no controller endpoints"
         return response
     response["brokers"] = [
-        {"broker_id": b.node_id, "host": b.host, "port": b.port, "rack": b.rack, "is_fenced": False}
+        {"broker_id": b.node_id, **endpoint(b, request.listener), "rack": b.rack, "is_fenced": False}
         for b in request.view.live_brokers()
     ]
     return response

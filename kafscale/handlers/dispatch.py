@@ -12,6 +12,7 @@ from kafscale.coordinator.coordinator import GroupCoordinator
 
 from kafscale.handlers import (
     alter_configs,
+    alter_user_scram_credentials,
     api_versions,
     create_partitions,
     create_topics,
@@ -21,6 +22,7 @@ from kafscale.handlers import (
     describe_cluster,
     describe_configs,
     describe_groups,
+    describe_user_scram_credentials,
     fetch,
     find_coordinator,
     heartbeat,
@@ -35,12 +37,16 @@ from kafscale.handlers import (
     offset_fetch,
     offset_for_leader_epoch,
     produce,
+    sasl_authenticate,
+    sasl_handshake,
     sync_group,
 )
+from kafscale.metadata.interfaces import IScramCredentialStore
 from kafscale.metadata.view import IClusterView
 from kafscale.partition_logs import PartitionLogs
 from kafscale.protocol.messages import ApiKey
 from kafscale.security.principal import ANONYMOUS
+from kafscale.security.sasl import SaslAuthentication
 from kafscale.topics import Topics
 
 
@@ -48,7 +54,9 @@ from kafscale.topics import Topics
 class Request:
     """One decoded request, with the parts of the broker a handler may use,
     and who sent it: the connection's client address and the principal it
-    authenticated as (``User:NAME``; ANONYMOUS without authentication)."""
+    authenticated as (``User:NAME``; ANONYMOUS without authentication), the
+    name of the listener it came in on, and the connection's SASL state
+    (None on listeners without SASL)."""
 
     api_key: int
     api_version: int
@@ -63,6 +71,9 @@ class Request:
     config: BrokerConfig
     clock: IReactorTime
     principal: str = ANONYMOUS
+    listener: str = "PLAINTEXT"
+    authentication: SaslAuthentication | None = None
+    credentials: IScramCredentialStore | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +119,10 @@ HANDLERS: dict[int, Handler] = {
         Handler(ApiKey.DELETE_GROUPS, 0, 2, delete_groups.handle),
         Handler(ApiKey.INCREMENTAL_ALTER_CONFIGS, 0, 1, incremental_alter_configs.handle),
         Handler(ApiKey.DESCRIBE_CLUSTER, 0, 2, describe_cluster.handle),
+        Handler(ApiKey.SASL_HANDSHAKE, 0, 1, sasl_handshake.handle),
+        Handler(ApiKey.SASL_AUTHENTICATE, 0, 2, sasl_authenticate.handle),
+        Handler(ApiKey.DESCRIBE_USER_SCRAM_CREDENTIALS, 0, 0, describe_user_scram_credentials.handle),
+        Handler(ApiKey.ALTER_USER_SCRAM_CREDENTIALS, 0, 0, alter_user_scram_credentials.handle),
     )
 }
 # ApiVersions answers from the table it belongs to.

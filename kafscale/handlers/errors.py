@@ -15,6 +15,8 @@ from kafscale.metadata.interfaces import InvalidPartitions, MetadataError, Topic
 from kafscale.metadata.topic_configs import InvalidConfig, InvalidTopicName
 from kafscale.partition_logs import NotLeader
 from kafscale.protocol.errors import ErrorCode, KafkaError
+from kafscale.security.sasl import AuthenticationFailed, IllegalSaslState, UnsupportedMechanism
+from kafscale.security.scram import InvalidCredential
 from kafscale.storage import errors as storage
 from kafscale.storage.interfaces import ObjectStoreError
 from kafscale.storage.segment import CorruptSegment
@@ -31,7 +33,8 @@ STORAGE_ERRORS = (ObjectStoreError, CorruptSegment)
 holds a damaged object: KAFKA_STORAGE_ERROR for that partition."""
 
 REFUSALS = (KafkaError, storage.PartitionError, group.GroupError, MetadataError, TopicRefused, InvalidTopicName,
-            InvalidConfig, NotLeader, *STORAGE_ERRORS)
+            InvalidConfig, NotLeader, AuthenticationFailed, IllegalSaslState, UnsupportedMechanism,
+            InvalidCredential, *STORAGE_ERRORS)
 """What a handler answers with an error code rather than letting fail."""
 
 _CODES = [
@@ -73,6 +76,11 @@ _CODES = [
     (TopicNotReady, ErrorCode.LEADER_NOT_AVAILABLE),
     (PartitionLimit, ErrorCode.POLICY_VIOLATION),
     (NotLeader, ErrorCode.NOT_LEADER_OR_FOLLOWER),
+    # authentication
+    (AuthenticationFailed, ErrorCode.SASL_AUTHENTICATION_FAILED),
+    (IllegalSaslState, ErrorCode.ILLEGAL_SASL_STATE),
+    (UnsupportedMechanism, ErrorCode.UNSUPPORTED_SASL_MECHANISM),
+    (InvalidCredential, ErrorCode.UNACCEPTABLE_CREDENTIAL),
 ]
 
 

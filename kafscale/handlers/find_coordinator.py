@@ -15,6 +15,7 @@ holds a group's slot (a handover) the answer is COORDINATOR_NOT_AVAILABLE,
 which clients retry.
 """
 
+from kafscale.handlers.common import endpoint
 from kafscale.protocol.errors import ErrorCode
 
 GROUP_KEY = 0
@@ -27,12 +28,12 @@ async def handle(request):
     if request.api_version >= 4:
         return {
             "throttle_time_ms": 0,
-            "coordinators": [{"key": key, **_coordinator(view, key_type, key)} for key in body["coordinator_keys"]],
+            "coordinators": [{"key": key, **_coordinator(view, key_type, key, request.listener)} for key in body["coordinator_keys"]],
         }
-    return {"throttle_time_ms": 0, **_coordinator(view, key_type, body["key"])}
+    return {"throttle_time_ms": 0, **_coordinator(view, key_type, body["key"], request.listener)}
 
 
-def _coordinator(view, key_type, key):
+def _coordinator(view, key_type, key, listener):
     if key_type == TRANSACTION_KEY:
         return _none(ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "Kafscale does not support transactions")
     if key_type != GROUP_KEY:
@@ -41,7 +42,7 @@ def _coordinator(view, key_type, key):
     if owner is None:
         return _none(ErrorCode.COORDINATOR_NOT_AVAILABLE, "no broker can coordinate this group now")
     return {"error_code": ErrorCode.NONE, "error_message": None,
-            "node_id": owner.node_id, "host": owner.host, "port": owner.port}
+            "node_id": owner.node_id, **endpoint(owner, listener)}
 
 
 def _none(error, message):

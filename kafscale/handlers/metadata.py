@@ -12,7 +12,7 @@ owner died, or a handover is under way) answers LEADER_NOT_AVAILABLE with
 leader -1, and clients retry. The controller is the lowest live node id.
 """
 
-from kafscale.handlers.common import NO_TOPIC_ID, OPERATIONS_NOT_REQUESTED, known_or_created_topic
+from kafscale.handlers.common import NO_TOPIC_ID, OPERATIONS_NOT_REQUESTED, endpoint, known_or_created_topic
 from kafscale.handlers.errors import REFUSALS, kafka_error
 from kafscale.protocol.errors import ErrorCode
 
@@ -32,7 +32,7 @@ async def handle(request):
     return {
         "throttle_time_ms": 0,
         "brokers": [
-            {"node_id": b.node_id, "host": b.host, "port": b.port, "rack": b.rack}
+            {"node_id": b.node_id, **endpoint(b, request.listener), "rack": b.rack}
             for b in request.view.live_brokers()
         ],
         "cluster_id": request.config.cluster_id,

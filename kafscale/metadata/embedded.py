@@ -47,10 +47,12 @@ from kafscale.metadata.interfaces import (
     CommittedOffset,
     Fenced,
     IMetadataStore,
+    IScramCredentialStore,
     InvalidPartitions,
     MetadataError,
     MetadataUnavailable,
     PartitionState,
+    ScramCredential,
     SegmentRef,
     TopicExists,
     TopicInfo,
@@ -62,7 +64,7 @@ from kafscale.metadata.manifest import Manifest
 
 log = logger("kafscale.metadata.embedded")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE topics (
@@ -117,6 +119,15 @@ CREATE TABLE brokers (
     started_ms INTEGER NOT NULL,
     heartbeat_ms INTEGER NOT NULL
 );
+CREATE TABLE scram_credentials (
+    user TEXT NOT NULL,
+    mechanism TEXT NOT NULL,
+    salt BLOB NOT NULL,
+    stored_key BLOB NOT NULL,
+    server_key BLOB NOT NULL,
+    iterations INTEGER NOT NULL,
+    PRIMARY KEY (user, mechanism)
+) WITHOUT ROWID;
 CREATE TABLE changes (
     area TEXT PRIMARY KEY,
     version INTEGER NOT NULL
@@ -129,6 +140,12 @@ MIGRATIONS = {
     1: (
         "ALTER TABLE segments ADD COLUMN position INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE segments ADD COLUMN format INTEGER NOT NULL DEFAULT 1",
+    ),
+    # Version 3: users' SCRAM credentials.
+    2: (
+        "CREATE TABLE scram_credentials (user TEXT NOT NULL, mechanism TEXT NOT NULL, salt BLOB NOT NULL,"
+        " stored_key BLOB NOT NULL, server_key BLOB NOT NULL, iterations INTEGER NOT NULL,"
+        " PRIMARY KEY (user, mechanism)) WITHOUT ROWID",
     ),
 }
 
@@ -147,7 +164,7 @@ _SEGMENT_COLUMNS = "base_offset, last_offset, max_timestamp, size, count, key, p
 _SEGMENT_FIELDS = tuple(_SEGMENT_COLUMNS.split(", "))
 
 
-@implementer(IMetadataStore)
+@implementer(IMetadataStore, IScramCredentialStore)
 class EmbeddedMetadataStore(Service):
     """IMetadataStore on a SQLite file at ``path`` (created if missing).
 
@@ -292,6 +309,17 @@ class EmbeddedMetadataStore(Service):
 
     def brokers(self):
         return self._read(self._brokers, self._now_ms())
+
+    # SCRAM credentials
+
+    def set_scram_credential(self, user, credential):
+        return self._write(self._set_scram_credential, user, credential)
+
+    def delete_scram_credential(self, user, mechanism):
+        return self._write(self._delete_scram_credential, user, mechanism)
+
+    def scram_credentials(self, user=None):
+        return self._read(self._scram_credentials, user)
 
     # Running work on the database thread
 
@@ -642,6 +670,23 @@ class EmbeddedMetadataStore(Service):
         if deleted:
             self._bump(db, "groups")
         return deleted > 0
+
+    def _set_scram_credential(self, db, user, credential):
+        db.execute("INSERT OR REPLACE INTO scram_credentials VALUES (?, ?, ?, ?, ?, ?)",
+                   (user, credential.mechanism, credential.salt, credential.stored_key, credential.server_key,
+                    credential.iterations))
+
+    def _delete_scram_credential(self, db, user, mechanism):
+        return db.execute("DELETE FROM scram_credentials WHERE user = ? AND mechanism = ?",
+                          (user, mechanism)).rowcount > 0
+
+    def _scram_credentials(self, db, user):
+        query = "SELECT user, mechanism, salt, stored_key, server_key, iterations FROM scram_credentials"
+        rows = db.execute(query, ()) if user is None else db.execute(query + " WHERE user = ?", (user,))
+        users = {}
+        for name, mechanism, *rest in rows:
+            users.setdefault(name, {})[mechanism] = ScramCredential(mechanism, *rest)
+        return users if user is None else users.get(user, {})
 
     def _register_broker(self, db, info, now_ms):
         db.execute(

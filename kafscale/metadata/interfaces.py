@@ -191,8 +191,32 @@ class BrokerInfo:
     node_id: int
     host: str
     port: int
+    """The address of the broker's first listener."""
     rack: str | None
     started_ms: int
+    listeners: tuple[tuple[str, str, int], ...] = ()
+    """(name, host, port) of each listener the broker advertises."""
+
+    def address(self, listener):
+        """-> (host, port) of the listener named ``listener``: the first
+        listener's when the broker advertises no listener of that name."""
+        for name, host, port in self.listeners:
+            if name == listener:
+                return host, port
+        return self.host, self.port
+
+
+@dataclass(frozen=True, slots=True)
+class ScramCredential:
+    """What a SCRAM server keeps of a user's password for one mechanism
+    (RFC 5802): never the password itself."""
+
+    mechanism: str
+    """SCRAM-SHA-256 or SCRAM-SHA-512."""
+    salt: bytes
+    stored_key: bytes
+    server_key: bytes
+    iterations: int
 
 
 class MetadataError(Exception):
@@ -384,3 +408,20 @@ class IMetadataStore(Interface):
         may also report its own changes: treat a call as a hint to re-read.
         Exceptions from the callback are logged. -> a no-argument callable
         that unsubscribes."""
+
+
+class IScramCredentialStore(Interface):
+    """The users' SCRAM credentials, kept beside the rest of the metadata
+    (both metadata stores provide it). Every method returns a Deferred."""
+
+    def set_scram_credential(user, credential):
+        """Store ``credential`` (a ScramCredential) as ``user``'s for its
+        mechanism, replacing any. -> None."""
+
+    def delete_scram_credential(user, mechanism):
+        """Remove ``user``'s credential for ``mechanism``. -> whether there
+        was one."""
+
+    def scram_credentials(user=None):
+        """-> dict of mechanism to ScramCredential for ``user``; with no
+        user, dict of every user to that dict."""

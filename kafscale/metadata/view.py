@@ -125,19 +125,18 @@ class SoleBroker(Service):
     new leader epoch, with nothing to release: nothing but this broker's own
     logs holds a partition."""
 
-    def __init__(self, store, node_id, host, port, rack=None, clock=None):
+    def __init__(self, store, node_id, host, port, rack=None, clock=None, listeners=()):
         if clock is None:
             from twisted.internet import reactor as clock
         self.store = store
         self.node_id = node_id
-        self._address = (host, port, rack)
+        self._address = (host, port, rack, tuple(listeners))
         self._clock = clock
         self._started_ms = 0
 
     async def join(self):
-        host, port, rack = self._address
         self._started_ms = int(self._clock.seconds() * 1000)
-        await self.store.register_broker(BrokerInfo(self.node_id, host, port, rack, self._started_ms))
+        await self.store.register_broker(BrokerInfo(self.node_id, *self._address[:3], self._started_ms))
         return self.node_id
 
     async def leave(self):
@@ -151,8 +150,8 @@ class SoleBroker(Service):
         return lambda: None
 
     def live_brokers(self):
-        host, port, rack = self._address
-        return [BrokerInfo(self.node_id, host, port, rack, self._started_ms)]
+        host, port, rack, listeners = self._address
+        return [BrokerInfo(self.node_id, host, port, rack, self._started_ms, listeners)]
 
     def broker(self, node_id):
         return next((info for info in self.live_brokers() if info.node_id == node_id), None)

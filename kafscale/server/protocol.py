@@ -5,8 +5,9 @@ from collections import deque
 from dataclasses import dataclass
 
 from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore
+from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IHandshakeListener, IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -20,11 +21,16 @@ from kafscale.protocol.messages import (
     encode_response,
     request_codec,
 )
+from kafscale.security.listeners import PRE_AUTHENTICATION_MAX_FRAME, ListenerSecurity
 from kafscale.security.principal import ANONYMOUS
+from kafscale.security.tls import peer_subject
 
 log = logger("kafscale.server")
 
 _WAITING = object()
+
+PRE_AUTHENTICATION_APIS = frozenset({ApiKey.API_VERSIONS, ApiKey.SASL_HANDSHAKE, ApiKey.SASL_AUTHENTICATE})
+"""What a connection to a SASL listener may ask before it has authenticated."""
 
 
 class _Slot:
@@ -52,7 +58,7 @@ class _Pending:
     elements: int
 
 
-@implementer(IPushProducer)
+@implementer(IPushProducer, IHandshakeListener)
 class KafkaProtocol(Protocol):
     """Reads frames, dispatches each to its handler at once (so a slow fetch
     does not hold up a heartbeat's processing), and writes the answers in
@@ -72,6 +78,12 @@ class KafkaProtocol(Protocol):
     requests under way hold more than ``max_request_elements`` elements,
     nothing more is dispatched or read. Long polls still running when the
     connection closes are cancelled.
+
+    On a SASL listener, until the client has authenticated it may send only
+    ApiVersions, SaslHandshake and SaslAuthenticate, in frames of at most
+    PRE_AUTHENTICATION_MAX_FRAME bytes; anything else closes the
+    connection, as does a failed authentication once answered. Over TLS, a
+    client certificate names the principal (on listeners without SASL).
     """
 
     max_in_flight = 100
@@ -80,12 +92,15 @@ class KafkaProtocol(Protocol):
     decode_inline_below = 64 << 10
     encode_inline_below = 2000
 
-    def __init__(self, broker, max_request_size):
+    def __init__(self, broker, max_request_size, security=ListenerSecurity()):
         self.broker = broker
         self.max_request_size = max_request_size
+        self.security = security
         self.client_host = None
-        # Who the client is, once it has authenticated.
-        self.principal = ANONYMOUS
+        # Who the client is: ANONYMOUS until a client certificate names it,
+        # or the SASL exchange once it completes.
+        self._principal = ANONYMOUS
+        self.authentication = security.authentication()
         self._buffer = bytearray()
         self._position = 0
         self._frame_size = None
@@ -109,6 +124,28 @@ class KafkaProtocol(Protocol):
         # reading what we write.
         self.transport.registerProducer(self, True)
         self.factory.connections.add(self)
+
+    def handshakeCompleted(self):
+        mapping = self.security.subject_mapping
+        if mapping is None or self.authentication is not None:
+            return
+        subject = peer_subject(self.transport)
+        if subject is None:
+            return
+        try:
+            self._principal = mapping.principal(subject)
+        except ValueError as e:
+            self._drop(str(e))
+
+    @property
+    def principal(self):
+        authentication = self.authentication
+        return self._principal if authentication is None else authentication.principal or ANONYMOUS
+
+    @property
+    def authenticated(self):
+        """Whether the client may send any request (not only SASL's)."""
+        return self.authentication is None or self.authentication.complete
 
     def connectionLost(self, reason):
         self._closed = True
@@ -200,8 +237,10 @@ class KafkaProtocol(Protocol):
             if len(buffer) - position < 4:
                 return False
             size = int.from_bytes(buffer[position : position + 4], "big", signed=True)
-            if size < 0 or size > self.max_request_size:
-                self._drop(f"frame size {size} outside 0..{self.max_request_size}")
+            limit = self.max_request_size if self.authenticated else PRE_AUTHENTICATION_MAX_FRAME
+            if size < 0 or size > limit:
+                self._drop(f"frame size {size} outside 0..{limit}"
+                           + ("" if self.authenticated else " before authentication"))
                 return False
             position = self._position = position + 4
             self._frame_size = size
@@ -212,8 +251,32 @@ class KafkaProtocol(Protocol):
             frame = bytes(view[position:end])
         self._position = end
         self._frame_size = None
-        self._decode(frame)
+        authentication = self.authentication
+        if authentication is not None and authentication.bare_tokens and not authentication.complete:
+            self._bare_token(frame)
+        else:
+            self._decode(frame)
         return True
+
+    def _bare_token(self, token):
+        """One SASL token after a SaslHandshake v0: the answer is a bare
+        frame too, and a failure (after the delay) closes the connection."""
+        self._decoding = True
+        Deferred.fromCoroutine(self._answer_bare_token(token))
+
+    async def _answer_bare_token(self, token):
+        try:
+            answer = await self.authentication.step(token)
+        except Exception as e:
+            log.warn("failed authentication from {client} with {mechanism}: {why}", client=self.client_host,
+                     mechanism=self.authentication.mechanism, why=e)
+            await deferLater(self.broker.reactor, self.broker.config.failed_authentication_delay_ms / 1000)
+            if not self._closed:
+                self._drop("authentication failed")
+            return
+        self._decoding = False
+        if not self._closed:
+            self._answer_now(len(answer).to_bytes(4, "big") + answer)
 
     def _drop(self, why):
         log.warn("closing connection from {client}: {why}", client=self.client_host, why=why)
@@ -234,6 +297,9 @@ class KafkaProtocol(Protocol):
             return
         except Exception as e:
             self._drop(f"undecodable request header ({e!r})")
+            return
+        if not self.authenticated and header.api_key not in PRE_AUTHENTICATION_APIS:
+            self._drop(f"{ApiKey(header.api_key).name} before authentication")
             return
         handler = HANDLERS.get(header.api_key)
         if handler is None or not handler.min_version <= header.api_version <= handler.max_version:
@@ -268,7 +334,8 @@ class KafkaProtocol(Protocol):
         self._next = _Pending(handler, Request(
             header.api_key, header.api_version, header.correlation_id, header.client_id, body, self.client_host,
             topics=broker.topics, logs=broker.logs, view=broker.view, groups=broker.groups, config=broker.config,
-            clock=broker.reactor, principal=self.principal,
+            clock=broker.reactor, principal=self.principal, listener=self.security.name,
+            authentication=self.authentication, credentials=broker.metadata,
         ), reserved, elements)
         self._pump()
 
@@ -297,6 +364,10 @@ class KafkaProtocol(Protocol):
 
     def _answered(self, body, slot, request):
         slot.running = None
+        if self.authentication is not None and self.authentication.failed:
+            # Kafka closes a connection whose authentication failed, once
+            # the client has its answer.
+            self._closing = True
         if body is not None and slot.elements >= self.encode_inline_below:
             # The answer to a request naming many things names as many.
             self.factory.off_reactor(
@@ -353,9 +424,11 @@ class KafkaFactory(Factory):
 
     protocol = KafkaProtocol
 
-    def __init__(self, broker, max_request_size, max_connections=None, max_connections_per_address=None):
+    def __init__(self, broker, max_request_size, max_connections=None, max_connections_per_address=None,
+                 security=ListenerSecurity()):
         self.broker = broker
         self.max_request_size = max_request_size
+        self.security = security
         self.max_connections = max_connections
         self.max_connections_per_address = max_connections_per_address
         self.connections = set()
@@ -391,7 +464,7 @@ class KafkaFactory(Factory):
             return None
         self._per_address[host] = from_host + 1
         self._open += 1
-        protocol = self.protocol(self.broker, self.max_request_size)
+        protocol = self.protocol(self.broker, self.max_request_size, self.security)
         protocol.factory = self
         protocol.client_host = host if host is not None else str(addr)
         return protocol

@@ -211,6 +211,7 @@ os.kill(os.getpid(), signal.SIGKILL)
                 FROM segments;
             DROP TABLE segments;
             ALTER TABLE old RENAME TO segments;
+            DROP TABLE scram_credentials;
             PRAGMA user_version=1;
             COMMIT;
         """)
@@ -223,5 +224,6 @@ os.kill(os.getpid(), signal.SIGKILL)
         self.assertEqual(state.segments, (segment(0, 9), entry))
         db = sqlite3.connect(self.path)
         self.addCleanup(db.close)
-        self.assertEqual(db.execute("PRAGMA user_version").fetchone(), (2,))
+        self.assertEqual(db.execute("PRAGMA user_version").fetchone(), (3,))
+        self.assertEqual(await reopened.scram_credentials(), {})
 

@@ -194,7 +194,8 @@ class PipeliningTests(unittest.TestCase):
 
 
 # The handlers these unit tests install use none of the broker's parts.
-PARTLESS_BROKER = SimpleNamespace(topics=None, logs=None, view=None, groups=None, config=None, reactor=None)
+PARTLESS_BROKER = SimpleNamespace(topics=None, logs=None, view=None, groups=None, config=None, reactor=None,
+                                  metadata=None)
 
 
 class OrderingUnitTests(unittest.TestCase):

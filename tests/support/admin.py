@@ -43,12 +43,13 @@ class AdminCase(unittest.TestCase):
     def admin_env(self):
         return {}
 
-    async def admin(self, *args, exit_code=0):
-        """Run ``kafscale-admin <location> args``; -> the Result, checked
-        for ``exit_code``."""
+    async def admin(self, *args, exit_code=0, input=None):
+        """Run ``kafscale-admin <location> args`` (``input`` on its standard
+        input); -> the Result, checked for ``exit_code``."""
         runner = CliRunner()
         env = {"COLUMNS": "250", **self.admin_env()}
-        result = await in_thread(runner.invoke, main, [*self.location, *args], obj=on_trials_reactor, env=env)
+        result = await in_thread(runner.invoke, main, [*self.location, *args], obj=on_trials_reactor, env=env,
+                                 input=input)
         if result.exit_code != exit_code:
             detail = "".join(traceback.format_exception(*result.exc_info)) if result.exc_info else ""
             self.fail(f"exit {result.exit_code}, not {exit_code}\nstdout: {result.stdout}\n"
@@ -58,9 +59,9 @@ class AdminCase(unittest.TestCase):
     async def admin_json(self, *args, exit_code=0):
         return json.loads((await self.admin(*args, "--output", "json", exit_code=exit_code)).stdout)
 
-    async def refused(self, *args, says):
+    async def refused(self, *args, says, input=None):
         """Run a command that must fail with one line on stderr saying ``says``."""
-        result = await self.admin(*args, exit_code=1)
+        result = await self.admin(*args, exit_code=1, input=input)
         self.assertEqual(result.stdout, "")
         self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
         self.assertIn(says, result.stderr)

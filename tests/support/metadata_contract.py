@@ -16,6 +16,8 @@ from kafscale.metadata.interfaces import (
     CommittedOffset,
     Fenced,
     IMetadataStore,
+    IScramCredentialStore,
+    ScramCredential,
     InvalidPartitions,
     ManifestChanged,
     MetadataUnavailable,
@@ -82,6 +84,26 @@ class MetadataStoreContract:
     async def claimed_topic(self, store, name="events", partitions=1):
         await store.create_topic(name, partitions)
         return await store.claim_partition(name, 0, 0)
+
+    # SCRAM credentials
+
+    async def test_scram_credentials(self):
+        store = await self.make_store()
+        self.assertTrue(verifyObject(IScramCredentialStore, store))
+        self.assertEqual((await store.scram_credentials(), await store.scram_credentials("a/b")), ({}, {}))
+        first = ScramCredential("SCRAM-SHA-256", b"salt", b"stored", b"server", 4096)
+        second = ScramCredential("SCRAM-SHA-512", b"\0\xff", b"s" * 64, b"k" * 64, 8192)
+        await store.set_scram_credential("a/b", first)
+        await store.set_scram_credential("a/b", second)
+        await store.set_scram_credential("c", first)
+        self.assertEqual(await store.scram_credentials("a/b"), {"SCRAM-SHA-256": first, "SCRAM-SHA-512": second})
+        replaced = ScramCredential("SCRAM-SHA-256", b"other", b"stored2", b"server2", 4096)
+        await store.set_scram_credential("c", replaced)
+        self.assertEqual(await store.scram_credentials(), {"a/b": {"SCRAM-SHA-256": first, "SCRAM-SHA-512": second},
+                                                           "c": {"SCRAM-SHA-256": replaced}})
+        self.assertTrue(await store.delete_scram_credential("a/b", "SCRAM-SHA-256"))
+        self.assertFalse(await store.delete_scram_credential("a/b", "SCRAM-SHA-256"))
+        self.assertEqual(await store.scram_credentials("a/b"), {"SCRAM-SHA-512": second})
 
     # Topics
 

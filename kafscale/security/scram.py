@@ -1,0 +1,66 @@
+"""SCRAM credentials (RFC 5802 / 7677): what the metadata store keeps for a
+user instead of the password, and how one is made from a password or from
+the salted password AlterUserScramCredentials sends."""
+
+import hashlib
+import hmac
+import os
+
+from kafscale.metadata.interfaces import ScramCredential
+
+MECHANISMS = {"SCRAM-SHA-256": hashlib.sha256, "SCRAM-SHA-512": hashlib.sha512}
+"""The SCRAM mechanisms Kafka clients speak, and their hash."""
+
+KAFKA_MECHANISM_TYPES = {"SCRAM-SHA-256": 1, "SCRAM-SHA-512": 2}
+"""Each mechanism's number in AlterUserScramCredentials and
+DescribeUserScramCredentials."""
+
+MIN_ITERATIONS = 4096
+MAX_ITERATIONS = 16384
+"""Kafka's bounds on a credential's iteration count."""
+
+
+class InvalidCredential(ValueError):
+    """A mechanism that is not SCRAM's, or an iteration count out of bounds."""
+
+
+def _check(mechanism, iterations):
+    if mechanism not in MECHANISMS:
+        raise InvalidCredential(f"unknown SCRAM mechanism {mechanism!r}")
+    if not MIN_ITERATIONS <= iterations <= MAX_ITERATIONS:
+        raise InvalidCredential(f"iterations must be between {MIN_ITERATIONS} and {MAX_ITERATIONS}")
+
+
+def salted_password(mechanism, password, salt, iterations):
+    """RFC 5802's Hi(password, salt, iterations). Costs ``iterations``
+    rounds of the mechanism's hash: call it off the reactor."""
+    return hashlib.pbkdf2_hmac(MECHANISMS[mechanism]().name, password.encode(), salt, iterations)
+
+
+def credential_from_password(mechanism, password, iterations=MIN_ITERATIONS, salt=None):
+    """-> the ScramCredential of ``password`` (with a new random salt unless
+    one is given). Call it off the reactor (see salted_password)."""
+    _check(mechanism, iterations)
+    salt = os.urandom(32) if salt is None else salt
+    return credential_from_salted_password(mechanism, salt, salted_password(mechanism, password, salt, iterations),
+                                           iterations)
+
+
+def credential_from_salted_password(mechanism, salt, salted_password, iterations):
+    """-> the ScramCredential of a password the client salted and iterated
+    itself (as AlterUserScramCredentials sends it)."""
+    _check(mechanism, iterations)
+    digest = MECHANISMS[mechanism]
+    client_key = hmac.digest(salted_password, b"Client Key", digest)
+    server_key = hmac.digest(salted_password, b"Server Key", digest)
+    return ScramCredential(mechanism, bytes(salt), digest(client_key).digest(), server_key, iterations)
+
+
+def password_matches(credential, password):
+    """Whether ``password`` is the one ``credential`` was made from (for
+    SASL/PLAIN). Costs the credential's iterations: call it off the
+    reactor."""
+    digest = MECHANISMS[credential.mechanism]
+    salted = salted_password(credential.mechanism, password, credential.salt, credential.iterations)
+    client_key = hmac.digest(salted, b"Client Key", digest)
+    return hmac.compare_digest(digest(client_key).digest(), credential.stored_key)
