@@ -55,9 +55,10 @@ class Broker(MultiService):
         self.flusher = Flusher(node_id=view.node_id, objects=objects, metadata=metadata, reactor=reactor,
                                settings=FlushSettings(config.flush_interval_ms, config.flush_bytes))
         self.flusher.setServiceParent(self)
+        # Produced batches until committed, and answers until sent.
+        self.budget = BufferBudget(config.buffer_bytes)
         self.logs = PartitionLogs(self.topics, view, metadata=metadata, objects=objects, cache=self.cache,
-                                  budget=BufferBudget(config.buffer_bytes), flusher=self.flusher, config=config,
-                                  reactor=reactor)
+                                  budget=self.budget, flusher=self.flusher, config=config, reactor=reactor)
         self._reconciler = Reconciler(self.topics, self.logs, view)
         RetentionService(self.logs, self.topics, config.retention_check_interval_ms / 1000,
                          clock=reactor).setServiceParent(self)

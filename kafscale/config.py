@@ -38,6 +38,11 @@ class BrokerConfig:
     # Kafka's max.connections and max.connections.per.ip
     max_connections: int | None = None
     max_connections_per_address: int | None = None
+    # Requests one connection may have under way at once; past it the
+    # connection is not read (the client's own in-flight limit and TCP hold
+    # the rest). Kafka reads one at a time, but its answers do not wait for
+    # a flush; here a pipelining producer needs many under way per flush.
+    max_in_flight_requests: int = 1000
     log_level: str = "info"
     cluster_id: str = "kafscale"
     # Cluster mode: etcd endpoints (comma-separated URLs), and how long a
@@ -67,8 +72,9 @@ class BrokerConfig:
     # starts once flush_bytes wait, and carries about that much at most.
     flush_interval_ms: int = 0
     flush_bytes: int = 8 << 20
-    # Unflushed bytes allowed per partition and per broker before producers
-    # are told to back off
+    # Unflushed bytes allowed per partition and per broker (answers not yet
+    # sent count too); past them a produce request waits, its connection
+    # unread, until flushes make room
     partition_buffer_bytes: int = 64 << 20
     buffer_bytes: int = 512 << 20
     # The most one fetch answers and the longest it waits, whatever it asks

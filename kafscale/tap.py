@@ -87,6 +87,8 @@ class Options(usage.Options):
          f" {FILE_DESCRIPTORS_KEPT}, kept for the stores).", int),
         ("max-connections-per-address", None, None,
          "Most client connections open at once from one address (default: no limit of its own).", int),
+        ("max-in-flight-requests", None, _DEFAULTS.max_in_flight_requests,
+         "Most requests one connection may have under way; past it the connection is not read.", int),
         ("log-level", None, _DEFAULTS.log_level, "debug, info, warn, error or critical.", str),
         ("cluster-id", None, _DEFAULTS.cluster_id,
          "Cluster id reported to clients; also names the cluster's keys in etcd.", str),
@@ -118,9 +120,12 @@ class Options(usage.Options):
         ("flush-bytes", None, _DEFAULTS.flush_bytes,
          "Start a flush at once when this many bytes wait, window or not; about the most one object holds.",
          int),
-        ("buffer-bytes", None, _DEFAULTS.buffer_bytes, "Unflushed bytes allowed across all partitions.", int),
+        ("buffer-bytes", None, _DEFAULTS.buffer_bytes,
+         "Unflushed bytes (and unsent answers) allowed across all partitions; past it produce requests wait,"
+         " their connections unread.", int),
         ("partition-buffer-bytes", None, _DEFAULTS.partition_buffer_bytes,
-         "Unflushed bytes allowed per partition.", int),
+         "Unflushed bytes allowed per partition; past it produce requests to it wait, their connections unread.",
+         int),
         ("fetch-max-bytes", None, _DEFAULTS.fetch_max_bytes,
          "Most bytes one fetch answers, whatever it asks (Kafka's fetch.max.bytes).", int),
         ("fetch-max-wait-ms", None, _DEFAULTS.fetch_max_wait_ms,
@@ -175,7 +180,7 @@ class Options(usage.Options):
             raise usage.UsageError(f"unknown log level {self['log-level']!r}")
         if self["max-request-size"] < 1024:
             raise usage.UsageError("--max-request-size must be at least 1024")
-        for name in ("num-partitions", "max-partitions-per-topic", "max-partitions"):
+        for name in ("num-partitions", "max-partitions-per-topic", "max-partitions", "max-in-flight-requests"):
             if self[name] < 1:
                 raise usage.UsageError(f"--{name} must be at least 1")
         if self["flush-bytes"] < 1:
@@ -427,4 +432,5 @@ def _listeners(config, broker, metadata, service):
 
 def _factory(config, broker, security=ListenerSecurity()):
     return KafkaFactory(broker, config.max_request_size, max_connections=connection_limit(config),
-                        max_connections_per_address=config.max_connections_per_address, security=security)
+                        max_connections_per_address=config.max_connections_per_address, security=security,
+                        max_in_flight=config.max_in_flight_requests)

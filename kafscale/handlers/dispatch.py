@@ -5,6 +5,7 @@ what it does not list."""
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
 from kafscale.config import BrokerConfig
@@ -74,6 +75,12 @@ class Request:
     listener: str = "PLAINTEXT"
     authentication: SaslAuthentication | None = None
     credentials: IScramCredentialStore | None = None
+    # Called with a Deferred: the connection reads and dispatches nothing
+    # more until it fires (a produce waiting for room in full buffers).
+    hold_reading: Callable[[Deferred], None] = lambda until: None
+    # Takes nothing more from the client, and closes its connection once
+    # the requests under way are answered.
+    close_when_answered: Callable[[], None] = lambda: None
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,7 +44,6 @@ _CODES = [
     (storage.NewerLeaderEpoch, ErrorCode.UNKNOWN_LEADER_EPOCH),
     (storage.OffsetOutOfRange, ErrorCode.OFFSET_OUT_OF_RANGE),
     (storage.InvalidBatch, ErrorCode.INVALID_RECORD),
-    (storage.BufferFull, ErrorCode.REQUEST_TIMED_OUT),
     (storage.StaleProducerEpoch, ErrorCode.INVALID_PRODUCER_EPOCH),
     (storage.OutOfOrderSequence, ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER),
     (storage.StorageUnavailable, ErrorCode.KAFKA_STORAGE_ERROR),

@@ -52,7 +52,15 @@ async def handle(request):
     async def append(partition_log, wanted, answer):
         records = wanted["records"]
         batches = _validated(records, infos[partition_log.topic])
-        appends.append((answer, partition_log, partition_log.append(records, batches)))
+        # A failed flush closes the connection: the requests the producer
+        # sent after the failed one would otherwise overtake its retry.
+        committed = partition_log.append(records, batches, on_failure=request.close_when_answered)
+        appends.append((answer, partition_log, committed))
+        admitted = partition_log.until_admitted()
+        if admitted is not None:
+            # The partition's buffers are full: read nothing more from this
+            # producer until it has room, so its requests keep their order.
+            request.hold_reading(admitted)
 
     blank = {"base_offset": -1, "log_start_offset": -1, "error_message": None}
     responses = await answer_partitions(request, body["topic_data"], LAYOUT, blank, append, name_of)

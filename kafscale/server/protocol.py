@@ -12,6 +12,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from kafscale.config import BrokerConfig
 from kafscale.handlers.dispatch import HANDLERS, Handler, Request, unsupported_version_response
 from kafscale.log import logger
 from kafscale.protocol.messages import (
@@ -70,14 +71,17 @@ class KafkaProtocol(Protocol):
     it before they are built; a frame of ``decode_inline_below`` bytes or
     more is decoded, and the answer to a request of ``encode_inline_below``
     elements or more encoded, off the reactor, one at a time across
-    connections. At most ``max_in_flight`` requests are dispatched at
-    once, the rest of a pipelined burst waiting undecoded with reading
-    paused; and while the
-    client leaves its answers unread (the transport's buffer is full), or
-    the answers under way may take more than ``max_unsent_bytes``, or the
-    requests under way hold more than ``max_request_elements`` elements,
-    nothing more is dispatched or read. Long polls still running when the
-    connection closes are cancelled.
+    connections. At most ``max_in_flight`` requests (the factory's) are
+    dispatched at once, the rest of a pipelined burst waiting undecoded
+    with reading paused; and while the client leaves its answers unread
+    (the transport's buffer is full), or the answers under way may take
+    more than ``max_unsent_bytes``, or the requests under way hold more
+    than ``max_request_elements`` elements, or a handler holds its request
+    back (a produce waiting for room in full buffers:
+    Request.hold_reading), nothing more is dispatched or read. Answers
+    ready but not sent count against the broker's buffer budget, as
+    produced batches do. Long polls still running when the connection
+    closes are cancelled.
 
     On a SASL listener, until the client has authenticated it may send only
     ApiVersions, SaslHandshake and SaslAuthenticate, in frames of at most
@@ -86,7 +90,6 @@ class KafkaProtocol(Protocol):
     client certificate names the principal (on listeners without SASL).
     """
 
-    max_in_flight = 100
     max_unsent_bytes = 16 << 20
     max_request_elements = 100_000
     decode_inline_below = 64 << 10
@@ -111,6 +114,12 @@ class KafkaProtocol(Protocol):
         self._elements = 0
         self._reading_paused = False
         self._output_full = False
+        # Requests a handler holds back until their Deferreds fire.
+        self._holding = 0
+        # Bytes of answers ready and not yet written, and written since the
+        # transport's buffer filled: counted in the broker's budget.
+        self._unsent = 0
+        self._written_while_full = 0
         self._pumping = False
         self._closed = False
         self._closing = False
@@ -155,6 +164,8 @@ class KafkaProtocol(Protocol):
         for slot in slots:
             if slot.running is not None:
                 slot.running.cancel()
+        self._written_while_full = 0
+        self._unsent_less(self._unsent)
         self.factory.connection_closed(self)
 
     def close_when_answered(self):
@@ -168,8 +179,16 @@ class KafkaProtocol(Protocol):
         self._output_full = True
 
     def resumeProducing(self):
+        # The transport's buffer drained: what was written meanwhile is sent.
         self._output_full = False
+        written, self._written_while_full = self._written_while_full, 0
+        self._unsent_less(written)
         self._pump()
+
+    def _unsent_less(self, size):
+        self._unsent -= size
+        if size:
+            self.broker.budget.release(size)
 
     def stopProducing(self):
         self._output_full = True
@@ -207,7 +226,7 @@ class KafkaProtocol(Protocol):
         del self._buffer[:self._position]
         self._position = 0
         self._read_while(self._next is None and not self._decoding and not self._output_full
-                         and len(self._slots) < self.max_in_flight)
+                         and not self._holding and len(self._slots) < self.factory.max_in_flight)
 
     def _read_while(self, wanted):
         if self._closed or not self.connected:
@@ -221,7 +240,7 @@ class KafkaProtocol(Protocol):
 
     def _admits(self, pending):
         """Whether the decoded request ``pending`` may start now."""
-        if self._output_full or len(self._slots) >= self.max_in_flight:
+        if self._output_full or self._holding or len(self._slots) >= self.factory.max_in_flight:
             return False
         # One large request or answer at a time is always allowed.
         if pending.reserved and self._reserved and self._reserved + pending.reserved > self.max_unsent_bytes:
@@ -336,8 +355,19 @@ class KafkaProtocol(Protocol):
             topics=broker.topics, logs=broker.logs, view=broker.view, groups=broker.groups, config=broker.config,
             clock=broker.reactor, principal=self.principal, listener=self.security.name,
             authentication=self.authentication, credentials=broker.metadata,
+            hold_reading=self._hold_reading, close_when_answered=self.close_when_answered,
         ), reserved, elements)
         self._pump()
+
+    def _hold_reading(self, until):
+        """Dispatch and read nothing more until the Deferred ``until`` fires."""
+        self._holding += 1
+        until.addBoth(self._held_until)
+
+    def _held_until(self, _):
+        self._holding -= 1
+        if not self._closed:
+            self._pump()
 
     def _undecodable(self, failure, header):
         self._decoding = False
@@ -359,8 +389,9 @@ class KafkaProtocol(Protocol):
             slot.running = running
 
     def _answer_now(self, response):
-        self._slots.append(_Slot(response))
-        self._flush()
+        slot = _Slot()
+        self._slots.append(slot)
+        self._encoded(response, slot)
 
     def _answered(self, body, slot, request):
         slot.running = None
@@ -381,6 +412,9 @@ class KafkaProtocol(Protocol):
 
     def _encoded(self, answer, slot):
         slot.answer = answer
+        if answer is not None and not self._closed:
+            self._unsent += len(answer)
+            self.broker.budget.add(len(answer))
         self._flush()
 
     def _failed(self, failure, request):
@@ -405,6 +439,10 @@ class KafkaProtocol(Protocol):
             self._elements -= slot.elements
             if slot.answer is not None and not self._closed:
                 self.transport.write(slot.answer)
+                if self._output_full:
+                    self._written_while_full += len(slot.answer)
+                else:
+                    self._unsent_less(len(slot.answer))
         if self._closed:
             return
         if self._closing and not slots:
@@ -420,15 +458,17 @@ class KafkaFactory(Factory):
     """Builds a KafkaProtocol per client, refusing connections beyond
     ``max_connections`` in all or ``max_connections_per_address`` from one
     address (None: no limit), so that clients cannot take the file
-    descriptors the object and metadata stores need."""
+    descriptors the object and metadata stores need. Each connection has
+    at most ``max_in_flight`` requests under way."""
 
     protocol = KafkaProtocol
 
     def __init__(self, broker, max_request_size, max_connections=None, max_connections_per_address=None,
-                 security=ListenerSecurity()):
+                 security=ListenerSecurity(), max_in_flight=BrokerConfig().max_in_flight_requests):
         self.broker = broker
         self.max_request_size = max_request_size
         self.security = security
+        self.max_in_flight = max_in_flight
         self.max_connections = max_connections
         self.max_connections_per_address = max_connections_per_address
         self.connections = set()

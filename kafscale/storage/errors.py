@@ -31,11 +31,6 @@ class InvalidBatch(PartitionError):
     sent with others, or with a negative epoch or sequence."""
 
 
-class BufferFull(PartitionError):
-    """The partition's (or the broker's) produce buffer is full: the object
-    store is behind."""
-
-
 class StaleProducerEpoch(PartitionError):
     """An idempotent producer wrote with an epoch older than its latest."""
 

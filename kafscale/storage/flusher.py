@@ -142,8 +142,11 @@ class Flusher(Service):
             self._window = None
         self._due = self._urgent = False
         self._in_flight = set()
-        self._flushing = Deferred.fromCoroutine(self._flush())
-        self._flushing.addBoth(self._ended)
+        # Set before the flush runs: taking a partition's batches makes room
+        # for the appends it held, which tell this flusher while it takes.
+        flushing = self._flushing = Deferred()
+        flushing.addBoth(self._ended)
+        Deferred.fromCoroutine(self._flush()).chainDeferred(flushing)
 
     def _window_over(self):
         self._window = None

@@ -13,7 +13,6 @@ from kafscale.log import logger
 from kafscale.metadata.interfaces import Fenced, MetadataError
 from kafscale.protocol.records import assign_offsets, iter_batches, iter_records
 from kafscale.storage.errors import (
-    BufferFull,
     CommitFailed,
     InvalidBatch,
     LogStartContended,
@@ -42,7 +41,8 @@ class LogSettings:
     segment_bytes: int = 8 << 20
     """The most one flush takes from this partition."""
     max_buffer_bytes: int = 64 << 20
-    """Bytes a partition may hold unflushed before producers are refused."""
+    """Bytes a partition may hold unflushed before further batches are held
+    (waiting, in arrival order, for the flushes to make room)."""
     whole_segment_limit: int = 32 << 20
     """Segments up to this size are fetched whole into the cache; larger
     ones are read in index-guided ranges."""
@@ -61,33 +61,79 @@ class LogSettings:
 
 
 class BufferBudget:
-    """Unflushed bytes across every partition of a broker, bounded."""
+    """Unflushed bytes across every partition of a broker, bounded by
+    ``max_bytes``. Partitions whose batches do not fit wait their turn, and
+    get room in the order they began waiting (:meth:`wait`)."""
 
     def __init__(self, max_bytes):
         self.max_bytes = max_bytes
         self.used = 0
+        # Partition logs waiting for room, in the order they began waiting.
+        self._waiting = {}
+        self._serving = False
+
+    def fits(self, size):
+        # A batch larger than the whole budget still goes, alone.
+        return self.used == 0 or self.used + size <= self.max_bytes
 
     def reserve(self, size):
-        if self.used + size > self.max_bytes:
+        """Take ``size`` bytes if they fit and no one waits for room ahead.
+        -> whether they were taken."""
+        if self._waiting or not self.fits(size):
             return False
         self.used += size
         return True
 
+    def take(self, size):
+        """Take ``size`` bytes if they fit, in a waiter's turn."""
+        if not self.fits(size):
+            return False
+        self.used += size
+        return True
+
+    def add(self, size):
+        """Count ``size`` bytes already in memory, whatever the bound."""
+        self.used += size
+
+    def wait(self, waiter):
+        """Call ``waiter.room()`` when room may have come, in turn with the
+        waiters before it, until it answers that it waits no more."""
+        self._waiting[waiter] = None
+
+    def withdraw(self, waiter):
+        self._waiting.pop(waiter, None)
+
     def release(self, size):
         self.used -= size
+        if self._serving:
+            return
+        self._serving = True
+        try:
+            while self._waiting:
+                waiter = next(iter(self._waiting))
+                if not waiter.room():
+                    break
+                self._waiting.pop(waiter, None)
+        finally:
+            self._serving = False
 
 
 class _Append:
-    __slots__ = ("blob", "batches", "size", "done", "base_offset", "sequence")
+    __slots__ = ("blob", "batches", "size", "done", "on_failure", "base_offset", "sequence", "reserved", "admitted")
 
-    def __init__(self, blob, batches):
+    def __init__(self, blob, batches, on_failure):
         self.blob = blob
         self.batches = batches
         self.size = len(blob)
         self.done = Deferred()
+        self.on_failure = on_failure
         self.base_offset = None
         self.sequence = None
         """The PendingBatch of an idempotent producer's batch."""
+        self.reserved = False
+        """Whether its size is counted in the buffers (False while held)."""
+        self.admitted = None
+        """Deferreds waiting for it to leave the held batches."""
 
 
 class TakenBatches(NamedTuple):
@@ -111,6 +157,16 @@ class PartitionLog:
     slice. Offsets are assigned when a flush takes the batches
     (:meth:`take_slice`), so a failed flush leaves no gap: its producers get
     a retriable error and the next flush starts at the same offset.
+
+    A busy partition never refuses a batch: when its buffer
+    (``max_buffer_bytes``) or the broker's ``budget`` is full, the batch is
+    held, with every later one behind it, and buffered in arrival order as
+    the flushes make room; :meth:`until_admitted` tells the caller, who
+    stops reading its producer meanwhile. Only a failed flush fails
+    batches: its own and every batch buffered or held behind it, each
+    append's ``on_failure`` called first, so that its caller takes nothing
+    more from that producer: a non-idempotent producer's retry must not be
+    overtaken by the requests it sent after the failed one.
 
     Batches of idempotent producers (with a producer id) are checked against
     the partition's :class:`ProducerStates` before they are buffered: a
@@ -142,6 +198,8 @@ class PartitionLog:
         self._set_state(state)
         self._pending = deque()
         self._pending_bytes = 0
+        # Appends waiting for room in the buffers, in arrival order.
+        self._held = deque()
         self._listeners = set()
         self._closed = False
         self._producers = None
@@ -208,12 +266,15 @@ class PartitionLog:
 
     # -- produce -------------------------------------------------------
 
-    def append(self, blob, batches):
+    def append(self, blob, batches, on_failure=None):
         """Queue validated batches (``blob`` with ``batches`` from
         iter_batches). -> Deferred firing with the base offset once they are
         committed, or failing with a PartitionError. A batch with a producer id
         comes alone, as Produce v3+ carries it; a retry of one is answered
-        with the original's base offset."""
+        with the original's base offset. When the buffers are full, the
+        batches are held until there is room (:meth:`until_admitted`).
+        ``on_failure()`` is called when a failed flush fails them, before
+        the Deferred fails."""
         if self._closed:
             raise NotOwner(f"{self.topic}-{self.partition} is not owned here")
         if not self.holder.may_append(self.topic, self.partition):
@@ -221,12 +282,73 @@ class PartitionLog:
         idempotent = any(batch.producer_id >= 0 for batch in batches)
         if idempotent and len(batches) != 1:
             raise InvalidBatch("a batch with a producer id must come alone")
-        size = len(blob)
-        if self._pending_bytes + size > self.settings.max_buffer_bytes or not self.budget.reserve(size):
-            raise BufferFull("produce buffer full: the object store is behind")
-        self._pending_bytes += size
-        entry = _Append(blob, batches)
-        if not idempotent:
+        entry = _Append(blob, batches, on_failure)
+        if self._held or not self._fits(entry.size):
+            self._hold(entry)
+        elif self.budget.reserve(entry.size):
+            self._take_in(entry)
+        else:
+            self._hold(entry)
+            self.budget.wait(self)
+        return entry.done
+
+    def until_admitted(self):
+        """None when no append waits for room here; else a Deferred firing
+        once every append waiting now has been buffered (or failed)."""
+        if not self._held:
+            return None
+        entry = self._held[-1]
+        if entry.admitted is None:
+            entry.admitted = []
+        admitted = Deferred()
+        entry.admitted.append(admitted)
+        return admitted
+
+    @property
+    def holding(self):
+        """Whether appends wait here for room in the buffers."""
+        return bool(self._held)
+
+    def _fits(self, size):
+        # A batch larger than the whole buffer still goes, alone.
+        return self._pending_bytes == 0 or self._pending_bytes + size <= self.settings.max_buffer_bytes
+
+    def _hold(self, entry):
+        self._held.append(entry)
+
+    @staticmethod
+    def _tell_admitted(entry):
+        """``entry`` left the held appends: tell who waits for it, once it
+        is buffered or failed (they may append again at once)."""
+        waiters, entry.admitted = entry.admitted, None
+        for waiter in waiters or ():
+            waiter.callback(None)
+
+    def _admit_held(self, in_turn=False):
+        """Buffer the held appends, oldest first, while they fit. ->
+        whether this log no longer waits for the broker's budget."""
+        while self._held and not self._closed:
+            size = self._held[0].size
+            if not self._fits(size):
+                # Its own flushes make room, and call again.
+                return True
+            if not (self.budget.take(size) if in_turn else self.budget.reserve(size)):
+                if not in_turn:
+                    self.budget.wait(self)
+                return False
+            entry = self._held.popleft()
+            self._take_in(entry)
+            self._tell_admitted(entry)
+        return True
+
+    def room(self):
+        """The broker's budget has room, maybe, and it is this log's turn."""
+        return self._admit_held(in_turn=True)
+
+    def _take_in(self, entry):
+        entry.reserved = True
+        self._pending_bytes += entry.size
+        if all(batch.producer_id < 0 for batch in entry.batches):
             self._buffer(entry)
         elif self._producers is not None:
             self._admit(entry)
@@ -235,7 +357,6 @@ class PartitionLog:
             if self._loading_producers is None:
                 self._loading_producers = Deferred.fromCoroutine(self._load_producers())
                 self._loading_producers.addBoth(self._producers_loaded)
-        return entry.done
 
     def _buffer(self, entry):
         self._pending.append(entry)
@@ -259,6 +380,7 @@ class PartitionLog:
         original.chainDeferred(entry.done)
 
     def _unreserve(self, entry):
+        entry.reserved = False
         self._pending_bytes -= entry.size
         self.budget.release(entry.size)
 
@@ -387,12 +509,20 @@ class PartitionLog:
             entry.base_offset = offset
             patched, offset = assign_offsets(entry.blob, entry.batches, offset, state.leader_epoch)
             blobs.append(patched)
-        return TakenBatches(self, entries, blobs, state.next_offset, state.leader_epoch)
+        taken = TakenBatches(self, entries, blobs, state.next_offset, state.leader_epoch)
+        # Room in the buffer: the appends held for it come in behind.
+        self._admit_held()
+        return taken
 
     def _take_all(self):
+        """Take every buffered and held append out. -> those entries, in
+        arrival order."""
         entries = list(self._pending)
         self._pending.clear()
         self._pending_bytes = 0
+        entries += self._held
+        self._held.clear()
+        self.budget.withdraw(self)
         return entries
 
     def committed(self, taken, state, segment):
@@ -410,9 +540,10 @@ class PartitionLog:
 
     def failed(self, taken, error):
         """The flush carrying ``taken`` failed with ``error`` (its upload, or
-        a commit known not to have landed): fail its producers, and the
-        batches of the same idempotent producers behind them."""
-        self._fail(taken.entries + self._take_followers(taken.entries), error)
+        a commit known not to have landed): fail its producers and every
+        batch buffered or held behind them, so that none overtakes the
+        retries."""
+        self._fail(taken.entries + self._take_all(), error)
 
     async def settle(self, taken, segment, ref, error):
         """The commit of ``ref`` (``segment``, carrying ``taken``) failed
@@ -448,28 +579,28 @@ class PartitionLog:
         if fenced:
             # Closed before any producer hears of it, so none appends again.
             self._closed = True
-        for entry in reversed(entries):
-            self.budget.release(entry.size)
-            if entry.sequence is not None:
-                self._producers.roll_back(entry.sequence, failure)
-            entry.done.errback(failure)
+        else:
+            # Before any producer hears of it: nothing more is taken from
+            # them that would overtake their retries.
+            for entry in entries:
+                if entry.on_failure is not None:
+                    entry.on_failure()
+        self._give_back(entries, failure)
         if fenced:
             self._fence()
 
-    def _take_followers(self, failed):
-        """Take out of the buffer the batches that follow, in their
-        producers' sequences, the ``failed`` ones: committed without them,
-        they would leave a gap. -> those entries."""
-        producers = {entry.sequence.producer for entry in failed if entry.sequence is not None}
-        if not producers:
-            return []
-        followers = [entry for entry in self._pending
-                     if entry.sequence is not None and entry.sequence.producer in producers]
-        if followers:
-            taken = set(followers)
-            self._pending = deque(entry for entry in self._pending if entry not in taken)
-            self._pending_bytes -= sum(entry.size for entry in followers)
-        return followers
+    def _give_back(self, entries, failure):
+        """Fail ``entries`` with ``failure``, the latest first (so that
+        idempotent producers roll back in order), releasing their room."""
+        for entry in reversed(entries):
+            if entry.reserved:
+                entry.reserved = False
+                self.budget.release(entry.size)
+            if entry.sequence is not None:
+                self._producers.roll_back(entry.sequence, failure)
+            entry.done.errback(failure)
+        for entry in entries:
+            self._tell_admitted(entry)
 
     def _failure(self, error):
         """What the appends that ``error`` failed fail with: a
@@ -504,21 +635,24 @@ class PartitionLog:
 
     def _fence(self):
         self._closed = True
-        failure = NotOwner("partition has a new owner")
-        entries = [*self._pending, *self._awaiting_producers]
-        self._pending.clear()
+        entries = [*self._awaiting_producers, *self._take_all()]
         self._awaiting_producers.clear()
-        for entry in reversed(entries):
-            self.budget.release(entry.size)
-            if entry.sequence is not None:
-                self._producers.roll_back(entry.sequence, failure)
-            entry.done.errback(failure)
-        self._pending_bytes = 0
+        self._give_back(entries, NotOwner("partition has a new owner"))
         self._wake()
         self.holder.deposed(self)
 
     async def close(self):
-        """Flush what is buffered, then refuse further appends."""
+        """Flush what is buffered and held, then refuse further appends."""
+        # What is held is in memory already: it goes into the buffer now,
+        # whatever the bounds.
+        held = list(self._held)
+        self._held.clear()
+        self.budget.withdraw(self)
+        for entry in held:
+            self.budget.add(entry.size)
+            self._take_in(entry)
+        for entry in held:
+            self._tell_admitted(entry)
         if self._loading_producers is not None:
             # The batches waiting for the producers' state join the buffer.
             await self._loading_producers

@@ -24,7 +24,6 @@ class KafkaErrorTests(SynchronousTestCase):
             (storage.NewerLeaderEpoch("epoch 3 is newer than 2"), ErrorCode.UNKNOWN_LEADER_EPOCH),
             (storage.OffsetOutOfRange("offset 9 outside 0..3"), ErrorCode.OFFSET_OUT_OF_RANGE),
             (storage.InvalidBatch("a batch with a producer id must come alone"), ErrorCode.INVALID_RECORD),
-            (storage.BufferFull("produce buffer full"), ErrorCode.REQUEST_TIMED_OUT),
             (storage.StaleProducerEpoch("producer 7 epoch 1 is older than 2"), ErrorCode.INVALID_PRODUCER_EPOCH),
             (storage.OutOfOrderSequence("producer 7 sent sequence 5 after 2"),
              ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER),

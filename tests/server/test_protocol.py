@@ -8,12 +8,18 @@ import shutil
 import struct
 from types import SimpleNamespace
 
+from confluent_kafka import Producer
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial import unittest
 
 from kafscale.protocol.errors import ErrorCode
 from kafscale.protocol.messages import ApiKey, encode_request
+from kafscale.storage.partition_log import BufferBudget
 from tests.support.brokers import in_thread, start_broker
+from tests.support.clients import consume
+from tests.support.faults import Failing, Throttled
+from tests.support.topics import create_topic
+from tests.support.waiting import eventually
 from tests.support.wire import Connection
 
 METADATA_ALL = {"topics": None, "allow_auto_topic_creation": False}
@@ -195,7 +201,99 @@ class PipeliningTests(unittest.TestCase):
 
 # The handlers these unit tests install use none of the broker's parts.
 PARTLESS_BROKER = SimpleNamespace(topics=None, logs=None, view=None, groups=None, config=None, reactor=None,
-                                  metadata=None)
+                                  metadata=None, budget=BufferBudget(1 << 30))
+
+
+def produce_numbered(bootstrap, topic, count, **settings):
+    """Send ``count`` numbered 100-byte records to partition 0 with a
+    non-idempotent confluent-kafka producer pipelining many small requests
+    (librdkafka's 0038_performance test, scaled down). -> the delivery
+    errors."""
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": False, "linger.ms": 2,
+                         "batch.num.messages": 50, "message.timeout.ms": 60000, **settings})
+    errors = []
+
+    def delivered(error, message):
+        if error is not None:
+            errors.append(error)
+
+    for number in range(count):
+        while True:
+            try:
+                producer.produce(topic, b"%012d" % number + b"x" * 88, partition=0, on_delivery=delivered)
+                break
+            except BufferError:
+                producer.poll(0.01)
+        producer.poll(0)
+    remaining = producer.flush(60)
+    return errors + [f"{remaining} undelivered"] * bool(remaining)
+
+
+def consumed_numbers(bootstrap, topic, count):
+    """The numbers of partition 0's records, in offset order."""
+    return [int(message.value()[:12]) for message in consume(bootstrap, topic, [0], count)]
+
+
+class ProduceBackpressureTests(unittest.TestCase):
+    """Real producers against full buffers and a slow or failing object
+    store: a busy broker holds requests (reading nothing more from their
+    connection) and never refuses them, so a non-idempotent producer with
+    many requests in flight keeps its order."""
+
+    count = 8000
+
+    async def start(self, *args, store=None):
+        """A broker with a 16 KiB partition buffer whose flushes put into
+        ``store(its object store)``, and a topic of one partition. -> the
+        store flushes put into."""
+        self.broker, self.bootstrap = await start_broker(self, "--partition-buffer-bytes", "16384", *args)
+        if store is not None:
+            self.broker.flusher.objects = store(self.broker.flusher.objects)
+        self.topic = "ordered"
+        await create_topic(self.bootstrap, self.topic, 1)
+        return self.broker.flusher.objects
+
+    async def assertDeliveredInOrder(self, **settings):
+        errors = await in_thread(produce_numbered, self.bootstrap, self.topic, self.count, **settings)
+        self.assertEqual(errors, [])
+        self.assertEqual(await in_thread(consumed_numbers, self.bootstrap, self.topic, self.count),
+                         list(range(self.count)))
+
+    async def test_acks_1_against_a_small_buffer(self):
+        await self.start()
+        # No retries: a busy broker must answer every request, late.
+        await self.assertDeliveredInOrder(acks=1, retries=0)
+
+    async def test_acks_all_against_a_small_buffer_and_a_slow_store(self):
+        throttled = await self.start(store=lambda objects: Throttled(objects, 0.02))
+        await self.assertDeliveredInOrder(acks="all", retries=0)
+        self.assertGreater(throttled.puts, 10)
+
+    async def test_acks_1_against_a_window_and_a_slow_store(self):
+        await self.start("--flush-interval-ms", "50", store=lambda objects: Throttled(objects, 0.02))
+        await self.assertDeliveredInOrder(acks=1, retries=0)
+
+    async def test_a_failing_store_fails_requests_that_are_retried_in_order(self):
+        failing = await self.start(store=lambda objects: Failing(objects, 0))
+        # Three flushes fail once the producer has requests in flight.
+        self.broker.reactor.callLater(0.3, setattr, failing, "failures", 3)
+        await self.assertDeliveredInOrder(acks=1)
+        self.assertEqual(failing.failures, 0)
+
+    async def test_a_consumer_is_answered_while_a_producer_is_held(self):
+        throttled = await self.start(store=lambda objects: Throttled(objects, 0))
+        await in_thread(produce_numbered, self.bootstrap, self.topic, 10, acks=1)
+        throttled.hold()
+        producing = in_thread(produce_numbered, self.bootstrap, self.topic, 5000, acks=1, retries=0)
+        partition_log = self.broker.logs[self.topic, 0]
+        await eventually(lambda: partition_log.holding, what="the producer held")
+        # Another connection reads what was committed meanwhile.
+        self.assertEqual(await in_thread(consumed_numbers, self.bootstrap, self.topic, 10), list(range(10)))
+        self.assertTrue(partition_log.holding)
+        throttled.release()
+        self.assertEqual(await producing, [])
+        self.assertEqual(await in_thread(consumed_numbers, self.bootstrap, self.topic, 5010),
+                         list(range(10)) + list(range(5000)))
 
 
 class OrderingUnitTests(unittest.TestCase):
@@ -306,10 +404,10 @@ class BoundsUnitTests(unittest.TestCase):
         self.addCleanup(HANDLERS.update, HANDLERS.copy())
         HANDLERS[ApiKey.HEARTBEAT] = Handler(ApiKey.HEARTBEAT, 0, 4, handle, **options)
 
-    def connect(self, transport):
+    def connect(self, transport, broker=PARTLESS_BROKER, **options):
         from kafscale.server.protocol import KafkaFactory
 
-        protocol = KafkaFactory(broker=PARTLESS_BROKER, max_request_size=1 << 20).buildProtocol(None)
+        protocol = KafkaFactory(broker=broker, max_request_size=1 << 20, **options).buildProtocol(None)
         protocol.makeConnection(transport)
         return protocol
 
@@ -330,12 +428,12 @@ class BoundsUnitTests(unittest.TestCase):
 
         self.handle_with(held_heartbeat)
         transport = StringTransport()
-        protocol = self.connect(transport)
-        protocol.dataReceived(self.heartbeats(protocol.max_in_flight + 50))
-        self.assertEqual(len(started), protocol.max_in_flight)
+        protocol = self.connect(transport, max_in_flight=100)
+        protocol.dataReceived(self.heartbeats(150))
+        self.assertEqual(len(started), 100)
         self.assertEqual(transport.producerState, "paused")
         release.callback(None)
-        self.assertEqual(started, list(range(protocol.max_in_flight + 50)))
+        self.assertEqual(started, list(range(150)))
         self.assertEqual(transport.producerState, "producing")
 
     def test_a_client_that_does_not_read_stops_being_served(self):
@@ -360,6 +458,53 @@ class BoundsUnitTests(unittest.TestCase):
         transport.drain()
         self.assertEqual(answered, list(range(10)))
         self.assertEqual(transport.producerState, "producing")
+
+    def test_a_held_request_stops_the_connection_until_released(self):
+        from twisted.internet.defer import Deferred
+        from twisted.internet.testing import StringTransport
+
+        room = Deferred()
+        started = []
+
+        async def heartbeat(request):
+            started.append(request.correlation_id)
+            if request.correlation_id == 1:
+                request.hold_reading(room)
+            return {"error_code": ErrorCode.NONE}
+
+        self.handle_with(heartbeat)
+        transport = StringTransport()
+        protocol = self.connect(transport)
+        protocol.dataReceived(self.heartbeats(5))
+        self.assertEqual(started, [0, 1])
+        self.assertEqual(transport.producerState, "paused")
+        room.callback(None)
+        self.assertEqual(started, [0, 1, 2, 3, 4])
+        self.assertEqual(transport.producerState, "producing")
+
+    def test_unsent_answers_count_against_the_broker_budget(self):
+        budget = BufferBudget(1 << 20)
+        broker = SimpleNamespace(**{**vars(PARTLESS_BROKER), "budget": budget})
+
+        async def heartbeat(request):
+            return {"error_code": ErrorCode.NONE}
+
+        self.handle_with(heartbeat)
+        transport = _SlowTransport(limit=40)
+        protocol = self.connect(transport, broker=broker)
+        protocol.dataReceived(self.heartbeats(2))
+        # Written into a transport with room: on their way.
+        self.assertEqual(budget.used, 0)
+        protocol.dataReceived(self.heartbeats(2))
+        # The third 16-byte answer fills the transport: it counts until the
+        # client reads (and the fourth waits undispatched).
+        self.assertEqual(budget.used, 16)
+        transport.drain()
+        self.assertEqual(budget.used, 0)
+        protocol.dataReceived(self.heartbeats(4))
+        self.assertGreater(budget.used, 0)
+        protocol.connectionLost(None)
+        self.assertEqual(budget.used, 0)
 
     def test_closing_when_answered_does_not_wait_for_a_reader(self):
         async def heartbeat(request):

@@ -16,7 +16,6 @@ from kafscale.metadata.interfaces import Fenced, MetadataUnavailable, SegmentRef
 from kafscale.protocol.records import assign_offsets, decode_records, iter_batches
 from kafscale.storage.cache import SegmentCache
 from kafscale.storage.errors import (
-    BufferFull,
     CommitFailed,
     NotOwner,
     OffsetOutOfRange,
@@ -331,37 +330,92 @@ class FencingTests(LogCase):
 
 
 class FailedUploadTests(LogCase):
-    async def test_the_next_flush_starts_at_the_failed_one_s_offset(self):
+    async def test_a_failed_flush_fails_every_batch_behind_it_and_leaves_no_gap(self):
         gate = self.objects.hold()
         failed = self.log.append(*records(b"lost"))
         await next_turn()
         behind = [self.log.append(*records(b"b")), self.log.append(*records(b"c"))]
         gate.errback(ObjectStoreUnavailable("S3 is down"))
         await self.assertFailsWith(StorageUnavailable, failed)
-        # The batches buffered behind it are not the failed flush's: they
-        # take its offsets.
-        self.assertEqual([await d for d in behind], [0, 1])
-        self.assertEqual(self.log.high_watermark, 2)
-        self.assertEqual(await self.committed_values(), [(0, b"b"), (1, b"c")])
+        # Committed, the batches behind it would overtake its producer's
+        # retry of it.
+        for deferred in behind:
+            await self.assertFailsWith(StorageUnavailable, deferred)
         self.assertEqual(self.budget.used, 0)
+        self.assertEqual(await self.log.append(*records(b"lost")), 0)
+        self.assertEqual(await self.log.append(*records(b"b")), 1)
+        self.assertEqual(await self.committed_values(), [(0, b"lost"), (1, b"b")])
         self.assertFalse(self.log.closed)
 
 
+class FailureOrderTests(LogCase):
+    """A failed flush tells the callers of every append it fails, before
+    their producers hear of it, so that they take nothing more from those
+    producers: their later requests must not overtake the retries."""
+
+    async def test_every_failed_append_is_told_first(self):
+        log = self.open_log(max_buffer_bytes=1)
+        told = []
+
+        def append(value):
+            def on_failure():
+                self.assertNoResult(appended)
+                told.append(value)
+
+            appended = log.append(*records(value), on_failure=on_failure)
+            return appended
+
+        gate = self.objects.hold()
+        flushing = append(b"flushing")
+        await next_turn()
+        buffered = append(b"buffered")
+        held = append(b"held")
+        self.assertTrue(log.holding)
+        gate.errback(ObjectStoreUnavailable("S3 is down"))
+        for deferred in (flushing, buffered, held):
+            await self.assertFailsWith(StorageUnavailable, deferred)
+        self.assertEqual(sorted(told), [b"buffered", b"flushing", b"held"])
+        self.assertFalse(log.holding)
+        self.assertEqual(self.budget.used, 0)
+        self.assertEqual(await log.append(*records(b"flushing")), 0)
+
+    async def test_a_slow_store_fails_nothing(self):
+        gate = self.objects.hold()
+        log = self.open_log(max_buffer_bytes=1)
+        flushing = log.append(*records(b"0"))
+        await next_turn()
+        waiting = [log.append(*records(b"%d" % i)) for i in range(1, 20)]
+        gate.callback(None)
+        self.assertEqual([await flushing, *[await d for d in waiting]], list(range(20)))
+
+
 class BufferBoundsTests(LogCase):
-    async def test_a_partition_refuses_producers_beyond_its_buffer(self):
+    async def test_a_full_partition_holds_appends_in_arrival_order(self):
         blob, batches = records(b"x" * 100)
         log = self.open_log(max_buffer_bytes=2 * len(blob))
         gate = self.objects.hold()
         flushing = log.append(blob, batches)
+        self.assertIsNone(log.until_admitted())
         await next_turn()  # taken by the flush: no longer buffered
         buffered = [log.append(blob, batches), log.append(blob, batches)]
-        with self.assertRaises(BufferFull):
-            log.append(blob, batches)
+        self.assertIsNone(log.until_admitted())
+        held = [log.append(*records(b"held %d" % i)) for i in range(3)]
+        admitted = log.until_admitted()
+        self.assertNoResult(admitted)
+        self.assertEqual(self.budget.used, 3 * len(blob))
         gate.callback(None)
         self.assertEqual([await flushing, *[await d for d in buffered]], [0, 1, 2])
-        self.assertEqual(await log.append(blob, batches), 3)
+        await admitted
+        self.assertEqual([await d for d in held], [3, 4, 5])
+        self.assertEqual(self.budget.used, 0)
+        self.assertEqual([value for _, value in await self.committed_values()][3:],
+                         [b"held 0", b"held 1", b"held 2"])
 
-    async def test_the_broker_budget_bounds_every_partition_and_is_given_back(self):
+    async def test_a_batch_larger_than_the_buffer_goes_alone(self):
+        log = self.open_log(max_buffer_bytes=10)
+        self.assertEqual(await log.append(*records(b"x" * 100)), 0)
+
+    async def test_the_broker_budget_holds_every_partition_in_turn_and_is_given_back(self):
         blob, batches = records(b"x" * 100)
         other_topic = await self.store.create_topic("u", 1)
         other_state = await self.store.partition_state("u", 0)
@@ -373,18 +427,47 @@ class BufferBoundsTests(LogCase):
             objects=self.objects, cache=self.cache, budget=budget, settings=LogSettings(), reactor=reactor,
             holder=RecordingHolder(), flusher=log.flusher,
         )
-        failing, held = self.objects.hold(), self.objects.hold()
+        first_gate = self.objects.hold()
         first = log.append(blob, batches)  # holds budget while its upload waits
-        await next_turn()
         second = other.append(blob, batches)
-        with self.assertRaises(BufferFull):
-            log.append(blob, batches)
-        failing.errback(ObjectStoreUnavailable("S3 is down"))
-        await self.assertFailsWith(StorageUnavailable, first)
-        held.callback(None)
-        self.assertEqual(await second, 0)
+        await next_turn()  # one flush takes both
+        held_here = log.append(blob, batches)
+        held_there = other.append(blob, batches)
+        # The partition that waited first gets room first.
+        self.assertEqual(budget.used, 2 * len(blob))
+        self.assertNoResult(log.until_admitted())
+        self.assertNoResult(other.until_admitted())
+        first_gate.callback(None)
+        self.assertEqual([await first, await second, await held_here, await held_there], [0, 0, 1, 1])
         self.assertEqual(budget.used, 0)
-        self.assertEqual(await log.append(blob, batches), 0)
+
+    async def test_a_closing_log_flushes_what_it_holds(self):
+        blob, batches = records(b"x" * 100)
+        log = self.open_log(max_buffer_bytes=len(blob))
+        gate = self.objects.hold()
+        flushing = log.append(blob, batches)
+        await next_turn()
+        buffered = log.append(blob, batches)
+        held = log.append(blob, batches)
+        closing = Deferred.fromCoroutine(log.close())
+        gate.callback(None)
+        await closing
+        self.assertEqual([await flushing, await buffered, await held], [0, 1, 2])
+        self.assertEqual(self.budget.used, 0)
+
+    async def test_a_new_owner_fails_what_is_held(self):
+        blob, batches = records(b"x" * 100)
+        log = self.open_log(max_buffer_bytes=len(blob))
+        gate = self.objects.hold()
+        flushing = log.append(blob, batches)
+        await next_turn()
+        buffered = log.append(blob, batches)
+        held = log.append(blob, batches)
+        await self.claim_elsewhere()
+        gate.callback(None)
+        for deferred in (flushing, buffered, held):
+            await self.assertFailsWith(NotOwner, deferred)
+        self.assertEqual(self.budget.used, 0)
 
 
 class CloseTests(LogCase):
@@ -462,7 +545,7 @@ class IdempotentProducerTests(LogCase):
         self.assertEqual(await self.log.append(*producer_batch(1, epoch=1)), 2)
         self.assertEqual(self.log.high_watermark, 3)
 
-    async def test_failed_flush_rolls_back_and_fails_the_batches_behind(self):
+    async def test_failed_flush_rolls_back_and_fails_every_batch_behind(self):
         # Load the (empty) producer state and let that flush finish, so the
         # next flush holds exactly the next append.
         await self.log.append(*producer_batch(0, producer=9))
@@ -476,14 +559,15 @@ class IdempotentProducerTests(LogCase):
         gate.errback(ObjectStoreError("S3 is down"))
         await self.assertFailsWith(StorageUnavailable, failing)
         await self.assertFailsWith(StorageUnavailable, behind)
-        # Other producers' batches go on with the next flush.
-        self.assertEqual([await other, await plain], [1, 2])
+        # Other producers' batches behind fail too: none overtakes a retry.
+        await self.assertFailsWith(StorageUnavailable, other)
+        await self.assertFailsWith(StorageUnavailable, plain)
         # A batch sent before the producer heard of the failure must wait
         # for the retries of the failed ones.
         await self.assertFailsWith(OutOfOrderSequence, self.log.append(*producer_batch(2)))
-        self.assertEqual(await self.log.append(*producer_batch(0)), 3)
-        self.assertEqual(await self.log.append(*producer_batch(1)), 4)
-        self.assertEqual(await self.stored_batches(self.log), [(0, 0), (1, 0), (2, -1), (3, 0), (4, 1)])
+        self.assertEqual(await self.log.append(*producer_batch(0)), 1)
+        self.assertEqual(await self.log.append(*producer_batch(1)), 2)
+        self.assertEqual(await self.stored_batches(self.log), [(0, 0), (1, 0), (2, 1)])
 
     async def test_commit_that_landed_despite_an_error_is_a_success(self):
         self.metadata.lose_answers = 1

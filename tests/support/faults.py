@@ -1,14 +1,16 @@
 """Faults on demand: a TCP proxy in front of a real server that a test can
 cut (refusing and dropping connections, like a dead endpoint) and restore,
 without the server behind it losing its state; and wrappers of a real
-object store or metadata store that hold or fail one call at a time."""
+object store or metadata store that hold, slow down or fail calls."""
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, fail
+from twisted.internet.task import deferLater
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.protocols.portforward import ProxyClient, ProxyClientFactory, ProxyFactory, ProxyServer
 
 from kafscale.metadata.interfaces import MetadataUnavailable
+from kafscale.storage.interfaces import ObjectStoreUnavailable
 
 
 class TcpProxy:
@@ -167,6 +169,55 @@ class Unreliable:
             self.failing_reads -= 1
             return fail(MetadataUnavailable("timed out"))
         return self.store.partition_state(*args)
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+
+class Throttled:
+    """An object store whose puts each take ``delay`` seconds more (a store
+    that is behind, not failing), or wait for the test while ``held``."""
+
+    def __init__(self, store, delay):
+        self.store = store
+        self.delay = delay
+        self.puts = 0
+        self._gate = None
+
+    def hold(self):
+        """Puts from now on wait until ``release``."""
+        if self._gate is None:
+            self._gate = Deferred()
+
+    def release(self):
+        gate, self._gate = self._gate, None
+        if gate is not None:
+            gate.callback(None)
+
+    async def put(self, key, data):
+        self.puts += 1
+        while self._gate is not None:
+            await self._gate
+        await deferLater(reactor, self.delay)
+        return await self.store.put(key, data)
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+
+class Failing:
+    """An object store whose next ``failures`` puts fail, as a store that
+    is down does after its own retries."""
+
+    def __init__(self, store, failures):
+        self.store = store
+        self.failures = failures
+
+    def put(self, key, data):
+        if self.failures:
+            self.failures -= 1
+            return fail(ObjectStoreUnavailable("the object store is down"))
+        return self.store.put(key, data)
 
     def __getattr__(self, name):
         return getattr(self.store, name)
