@@ -158,7 +158,9 @@ def _broker_settings(cluster):
             settings["KAFSCALE_TLS_CA"] = f"{TLS_DIR}/ca.crt"
             settings["KAFSCALE_TLS_CLIENT_AUTH"] = "required"
     authorization = spec.get("authorization")
-    if authorization:
+    if authorization is not None:
+        # Kafka's StandardAuthorizer: the ACLs kept in the metadata store
+        settings["KAFSCALE_AUTHORIZER"] = "acl"
         if authorization.get("superUsers"):
             settings["KAFSCALE_SUPER_USERS"] = ";".join(authorization["superUsers"])
         settings["KAFSCALE_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] = str(authorization["allowEveryoneIfNoAclFound"]).lower()
@@ -207,7 +209,7 @@ def _per_pod_env(cluster):
             env.append({"name": variable, "valueFrom": {"secretKeyRef": {
                 "name": credentials["name"], "key": credentials[key]}}})
     if "authSecret" in spec["etcd"]:
-        for variable, key in (("KAFSCALE_ETCD_USERNAME", "username"), ("KAFSCALE_ETCD_PASSWORD", "password")):
+        for variable, key in (("KAFSCALE_ETCD_USER", "username"), ("KAFSCALE_ETCD_PASSWORD", "password")):
             env.append({"name": variable, "valueFrom": {"secretKeyRef": {"name": spec["etcd"]["authSecret"],
                                                                          "key": key}}})
     return env

@@ -123,7 +123,7 @@ _CLUSTER_SPEC = _object("The desired state of a Kafscale cluster.", {
         "secretName": _string("A kubernetes.io/tls Secret (tls.crt, tls.key; ca.crt to check client"
                               " certificates)."),
     }, required=["secretName"]),
-    "authorization": _object("Who may do what.", {
+    "authorization": _object("Enforce the ACLs (the KafscaleUsers' and others) kept in the metadata store.", {
         "superUsers": _array("Principals allowed everything (User:name).", _string("A principal.")),
         "allowEveryoneIfNoAclFound": _boolean("Allow what no ACL names.", default=False),
     }),

@@ -206,9 +206,16 @@ class KafkaUsers:
             if not error.args or error.args[0].code() != KafkaError.RESOURCE_NOT_FOUND:
                 raise UserError(f"user {name}: {_text(error)}") from error
             credentials = {}
-        bindings = self._result(self.admin.describe_acls(AclBindingFilter(
-            ResourceType.ANY, None, ResourcePatternType.ANY, f"User:{name}", None, AclOperation.ANY,
-            AclPermissionType.ANY), request_timeout=self.timeout))
+        try:
+            bindings = self.admin.describe_acls(AclBindingFilter(
+                ResourceType.ANY, None, ResourcePatternType.ANY, f"User:{name}", None, AclOperation.ANY,
+                AclPermissionType.ANY), request_timeout=self.timeout).result(timeout=self.timeout)
+        except KafkaException as error:
+            # a cluster without an authorizer has no ACLs (creating one
+            # says why it cannot)
+            if not error.args or error.args[0].code() != KafkaError.SECURITY_DISABLED:
+                raise UserError(f"user {name}: {_text(error)}") from error
+            bindings = []
         return UserState(credentials, frozenset(_acl_of(binding) for binding in bindings), self.quotas.describe(name))
 
     def apply(self, action):

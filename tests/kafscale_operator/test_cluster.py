@@ -17,7 +17,7 @@ PENDING_OPTIONS = {
     "KAFSCALE_TLS_CLIENT_AUTH": "issue 12", "KAFSCALE_SASL_MECHANISMS": "issue 12",
     "KAFSCALE_SUPER_USERS": "issue 12", "KAFSCALE_ALLOW_EVERYONE_IF_NO_ACL_FOUND": "issue 12",
     "KAFSCALE_ETCD_CA": "issue 12", "KAFSCALE_ETCD_CERT": "issue 12", "KAFSCALE_ETCD_KEY": "issue 12",
-    "KAFSCALE_ETCD_USERNAME": "issue 12", "KAFSCALE_ETCD_PASSWORD": "issue 12",
+    "KAFSCALE_ETCD_USER": "issue 12", "KAFSCALE_ETCD_PASSWORD": "issue 12", "KAFSCALE_AUTHORIZER": "issue 12",
 }
 
 
@@ -121,6 +121,8 @@ class RenderTests(unittest.TestCase):
         self.assertEqual(data["KAFSCALE_SASL_MECHANISMS"], "SCRAM-SHA-512,SCRAM-SHA-256")
         self.assertEqual(data["KAFSCALE_TLS_CLIENT_AUTH"], "required")
         self.assertEqual(data["KAFSCALE_SUPER_USERS"], "User:admin;User:operator")
+        self.assertEqual(data["KAFSCALE_AUTHORIZER"], "acl")
+        self.assertNotIn("KAFSCALE_AUTHORIZER", settings(render(cluster())))
         self.assertEqual((data["KAFSCALE_FLUSH_INTERVAL_MS"], data["KAFSCALE_FLUSH_BYTES"]), ("250", "4194304"))
         self.assertEqual((data["KAFSCALE_FETCH_MAX_WAIT_MS"], data["KAFSCALE_LOG_LEVEL"]), ("10000", "debug"))
         self.assertEqual(data["KAFSCALE_LEASE_TTL"], "6")
