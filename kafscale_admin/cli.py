@@ -23,6 +23,15 @@ PROG_NAME = "kafscale-admin"
               help="Comma-separated etcd endpoints of a cluster, instead of the embedded metadata store.")
 @click.option("--cluster-id", envvar="KAFSCALE_CLUSTER_ID", show_envvar=True, default="kafscale",
               help="The cluster's name in etcd (the brokers' --cluster-id).")
+@click.option("--etcd-ca", envvar="KAFSCALE_ETCD_CA", show_envvar=True, type=click.Path(dir_okay=False),
+              help="PEM certificates etcd's must chain to (https:// endpoints).")
+@click.option("--etcd-cert", envvar="KAFSCALE_ETCD_CERT", show_envvar=True, type=click.Path(dir_okay=False),
+              help="PEM client certificate for etcd.")
+@click.option("--etcd-key", envvar="KAFSCALE_ETCD_KEY", show_envvar=True, type=click.Path(dir_okay=False),
+              help="PEM private key of --etcd-cert.")
+@click.option("--etcd-username", envvar="KAFSCALE_ETCD_USERNAME", show_envvar=True, help="etcd user.")
+@click.option("--etcd-password", envvar="KAFSCALE_ETCD_PASSWORD", show_envvar=True,
+              help="Password of --etcd-username (better given in the environment).")
 @click.option("--s3-bucket", envvar="KAFSCALE_S3_BUCKET", show_envvar=True,
               help="The cluster's bucket, instead of the objects under --data-dir.")
 @click.option("--s3-endpoint", envvar="KAFSCALE_S3_ENDPOINT", show_envvar=True,
@@ -34,15 +43,15 @@ PROG_NAME = "kafscale-admin"
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=5.0,
               help="Seconds to wait for the metadata store.")
 @click.pass_context
-def main(ctx, data_dir, etcd, cluster_id, s3_bucket, s3_endpoint, s3_region, s3_prefix, timeout):
+def main(ctx, **options):
     """Manage Kafscale topics, consumer groups, segments and users.
 
-    Credentials for S3 come from the standard AWS environment variables.
+    Credentials for S3 come from the standard AWS chain (environment, shared
+    files, container and instance roles).
     """
     # A caller (a test) may hand over its own way to run the Twisted work.
     runner = ctx.obj if callable(ctx.obj) else react_runner
-    ctx.obj = Admin(Location(data_dir, etcd, cluster_id, s3_bucket, s3_endpoint, s3_region, s3_prefix, timeout),
-                    runner)
+    ctx.obj = Admin(Location.from_options(**options), runner)
 
 
 @main.command()

@@ -39,6 +39,14 @@ class Location:
     s3_region: str | None = None
     s3_prefix: str = ""
     timeout: float = 5.0
+    etcd_security: stores.EtcdSecurity = stores.EtcdSecurity()
+
+    @classmethod
+    def from_options(cls, etcd_ca=None, etcd_cert=None, etcd_key=None, etcd_username=None, etcd_password=None,
+                     **options):
+        """The Location the command line's options (its parameters' names) describe."""
+        return cls(**options, etcd_security=stores.EtcdSecurity(etcd_ca, etcd_cert, etcd_key, etcd_username,
+                                                                 etcd_password))
 
     @property
     def metadata_path(self):
@@ -60,8 +68,12 @@ class Location:
         if not create and not self.etcd and not os.path.exists(self.metadata_path):
             raise AdminError(f"no metadata store at {self.metadata_path}: pass the broker's --data-dir, or --etcd")
         # No watches: a command reads what it needs when it needs it.
-        return stores.metadata_store(data_dir=self.data_dir, etcd=self.etcd, cluster_id=self.cluster_id,
-                                     timeout=self.timeout, watched=(), reactor=reactor)
+        try:
+            return stores.metadata_store(data_dir=self.data_dir, etcd=self.etcd, cluster_id=self.cluster_id,
+                                         timeout=self.timeout, watched=(), reactor=reactor,
+                                         etcd_security=self.etcd_security)
+        except ValueError as e:
+            raise AdminError(str(e)) from None
 
     def object_store(self, reactor):
         try:
@@ -171,7 +183,7 @@ def completing(names):
         root = ctx.find_root()
         runner = root.obj if callable(root.obj) else react_runner
         try:
-            found = Admin(Location(**root.params), runner).run(names)
+            found = Admin(Location.from_options(**root.params), runner).run(names)
         except click.ClickException:
             return []
         return [name for name in found if name.startswith(incomplete)]

@@ -22,7 +22,7 @@ from json.decoder import WHITESPACE
 
 from treq import content
 from treq.client import HTTPClient
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, DeferredLock
 from twisted.internet.error import ConnectError, ConnectionClosed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Protocol
@@ -115,6 +115,11 @@ class EtcdFutureRevision(EtcdError):
     """The requested revision is newer than etcd's current revision."""
 
 
+class EtcdTokenInvalid(EtcdError):
+    """etcd no longer takes the client's auth token (it expired, or etcd
+    restarted): authenticate again."""
+
+
 # gRPC status codes the gateway reports in its error bodies.
 _GRPC_INVALID_ARGUMENT = 3
 _GRPC_DEADLINE_EXCEEDED = 4
@@ -124,6 +129,7 @@ _ERRORS_BY_MESSAGE = (
     ("requested lease not found", LeaseNotFound),
     ("required revision has been compacted", EtcdCompacted),
     ("required revision is a future revision", EtcdFutureRevision),
+    ("invalid auth token", EtcdTokenInvalid),
 )
 
 
@@ -474,12 +480,16 @@ class EtcdClient:
     (``"http://a:2379,http://b:2379"``). A request that cannot reach one
     endpoint (refused, dropped, timed out, etcd unavailable) is tried on the
     next; the endpoint that answered is tried first from then on.
-    ``timeout`` bounds each attempt, in seconds.
+    ``timeout`` bounds each attempt, in seconds. ``tls`` (an
+    IPolicyForHTTPS, see kafscale.security.tls.ClientTLS) checks https://
+    endpoints' certificates and presents the client's; ``credentials``
+    (user, password) log in to etcd's own authentication, again whenever
+    etcd stops taking the token.
     """
 
     def __init__(self, endpoints: Sequence[str] | str, *, reactor=None,
                  pool: HTTPConnectionPool | None = None, timeout: float = 5.0,
-                 watch_silence: float = WATCH_SILENCE):
+                 watch_silence: float = WATCH_SILENCE, tls=None, credentials: tuple[str, str] | None = None):
         if isinstance(endpoints, str):
             endpoints = endpoints.split(",")
         self._endpoints = [url.strip().rstrip("/") for url in endpoints if url.strip()]
@@ -494,7 +504,12 @@ class EtcdClient:
             # Keep enough idle connections for concurrent commits to reuse.
             pool.maxPersistentPerHost = 8
         self._pool = pool
-        self._http = HTTPClient(Agent(reactor, connectTimeout=timeout, pool=self._pool))
+        agent = Agent(reactor, connectTimeout=timeout, pool=self._pool) if tls is None \
+            else Agent(reactor, contextFactory=tls, connectTimeout=timeout, pool=self._pool)
+        self._http = HTTPClient(agent)
+        self._credentials = credentials
+        self._token = None
+        self._login = DeferredLock()
         self._timeout = timeout
         self._watch_silence = watch_silence
         self._preferred = 0
@@ -628,10 +643,10 @@ class EtcdClient:
         body = _encode(payload)
 
         async def exchange(endpoint: str) -> dict:
-            response = await self._post(endpoint + path, body)
+            response = await self._post(endpoint + path, body, await self._headers(endpoint))
             return _parse_reply(response.code, await content(response))
 
-        return await self._failover(exchange, timeout)
+        return await self._logged_in(self._failover, exchange, timeout)
 
     async def _open_stream(self, path: str, payload: dict) -> IResponse:
         """POST to a streaming endpoint; returns the response once etcd
@@ -639,15 +654,42 @@ class EtcdClient:
         body = _encode(payload)
 
         async def open_stream(endpoint: str) -> IResponse:
-            response = await self._post(endpoint + path, body)
+            response = await self._post(endpoint + path, body, await self._headers(endpoint))
             if response.code != 200:
                 _parse_reply(response.code, await content(response))
             return response
 
-        return await self._failover(open_stream)
+        return await self._logged_in(self._failover, open_stream)
 
-    def _post(self, url: str, body: bytes) -> Deferred[IResponse]:
-        return self._http.post(url, data=BytesBody(body), headers=_JSON_HEADERS, unbuffered=True)
+    def _post(self, url: str, body: bytes, headers=_JSON_HEADERS) -> Deferred[IResponse]:
+        return self._http.post(url, data=BytesBody(body), headers=headers, unbuffered=True)
+
+    async def _logged_in(self, function, *args):
+        """``function(*args)``, once more with a new token when etcd no
+        longer takes the one it was given."""
+        token = self._token
+        try:
+            return await function(*args)
+        except EtcdTokenInvalid:
+            if self._credentials is None:
+                raise
+            if self._token == token:
+                self._token = None
+            return await function(*args)
+
+    async def _headers(self, endpoint: str) -> dict:
+        """The headers of a request to ``endpoint``: with the auth token,
+        logging in first when there is none yet."""
+        if self._credentials is None:
+            return _JSON_HEADERS
+        if self._token is None:
+            async with self._login:
+                if self._token is None:
+                    name, password = self._credentials
+                    response = await self._post(endpoint + "/v3/auth/authenticate",
+                                                _encode({"name": name, "password": password}))
+                    self._token = _parse_reply(response.code, await content(response))["token"]
+        return {**_JSON_HEADERS, b"Authorization": [self._token.encode()]}
 
     async def _failover(self, attempt: Callable[[str], Awaitable], timeout: float | None = None):
         """Run ``attempt(endpoint)`` on each endpoint in turn, the last one

@@ -127,17 +127,21 @@ class EtcdMetadataStore(Service):
     ``lease_ttl`` is the session lease's TTL in seconds: how long a dead
     process's registrations and owner keys outlive it. ``watched`` names the
     change areas reported to subscribers: each costs a watch, and
-    "partitions" reports every commit in the cluster.
+    "partitions" reports every commit in the cluster. ``tls`` and
+    ``credentials`` go to the EtcdClient (TLS to https:// endpoints, etcd's
+    own users).
     """
 
     def __init__(self, endpoints, prefix=cluster_prefix("kafscale"), *, lease_ttl=10, timeout=5.0,
-                 watched=CHANGE_AREAS, reactor=None):
+                 watched=CHANGE_AREAS, reactor=None, tls=None, credentials=None):
         if reactor is None:
             from twisted.internet import reactor
         self.keys = Keys(prefix)
         self.lease_ttl = lease_ttl
         self._endpoints = endpoints
         self._timeout = timeout
+        self._tls = tls
+        self._credentials = credentials
         self._watched = frozenset(watched)
         self._reactor = reactor
         self.client = None
@@ -157,7 +161,8 @@ class EtcdMetadataStore(Service):
         self._pool = _QuietPool(self._reactor)
         # Enough idle connections for concurrent commits, beside the watches.
         self._pool.maxPersistentPerHost = 8
-        self.client = EtcdClient(self._endpoints, reactor=self._reactor, pool=self._pool, timeout=self._timeout)
+        self.client = EtcdClient(self._endpoints, reactor=self._reactor, pool=self._pool, timeout=self._timeout,
+                                 tls=self._tls, credentials=self._credentials)
 
     def stopService(self):
         super().stopService()

@@ -12,6 +12,7 @@ from twisted.application.service import Service
 from twisted.internet import ssl
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
 from kafscale.log import logger
@@ -146,3 +147,28 @@ class ReloadOnSIGHUP(Service):
         # A signal handler runs between bytecodes of the reactor thread:
         # reload on the next turn instead.
         self._reactor.callFromThread(self.tls.reload)
+
+
+@implementer(IPolicyForHTTPS)
+class ClientTLS:
+    """TLS for the broker's own https:// connections (to etcd): the
+    server's certificate must chain to ``ca`` (PEM; the system's roots
+    without one) and name the host; with ``cert`` and ``key`` (PEM) the
+    client presents its own. Raises TLSSettingsError."""
+
+    def __init__(self, ca=None, cert=None, key=None):
+        self._trust = ssl.trustRootFromCertificates([ssl.Certificate(c) for c in _certificates(ca)]) if ca \
+            else ssl.platformTrust()
+        self._client = None
+        if cert:
+            chain = _certificates(cert)
+            try:
+                pair = ssl.KeyPair(crypto.PKey.from_cryptography_key(
+                    serialization.load_pem_private_key(_read(key), None)))
+            except (ValueError, TypeError) as e:
+                raise TLSSettingsError(f"{key}: not an unencrypted PEM private key ({e})") from None
+            self._client = ssl.PrivateCertificate.fromCertificateAndKeyPair(ssl.Certificate(chain[0]), pair)
+
+    def creatorForNetloc(self, hostname, port):
+        return ssl.optionsForClientTLS(hostname.decode("ascii"), trustRoot=self._trust,
+                                       clientCertificate=self._client)

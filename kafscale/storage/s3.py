@@ -15,10 +15,11 @@ from urllib.parse import quote
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
+import botocore.session
 import treq
 from botocore.auth import UNSIGNED_PAYLOAD, S3SigV4Auth
 from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
+from botocore.credentials import Credentials, RefreshableCredentials
 from treq.client import HTTPClient
 from twisted.internet import tcp
 from twisted.internet.defer import (
@@ -157,7 +158,10 @@ class S3ObjectStore:
     variables (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
     ``AWS_SESSION_TOKEN``, ``AWS_REGION``/``AWS_DEFAULT_REGION``,
     ``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL``); the endpoint defaults to
-    AWS's regional one. ``prefix`` is prepended to every key and stripped
+    AWS's regional one. Without keys there, credentials come from botocore's
+    chain: the shared credentials and config files (``AWS_PROFILE``),
+    web identity, container and instance roles; credentials that expire
+    are refreshed off the reactor before a request that needs them. ``prefix`` is prepended to every key and stripped
     from listed keys.
 
     ``sign_payload`` puts the body's SHA-256 into the signature; without it
@@ -200,12 +204,17 @@ class S3ObjectStore:
             raise ValueError("the multipart threshold must be at least one part")
         access_key = access_key or environ.get("AWS_ACCESS_KEY_ID")
         secret_key = secret_key or environ.get("AWS_SECRET_ACCESS_KEY")
-        if not access_key or not secret_key:
-            raise ValueError(
-                "S3 credentials missing: pass an access and secret key or set "
-                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-            )
         session_token = session_token or environ.get("AWS_SESSION_TOKEN")
+        if access_key and secret_key:
+            credentials = Credentials(access_key, secret_key, session_token)
+        else:
+            # Read once, at start (the reactor is not running yet).
+            credentials = botocore.session.Session().get_credentials()
+            if credentials is None:
+                raise ValueError(
+                    "S3 credentials missing: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile in the"
+                    " shared credentials file, or run with a container or instance role"
+                )
         self.region = (
             region
             or environ.get("AWS_REGION")
@@ -221,9 +230,8 @@ class S3ObjectStore:
         self.bucket = bucket
         self.prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
         self._bucket_url = f"{self.endpoint}/{quote(bucket, safe='')}"
-        self._auth = _PrecomputedPayloadAuth(
-            Credentials(access_key, secret_key, session_token), "s3", self.region
-        )
+        self._credentials = credentials
+        self._auth = _PrecomputedPayloadAuth(credentials, "s3", self.region)
         self._reactor = reactor
         self._pool = HTTPConnectionPool(reactor, persistent=True)
         self._pool.maxPersistentPerHost = max_connections
@@ -460,6 +468,10 @@ class S3ObjectStore:
             await deferLater(self._reactor, delay)
 
     async def _attempt(self, method, url, headers, body, payload_hash):
+        credentials = self._credentials
+        if isinstance(credentials, RefreshableCredentials) and credentials.refresh_needed():
+            # Signing would refresh them itself, blocking on the network.
+            await deferToThread(credentials.get_frozen_credentials)
         await self._slots.acquire()
         try:
             response = self._send(method, url, headers, body, payload_hash)

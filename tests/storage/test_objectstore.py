@@ -525,9 +525,31 @@ class ConfigurationTests(unittest.TestCase):
         self.addCleanup(store.close)
         self.assertEqual(store.endpoint, "https://s3.us-east-1.amazonaws.com")
 
+    def without_aws_settings(self, **settings):
+        """botocore's chain sees only ``settings``: no files, no instance
+        metadata service."""
+        missing = os.path.join(self.mktemp(), "missing")
+        self.patch(os, "environ", {"AWS_SHARED_CREDENTIALS_FILE": missing, "AWS_CONFIG_FILE": missing,
+                                   "AWS_EC2_METADATA_DISABLED": "true", **settings})
+
     def test_credentials_are_required(self):
+        self.without_aws_settings()
         with self.assertRaises(ValueError):
             S3ObjectStore("b", environ={"AWS_ACCESS_KEY_ID": "only-the-id"})
+
+    def test_credentials_from_the_shared_credentials_file_and_profile(self):
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("[default]\naws_access_key_id = default-id\naws_secret_access_key = default-secret\n"
+                    "[ops]\naws_access_key_id = ops-id\naws_secret_access_key = ops-secret\n")
+        self.without_aws_settings(AWS_SHARED_CREDENTIALS_FILE=path)
+        store = S3ObjectStore("b", environ={})
+        self.addCleanup(store.close)
+        self.assertEqual(store._auth.credentials.access_key, "default-id")
+        os.environ["AWS_PROFILE"] = "ops"
+        store = S3ObjectStore("b", environ={})
+        self.addCleanup(store.close)
+        self.assertEqual(store._auth.credentials.secret_key, "ops-secret")
 
     def test_parts_respect_the_s3_minimum(self):
         with self.assertRaises(ValueError):

@@ -79,8 +79,11 @@ class EtcdServer:
     and removes the data.
     """
 
-    def __init__(self, binary: Path):
+    def __init__(self, binary: Path, tls=None):
+        """``tls``: (certificate, key, CA) PEM files to serve https:// with,
+        client certificates required."""
         self.binary = binary
+        self.tls = tls
         self.data_dir = Path(tempfile.mkdtemp(prefix="kafscale-etcd-"))
         self.client_port = 0
         self.peer_port = 0
@@ -88,7 +91,7 @@ class EtcdServer:
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.client_port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.client_port}"
 
     def start(self) -> None:
         """Start etcd and return once it serves requests."""
@@ -142,6 +145,8 @@ class EtcdServer:
             # meet compaction during the tests.
             "--auto-compaction-mode", "periodic",
             "--auto-compaction-retention", "1m",
+            *(() if self.tls is None else ("--cert-file", self.tls[0], "--key-file", self.tls[1],
+                                           "--trusted-ca-file", self.tls[2], "--client-cert-auth")),
             "--logger", "zap",
             "--log-level", "warn",
         ]
@@ -165,8 +170,14 @@ class EtcdServer:
                            f"{log_path.read_text()[-2000:]}")
 
     def _healthy(self) -> bool:
+        context = None
+        if self.tls:
+            import ssl
+
+            context = ssl.create_default_context(cafile=self.tls[2])
+            context.load_cert_chain(self.tls[0], self.tls[1])
         try:
-            with urllib.request.urlopen(self.endpoint + "/health", timeout=1) as reply:
+            with urllib.request.urlopen(self.endpoint + "/health", timeout=1, context=context) as reply:
                 return b'"true"' in reply.read()
         except OSError:
             return False

@@ -14,8 +14,9 @@ from cryptography.x509.oid import NameOID
 
 
 def _name(common_name, organization="Kafscale tests"):
-    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
-                      x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    """A subject of ``organization`` and ``common_name`` (none when None)."""
+    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization)]
+                     + ([] if common_name is None else [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
 
 
 def _pem_key(key):
@@ -46,15 +47,17 @@ class CertificateAuthority:
             f.write(data)
         return path
 
-    def issue(self, common_name, server=False, expired=False):
-        """-> (certificate file, key file) for ``common_name``; a server
-        certificate names 127.0.0.1 and localhost."""
+    def issue(self, common_name, server=False, expired=False, without_common_name=False):
+        """-> (certificate file, key file) for ``common_name`` (in its
+        subject unless ``without_common_name``, its file name regardless); a
+        server certificate names 127.0.0.1 and localhost."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.timezone.utc)
         start, end = (now - datetime.timedelta(days=10), now - datetime.timedelta(days=1)) if expired \
             else (now - datetime.timedelta(days=1), now + datetime.timedelta(days=30))
         builder = (
-            x509.CertificateBuilder().subject_name(_name(common_name)).issuer_name(self.certificate.subject)
+            x509.CertificateBuilder().subject_name(_name(None if without_common_name else common_name))
+            .issuer_name(self.certificate.subject)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(start).not_valid_after(end)
         )
