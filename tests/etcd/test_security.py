@@ -48,7 +48,7 @@ class SecuredEtcdTests(unittest.TestCase):
 
     def store(self, security):
         store = metadata_store(data_dir=self.mktemp(), etcd=self.server.endpoint, cluster_id="secure",
-                               timeout=3, watched=(), etcd_security=security)
+                               timeout=10, watched=(), etcd_security=security)
         store.startService()
         self.addCleanup(store.stopService)
         return store
