@@ -131,7 +131,7 @@ async def offset_for_time(stores, state, target_ms):
             segment = read_segment(data, ref.key, ref.position)
         except CorruptSegment as e:
             raise AdminError(str(e)) from None
-        for batch in iter_batches(segment.batches, verify_crc=False):
+        for batch in iter_batches(segment.batches, verify_crc=False, compacted=True):
             if batch.max_timestamp < target_ms or batch.last_offset < state.log_start_offset:
                 continue
             try:

@@ -45,6 +45,9 @@ _CODEC_MASK = 0x07
 _TIMESTAMP_TYPE_MASK = 0x08
 _TRANSACTIONAL_MASK = 0x10
 _CONTROL_MASK = 0x20
+DELETE_HORIZON_MASK = 0x40
+"""Set by compaction (Kafka's KIP-534): the batch's firstTimestamp is the
+time after which its tombstones may be removed."""
 
 
 class Compression(enum.IntEnum):
@@ -107,12 +110,14 @@ class BatchInfo(NamedTuple):
         return self.base_offset + self.last_offset_delta + 1
 
 
-def iter_batches(blob, verify_crc: bool = True) -> Iterator[BatchInfo]:
+def iter_batches(blob, verify_crc: bool = True, compacted: bool = False) -> Iterator[BatchInfo]:
     """Validate and describe each batch of ``blob``, in order.
 
     Raises :class:`InvalidRecords` at the first bad batch; a trailing partial
     batch is an error. ``verify_crc=False`` skips the checksum for bytes that
     were verified before (a segment whose CRC-32C the reader checked).
+    ``compacted`` accepts what compaction leaves of a batch: fewer records
+    than its offsets span, or none (the header kept for its producer).
     """
     view = memoryview(blob)
     end = len(view)
@@ -151,12 +156,19 @@ def iter_batches(blob, verify_crc: bool = True) -> Iterator[BatchInfo]:
                     f"(stored {header[4]:#010x}, computed {actual:#010x})",
                 )
         info = BatchInfo(position, size, header[0], header[2], *header[5:])
-        if info.record_count < 1:
+        if compacted:
+            if not 0 <= info.record_count <= info.last_offset_delta + 1:
+                raise InvalidRecords(
+                    ErrorCode.INVALID_RECORD,
+                    f"batch at byte {position} holds {info.record_count} records "
+                    f"in {info.last_offset_delta + 1} offsets",
+                )
+        elif info.record_count < 1:
             raise InvalidRecords(
                 ErrorCode.INVALID_RECORD,
                 f"batch at byte {position} holds {info.record_count} records",
             )
-        if info.last_offset_delta != info.record_count - 1:
+        elif info.last_offset_delta != info.record_count - 1:
             raise InvalidRecords(
                 ErrorCode.INVALID_RECORD,
                 f"batch at byte {position} holds {info.record_count} records "
@@ -267,7 +279,7 @@ def iter_records(batch, with_data: bool = True, max_size: int = MAX_DECOMPRESSED
     them when ``with_data`` is false: then they are None and []). Raises
     :class:`InvalidRecords` for a damaged batch, or one that expands past
     ``max_size`` bytes."""
-    batches = list(iter_batches(batch))
+    batches = list(iter_batches(batch, compacted=True))
     if len(batches) != 1:
         raise ValueError(f"iter_records takes one batch, got {len(batches)}")
     info = batches[0]
@@ -279,6 +291,20 @@ def iter_records(batch, with_data: bool = True, max_size: int = MAX_DECOMPRESSED
         raise InvalidRecords(
             ErrorCode.CORRUPT_MESSAGE, f"bytes follow the batch's {info.record_count} records"
         )
+
+
+def records_bytes(batch, info: BatchInfo, max_size: int = MAX_DECOMPRESSED_BATCH) -> bytes:
+    """The records of one batch (``batch`` its bytes, verified, described by
+    ``info``) as one decompressed string. Raises :class:`InvalidRecords` for
+    a damaged body or one that expands past ``max_size`` bytes."""
+    body = memoryview(batch)[BATCH_HEADER_SIZE : info.size]
+    if info.compression == Compression.NONE:
+        return bytes(body)
+    stream = _RecordStream(info.compression, body, max_size)
+    chunks = []
+    while not stream.at_end():
+        chunks.append(stream.take(len(stream.buffer) - stream.position))
+    return b"".join(chunks)
 
 
 def _read_record(stream, info: BatchInfo, with_data: bool) -> Record:

@@ -187,7 +187,7 @@ class ProducerStates:
         """Learn the committed batches of ``blob`` (verified segment bytes,
         oldest first), reading their headers only: no checks, and a newer
         epoch replaces what was known of its producer."""
-        for batch in iter_batches(blob, verify_crc=False):
+        for batch in iter_batches(blob, verify_crc=False, compacted=True):
             if batch.producer_id < 0:
                 continue
             producer = self._producers.get(batch.producer_id)

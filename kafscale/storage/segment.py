@@ -22,6 +22,12 @@ reader that finds no index reads the segment whole):
     ``.kfs`` object; the first batch always has one, later batches get one
     once ``interval`` bytes have passed since the previous entry.
 
+A segment written by compaction (kafscale.storage.compaction) has bit 0 of
+its header flags set (``COMPACTED``): its batches' offsets increase but may
+skip the offsets of dropped records and batches, its footer's last offset
+is the last offset of the range it replaced (which its batches may end
+before), its count is of the records it kept, and it may hold no batch.
+
 The topic id keeps a re-created topic's objects apart from the deleted
 one's (whose removal runs in the background); the leader epoch and the
 owner's flush counter keep a late upload (a deposed owner's, or the
@@ -53,6 +59,8 @@ FOOTER_MAGIC = b"END!"
 INDEX_MAGIC = b"IDX\0"
 VERSION = 1
 DEFAULT_INDEX_INTERVAL = 4096
+COMPACTED = 0x0001
+"""Header flag: written by compaction, offsets may skip."""
 
 HEADER = struct.Struct(">4sHHqiqI")
 FOOTER = struct.Struct(">Iq4s")
@@ -128,6 +136,7 @@ def build_segment(
     base_offset: int,
     index_interval: int = DEFAULT_INDEX_INTERVAL,
     created_ms: int | None = None,
+    last_offset: int | None = None,
 ):
     """Lay out a segment and its index from blobs of offset-assigned batches.
 
@@ -136,9 +145,12 @@ def build_segment(
     them) whose batches carry consecutive offsets from ``base_offset``; they
     were validated on produce, so only their headers are read here.
 
-    Returns ``(kfs_bytes, index_bytes, SegmentInfo)``.
+    A ``last_offset`` makes it a compacted segment (see `segment_frame`).
+
+    Returns ``(kfs_bytes, index_bytes, SegmentInfo)``; the index of a
+    compacted segment without batches has no entries.
     """
-    parts, entries, info = segment_frame(batches, base_offset, index_interval, created_ms)
+    parts, entries, info = segment_frame(batches, base_offset, index_interval, created_ms, last_offset)
     index = b"".join(
         [INDEX_HEADER.pack(INDEX_MAGIC, VERSION, len(entries), index_interval, 0), *entries]
     )
@@ -150,13 +162,19 @@ def segment_frame(
     base_offset: int,
     index_interval: int = DEFAULT_INDEX_INTERVAL,
     created_ms: int | None = None,
+    last_offset: int | None = None,
 ):
     """The pieces of a segment, unjoined, so that a caller laying out
     several segments in one object copies the batches only once.
 
+    A ``last_offset`` makes it a compacted segment (``COMPACTED``) of the
+    offsets from ``base_offset`` to ``last_offset``: its batches' offsets
+    increase within that range, with gaps, and there may be none.
+
     -> ``(parts, index_entries, SegmentInfo)``: ``b"".join(parts)`` is the
     ``.kfs`` object, the entries (packed) the ``.index`` after its header.
     """
+    compacted = last_offset is not None
     if index_interval < 1:
         raise ValueError(f"index interval must be positive, got {index_interval}")
     entries = []
@@ -172,7 +190,7 @@ def segment_frame(
         local = 0
         while local < len(view):
             batch_offset, length = _BATCH_OFFSET_AND_LENGTH.unpack_from(view, local)
-            if batch_offset != next_offset:
+            if batch_offset != next_offset and not (compacted and batch_offset > next_offset):
                 raise ValueError(
                     f"batch at segment byte {position} has offset {batch_offset}, "
                     f"expected {next_offset}"
@@ -190,12 +208,17 @@ def segment_frame(
             position += size
         if local != len(view):
             raise ValueError(f"blob ending at segment byte {position} splits a batch")
-    if not entries:
+    if compacted:
+        if next_offset - 1 > last_offset:
+            raise ValueError(f"batches end at offset {next_offset - 1}, past the segment's last {last_offset}")
+    elif not entries:
         raise ValueError("a segment needs at least one batch")
-    last_offset = next_offset - 1
+    else:
+        last_offset = next_offset - 1
     if created_ms is None:
         created_ms = int(time.time() * 1000)
-    header = HEADER.pack(SEGMENT_MAGIC, VERSION, 0, base_offset, count, created_ms, 0)
+    flags = COMPACTED if compacted else 0
+    header = HEADER.pack(SEGMENT_MAGIC, VERSION, flags, base_offset, count, created_ms, 0)
     footer = FOOTER.pack(crc, last_offset, FOOTER_MAGIC)
     size = position + FOOTER_SIZE
     return [header, *batches, footer], entries, SegmentInfo(base_offset, last_offset, max_timestamp, size, count)
@@ -264,6 +287,7 @@ def _verify_segment(view, key):
     if len(view) < HEADER_SIZE + FOOTER_SIZE:
         raise CorruptSegment(key, f"{len(view)} bytes, shorter than header and footer")
     magic, version, flags, base_offset, count, created_ms, _ = HEADER.unpack_from(view, 0)
+    compacted = bool(flags & COMPACTED)
     if magic != SEGMENT_MAGIC:
         raise CorruptSegment(key, f"header magic {magic!r}")
     if version != VERSION:
@@ -279,8 +303,8 @@ def _verify_segment(view, key):
     records = 0
     max_timestamp = -1
     try:
-        for info in iter_batches(batches, verify_crc=False):
-            if info.base_offset != next_offset:
+        for info in iter_batches(batches, verify_crc=False, compacted=compacted):
+            if info.base_offset != next_offset and not (compacted and info.base_offset > next_offset):
                 raise CorruptSegment(
                     key,
                     f"batch at byte {HEADER_SIZE + info.position} has offset "
@@ -291,9 +315,12 @@ def _verify_segment(view, key):
             max_timestamp = max(max_timestamp, info.max_timestamp)
     except InvalidRecords as e:
         raise CorruptSegment(key, e.message) from e
-    if next_offset == base_offset:
+    if compacted:
+        if next_offset - 1 > last_offset:
+            raise CorruptSegment(key, f"footer last offset {last_offset}, batches end at {next_offset - 1}")
+    elif next_offset == base_offset:
         raise CorruptSegment(key, "no batches")
-    if next_offset - 1 != last_offset:
+    elif next_offset - 1 != last_offset:
         raise CorruptSegment(
             key, f"footer last offset {last_offset}, batches end at {next_offset - 1}"
         )
@@ -313,7 +340,7 @@ def read_range(data, key: str, offset: int, max_bytes: int, min_one: bool = True
     """
     try:
         selected = take_batches(data, offset, max_bytes, min_one)
-        for _ in iter_batches(selected):
+        for _ in iter_batches(selected, compacted=True):
             pass
     except InvalidRecords as e:
         raise CorruptSegment(key, e.message) from e
@@ -343,6 +370,8 @@ class SegmentIndex:
         most about one index interval and two batches more than needed.
         """
         batches_end = segment_size - FOOTER_SIZE
+        if not self.offsets:
+            return batches_end, batches_end
         # Below the first offset, the first batch is the one to read.
         following = max(bisect.bisect_right(self.offsets, offset), 1)
         start = self.positions[following - 1]
@@ -365,7 +394,8 @@ def read_index(data, key: str) -> SegmentIndex:
         raise CorruptSegment(key, f"index magic {magic!r}")
     if version != VERSION:
         raise CorruptSegment(key, f"unknown index version {version}")
-    if entry_count < 1 or len(view) != INDEX_HEADER_SIZE + entry_count * INDEX_ENTRY_SIZE:
+    # No entry: a compacted segment that kept no batch.
+    if entry_count < 0 or len(view) != INDEX_HEADER_SIZE + entry_count * INDEX_ENTRY_SIZE:
         raise CorruptSegment(key, f"index declares {entry_count} entries in {len(view)} bytes")
     offsets = []
     positions = []
@@ -374,6 +404,6 @@ def read_index(data, key: str) -> SegmentIndex:
             raise CorruptSegment(key, f"index entries out of order at offset {offset}")
         offsets.append(offset)
         positions.append(position)
-    if positions[0] != HEADER_SIZE:
+    if positions and positions[0] != HEADER_SIZE:
         raise CorruptSegment(key, f"first index entry at byte {positions[0]}, not {HEADER_SIZE}")
     return SegmentIndex(key, interval, offsets, positions)

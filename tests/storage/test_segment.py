@@ -208,7 +208,7 @@ class CorruptionTests(unittest.TestCase):
         assertCorruptIndex(self.index[:-1], "entries in")
         assertCorruptIndex(self.index[:10], "shorter than its header")
         assertCorruptIndex(self.index[:16], "declares 1 entries in 16 bytes")
-        assertCorruptIndex(struct.pack(">4sHiiH", b"IDX\0", 1, 0, 4096, 0), "declares 0 entries")
+        assertCorruptIndex(struct.pack(">4sHiiH", b"IDX\0", 1, -1, 4096, 0), "declares -1 entries")
         assertCorruptIndex(b"IDX1" + self.index[4:], "index magic")
         two_entries = build_segment(produced_blobs(7, [[2], [1, 3]]), 7, index_interval=1)[1]
         swapped = two_entries[:16] + two_entries[28:40] + two_entries[16:28] + two_entries[40:]
