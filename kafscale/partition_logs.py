@@ -9,6 +9,7 @@ from kafscale.log import logger
 from kafscale.metadata import topic_configs
 from kafscale.metadata.interfaces import UnknownTopic
 from kafscale.storage.interfaces import IPartitionHolder
+from kafscale.storage.compaction import CompactionSettings
 from kafscale.storage.partition_log import LogSettings, PartitionLog
 
 log = logger("kafscale.partition_logs")
@@ -83,6 +84,7 @@ class PartitionLogs(Mapping):
         return LogSettings(
             segment_bytes=topic_configs.effective_int(info.configs, "segment.bytes"),
             max_buffer_bytes=self._config.partition_buffer_bytes,
+            compaction=CompactionSettings.of(info.configs),
         )
 
     def open(self, info, state):

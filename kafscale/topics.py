@@ -237,8 +237,11 @@ class Topics(Mapping):
         """Set ``updates`` and remove ``deletions`` from a topic's configs in
         one store write, unless ``validate_only``. Raises UnknownTopic,
         InvalidConfig, MetadataError."""
-        self.require(name)
+        current = self.require(name).configs
         topic_configs.validate(updates)
+        # Settings checked together (the compaction lags) as they will be.
+        topic_configs.validate({**{key: value for key, value in current.items() if key not in deletions},
+                                **updates})
         if validate_only:
             return None
         return await self._write(name, self._metadata.alter_topic_configs(name, updates, deletions))

@@ -44,7 +44,7 @@ from kafscale_admin.topics import topic_info
 
 SEGMENT_KEY = re.compile(
     r"(?P<topic>[^/]+)/(?P<topic_id>[0-9a-f]{32})/(?P<partition>\d+)/"
-    r"segment-(?P<base>\d{20})-(?P<epoch>\d+)-(?:\d+|(?P<merge>m[0-9a-f]+))\.(?:kfs|index)"
+    r"segment-(?P<base>\d{20})-(?P<epoch>\d+)-(?:\d+|(?P<merge>[mc][0-9a-f]+))\.(?:kfs|index)"
 )
 
 # How old an object no manifest names must be before it counts as an
@@ -126,9 +126,9 @@ def _batch_rows(data):
     rows = []
     view = memoryview(data)[HEADER_SIZE:-FOOTER_SIZE]
     try:
-        for batch in iter_batches(view, verify_crc=False):
+        for batch in iter_batches(view, verify_crc=False, compacted=True):
             try:
-                list(iter_batches(view[batch.position:batch.position + batch.size]))
+                list(iter_batches(view[batch.position:batch.position + batch.size], compacted=True))
                 crc_ok = True
             except InvalidRecords:
                 crc_ok = False
@@ -299,7 +299,7 @@ def _records(data, ref, offset):
     except CorruptSegment as e:
         raise AdminError(str(e)) from None
     rows = []
-    for batch in iter_batches(segment.batches, verify_crc=False):
+    for batch in iter_batches(segment.batches, verify_crc=False, compacted=True):
         if batch.last_offset < offset:
             continue
         try:
@@ -396,7 +396,7 @@ def _unreferenced(listed, topics, states, now_ms, grace_ms):
                 yield item, "orphan", "written by a deposed owner"
             elif parts["merge"] is not None:
                 if old:
-                    yield item, "orphan", "a merge that was never swapped in, or was merged again"
+                    yield item, "orphan", "a merge or compaction that was never swapped in, or was replaced"
             elif base < state.log_start_offset:
                 yield item, "orphan", "below the log start"
             elif base < state.next_offset:
@@ -416,10 +416,17 @@ def _check(ref, data, index_data):
     for format 1, its index), or None."""
     try:
         segment = read_segment(data, ref.key)
-        if index_data is not None:
-            read_index(index_data, index_key(ref.key))
+        index = read_index(index_data, index_key(ref.key)) if index_data is not None else None
     except CorruptSegment as e:
         return e.reason if e.key == ref.key else f"index: {e.reason}"
+    if index is not None:
+        # Each entry must name a batch where it starts: a compacted
+        # segment's offsets have gaps that a stale index would fall into.
+        starts = {HEADER_SIZE + batch.position: batch.base_offset
+                  for batch in iter_batches(segment.batches, verify_crc=False, compacted=True)}
+        for offset, position in zip(index.offsets, index.positions):
+            if starts.get(position) != offset:
+                return f"index: entry ({offset}, {position}) names no batch of the segment"
     found = (segment.base_offset, segment.last_offset, segment.count, segment.size, segment.max_timestamp)
     expected = (ref.base_offset, ref.last_offset, ref.count, ref.size, ref.max_timestamp)
     if found != expected:

@@ -1,10 +1,13 @@
 """``kafscale-admin topics``: topics in the metadata store, and their
 objects in the bucket."""
 
+import time
+
 import click
 
 from kafscale.metadata import topic_configs
 from kafscale.metadata.interfaces import InvalidPartitions, TopicExists, UnknownTopic
+from kafscale.storage.compaction import CompactionSettings, cleanable_end, dirty_state
 from kafscale.storage.interfaces import ObjectStoreError
 from kafscale.storage.segment import topic_prefix
 from kafscale_admin.output import Column, emit, number, output_option, say, timestamp
@@ -99,20 +102,36 @@ def describe(admin, name, output):
         return info, states, await stores.owners()
 
     info, states, owners = admin.run(work)
-    rows = [
-        {"partition": state.partition, "owner": owners.get((name, state.partition)),
-         "leader_epoch": state.leader_epoch, "log_start_offset": state.log_start_offset,
-         "high_watermark": state.next_offset, "segments": len(state.segments),
-         "bytes": sum(segment.size for segment in state.segments)}
-        for state in states
-    ]
+    compaction = CompactionSettings.of(info.configs)
+    rows = []
+    for state in states:
+        row = {"partition": state.partition, "owner": owners.get((name, state.partition)),
+               "leader_epoch": state.leader_epoch, "log_start_offset": state.log_start_offset,
+               "high_watermark": state.next_offset, "segments": len(state.segments),
+               "bytes": sum(segment.size for segment in state.segments)}
+        if compaction is not None:
+            row.update(_cleanable(state.segments, compaction))
+        rows.append(row)
     columns = [number("partition"), number("owner"), number("leader_epoch", "leader epoch"),
                number("log_start_offset", "log start"), number("high_watermark", "high watermark"),
                number("segments"), number("bytes")]
+    if compaction is not None:
+        columns += [number("clean_bytes", "clean"), number("dirty_bytes", "dirty"),
+                    Column("dirty_ratio", "dirty ratio"), number("uncleanable_bytes", "not yet cleanable")]
     document = {"name": name, "topic_id": str(info.topic_id), "created_ms": info.created_ms,
                 "configs": info.configs, "partitions": rows}
     title = f"topic {name} (id {info.topic_id}), configs: {_configs_text(info.configs)}"
     emit(output, rows, columns, title, document)
+
+
+def _cleanable(segments, settings):
+    """A compacted partition's clean, dirty and not yet cleanable bytes, as
+    its owner's next compaction sees them (but for the entries its merge
+    has not settled, which only the owner knows)."""
+    state = dirty_state(segments, cleanable_end(segments, int(time.time() * 1000), settings))
+    uncleanable = sum(ref.size for ref in segments[state.end:])
+    return {"clean_bytes": state.clean_bytes, "dirty_bytes": state.dirty_bytes,
+            "dirty_ratio": round(state.ratio, 3), "uncleanable_bytes": uncleanable}
 
 
 @topics.command()

@@ -73,7 +73,7 @@ class TopicsTests(TestCase):
             (InvalidTopicName, "illegal", self.topics.create(".", 0, {"x": "y"})),
             (InvalidTopicName, "characters other than", self.topics.create("a b", 1, {})),
             (InvalidPartitions, "at least 1", self.topics.create("fine", 0, {"x": "y"})),
-            (InvalidConfig, "cleanup.policy", self.topics.create("fine", 1, {"cleanup.policy": "compact"})),
+            (InvalidConfig, "cleanup.policy", self.topics.create("fine", 1, {"cleanup.policy": "shred"})),
             (TopicExists, "topic 'taken' already exists", self.topics.create("taken", 1, {})),
         ]
         for kind, message, change in cases:

@@ -14,13 +14,19 @@ TRANSACTIONAL_ID_AUTHORIZATION_FAILED. Per-record errors are not reported:
 a refused batch is refused whole.
 """
 
-from twisted.internet.defer import DeferredList
+from twisted.internet.defer import DeferredList, DeferredSemaphore
+from twisted.internet.threads import deferToThread
 
 from kafscale.handlers.common import PartitionLayout, answer_partitions, known_or_created_topic
 from kafscale.handlers.errors import REFUSALS, kafka_error
 from kafscale.metadata import topic_configs
 from kafscale.protocol.errors import ErrorCode, KafkaError
+from kafscale.protocol.batches import keyless_record
 from kafscale.protocol.records import InvalidRecords, iter_batches
+
+# Batches for compacted topics have their keys checked in a thread, one at a
+# time in arrival order, so that a partition's appends keep their order.
+_KEY_CHECKS = DeferredSemaphore(1)
 
 LAYOUT = PartitionLayout(partitions="partition_data", index="index",
                          answered_partitions="partition_responses", answered_index="index")
@@ -51,7 +57,10 @@ async def handle(request):
 
     async def append(partition_log, wanted, answer):
         records = wanted["records"]
-        batches = _validated(records, infos[partition_log.topic])
+        info = infos[partition_log.topic]
+        batches = _validated(records, info)
+        if "compact" in topic_configs.cleanup_policies(info.configs):
+            await _check_keys(records, batches[0])
         # A failed flush closes the connection: the requests the producer
         # sent after the failed one would otherwise overtake its retry.
         committed = partition_log.append(records, batches, on_failure=request.close_when_answered)
@@ -83,6 +92,18 @@ async def handle(request):
             # A bug, logged where it happened: the producer may retry.
             answer["error_code"], answer["error_message"] = ErrorCode.UNKNOWN_SERVER_ERROR, str(value.value)
     return {"responses": responses, "throttle_time_ms": 0}
+
+
+async def _check_keys(records, batch):
+    """Refuse a batch holding a record without a key, as Kafka does on a
+    compacted topic."""
+    try:
+        keyless = await _KEY_CHECKS.run(deferToThread, keyless_record, records, batch)
+    except InvalidRecords as e:
+        raise KafkaError(e.code, e.message) from None
+    if keyless is not None:
+        raise KafkaError(ErrorCode.INVALID_RECORD,
+                         f"record at offset delta {keyless} has no key: compacted topics need keys")
 
 
 def _validated(records, info):

@@ -163,15 +163,16 @@ def check_continues(topic, partition, expected_next_offset, segment):
 
 
 def check_replaces(topic, partition, old, new):
-    """Raise ValueError unless ``new`` (SegmentRefs) holds exactly the
-    offsets of ``old``, contiguously, as `IMetadataStore.replace_segments`
-    requires."""
+    """Raise ValueError unless ``new`` (SegmentRefs) spans exactly the
+    offsets of ``old``, contiguously, holding at most as many records (a
+    merge keeps them all, compaction drops some), as
+    `IMetadataStore.replace_segments` requires."""
     def contiguous(refs):
         return all(a.last_offset + 1 == b.base_offset for a, b in itertools.pairwise(refs))
 
     if not old or not new or not contiguous(old) or not contiguous(new) \
             or (old[0].base_offset, old[-1].last_offset) != (new[0].base_offset, new[-1].last_offset) \
-            or sum(ref.count for ref in old) != sum(ref.count for ref in new):
+            or sum(ref.count for ref in old) < sum(ref.count for ref in new):
         raise ValueError(f"{topic}-{partition}: the replacement does not hold exactly the replaced offsets")
     if {ref.key for ref in old} & {ref.key for ref in new}:
         raise ValueError(f"{topic}-{partition}: a replacement must be written under new keys")
@@ -360,8 +361,9 @@ class IMetadataStore(Interface):
     def replace_segments(topic, partition, epoch, old, new):
         """Swap the manifest entries ``old`` (a run of consecutive entries,
         as the manifest holds them) for ``new`` (SegmentRefs under new keys
-        holding exactly the same offsets, contiguously: a merge of small
-        segments into one, say), if the stored epoch is ``epoch``; the next
+        spanning exactly the same offsets, contiguously, with at most as
+        many records: a merge of small segments into one, or their
+        compaction), if the stored epoch is ``epoch``; the next
         offset and log start stay. -> the new PartitionState.
         Raises Fenced (another epoch), ManifestChanged (some of ``old`` is no
         longer in the manifest), UnknownTopic; ValueError when ``new`` does

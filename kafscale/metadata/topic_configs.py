@@ -80,12 +80,14 @@ def _ratio(value):
         raise InvalidConfig(f"{number} is outside 0..1")
 
 
+CLEANUP_POLICIES = ("compact", "delete")
+
+
 def _cleanup_policy(value):
     policies = [policy.strip() for policy in value.split(",")]
-    if "compact" in policies:
-        raise InvalidConfig("compacted topics are not supported: segments are never rewritten")
-    if policies != ["delete"]:
-        raise InvalidConfig(f"{value!r} is not a cleanup policy: only delete is supported")
+    unknown = [policy for policy in policies if policy not in CLEANUP_POLICIES]
+    if unknown or len(set(policies)) != len(policies):
+        raise InvalidConfig(f"{value!r} is not a list of distinct cleanup policies out of compact and delete")
 
 
 _KEYS = [
@@ -101,10 +103,12 @@ _KEYS = [
               "Largest segment a flush writes, and the size background merging builds segments up to.",
               _whole(1024, INT_MAX), "log.segment.bytes"),
     ConfigKey("segment.ms", "604800000", "LONG",
-              "Kafka's segment roll time; every flush already writes a new immutable segment.", _whole(1),
+              "Kafka's segment roll time: every flush already writes a new immutable segment; on a compacted"
+              " topic the newest segment is compacted only once its newest record is this old.", _whole(1),
               "log.roll.ms"),
     ConfigKey("cleanup.policy", "delete", "LIST",
-              "Only delete: old segments are dropped by retention.", _cleanup_policy, "log.cleanup.policy"),
+              "delete: old segments are dropped by retention; compact: only the latest record of each key is"
+              " kept; compact,delete: both.", _cleanup_policy, "log.cleanup.policy"),
     ConfigKey("message.timestamp.type", "CreateTime", "STRING",
               "Only CreateTime: the broker never rewrites batches, so it keeps the producer's timestamps.",
               _only("CreateTime", "batches are stored as the producer sent them, with its timestamps"),
@@ -116,8 +120,18 @@ _KEYS = [
     ConfigKey("compression.type", "producer", "STRING",
               "Batches keep the producer's compression.",
               _only("producer", "the broker never recompresses batches"), "compression.type"),
-    ConfigKey("min.cleanable.dirty.ratio", "0.5", "DOUBLE", "Unused: no compaction.", _ratio,
-              "log.cleaner.min.cleanable.ratio"),
+    ConfigKey("min.cleanable.dirty.ratio", "0.5", "DOUBLE",
+              "A compacted partition is compacted once its dirty (not yet compacted) bytes are this share of"
+              " its cleanable bytes.", _ratio, "log.cleaner.min.cleanable.ratio"),
+    ConfigKey("min.compaction.lag.ms", "0", "LONG",
+              "A record stays uncompacted at least this long (by its segment's newest timestamp).", _whole(0),
+              "log.cleaner.min.compaction.lag.ms"),
+    ConfigKey("max.compaction.lag.ms", str(LONG_MAX), "LONG",
+              "A dirty segment is compacted once its newest record is this old, whatever the dirty ratio.",
+              _whole(1), "log.cleaner.max.compaction.lag.ms"),
+    ConfigKey("delete.retention.ms", "86400000", "LONG",
+              "How long a tombstone (a null value) stays after the compaction that first kept it.", _whole(0),
+              "log.cleaner.delete.retention.ms"),
 ]
 
 TOPIC_CONFIGS = {key.name: key for key in _KEYS}
@@ -135,6 +149,13 @@ def validate(configs):
             key.check(value)
         except InvalidConfig as e:
             raise InvalidConfig(f"{name}: {e}") from None
+    if effective_int(configs, "min.compaction.lag.ms") > effective_int(configs, "max.compaction.lag.ms"):
+        raise InvalidConfig("min.compaction.lag.ms: above max.compaction.lag.ms")
+
+
+def cleanup_policies(configs):
+    """The cleanup policies in force: a frozenset of "compact" and "delete"."""
+    return frozenset(policy.strip() for policy in effective(configs, "cleanup.policy").split(","))
 
 
 def effective(configs, name):

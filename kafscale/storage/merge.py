@@ -33,9 +33,11 @@ Reads, uploads and deletes are paced (requests and bytes per second), the
 CPU work (CRC checks, layout) runs on a worker thread, and a merge holds at
 most one output segment and its inputs in memory.
 
-The stage is one step of the pipeline by design: compaction of keyed
-topics would be another `Merger`-like rewrite of the same runs, and its
-swap the same `replace_segments`.
+Compaction of keyed topics (kafscale.storage.compaction) is the stage
+after merging, in the same pass and under the same pacing: a partition whose
+cleanup policy compacts is compacted once its merges are done, its outputs
+swapped in by the same `replace_segments` and its replaced objects deleted
+the same way. Merging leaves compacted segments alone.
 """
 
 import os
@@ -50,6 +52,7 @@ from twisted.internet.threads import deferToThread
 
 from kafscale.log import logger
 from kafscale.metadata.interfaces import Fenced, ManifestChanged, MetadataError, SegmentRef
+from kafscale.storage.compaction import Compactor, cleanable_end, dirty_state, due, is_compacted
 from kafscale.storage.interfaces import ObjectStoreError
 from kafscale.storage.segment import CorruptSegment, build_segment, index_key, partition_prefix, read_segment
 from kafscale.turns import Turns
@@ -74,6 +77,9 @@ class MergeSettings:
     """Bytes a broker's merging may read (and write again) per second."""
     max_inputs: int = 1000
     """Entries one merge takes at most."""
+    compaction_max_keys: int = 1_000_000
+    """Keys one compaction pass maps at most (memory: about 100 bytes a key
+    plus the key)."""
 
 
 # At a stop, the replaced objects still waiting are deleted this many at
@@ -84,8 +90,9 @@ STOP_DELETES_SECONDS = 5
 
 def is_small(ref, segment_bytes):
     """Whether ``ref`` is worth merging: any two adjacent small entries fit
-    in one segment together."""
-    return ref.size * 2 < segment_bytes
+    in one segment together. A compacted segment's offsets have gaps: only
+    compaction rewrites it."""
+    return ref.size * 2 < segment_bytes and not is_compacted(ref)
 
 
 def plan_merges(segments, start, segment_bytes, eligible, quiet, max_inputs=1000):
@@ -187,7 +194,7 @@ class Merger:
         which case nothing changed. Raises ObjectStoreError, MetadataError,
         CorruptSegment."""
         epoch = partition_log.leader_epoch
-        frames = [(ref.key, await self._frame(partition_log, ref)) for ref in refs]
+        frames = [(ref.key, await self.frame(partition_log, ref)) for ref in refs]
         base = refs[0].base_offset
         kfs, index, info = await deferToThread(_layout, frames, base)
         del frames
@@ -213,7 +220,7 @@ class Merger:
         partition_log.adopt(state)
         return state
 
-    async def _frame(self, partition_log, ref):
+    async def frame(self, partition_log, ref):
         """The entry's segment frame: a whole format-1 object, or its slice
         of a multi-partition object."""
         if ref.format == 1:
@@ -258,12 +265,18 @@ class MergeService(Service):
         self.settings = settings
         self.reactor = clock
         self.merger = Merger(Pacer(clock, settings.requests_per_second, settings.bytes_per_second))
+        self.compactor = Compactor(self.merger, settings.compaction_max_keys)
         self._loop = None
         self._lock = DeferredLock()
         # Per PartitionLog (a new owner's log starts afresh): when each
         # entry was first seen, and the offset from which planning starts.
         self._seen = weakref.WeakKeyDictionary()
         self._settled = weakref.WeakKeyDictionary()
+        # Per compacted PartitionLog: the earliest delete horizon of the
+        # tombstones its last compaction kept.
+        self._horizons = weakref.WeakKeyDictionary()
+        self.compacted_bytes = 0
+        """Bytes of segments compaction replaced since the start."""
         self._doomed = []  # (due time, objects, cache, refs)
 
     def startService(self):
@@ -310,6 +323,8 @@ class MergeService(Service):
                 continue
             try:
                 await self._merge_partition(partition_log)
+                if partition_log.settings.compaction is not None and self.running and not partition_log.closed:
+                    await self._compact_partition(partition_log)
             except (ObjectStoreError, MetadataError, CorruptSegment) as error:
                 log.warn("merging {topic}-{partition} failed: {error}", topic=partition_log.topic,
                          partition=partition_log.partition, error=error)
@@ -358,6 +373,33 @@ class MergeService(Service):
             if own:
                 self._doomed.append((self.reactor.seconds() + self.settings.delete_delay_ms / 1000,
                                      partition_log.objects, partition_log.cache, own))
+
+    async def _compact_partition(self, partition_log):
+        settings = partition_log.settings.compaction
+        segments = partition_log.state.segments
+        now = self.reactor.seconds()
+        now_ms = int(now * 1000)
+        delay = self.settings.delay_ms / 1000
+        seen = self._seen.get(partition_log, {})
+        end = cleanable_end(segments, now_ms, settings,
+                            lambda ref: ref.key not in seen or now - seen[ref.key] >= delay)
+        state = dirty_state(segments, end)
+        if not due(state, segments, settings, now_ms, self._horizons.get(partition_log)):
+            return
+        started = self.reactor.seconds()
+        result = await self.compactor.compact(partition_log, state, now_ms)
+        if result.complete:
+            self._horizons[partition_log] = result.horizon_ms
+        self.compacted_bytes += result.input_bytes
+        if result.replaced:
+            log.info("{topic}-{partition}: compacted {input} bytes in {count} segments to {output} bytes"
+                     " ({read} bytes read, {seconds:.2f}s)", topic=partition_log.topic,
+                     partition=partition_log.partition, input=result.input_bytes, count=len(result.replaced),
+                     output=result.output_bytes, read=result.read_bytes, seconds=self.reactor.seconds() - started)
+        own = [ref for ref in result.replaced if ref.format == 1]
+        if own:
+            self._doomed.append((self.reactor.seconds() + self.settings.delete_delay_ms / 1000,
+                                 partition_log.objects, partition_log.cache, own))
 
     async def _delete_due(self):
         now = self.reactor.seconds()

@@ -58,6 +58,9 @@ class LogSettings:
     last few flushes."""
     producer_id_expiration_ms: int = 86_400_000
     """Kafka's producer.id.expiration.ms: idle producers are forgotten."""
+    compaction: object = None
+    """The topic's CompactionSettings (kafscale.storage.compaction) when its
+    cleanup policy compacts, else None."""
 
 
 class BufferBudget:
@@ -838,7 +841,7 @@ class PartitionLog:
 
 
 def _first_record_in(batches, start, record_matches, batch_may_match):
-    for batch in iter_batches(batches, verify_crc=False):
+    for batch in iter_batches(batches, verify_crc=False, compacted=True):
         if batch.last_offset < start or not batch_may_match(batch):
             continue
         for record in iter_records(batches[batch.position: batch.position + batch.size], with_data=False):

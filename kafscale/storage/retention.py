@@ -1,6 +1,7 @@
 """Retention: the owner of a partition drops its oldest whole segments once
 they are past ``retention.ms`` (by their newest record's timestamp) or the
-partition is over ``retention.bytes``, and DeleteRecords drops what lies
+partition is over ``retention.bytes`` (when its cleanup policy has
+delete), and DeleteRecords drops what lies
 below an offset it names.
 
 Either way the log start offset advances in the metadata store first (a
@@ -17,7 +18,7 @@ once none does.
 from twisted.internet.defer import gatherResults
 
 from kafscale.log import logger
-from kafscale.metadata.topic_configs import effective_int
+from kafscale.metadata.topic_configs import cleanup_policies, effective_int
 from kafscale.periodic import PeriodicService
 from kafscale.storage.errors import PartitionError
 from kafscale.storage.interfaces import ObjectStoreError
@@ -33,9 +34,12 @@ def retention_start(state, configs, now_ms):
 
     Segments go oldest first and whole, while the oldest is expired (its
     newest record older than retention.ms) or the rest would still hold at
-    least retention.bytes, as in Kafka. The result is never below the
-    current log start.
+    least retention.bytes, as in Kafka. A topic whose cleanup policy is
+    compact alone keeps every segment (compaction bounds it). The result is
+    never below the current log start.
     """
+    if "delete" not in cleanup_policies(configs):
+        return state.log_start_offset
     retention_ms = effective_int(configs, "retention.ms")
     retention_bytes = effective_int(configs, "retention.bytes")
     size = state.segments.size

@@ -30,7 +30,7 @@ class AlterConfigsTests(ConfigsTestCase):
         def ask(validate_only):
             return wire_request(self.bootstrap, ApiKey.ALTER_CONFIGS, 2, {"resources": [
                 {"resource_type": ResourceType.TOPIC, "resource_name": "plain",
-                 "configs": [{"name": "cleanup.policy", "value": "compact"}]},
+                 "configs": [{"name": "cleanup.policy", "value": "shred"}]},
                 {"resource_type": ResourceType.TOPIC, "resource_name": "tuned",
                  "configs": [{"name": "retention.ms", "value": "1"}, {"name": "retention.ms", "value": "2"}]},
                 {"resource_type": ResourceType.TOPIC, "resource_name": "missing", "configs": []},

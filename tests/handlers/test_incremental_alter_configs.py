@@ -25,14 +25,25 @@ class IncrementalAlterConfigsTests(ConfigsTestCase):
         self.assertIsNone(await in_thread(self.incremental, resource))
         self.assertEqual(self.broker.logs["tuned", 0].settings.segment_bytes, 65536)
 
-    async def test_compaction_is_refused_saying_why(self):
-        for operation, value in [(AlterConfigOpType.SET, "compact"), (AlterConfigOpType.APPEND, "compact")]:
+    async def test_unknown_cleanup_policy_is_refused_saying_why(self):
+        for operation, value in [(AlterConfigOpType.SET, "shred"), (AlterConfigOpType.APPEND, "shred"),
+                                 (AlterConfigOpType.SET, "compact,compact")]:
             resource = ConfigResource(TOPIC, "plain", incremental_configs=[
                 ConfigEntry("cleanup.policy", value, incremental_operation=operation)])
             error = await in_thread(self.incremental, resource)
             self.assertEqual(error.code(), KafkaError.INVALID_CONFIG)
-            self.assertIn("compacted topics are not supported", error.str())
+            self.assertIn("not a list of distinct cleanup policies", error.str())
         self.assertEqual(self.broker.topics["plain"].configs, {})
+
+    async def test_compaction_is_appended_and_subtracted(self):
+        for operation, policy in [(AlterConfigOpType.APPEND, "delete,compact"),
+                                  (AlterConfigOpType.SUBTRACT, "delete")]:
+            resource = ConfigResource(TOPIC, "plain", incremental_configs=[
+                ConfigEntry("cleanup.policy", "compact", incremental_operation=operation)])
+            self.assertIsNone(await in_thread(self.incremental, resource))
+            self.assertEqual(self.broker.topics["plain"].configs, {"cleanup.policy": policy})
+            # The partition log follows the policy at once.
+            self.assertEqual(self.broker.logs["plain", 0].settings.compaction is not None, policy != "delete")
 
     async def test_invalid_changes_change_nothing(self):
         cases = [
@@ -41,7 +52,8 @@ class IncrementalAlterConfigsTests(ConfigsTestCase):
             ("segment.bytes", "10", AlterConfigOpType.SET, "below the minimum 1024"),
             ("min.insync.replicas", "2", AlterConfigOpType.SET, "object store"),
             ("retention.ms", "5", AlterConfigOpType.APPEND, "not a list"),
-            ("cleanup.policy", "delete", AlterConfigOpType.SUBTRACT, "only delete is supported"),
+            ("cleanup.policy", "delete", AlterConfigOpType.SUBTRACT, "not a list of distinct cleanup policies"),
+            ("max.compaction.lag.ms", "0", AlterConfigOpType.SET, "below the minimum 1"),
         ]
         for name, value, operation, why in cases:
             resource = ConfigResource(TOPIC, "tuned", incremental_configs=[
@@ -53,13 +65,24 @@ class IncrementalAlterConfigsTests(ConfigsTestCase):
             self.assertIn(why, error.str())
         self.assertEqual(self.broker.topics["tuned"].configs, {"retention.ms": "60000", "segment.bytes": "4096"})
 
+    async def test_compaction_lags_are_checked_together(self):
+        lags = ConfigResource(TOPIC, "plain", incremental_configs=[
+            ConfigEntry("max.compaction.lag.ms", "1000", incremental_operation=AlterConfigOpType.SET)])
+        self.assertIsNone(await in_thread(self.incremental, lags))
+        later = ConfigResource(TOPIC, "plain", incremental_configs=[
+            ConfigEntry("min.compaction.lag.ms", "5000", incremental_operation=AlterConfigOpType.SET)])
+        error = await in_thread(self.incremental, later)
+        self.assertEqual(error.code(), KafkaError.INVALID_CONFIG)
+        self.assertIn("min.compaction.lag.ms: above max.compaction.lag.ms", error.str())
+        self.assertEqual(self.broker.topics["plain"].configs, {"max.compaction.lag.ms": "1000"})
+
     async def test_validate_only_changes_nothing(self):
         resource = ConfigResource(TOPIC, "plain", incremental_configs=[
             ConfigEntry("retention.ms", "1000", incremental_operation=AlterConfigOpType.SET)])
         self.assertIsNone(await in_thread(self.incremental, resource, True))
         self.assertEqual(self.broker.topics["plain"].configs, {})
         invalid = ConfigResource(TOPIC, "plain", incremental_configs=[
-            ConfigEntry("cleanup.policy", "compact", incremental_operation=AlterConfigOpType.SET)])
+            ConfigEntry("cleanup.policy", "shred", incremental_operation=AlterConfigOpType.SET)])
         self.assertEqual((await in_thread(self.incremental, invalid, True)).code(), KafkaError.INVALID_CONFIG)
 
     async def test_unknown_topic_and_static_broker(self):
@@ -80,11 +103,11 @@ class IncrementalAlterConfigsTests(ConfigsTestCase):
         self.assertEqual(result, {"topic": {"plain": "OK"}})
         self.assertEqual(self.broker.topics["plain"].configs, {"retention.ms": "120000", "cleanup.policy": "delete"})
         refused = await in_thread(admin.alter_configs, [
-            PyConfigResource("TOPIC", "plain", {"cleanup.policy": "compact"}),
+            PyConfigResource("TOPIC", "plain", {"cleanup.policy": "shred"}),
             PyConfigResource("TOPIC", "tuned", {"no.such.config": "1"}),
         ], raise_on_unknown=False)
         self.assertIn("InvalidConfigurationError", refused["topic"]["plain"])
-        self.assertIn("compacted topics are not supported", refused["topic"]["plain"])
+        self.assertIn("not a list of distinct cleanup policies", refused["topic"]["plain"])
         self.assertIn("unknown topic config 'no.such.config'", refused["topic"]["tuned"])
         dry = await in_thread(admin.alter_configs, [PyConfigResource("TOPIC", "plain", {"retention.ms": "1"})],
                               validate_only=True)

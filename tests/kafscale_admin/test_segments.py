@@ -205,7 +205,7 @@ class SegmentsContract:
         # by now never will.
         late = await self.admin_json("segments", "gc", "--grace", "0", "--execute")
         self.assertEqual(sorted((o["key"], o["reason"]) for o in late["orphans"]), sorted([
-            (merging, "a merge that was never swapped in, or was merged again"),
+            (merging, "a merge or compaction that was never swapped in, or was replaced"),
             (pending, "an upload whose commit failed"),
             (shared, "no partition's manifest names it"),
         ]))

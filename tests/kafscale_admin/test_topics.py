@@ -52,8 +52,8 @@ class TopicsContract:
         await eventually(lambda: self.broker.topics["tuned"].configs == {"retention.bytes": "1048576",
                                                                           "segment.bytes": "65536"},
                          what="the broker sees the new configs")
-        await self.refused("topics", "alter-config", "tuned", "--set", "cleanup.policy=compact",
-                           says="cleanup.policy: compacted topics are not supported: segments are never rewritten")
+        await self.refused("topics", "alter-config", "tuned", "--set", "cleanup.policy=shred",
+                           says="cleanup.policy: 'shred' is not a list of distinct cleanup policies")
         await self.refused("topics", "alter-config", "tuned", "--delete", "no.such", says="unknown topic config")
         await self.refused("topics", "alter-config", "missing", "--set", "retention.ms=1", says="no topic 'missing'")
         usage = await self.admin("topics", "alter-config", "tuned", "--set", "retention.ms", exit_code=2)
@@ -89,8 +89,8 @@ class TopicsContract:
         await create_topic(self.bootstrap, "taken")
         await self.refused("topics", "create", "taken", says="topic 'taken' already exists")
         await self.refused("topics", "create", "bad/name", says="has characters other than")
-        await self.refused("topics", "create", "compacted", "-c", "cleanup.policy=compact",
-                           says="compacted topics are not supported")
+        await self.refused("topics", "create", "compacted", "-c", "cleanup.policy=shred",
+                           says="is not a list of distinct cleanup policies")
         usage = await self.admin("topics", "create", "zero", "--partitions", "0", exit_code=2)
         self.assertIn("--partitions", usage.stderr)
         self.assertEqual(sorted(await self.broker.metadata.topics()), ["taken"])
