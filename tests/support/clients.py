@@ -68,12 +68,13 @@ class NumberedProducer:
     """A confluent-kafka producer (acks=all, retrying; idempotent unless the
     settings say otherwise) sending numbered values round the partitions
     from a thread until stopped; remembers where each acknowledged value
-    landed."""
+    landed. With ``keys``, the n-th value goes under key ``k{n % keys}``."""
 
     instances = itertools.count()
 
-    def __init__(self, bootstrap, topic, partitions, **settings):
+    def __init__(self, bootstrap, topic, partitions, keys=None, **settings):
         self.prefix = b"p%d-" % next(self.instances)
+        self.keys = keys
         self.producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
                                   "linger.ms": 5, "retry.backoff.ms": 50, "message.timeout.ms": 60000,
                                   **settings})
@@ -101,7 +102,8 @@ class NumberedProducer:
     def _run(self):
         while not self._stop.is_set():
             try:
-                self.producer.produce(self.topic, value=self.prefix + b"%d" % self.sent,
+                key = None if self.keys is None else b"k%d" % (self.sent % self.keys)
+                self.producer.produce(self.topic, value=self.prefix + b"%d" % self.sent, key=key,
                                       partition=self.sent % self.partitions,
                                       on_delivery=self._delivered)
                 self.sent += 1
