@@ -20,6 +20,8 @@ setup(
         "botocore>=1.34,<2",
         "click>=8.1,<9",
         "rich>=13,<16",
+        # /metrics: its registry and exposition format
+        "prometheus_client>=0.20,<1",
         "crc32c>=2.4,<3",
         # The Kafka codec is compiled from the JSON message schemas this
         # package ships; the minor version pins the schema set.

@@ -27,7 +27,8 @@ class Broker(MultiService):
     the reconciliation that keeps those in line with ``view`` (its
     IClusterView), and the services under it: retention, merging, collecting
     unneeded shared objects and
-    ``groups`` (the GroupCoordinator). The stores and the view are started before the broker
+    ``groups`` (the GroupCoordinator). ``flush_observer`` (an
+    IFlushObserver, if any) hears what each flush cost. The stores and the view are started before the broker
     and stopped after it by the service tree they share (see kafscale.tap).
 
     Starting, it loads the topics and joins the view (retrying while the
@@ -37,7 +38,7 @@ class Broker(MultiService):
     over every partition.
     """
 
-    def __init__(self, config, metadata, objects, view, reactor=None):
+    def __init__(self, config, metadata, objects, view, reactor=None, flush_observer=None):
         super().__init__()
         if reactor is None:
             from twisted.internet import reactor
@@ -53,7 +54,8 @@ class Broker(MultiService):
         # Stopped after the partitions' hand-over (a child stops after the
         # broker's own stopService work), so their last flushes go through it.
         self.flusher = Flusher(node_id=view.node_id, objects=objects, metadata=metadata, reactor=reactor,
-                               settings=FlushSettings(config.flush_interval_ms, config.flush_bytes))
+                               settings=FlushSettings(config.flush_interval_ms, config.flush_bytes),
+                               observer=flush_observer)
         self.flusher.setServiceParent(self)
         # Produced batches until committed, and answers until sent.
         self.budget = BufferBudget(config.buffer_bytes)
@@ -84,6 +86,11 @@ class Broker(MultiService):
     def _open_failed(self, failure):
         if not failure.check(CancelledError):
             log.failure("broker failed to start", failure)
+
+    @property
+    def ready(self):
+        """Whether the broker has loaded its state and taken its partitions."""
+        return self._ready
 
     def when_ready(self):
         """A Deferred that fires once the broker has loaded its state and

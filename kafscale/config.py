@@ -105,3 +105,11 @@ class BrokerConfig:
     group_min_session_timeout_ms: int = 6000
     group_max_session_timeout_ms: int = 1800000
     offset_metadata_max_bytes: int = 4096
+    # The admin HTTP API (/metrics, /healthz, /readyz): Redpanda's admin port
+    admin_listen: str = "tcp:9644:interface=127.0.0.1"
+    # text (twistd's) or json (one object per line)
+    log_format: str = "text"
+    # How often consumer group lag is sampled for /metrics, and the most
+    # per-group series (lag, members) exported
+    group_lag_interval_ms: int = 10000
+    max_group_series: int = 1000

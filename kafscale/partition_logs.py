@@ -41,6 +41,8 @@ class PartitionLogs(Mapping):
         self._config = config
         self._logs = {}
         self._deposed_subscribers = []
+        # Partitions opened and let go (popped or deposed), for metrics.
+        self.taken = self.released = 0
 
     # -- the mapping
 
@@ -93,16 +95,21 @@ class PartitionLogs(Mapping):
         partition_log = PartitionLog(state, topic_id=info.topic_id, settings=self.settings(info), holder=self,
                                      **self._shared)
         self._logs[info.name, state.partition] = partition_log
+        self.taken += 1
         return partition_log
 
     def pop(self, key):
         """Serve (topic, partition) no more. -> its PartitionLog, or None."""
-        return self._logs.pop(key, None)
+        partition_log = self._logs.pop(key, None)
+        if partition_log is not None:
+            self.released += 1
+        return partition_log
 
     def pop_all(self):
         """Serve nothing more. -> the PartitionLogs there were."""
         logs = list(self._logs.values())
         self._logs.clear()
+        self.released += len(logs)
         return logs
 
     def subscribe_deposed(self, callback):
@@ -121,6 +128,7 @@ class PartitionLogs(Mapping):
         key = (partition_log.topic, partition_log.partition)
         if self._logs.get(key) is partition_log:
             del self._logs[key]
+            self.released += 1
         log.warn("{topic}-{partition} was claimed by another owner", topic=key[0], partition=key[1])
         for callback in list(self._deposed_subscribers):
             callback(partition_log)

@@ -11,6 +11,7 @@ from kafscale.metadata.embedded import EmbeddedMetadataStore
 from kafscale.metadata.interfaces import CHANGE_AREAS
 from kafscale.security.tls import ClientTLS
 from kafscale.storage.local import LocalObjectStore
+from kafscale.storage.reporting import ReportingObjectStore
 from kafscale.storage.s3 import S3ObjectStore, raise_tcp_read_size
 
 
@@ -44,27 +45,33 @@ def objects_dir(data_dir):
 
 
 def metadata_store(*, data_dir, etcd=None, cluster_id="kafscale", timeout=5.0, lease_ttl=10,
-                   watched=CHANGE_AREAS, reactor=None, etcd_security=None):
+                   watched=CHANGE_AREAS, reactor=None, etcd_security=None, requests=None):
     """The metadata store: on etcd when ``etcd`` (comma-separated endpoints)
     is given, under the cluster's prefix, with ``lease_ttl`` and ``watched``
     (see EtcdMetadataStore) and ``etcd_security`` (an EtcdSecurity, or None
     for none); else embedded in ``data_dir``. ``timeout`` bounds each etcd
-    request, or a wait for the embedded store's lock. Raises ValueError for
+    request, or a wait for the embedded store's lock. ``requests`` (an
+    IMetadataRequests, if any) hears of every call. Raises ValueError for
     etcd TLS files that cannot be used."""
     if etcd:
         security = etcd_security or EtcdSecurity()
         return EtcdMetadataStore(etcd, cluster_prefix(cluster_id), lease_ttl=lease_ttl, timeout=timeout,
                                  watched=watched, reactor=reactor, tls=security.tls(),
-                                 credentials=security.credentials())
-    return EmbeddedMetadataStore(embedded_metadata_path(data_dir), reactor=reactor, busy_timeout=timeout)
+                                 credentials=security.credentials(), requests=requests)
+    return EmbeddedMetadataStore(embedded_metadata_path(data_dir), reactor=reactor, busy_timeout=timeout,
+                                 requests=requests)
 
 
-def object_store(*, data_dir, s3_bucket=None, s3_endpoint=None, s3_region=None, s3_prefix="", **s3_options):
+def object_store(*, data_dir, s3_bucket=None, s3_endpoint=None, s3_region=None, s3_prefix="", requests=None,
+                 **s3_options):
     """The object store: the S3 bucket ``s3_bucket`` (the options go to
-    S3ObjectStore), else a directory in ``data_dir``. Raises ValueError for
-    S3 settings that cannot work."""
+    S3ObjectStore), else a directory in ``data_dir``; ``requests`` (an
+    IObjectStoreRequests, if any) hears of every request S3 is sent, or
+    every call of the directory. Raises ValueError for S3 settings that
+    cannot work."""
     if s3_bucket:
         raise_tcp_read_size()
         return S3ObjectStore(s3_bucket, endpoint=s3_endpoint, region=s3_region, prefix=s3_prefix,
-                             environ=os.environ, **s3_options)
-    return LocalObjectStore(objects_dir(data_dir))
+                             environ=os.environ, requests=requests, **s3_options)
+    store = LocalObjectStore(objects_dir(data_dir))
+    return store if requests is None else ReportingObjectStore(store, requests)

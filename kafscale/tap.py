@@ -2,11 +2,14 @@
 
 import os
 import resource
+import sys
 
 from twisted.application.service import MultiService, Service
 from twisted.internet import endpoints
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
+from twisted.logger import ILogObserver
 from twisted.python import usage
+from twisted.python.components import Componentized
 
 from kafscale import __version__
 from kafscale import log
@@ -15,6 +18,9 @@ from kafscale.config import BrokerConfig
 from kafscale import stores
 from kafscale.etcd.cluster import Cluster
 from kafscale.metadata.view import SoleBroker
+from kafscale.metrics import BrokerMetrics
+from kafscale.metrics.admin import AdminService, Readiness, admin_site
+from kafscale.metrics.lag import GroupLag
 from kafscale.security.listeners import Listener, ListenerSecurity, parse_listeners
 from kafscale.security.principal import SubjectMapping
 from kafscale.security.sasl import ALL_MECHANISMS
@@ -90,6 +96,13 @@ class Options(usage.Options):
         ("max-in-flight-requests", None, _DEFAULTS.max_in_flight_requests,
          "Most requests one connection may have under way; past it the connection is not read.", int),
         ("log-level", None, _DEFAULTS.log_level, "debug, info, warn, error or critical.", str),
+        ("log-format", None, _DEFAULTS.log_format, "text, or json: one JSON object per line.", str),
+        ("admin-listen", None, _DEFAULTS.admin_listen,
+         "Twisted endpoint string for the admin HTTP API: /metrics (Prometheus), /healthz, /readyz.", str),
+        ("group-lag-interval-ms", None, _DEFAULTS.group_lag_interval_ms,
+         "How often consumer group lag is sampled for /metrics.", int),
+        ("max-group-series", None, _DEFAULTS.max_group_series,
+         "Most per-group series (lag per partition, members) /metrics exports.", int),
         ("cluster-id", None, _DEFAULTS.cluster_id,
          "Cluster id reported to clients; also names the cluster's keys in etcd.", str),
         ("etcd", None, None,
@@ -178,6 +191,11 @@ class Options(usage.Options):
                 raise usage.UsageError(f"{value!r} is not valid for --{name}") from None
         if self["log-level"] not in ("debug", "info", "warn", "error", "critical"):
             raise usage.UsageError(f"unknown log level {self['log-level']!r}")
+        if self["log-format"] not in ("text", "json"):
+            raise usage.UsageError(f"unknown log format {self['log-format']!r}: text or json")
+        for name in ("group-lag-interval-ms", "max-group-series"):
+            if self[name] < 1:
+                raise usage.UsageError(f"--{name} must be at least 1")
         if self["max-request-size"] < 1024:
             raise usage.UsageError("--max-request-size must be at least 1024")
         for name in ("num-partitions", "max-partitions-per-topic", "max-partitions", "max-in-flight-requests"):
@@ -289,12 +307,12 @@ def connection_limit(config):
     return max(soft - FILE_DESCRIPTORS_KEPT, 1)
 
 
-def object_store(config):
+def object_store(config, requests=None):
     return stores.object_store(data_dir=config.data_dir, s3_bucket=config.s3_bucket, s3_endpoint=config.s3_endpoint,
-                               s3_region=config.s3_region, s3_prefix=config.s3_prefix)
+                               s3_region=config.s3_region, s3_prefix=config.s3_prefix, requests=requests)
 
 
-def metadata_store(config):
+def metadata_store(config, requests=None):
     if not config.etcd:
         os.makedirs(config.data_dir, exist_ok=True)
     # The broker reacts only to topic changes; it follows brokers and owners
@@ -302,7 +320,7 @@ def metadata_store(config):
     return stores.metadata_store(data_dir=config.data_dir, etcd=config.etcd, cluster_id=config.cluster_id,
                                  lease_ttl=config.lease_ttl, watched={"topics"}, etcd_security=stores.EtcdSecurity(
                                      config.etcd_ca, config.etcd_cert, config.etcd_key, config.etcd_username,
-                                     config.etcd_password))
+                                     config.etcd_password), requests=requests)
 
 
 def cluster_view(config, metadata):
@@ -330,6 +348,17 @@ class InOrder(MultiService):
             await maybeDeferred(service.stopService)
 
 
+class JSONLogging(InOrder):
+    """An InOrder that makes twistd log as JSON lines (``--log-format
+    json``) to standard output: twistd asks the application it adds this
+    service to for an ILogObserver before it starts logging."""
+
+    def setServiceParent(self, parent):
+        super().setServiceParent(parent)
+        if isinstance(parent, Componentized):
+            parent.setComponent(ILogObserver, log.JSONLines(sys.stdout))
+
+
 class ObjectStoreService(Service):
     """Closes an object store (its connections and threads) when the
     service tree stops."""
@@ -354,6 +383,11 @@ class ListenWhenReady(Service):
         self.broker = broker
         self._ports = []
         self.listening = None
+
+    @property
+    def accepting(self):
+        """Whether clients can connect now, on every listener."""
+        return len(self._ports) == len(self.listeners)
 
     def startService(self):
         super().startService()
@@ -380,38 +414,51 @@ class ListenWhenReady(Service):
 def makeService(options):
     config = options.config()
     log.set_level(config.log_level)
+    metrics = BrokerMetrics(max_group_series=config.max_group_series)
     try:
-        objects = object_store(config)
+        objects = object_store(config, metrics.object_store)
     except ValueError as e:
         raise usage.UsageError(str(e)) from None
     # Started in this order, stopped in the reverse: the broker flushes and
     # hands over its partitions while the stores and its view still run.
-    service = InOrder()
+    service = InOrder() if config.log_format == "text" else JSONLogging()
     try:
-        metadata = metadata_store(config)
+        metadata = metadata_store(config, metrics.metadata)
     except ValueError as e:
         raise usage.UsageError(str(e)) from None
     metadata.setName("metadata")
     metadata.setServiceParent(service)
     ObjectStoreService(objects).setServiceParent(service)
+    # Up before the broker starts and after it stops: probes see both.
+    from twisted.internet import reactor
+
+    admin = AdminService(endpoints.serverFromString(reactor, config.admin_listen))
+    admin.setServiceParent(service)
     view = cluster_view(config, metadata)
     view.setName("view")
     view.setServiceParent(service)
-    broker = Broker(config, metadata, objects, view)
+    broker = Broker(config, metadata, objects, view, flush_observer=metrics.flushes)
     broker.setName("broker")
     broker.setServiceParent(service)
-    listener = ListenWhenReady(_listeners(config, broker, metadata, service), broker)
+    listener = ListenWhenReady(_listeners(config, broker, metadata, service, metrics.answered), broker)
     listener.setName("listener")
     listener.setServiceParent(service)
+    lag = GroupLag(metadata, view, broker.logs, config.group_lag_interval_ms / 1000,
+                   max_series=config.max_group_series, clock=broker.reactor)
+    lag.setServiceParent(service)
+    metrics.watch(broker, [factory for _, _, factory in listener.listeners], lag)
+    admin.site = admin_site(metrics.registry, Readiness(broker, [listener], metadata))
     return service
 
 
-def _listeners(config, broker, metadata, service):
+def _listeners(config, broker, metadata, service, requests):
     """-> (endpoint, factory listened with, KafkaFactory) for each listener
     ``config`` names; TLS listeners share one certificate, reloaded on
-    SIGHUP by a child of ``service``."""
+    SIGHUP by a child of ``service``; ``requests`` hears of every request
+    answered."""
     if not config.listeners:
-        return [(endpoints.serverFromString(broker.reactor, config.listen),) + (_factory(config, broker),) * 2]
+        return [(endpoints.serverFromString(broker.reactor, config.listen),)
+                + (_factory(config, broker, requests),) * 2]
     tls = None
     if any(listener.tls for listener in config.listeners):
         try:
@@ -427,7 +474,7 @@ def _listeners(config, broker, metadata, service):
         security = ListenerSecurity(
             listener.name, sasl_mechanisms=mechanisms if listener.sasl else (), credentials=metadata,
             subject_mapping=mapping if listener.tls and config.tls_client_auth != "none" else None)
-        factory = _factory(config, broker, security)
+        factory = _factory(config, broker, requests, security)
         host = listener.host.replace(":", "\\:")
         endpoint = endpoints.serverFromString(
             broker.reactor, f"tcp:{listener.port}" + (f":interface={host}" if host else ""))
@@ -435,7 +482,7 @@ def _listeners(config, broker, metadata, service):
     return made
 
 
-def _factory(config, broker, security=ListenerSecurity()):
+def _factory(config, broker, requests, security=ListenerSecurity()):
     return KafkaFactory(broker, config.max_request_size, max_connections=connection_limit(config),
                         max_connections_per_address=config.max_connections_per_address, security=security,
-                        max_in_flight=config.max_in_flight_requests)
+                        max_in_flight=config.max_in_flight_requests, requests=requests)

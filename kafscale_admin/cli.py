@@ -9,6 +9,7 @@ from kafscale_admin.cluster import brokers, cluster
 from kafscale_admin.groups import groups
 from kafscale_admin.segments import segments
 from kafscale_admin.stores import Admin, Location, react_runner
+from kafscale_admin.top import top
 from kafscale_admin.topics import topics
 from kafscale_admin.users import users
 
@@ -65,5 +66,5 @@ def completion(shell):
     click.echo(complete.source())
 
 
-for command in (topics, groups, segments, brokers, cluster, users):
+for command in (topics, groups, segments, brokers, cluster, users, top):
     main.add_command(command)

@@ -128,6 +128,6 @@ class ServiceTreeTests(unittest.TestCase):
         self.assertIsInstance(tree, InOrder)
         children = list(tree)
         self.assertEqual([type(child) for child in children[:2]], [EmbeddedMetadataStore, ObjectStoreService])
-        self.assertEqual([child.name for child in children[2:]], ["view", "broker", "listener"])
+        self.assertEqual([child.name for child in children[2:]], ["admin", "view", "broker", "listener", "group-lag"])
         self.assertIsInstance(tree.getServiceNamed("view"), SoleBroker)
         self.assertIs(tree.getServiceNamed("broker").view, tree.getServiceNamed("view"))

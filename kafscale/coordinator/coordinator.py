@@ -55,6 +55,8 @@ class GroupCoordinator(Service):
         self._offset_batches = {}  # group id -> _OffsetBatch waiting for the group's next write
         self._released_slots = set()  # coordinator slots given up, though perhaps not yet handed over
         self._unsubscribe = None
+        self.rebalances = 0
+        """Rebalances completed by the groups coordinated here (for metrics)."""
 
     def startService(self):
         super().startService()
@@ -68,6 +70,13 @@ class GroupCoordinator(Service):
         for group_id in list(self._groups):
             self._unload(group_id)
         return gatherResults(list(self._writes), consumeErrors=True).addErrback(lambda _: None)
+
+    def _rebalanced(self):
+        self.rebalances += 1
+
+    def loaded(self):
+        """group id -> Group, of the groups in memory here (for metrics)."""
+        return self._groups
 
     # -- coordination ----------------------------------------------------
 
@@ -130,7 +139,8 @@ class GroupCoordinator(Service):
         # Another request may have loaded or created it meanwhile.
         group = self._groups.get(group_id)
         if group is None and snapshot is not None:
-            group = Group.restore(group_id, snapshot, self._clock, self._initial_delay_ms, self._persist)
+            group = Group.restore(group_id, snapshot, self._clock, self._initial_delay_ms, self._persist,
+                                  self._rebalanced)
             self._groups[group_id] = group
             log.info("group {group} loaded at generation {generation}, {state}",
                      group=group_id, generation=group.generation_id, state=group.state.value)
@@ -183,7 +193,8 @@ class GroupCoordinator(Service):
         if group is None:
             if request.member_id:
                 raise UnknownMember()
-            group = self._groups[group_id] = Group(group_id, self._clock, self._initial_delay_ms, self._persist)
+            group = self._groups[group_id] = Group(group_id, self._clock, self._initial_delay_ms, self._persist,
+                                                   self._rebalanced)
         return await group.join(request)
 
     async def sync_group(self, group_id, member_id, group_instance_id, generation_id,

@@ -137,7 +137,8 @@ def _decode(text):
 class Group:
     """A consumer group's membership and rebalances.
 
-    ``persist(group_id, snapshot)`` writes the group's state and returns a
+    ``rebalanced()``, if given, is called each time a rebalance completes
+    (a generation begins). ``persist(group_id, snapshot)`` writes the group's state and returns a
     Deferred; it is called when a generation's assignment is complete, when
     the group becomes empty and when a static member is replaced, never on
     heartbeats. Its failures carry a GroupError for the members.
@@ -147,8 +148,9 @@ class Group:
     ends in an error (say, the member was removed while it waited).
     """
 
-    def __init__(self, group_id, clock, initial_rebalance_delay_ms, persist):
+    def __init__(self, group_id, clock, initial_rebalance_delay_ms, persist, rebalanced=None):
         self.group_id = group_id
+        self._rebalanced = rebalanced
         self.state = GroupState.EMPTY
         self.generation_id = 0
         self.protocol_type = None
@@ -417,6 +419,8 @@ class Group:
             self._rebalance_timer = self._clock.callLater(self.rebalance_timeout_ms / 1000, self._complete_join)
             return
         self.generation_id += 1
+        if self._rebalanced is not None:
+            self._rebalanced()
         if not self.members:
             self.state = GroupState.EMPTY
             self.protocol_name = None
@@ -722,11 +726,11 @@ class Group:
         }
 
     @classmethod
-    def restore(cls, group_id, snapshot, clock, initial_rebalance_delay_ms, persist):
+    def restore(cls, group_id, snapshot, clock, initial_rebalance_delay_ms, persist, rebalanced=None):
         """A group from its stored state: Stable with the stored members and
         assignments (each with a fresh session, so live members can go on
         or rejoin), or Empty."""
-        group = cls(group_id, clock, initial_rebalance_delay_ms, persist)
+        group = cls(group_id, clock, initial_rebalance_delay_ms, persist, rebalanced)
         group.protocol_type = snapshot["protocol_type"]
         group.generation_id = snapshot["generation_id"]
         for stored in snapshot["members"]:

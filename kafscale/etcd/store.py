@@ -44,6 +44,7 @@ from kafscale.etcd.interfaces import IOwnershipStore
 from kafscale.etcd.layout import AREA_PREFIXES, Keys, cluster_prefix
 from kafscale.etcd.lease import LeaseKeeper
 from kafscale.log import logger
+from kafscale.metadata.requests import reported
 from kafscale.metadata.interfaces import (
     CHANGE_AREAS,
     IScramCredentialStore,
@@ -129,14 +130,16 @@ class EtcdMetadataStore(Service):
     change areas reported to subscribers: each costs a watch, and
     "partitions" reports every commit in the cluster. ``tls`` and
     ``credentials`` go to the EtcdClient (TLS to https:// endpoints, etcd's
-    own users).
+    own users). ``requests`` (an IMetadataRequests, if any) hears of every
+    call.
     """
 
     def __init__(self, endpoints, prefix=cluster_prefix("kafscale"), *, lease_ttl=10, timeout=5.0,
-                 watched=CHANGE_AREAS, reactor=None, tls=None, credentials=None):
+                 watched=CHANGE_AREAS, reactor=None, tls=None, credentials=None, requests=None):
         if reactor is None:
             from twisted.internet import reactor
         self.keys = Keys(prefix)
+        self.requests = requests
         self.lease_ttl = lease_ttl
         self._endpoints = endpoints
         self._timeout = timeout
@@ -198,7 +201,8 @@ class EtcdMetadataStore(Service):
         errors as MetadataErrors. -> a Deferred."""
         if not self.running:
             return fail(MetadataUnavailable("etcd metadata store is stopped"))
-        return Deferred.fromCoroutine(self._translating(function, *args))
+        return reported(self.requests, function.__name__.lstrip("_"),
+                        Deferred.fromCoroutine(self._translating(function, *args)))
 
     async def _translating(self, function, *args):
         try:

@@ -61,6 +61,7 @@ from kafscale.metadata.interfaces import (
     check_replaces,
 )
 from kafscale.metadata.manifest import Manifest
+from kafscale.metadata.requests import reported
 
 log = logger("kafscale.metadata.embedded")
 
@@ -166,7 +167,8 @@ _SEGMENT_FIELDS = tuple(_SEGMENT_COLUMNS.split(", "))
 
 @implementer(IMetadataStore, IScramCredentialStore)
 class EmbeddedMetadataStore(Service):
-    """IMetadataStore on a SQLite file at ``path`` (created if missing).
+    """IMetadataStore on a SQLite file at ``path`` (created if missing),
+    telling ``requests`` (an IMetadataRequests, if any) of every call.
 
     The attributes marked "database thread only" are touched only by the
     pool's single thread, which serialises all use of the connection. A
@@ -174,10 +176,11 @@ class EmbeddedMetadataStore(Service):
     too long) tries again on the next call.
     """
 
-    def __init__(self, path, reactor=None, busy_timeout=5.0, poll_interval=0.5):
+    def __init__(self, path, reactor=None, busy_timeout=5.0, poll_interval=0.5, requests=None):
         if reactor is None:
             from twisted.internet import reactor
         self.path = path
+        self.requests = requests
         self._reactor = reactor
         self._busy_timeout = busy_timeout
         self._poll_interval = poll_interval
@@ -327,10 +330,12 @@ class EmbeddedMetadataStore(Service):
         return int(self._reactor.seconds() * 1000)
 
     def _read(self, function, *args):
-        return self._run(self._in_transaction, "BEGIN", function, *args)
+        return reported(self.requests, function.__name__.lstrip("_"),
+                        self._run(self._in_transaction, "BEGIN", function, *args))
 
     def _write(self, function, *args):
-        return self._run(self._in_transaction, "BEGIN IMMEDIATE", function, *args)
+        return reported(self.requests, function.__name__.lstrip("_"),
+                        self._run(self._in_transaction, "BEGIN IMMEDIATE", function, *args))
 
     def _run(self, function, *args):
         if not self.running:

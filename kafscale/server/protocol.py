@@ -168,6 +168,11 @@ class KafkaProtocol(Protocol):
         self._unsent_less(self._unsent)
         self.factory.connection_closed(self)
 
+    @property
+    def in_flight(self):
+        """Requests dispatched and not yet answered."""
+        return len(self._slots)
+
     def close_when_answered(self):
         """Take no more requests; close once the pending ones are answered."""
         self._closing = True
@@ -381,12 +386,20 @@ class KafkaProtocol(Protocol):
         self._elements += pending.elements
         self._slots.append(slot)
         request = pending.request
+        requests = self.factory.requests
+        started = None if requests is None else requests.started()
+        running = Deferred.fromCoroutine(pending.handler.handle(request))
+        if requests is not None:
+            running.addCallback(self._report, requests, request.api_key, started)
         # The errback also catches a body that does not encode.
-        running = Deferred.fromCoroutine(pending.handler.handle(request)).addCallback(
-            self._answered, slot, request
-        ).addErrback(self._failed, request)
+        running.addCallback(self._answered, slot, request).addErrback(self._failed, request)
         if slot.answer is _WAITING and pending.handler.cancel_on_close:
             slot.running = running
+
+    @staticmethod
+    def _report(body, requests, api_key, started):
+        requests.answered(api_key, body, requests.started() - started)
+        return body
 
     def _answer_now(self, response):
         slot = _Slot()
@@ -464,8 +477,10 @@ class KafkaFactory(Factory):
     protocol = KafkaProtocol
 
     def __init__(self, broker, max_request_size, max_connections=None, max_connections_per_address=None,
-                 security=ListenerSecurity(), max_in_flight=BrokerConfig().max_in_flight_requests):
+                 security=ListenerSecurity(), max_in_flight=BrokerConfig().max_in_flight_requests, requests=None):
         self.broker = broker
+        # Told of each request answered (kafscale.metrics), if anyone listens.
+        self.requests = requests
         self.max_request_size = max_request_size
         self.security = security
         self.max_in_flight = max_in_flight

@@ -22,6 +22,9 @@ class SegmentCache:
         self._segments = OrderedDict()
         self._positions = {}  # object key -> the positions cached from it
         self._loading = {}
+        # Reads through `load`, for metrics: served from memory, or fetched.
+        self.hits = self.misses = 0
+        self.hit_bytes = self.miss_bytes = 0
 
     def __contains__(self, ref):
         return (ref.key, ref.position) in self._segments
@@ -70,9 +73,12 @@ class SegmentCache:
         key = (ref.key, ref.position)
         segment = self._get(key)
         if segment is not None:
+            self.hits += 1
+            self.hit_bytes += segment.size
             return succeed(segment)
         waiters = self._loading.get(key)
         if waiters is None:
+            self.misses += 1
             waiters = self._loading[key] = []
             Deferred.fromCoroutine(fetch()).addBoth(self._loaded, key)
         waiter = Deferred()
@@ -85,6 +91,7 @@ class SegmentCache:
             for waiter in waiters:
                 waiter.errback(result)
             return None
+        self.miss_bytes += result.size
         self.put(result)
         for waiter in waiters:
             waiter.callback(result)

@@ -31,6 +31,8 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.python.failure import Failure
 
+from zope.interface import Interface
+
 from kafscale.log import logger
 from kafscale.metadata.interfaces import MetadataError, SegmentCommit, SegmentRef
 from kafscale.storage.object_format import FORMAT, SliceBatches, build_object, object_key
@@ -49,14 +51,27 @@ class FlushSettings:
     object carries (at least one partition's batches)."""
 
 
+class IFlushObserver(Interface):
+    """Told what each flush cost and carried (for metrics)."""
+
+    def flushed(upload_seconds, commit_seconds, records, size, waits):
+        """A flush stored its object in ``upload_seconds`` and committed it
+        in ``commit_seconds``: ``records`` records in batches of ``size``
+        bytes (as produced) landed,
+        and ``waits`` holds, per batch acknowledged, the seconds since it
+        was appended."""
+
+
 class Flusher(Service):
     """Flushes for every PartitionLog of one broker (``node_id``), into
-    ``objects``, committed in ``metadata``. A child of the broker's service
-    tree: stopping it waits for the flush under way."""
+    ``objects``, committed in ``metadata``, telling ``observer`` (an
+    IFlushObserver, if any). A child of the broker's service tree: stopping
+    it waits for the flush under way."""
 
     name = "flusher"
 
-    def __init__(self, *, node_id, objects, metadata, settings, reactor):
+    def __init__(self, *, node_id, objects, metadata, settings, reactor, observer=None):
+        self.observer = observer
         self.node_id = node_id
         self.objects = objects
         self.metadata = metadata
@@ -201,6 +216,7 @@ class Flusher(Service):
         data, directory = build_object(
             [SliceBatches(t.log.topic, t.log.topic_id, t.log.partition, t.base_offset, t.blobs) for t in taken],
             created_ms)
+        started = time.monotonic()
         try:
             await self.objects.put(key, data)
         except Exception as error:
@@ -211,6 +227,7 @@ class Flusher(Service):
                            key, entry.position, FORMAT) for entry in directory]
         commits = [SegmentCommit(t.log.topic, t.log.partition, t.leader_epoch, t.base_offset, ref)
                    for t, ref in zip(taken, refs)]
+        uploaded = time.monotonic()
         try:
             results = await self.metadata.commit_segments(commits)
         except MetadataError as error:
@@ -221,8 +238,11 @@ class Flusher(Service):
             for batches in taken:
                 batches.log.failed(batches, error)
             return
+        committed = time.monotonic()
         view = memoryview(data)
         settling = []
+        records = size = 0
+        waits = []
         for batches, ref, result in zip(taken, refs, results):
             segment = Segment(key, view[ref.position:ref.position + ref.size], 0, ref.base_offset,
                               ref.last_offset, ref.count, created_ms, ref.max_timestamp, ref.position)
@@ -230,5 +250,11 @@ class Flusher(Service):
                 settling.append(Deferred.fromCoroutine(batches.log.settle(batches, segment, ref, result)))
             else:
                 batches.log.committed(batches, result, segment)
+                records += ref.count
+                for entry in batches.entries:
+                    size += entry.size
+                    waits.append(committed - entry.appended)
+        if self.observer is not None:
+            self.observer.flushed(uploaded - started, committed - uploaded, records, size, waits)
         if settling:
             await gatherResults(settling)

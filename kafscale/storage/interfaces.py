@@ -88,6 +88,27 @@ class IObjectStore(Interface):
         """Release the store's connections and threads; fires when done."""
 
 
+# Outcomes of object store requests, as IObjectStoreRequests hears them.
+OK = "ok"
+NOT_FOUND = "not_found"
+CLIENT_ERROR = "client_error"
+SERVER_ERROR = "server_error"
+UNANSWERED = "unanswered"
+"""Sent (or not) but never answered: refused, dropped or timed out."""
+
+
+class IObjectStoreRequests(Interface):
+    """Told of every request an object store makes of its backend (for S3,
+    every HTTP request, retries and multipart parts included): what the
+    provider bills."""
+
+    def requested(operation, outcome, seconds, sent_bytes, received_bytes):
+        """One request: ``operation`` in S3's API names (PutObject,
+        GetObject, HeadObject, ListObjectsV2, DeleteObject, UploadPart, ...),
+        ``outcome`` one of the outcome names above, how long it took, and
+        the body bytes sent and received."""
+
+
 class IPartitionHolder(Interface):
     """What a PartitionLog asks of whoever holds it for the broker."""
 

@@ -2,6 +2,7 @@
 broker's flusher takes them into an object with other partitions' batches
 and commits them in the metadata store; reads serve committed data only."""
 
+import time
 from collections import deque
 from dataclasses import dataclass, replace
 from typing import NamedTuple
@@ -122,9 +123,12 @@ class BufferBudget:
 
 
 class _Append:
-    __slots__ = ("blob", "batches", "size", "done", "on_failure", "base_offset", "sequence", "reserved", "admitted")
+    __slots__ = ("blob", "batches", "size", "done", "on_failure", "base_offset", "sequence", "reserved", "admitted",
+                 "appended")
 
     def __init__(self, blob, batches, on_failure):
+        self.appended = time.monotonic()
+        """When it was appended, for the append-to-acknowledgement latency."""
         self.blob = blob
         self.batches = batches
         self.size = len(blob)

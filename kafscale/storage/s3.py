@@ -11,6 +11,7 @@ import hashlib
 from datetime import datetime
 import os
 import random
+import time
 from urllib.parse import quote
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape
@@ -43,7 +44,13 @@ from zope.interface import implementer
 from kafscale.http import BytesBody
 from kafscale.log import logger
 from kafscale.storage.interfaces import (
+    CLIENT_ERROR,
+    NOT_FOUND,
+    OK,
+    SERVER_ERROR,
+    UNANSWERED,
     IObjectStore,
+    IObjectStoreRequests,
     ObjectInfo,
     ObjectNotFound,
     ObjectStoreError,
@@ -172,7 +179,9 @@ class S3ObjectStore:
     ``max_backoff``, then fail with :class:`ObjectStoreUnavailable`. Each
     attempt (request and response body) must finish within
     ``request_timeout`` seconds. ``list_page_size`` is the number of keys
-    asked for per ListObjectsV2 page (S3's maximum is 1000).
+    asked for per ListObjectsV2 page (S3's maximum is 1000). ``requests``
+    (an IObjectStoreRequests), if given, hears of every HTTP request sent,
+    retries and multipart parts included: what S3 bills.
     """
 
     def __init__(
@@ -193,6 +202,7 @@ class S3ObjectStore:
         part_size: int = PART_SIZE,
         sign_payload: bool = False,
         list_page_size: int = 1000,
+        requests: IObjectStoreRequests | None = None,
         reactor=None,
         environ=os.environ,
     ):
@@ -245,6 +255,7 @@ class S3ObjectStore:
         self._part_size = part_size
         self._sign_payload = sign_payload
         self._list_page_size = list_page_size
+        self._requests = requests
 
     def __repr__(self):
         return f"<S3ObjectStore {self.endpoint}/{self.bucket}/{self.prefix}>"
@@ -283,7 +294,7 @@ class S3ObjectStore:
             await self._put_multipart(key, name, view)
         else:
             body = data if isinstance(data, bytes) else view
-            await self._request("PUT", key, name, headers=_OBJECT_HEADERS, body=body)
+            await self._request("PutObject", "PUT", key, name, headers=_OBJECT_HEADERS, body=body)
 
     async def _get(self, key, start, end):
         name = self._name(key)
@@ -293,7 +304,7 @@ class S3ObjectStore:
             last = "" if end is None else str(end - 1)
             headers["Range"] = f"bytes={start or 0}-{last}"
         status, _, content = await self._request(
-            "GET", key, name, headers=headers, expect=(200, 206, 416)
+            "GetObject", "GET", key, name, headers=headers, expect=(200, 206, 416)
         )
         if status == 416:  # the range starts beyond the object
             return b""
@@ -302,7 +313,7 @@ class S3ObjectStore:
         return content
 
     async def _head(self, key):
-        _, headers, _ = await self._request("HEAD", key, self._name(key))
+        _, headers, _ = await self._request("HeadObject", "HEAD", key, self._name(key))
         return int(headers.getRawHeaders(b"content-length")[0])
 
     async def _list(self, prefix):
@@ -313,7 +324,7 @@ class S3ObjectStore:
             "prefix": self.prefix + prefix,
         }
         while True:
-            _, _, content = await self._request("GET", prefix, None, query=query)
+            _, _, content = await self._request("ListObjectsV2", "GET", prefix, None, query=query)
             root = _parse_xml(content, prefix)
             for element in root:
                 if _local_name(element.tag) == "Contents":
@@ -328,7 +339,7 @@ class S3ObjectStore:
             query = {**query, "continuation-token": token}
 
     async def _delete(self, key):
-        await self._request("DELETE", key, self._name(key), expect=(200, 204))
+        await self._request("DeleteObject", "DELETE", key, self._name(key), expect=(200, 204))
 
     async def _create_bucket(self):
         body = b""
@@ -339,14 +350,14 @@ class S3ObjectStore:
                 "</CreateBucketConfiguration>"
             ).encode()
         try:
-            await self._request("PUT", None, None, body=body)
+            await self._request("CreateBucket", "PUT", None, None, body=body)
         except S3Error as e:
             if e.code != "BucketAlreadyOwnedByYou":
                 raise
 
     async def _put_multipart(self, key, name, view):
         part_size = max(self._part_size, -(-len(view) // MAX_PARTS))
-        _, _, content = await self._request("POST", key, name, query={"uploads": ""})
+        _, _, content = await self._request("CreateMultipartUpload", "POST", key, name, query={"uploads": ""})
         upload_id = _child_text(_parse_xml(content, key), "UploadId")
         if not upload_id:
             raise ObjectStoreError(f"S3 started an upload of {key!r} without an UploadId", key)
@@ -371,7 +382,8 @@ class S3ObjectStore:
             )
             body = f"<CompleteMultipartUpload>{parts}</CompleteMultipartUpload>".encode()
             await self._request(
-                "POST", key, name, query={"uploadId": upload_id}, body=body, error_in_body=True
+                "CompleteMultipartUpload", "POST", key, name, query={"uploadId": upload_id}, body=body,
+                error_in_body=True
             )
         except BaseException:
             await self._abort_multipart(key, name, upload_id)
@@ -379,6 +391,7 @@ class S3ObjectStore:
 
     async def _upload_part(self, key, name, upload_id, number, part):
         _, headers, _ = await self._request(
+            "UploadPart",
             "PUT",
             key,
             name,
@@ -394,7 +407,8 @@ class S3ObjectStore:
     async def _abort_multipart(self, key, name, upload_id):
         try:
             await self._request(
-                "DELETE", key, name, query={"uploadId": upload_id}, expect=(200, 204, 404)
+                "AbortMultipartUpload", "DELETE", key, name, query={"uploadId": upload_id},
+                expect=(200, 204, 404)
             )
         except ObjectStoreError as e:
             log.warn(
@@ -414,6 +428,7 @@ class S3ObjectStore:
 
     async def _request(
         self,
+        operation,
         method,
         key,
         name,
@@ -425,7 +440,8 @@ class S3ObjectStore:
     ):
         """Send one S3 request, retrying transient failures.
 
-        ``key`` is the caller's key (for errors); ``name`` the full object
+        ``operation`` is the S3 API's name for it (PutObject, ...), each
+        attempt reported under it to ``requests``. ``key`` is the caller's key (for errors); ``name`` the full object
         name within the bucket, or None for the bucket itself. Fires with
         ``(status, response headers, body)`` for a status in ``expect``.
         """
@@ -440,7 +456,7 @@ class S3ObjectStore:
             attempt += 1
             try:
                 status, response_headers, content = await self._attempt(
-                    method, url, headers or {}, body, payload_hash
+                    operation, method, url, headers or {}, body, payload_hash
                 )
             except _CONNECTION_FAILURES as e:
                 error = ObjectStoreUnavailable(f"S3 {method} {key!r}: {_describe(e)}", key)
@@ -467,16 +483,27 @@ class S3ObjectStore:
             )
             await deferLater(self._reactor, delay)
 
-    async def _attempt(self, method, url, headers, body, payload_hash):
+    async def _attempt(self, operation, method, url, headers, body, payload_hash):
         credentials = self._credentials
         if isinstance(credentials, RefreshableCredentials) and credentials.refresh_needed():
             # Signing would refresh them itself, blocking on the network.
             await deferToThread(credentials.get_frozen_credentials)
         await self._slots.acquire()
+        started = time.monotonic()
+        sent = 0 if body is None else len(body)
         try:
             response = self._send(method, url, headers, body, payload_hash)
             response.addTimeout(self._request_timeout, self._reactor)
-            return await response
+            status, response_headers, content = await response
+        except BaseException:
+            if self._requests is not None:
+                self._requests.requested(operation, UNANSWERED, time.monotonic() - started, sent, 0)
+            raise
+        else:
+            if self._requests is not None:
+                self._requests.requested(operation, _outcome(status), time.monotonic() - started, sent,
+                                         len(content))
+            return status, response_headers, content
         finally:
             self._slots.release()
 
@@ -511,6 +538,15 @@ class S3ObjectStore:
         if len(body) <= _INLINE_HASH_LIMIT:
             return hashlib.sha256(body).hexdigest()
         return await deferToThread(lambda: hashlib.sha256(body).hexdigest())
+
+
+def _outcome(status):
+    """The outcome a request answered with ``status`` is reported under."""
+    if status == 404:
+        return NOT_FOUND
+    if 200 <= status < 300 or status == 416:  # 416: a range past the end, answered b""
+        return OK
+    return CLIENT_ERROR if status < 500 else SERVER_ERROR
 
 
 def _error_from_response(status, content, key):

@@ -1,6 +1,7 @@
 """The ``twistd kafscale`` plugin: shipped by a plain install, and running a
 real broker process."""
 
+import json
 import os
 import subprocess
 import sys
@@ -9,6 +10,8 @@ from twisted.trial import unittest
 
 from kafscale.protocol.messages import ApiKey
 from tests.support.brokers import SOURCE_ROOT, BrokerProcess, in_thread
+from tests.support.metrics import probe
+from tests.support.waiting import eventually
 from tests.support.wire import Connection
 
 
@@ -47,3 +50,24 @@ class PluginTests(unittest.TestCase):
         # twistd re-raises the SIGTERM after a clean shutdown to report it
         self.assertIn(broker.process.returncode, (0, -15))
         self.assertIn("Server Shut Down.", broker.output())
+
+    async def test_json_logs_and_the_admin_api(self):
+        """``--log-format json``: every line twistd writes is one JSON
+        object; the admin API answers on ``--admin-listen``."""
+        broker = BrokerProcess("--log-format", "json")
+        await in_thread(broker.start)
+        self.addCleanup(broker.stop)
+        status, _ = await probe(broker.admin_url, "/healthz")
+        self.assertEqual(status, 200)
+        await eventually(lambda: _ready(broker.admin_url), what="/readyz 200")
+        await in_thread(broker.stop)
+        lines = [line for line in broker.output().splitlines() if line.strip()]
+        records = [json.loads(line) for line in lines]
+        self.assertTrue(any(r["namespace"] == "kafscale.broker" and r["level"] == "info"
+                            and r["message"].startswith("broker 0 ready") for r in records), lines)
+        ready = next(r for r in records if r["message"].startswith("broker 0 ready"))
+        self.assertEqual(ready["node"], 0)
+
+
+async def _ready(url):
+    return (await probe(url, "/readyz"))[0] == 200

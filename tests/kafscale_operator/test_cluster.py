@@ -8,10 +8,8 @@ from kafscale_operator.cluster import ClusterSpecError, identity, plan, render
 from tests.support.kubernetes import cluster, everything, validate_kubernetes
 
 # Broker options the operator sets that other issues are adding to the
-# broker: issue 12 (listeners, TLS, SASL, authorization, etcd security),
-# issue 13 (the admin listener with /healthz and /readyz).
+# broker: issue 12 (listeners, TLS, SASL, authorization, etcd security).
 PENDING_OPTIONS = {
-    "KAFSCALE_ADMIN_LISTEN": "issue 13",
     "KAFSCALE_LISTENERS": "issue 12", "KAFSCALE_ADVERTISED_LISTENERS": "issue 12",
     "KAFSCALE_TLS_CERT": "issue 12", "KAFSCALE_TLS_KEY": "issue 12", "KAFSCALE_TLS_CA": "issue 12",
     "KAFSCALE_TLS_CLIENT_AUTH": "issue 12", "KAFSCALE_SASL_MECHANISMS": "issue 12",

@@ -14,10 +14,12 @@ from twisted.internet.defer import DeferredList
 from twisted.trial import unittest
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
+from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from kafscale.storage.interfaces import (
     IObjectStore,
+    IObjectStoreRequests,
     ObjectNotFound,
     ObjectStoreError,
     ObjectStoreUnavailable,
@@ -409,6 +411,27 @@ class ScriptedResponseTests(unittest.TestCase):
         self.assertEqual(await store.get("k"), b"payload")
         self.assertEqual([uri for _, uri, _, _ in server.requests], [b"/bucket/k"] * 4)
 
+    async def test_every_attempt_is_told(self):
+        told = []
+
+        @implementer(IObjectStoreRequests)
+        class Requests:
+            def requested(self, operation, outcome, seconds, sent_bytes, received_bytes):
+                told.append((operation, outcome, sent_bytes, received_bytes))
+
+        store, server = self.serve(
+            [(503, error_xml("SlowDown", "Slow")), (200, b""), (200, b"payload"), (404, b"")],
+            requests=Requests())
+        await store.put("k", b"12345")
+        self.assertEqual(await store.get("k"), b"payload")
+        with self.assertRaises(ObjectNotFound):
+            await store.head("k")
+        self.assertEqual([(operation, outcome, sent) for operation, outcome, sent, _ in told], [
+            ("PutObject", "server_error", 5), ("PutObject", "ok", 5), ("GetObject", "ok", 0),
+            ("HeadObject", "not_found", 0)])
+        self.assertEqual(told[2][3], len(b"payload"))
+        self.assertEqual(len(server.requests), len(told))
+
     async def test_retries_run_out(self):
         store, server = self.serve([(503, error_xml("SlowDown", "Slow"))] * 3, max_attempts=3)
         with self.assertRaises(ObjectStoreUnavailable) as caught:
@@ -577,11 +600,11 @@ def error_xml(code, message):
 
 async def in_progress_uploads(store):
     """The bucket's ListMultipartUploads answer (through the store's signer)."""
-    _, _, content = await store._request("GET", None, None, query={"uploads": ""})
+    _, _, content = await store._request("ListMultipartUploads", "GET", None, None, query={"uploads": ""})
     return content
 
 
 async def object_etag_suffix(store, key):
-    _, headers, _ = await store._request("HEAD", key, store._name(key))
+    _, headers, _ = await store._request("HeadObject", "HEAD", key, store._name(key))
     etag = headers.getRawHeaders("etag")[0].strip('"')
     return etag[etag.index("-") :] if "-" in etag else ""

@@ -26,17 +26,26 @@ def free_port():
 
 async def start_broker(test, *args):
     """Start an in-process broker with ``args`` as twistd options; stopped
-    when the test ends, and listening when this returns.
+    when the test ends, and listening when this returns (its admin API on a
+    port of its own, see :func:`admin_url`, unless ``--admin-listen`` is given).
     Returns (broker, bootstrap "127.0.0.1:port")."""
     port = free_port()
     options = Options()
     data_dir = tempfile.mkdtemp(prefix="kafscale-test-")
-    options.parseOptions(["--listen", f"tcp:{port}:interface=127.0.0.1", "--data-dir", data_dir, *args])
+    admin = [] if "--admin-listen" in args else ["--admin-listen", "tcp:0:interface=127.0.0.1"]
+    options.parseOptions(["--listen", f"tcp:{port}:interface=127.0.0.1", "--data-dir", data_dir, *admin, *args])
     service = makeService(options)
     service.startService()
     test.addCleanup(service.stopService)
     await service.getServiceNamed("listener").listening
+    await service.getServiceNamed("admin").listening
     return service.getServiceNamed("broker"), f"127.0.0.1:{port}"
+
+
+def admin_url(broker):
+    """The base URL of an in-process broker's admin API."""
+    port = broker.parent.getServiceNamed("admin").port
+    return f"http://127.0.0.1:{port.getHost().port}"
 
 
 def in_thread(function, *args, **kwargs):
@@ -47,8 +56,9 @@ def in_thread(function, *args, **kwargs):
 class BrokerProcess:
     """A real broker process, started with ``twistd -n kafscale``."""
 
-    def __init__(self, *args, port=None, data_dir=None, env=None):
+    def __init__(self, *args, port=None, data_dir=None, env=None, admin_port=None):
         self.port = port or free_port()
+        self.admin_port = admin_port or free_port()
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="kafscale-proc-")
         self.args = args
         self.env = env
@@ -62,7 +72,8 @@ class BrokerProcess:
         twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
         command = [
             twistd, "-n", "--pidfile=", "kafscale",
-            "--listen", f"tcp:{self.port}:interface=127.0.0.1", "--data-dir", self.data_dir, *self.args,
+            "--listen", f"tcp:{self.port}:interface=127.0.0.1", "--data-dir", self.data_dir,
+            "--admin-listen", f"tcp:{self.admin_port}:interface=127.0.0.1", *self.args,
         ]
         env = dict(os.environ, **(self.env or {}))
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [SOURCE_ROOT, env.get("PYTHONPATH")]))
@@ -78,6 +89,10 @@ class BrokerProcess:
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError(f"broker did not listen within {timeout}s: {self.output()}")
+
+    @property
+    def admin_url(self):
+        return f"http://127.0.0.1:{self.admin_port}"
 
     def output(self):
         with open(os.path.join(self.data_dir, "broker.log"), "rb") as f:

@@ -145,3 +145,15 @@ class PollingConsumer:
         """Leave the group (a static member just goes) and wait for it."""
         self._stopping.set()
         self._thread.join()
+
+
+def commit_offsets(bootstrap, group, topic, offsets):
+    """Commit {partition: offset} for ``group`` with confluent-kafka, as a
+    consumer outside any generation."""
+    from confluent_kafka import TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        consumer.commit(offsets=[TopicPartition(topic, p, o) for p, o in offsets.items()], asynchronous=False)
+    finally:
+        consumer.close()
