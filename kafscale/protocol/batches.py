@@ -82,22 +82,41 @@ def read_records(batch, info: BatchInfo, max_size: int = MAX_DECOMPRESSED_BATCH)
     records = []
     position = 0
     end = len(data)
-    for _ in range(info.record_count):
-        length, position = _varint(data, position)
-        record_end = position + length
-        if length < 0 or record_end > end:
-            raise InvalidRecords(ErrorCode.CORRUPT_MESSAGE, f"record of {length} bytes runs past its batch")
-        timestamp_delta, position = _varint(data, position + 1)
-        offset_delta, position = _varint(data, position)
-        key_length, position = _varint(data, position)
-        key = None
-        if key_length >= 0:
-            key = bytes(data[position:position + key_length])
-            position += key_length
-        value_length, _ = _varint(data, position)
-        timestamp = info.max_timestamp if info.log_append_time else info.first_timestamp + timestamp_delta
-        records.append(RawRecord(offset_delta, timestamp, key, value_length < 0, data[position:record_end]))
-        position = record_end
+    first_timestamp = info.max_timestamp if info.log_append_time else info.first_timestamp
+    fixed = info.log_append_time
+    try:
+        for _ in range(info.record_count):
+            # Most varints here are one byte: read those inline.
+            byte = data[position]
+            if byte < 0x80:
+                length, position = (byte >> 1) ^ -(byte & 1), position + 1
+            else:
+                length, position = _varint(data, position)
+            record_end = position + length
+            if length < 0 or record_end > end:
+                raise InvalidRecords(ErrorCode.CORRUPT_MESSAGE, f"record of {length} bytes runs past its batch")
+            timestamp_delta, position = _varint(data, position + 1)
+            byte = data[position]
+            if byte < 0x80:
+                offset_delta, position = (byte >> 1) ^ -(byte & 1), position + 1
+            else:
+                offset_delta, position = _varint(data, position)
+            byte = data[position]
+            if byte < 0x80:
+                key_length, position = (byte >> 1) ^ -(byte & 1), position + 1
+            else:
+                key_length, position = _varint(data, position)
+            key = None
+            if key_length >= 0:
+                key = data[position:position + key_length]
+                position += key_length
+            # A null value's length is -1, the one byte 0x01.
+            tombstone = data[position] == 1
+            timestamp = first_timestamp if fixed else first_timestamp + timestamp_delta
+            records.append(RawRecord(offset_delta, timestamp, key, tombstone, data[position:record_end]))
+            position = record_end
+    except IndexError:
+        raise InvalidRecords(ErrorCode.CORRUPT_MESSAGE, "record runs past the end of its batch") from None
     if position != end:
         raise InvalidRecords(ErrorCode.CORRUPT_MESSAGE, f"bytes follow the batch's {info.record_count} records")
     return records
