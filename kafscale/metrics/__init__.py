@@ -271,7 +271,21 @@ class _BrokerState:
         yield from self._cache(broker.cache)
         yield from self._lease(broker.metadata, broker.reactor)
         yield from self._groups(broker.groups)
+        yield from self._compaction(broker)
         yield from self._lag.families()
+
+    def _compaction(self, broker):
+        merging = broker.getServiceNamed("merge")
+        yield CounterMetricFamily("kafscale_compacted_bytes", "Bytes of segments compaction replaced.",
+                                  value=merging.compacted_bytes)
+        ratios = GaugeMetricFamily("kafscale_compaction_dirty_ratio", "Dirty bytes over clean and dirty bytes of"
+                                   " the compacted partitions owned here, as their last pass saw them.",
+                                   labels=["topic", "partition"])
+        known = sorted(((log.topic, log.partition), ratio) for log, ratio in list(merging.dirty_ratios.items())
+                       if not log.closed)
+        for (topic, partition), ratio in known[:self._max_group_series]:
+            ratios.add_metric([topic, str(partition)], ratio)
+        yield ratios
 
     def _cache(self, cache):
         yield GaugeMetricFamily("kafscale_segment_cache_bytes", "Bytes of segments cached.", value=cache.size)

@@ -277,6 +277,8 @@ class MergeService(Service):
         self._horizons = weakref.WeakKeyDictionary()
         self.compacted_bytes = 0
         """Bytes of segments compaction replaced since the start."""
+        self.dirty_ratios = weakref.WeakKeyDictionary()
+        """Per compacted PartitionLog: its dirty ratio as its last look saw it."""
         self._doomed = []  # (due time, objects, cache, refs)
 
     def startService(self):
@@ -384,6 +386,7 @@ class MergeService(Service):
         end = cleanable_end(segments, now_ms, settings,
                             lambda ref: ref.key not in seen or now - seen[ref.key] >= delay)
         state = dirty_state(segments, end)
+        self.dirty_ratios[partition_log] = state.ratio
         if not due(state, segments, settings, now_ms, self._horizons.get(partition_log)):
             return
         started = self.reactor.seconds()
@@ -391,6 +394,9 @@ class MergeService(Service):
         if result.complete:
             self._horizons[partition_log] = result.horizon_ms
         self.compacted_bytes += result.input_bytes
+        if result.replaced:
+            segments = partition_log.state.segments
+            self.dirty_ratios[partition_log] = dirty_state(segments, min(end, len(segments))).ratio
         if result.replaced:
             log.info("{topic}-{partition}: compacted {input} bytes in {count} segments to {output} bytes"
                      " ({read} bytes read, {seconds:.2f}s)", topic=partition_log.topic,

@@ -6,9 +6,12 @@ import asyncio
 import time
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from prometheus_client import generate_latest
 from twisted.trial import unittest
 
 from kafscale.metadata.interfaces import SegmentRef
+from kafscale.metrics import BrokerMetrics
+from kafscale.metrics.lag import GroupLag
 from kafscale.protocol.errors import ErrorCode
 from kafscale.protocol.records import DELETE_HORIZON_MASK, assign_offsets, decode_records, iter_batches
 from kafscale.storage.compaction import (
@@ -23,6 +26,7 @@ from kafscale.storage.compaction import (
 )
 from kafscale.storage.segment import build_segment, read_segment
 from tests.support.brokers import in_thread, start_broker
+from tests.support.metrics import Samples
 from tests.support.records import build_batch
 from tests.support.topics import create_topic
 from tests.support.waiting import eventually
@@ -259,6 +263,12 @@ class CompactionTests(unittest.TestCase):
         self.assertEqual(await in_thread(lambda: asyncio.run(read_aiokafka(self.bootstrap, "table", closing + 1))),
                          expected)
         self.assertEqual((self.log("table").log_start_offset, self.log("table").high_watermark), (0, closing + 1))
+        # The metrics say what compaction did.
+        metrics = BrokerMetrics()
+        metrics.watch(self.broker, [], GroupLag(self.broker.metadata, self.broker.view, self.broker.logs, 60))
+        samples = Samples(generate_latest(metrics.registry).decode())
+        self.assertGreater(samples.total("kafscale_compacted_bytes_total"), self.log("table").state.segments.size)
+        self.assertEqual(samples.by("kafscale_compaction_dirty_ratio", "topic"), {"table": 0})
 
     async def test_keyless_records_are_refused(self):
         await create_topic(self.bootstrap, "table", **COMPACTED)
