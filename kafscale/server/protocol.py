@@ -15,6 +15,7 @@ from zope.interface import implementer
 from kafscale.config import BrokerConfig
 from kafscale.handlers.dispatch import HANDLERS, Handler, Request, unsupported_version_response
 from kafscale.log import logger
+from kafscale.metadata.interfaces import MetadataError
 from kafscale.protocol.messages import (
     ApiKey,
     UnsupportedVersion,
@@ -24,6 +25,7 @@ from kafscale.protocol.messages import (
 )
 from kafscale.security.listeners import PRE_AUTHENTICATION_MAX_FRAME, ListenerSecurity
 from kafscale.security.principal import ANONYMOUS
+from kafscale.security.sasl import AuthenticationFailed, IllegalSaslState
 from kafscale.security.tls import peer_subject
 
 log = logger("kafscale.server")
@@ -291,12 +293,18 @@ class KafkaProtocol(Protocol):
     async def _answer_bare_token(self, token):
         try:
             answer = await self.authentication.step(token)
-        except Exception as e:
-            log.warn("failed authentication from {client} with {mechanism}: {why}", client=self.client_host,
+        except (AuthenticationFailed, IllegalSaslState) as e:
+            log.warn("failed authentication from {client} as {user!r} with {mechanism}: {why}",
+                     client=self.client_host, user=getattr(e, "user", None),
                      mechanism=self.authentication.mechanism, why=e)
             await deferLater(self.broker.reactor, self.broker.config.failed_authentication_delay_ms / 1000)
             if not self._closed:
                 self._drop("authentication failed")
+            return
+        except MetadataError as e:
+            # Bare tokens have no error answer: the client reconnects.
+            if not self._closed:
+                self._drop(f"cannot read credentials: {e}")
             return
         self._decoding = False
         if not self._closed:

@@ -2,6 +2,7 @@
 client certificate; untrusted and expired certificates are refused; a
 certificate replaced on disk is served to new connections after SIGHUP."""
 
+import asyncio
 import os
 import shutil
 import signal
@@ -60,6 +61,41 @@ class MutualTLSTests(unittest.TestCase):
                                   **self.client(cert, key))
         self.assertEqual(written, [(0, 0)])
         self.assertIn("User:alice", self.principals)
+
+    async def test_kafka_python_with_a_client_certificate(self):
+        from kafka import KafkaProducer
+
+        cert, key = self.ca.issue("Kafka-Python")
+
+        def send():
+            producer = KafkaProducer(bootstrap_servers=self.bootstraps["SSL"], security_protocol="SSL",
+                                     ssl_cafile=self.ca.ca_file, ssl_certfile=cert, ssl_keyfile=key)
+            try:
+                return producer.send("mtls-kafka-python", b"x").get(timeout=30).offset
+            finally:
+                producer.close()
+
+        self.assertEqual(await in_thread(send), 0)
+        self.assertIn("User:kafka-python", self.principals)
+
+    async def test_aiokafka_with_a_client_certificate(self):
+        from aiokafka import AIOKafkaProducer
+        from aiokafka.helpers import create_ssl_context
+
+        cert, key = self.ca.issue("AIOKafka")
+
+        async def send():
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.bootstraps["SSL"], security_protocol="SSL",
+                ssl_context=create_ssl_context(cafile=self.ca.ca_file, certfile=cert, keyfile=key))
+            await producer.start()
+            try:
+                return (await producer.send_and_wait("mtls-aiokafka", b"x")).offset
+            finally:
+                await producer.stop()
+
+        self.assertEqual(await in_thread(asyncio.run, send()), 0)
+        self.assertIn("User:aiokafka", self.principals)
 
     async def test_kcat_with_a_client_certificate(self):
         kcat = shutil.which("kcat")
