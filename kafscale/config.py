@@ -54,7 +54,7 @@ class BrokerConfig:
     etcd_ca: str | None = None
     etcd_cert: str | None = None
     etcd_key: str | None = None
-    etcd_username: str | None = None
+    etcd_user: str | None = None
     etcd_password: str | None = None
     # Kafka's auto.create.topics.enable and num.partitions
     auto_create_topics: bool = True

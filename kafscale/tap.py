@@ -111,8 +111,8 @@ class Options(usage.Options):
         ("etcd-ca", None, None, "PEM certificates etcd's must chain to (https:// endpoints).", str),
         ("etcd-cert", None, None, "PEM client certificate for etcd.", str),
         ("etcd-key", None, None, "PEM private key of --etcd-cert.", str),
-        ("etcd-username", None, None, "etcd user (etcd's own authentication).", str),
-        ("etcd-password", None, None, "Password of --etcd-username (better given in the environment).", str),
+        ("etcd-user", None, None, "etcd user (etcd's own authentication).", str),
+        ("etcd-password", None, None, "Password of --etcd-user (better given in the environment).", str),
         ("lease-ttl", None, _DEFAULTS.lease_ttl,
          "Seconds a crashed broker keeps its partitions before the others take them over (with --etcd).",
          int),
@@ -261,8 +261,8 @@ class Options(usage.Options):
             raise usage.UsageError("--failed-authentication-delay-ms cannot be negative")
         if bool(self["etcd-cert"]) != bool(self["etcd-key"]):
             raise usage.UsageError("--etcd-cert and --etcd-key go together")
-        if self["etcd-username"] and self["etcd-password"] is None:
-            raise usage.UsageError("--etcd-username needs --etcd-password (or KAFSCALE_ETCD_PASSWORD)")
+        if self["etcd-user"] and self["etcd-password"] is None:
+            raise usage.UsageError("--etcd-user needs --etcd-password (or KAFSCALE_ETCD_PASSWORD)")
 
     def config(self):
         """The BrokerConfig these options describe: each option is the field
@@ -319,7 +319,7 @@ def metadata_store(config, requests=None):
     # through its Cluster's own watches.
     return stores.metadata_store(data_dir=config.data_dir, etcd=config.etcd, cluster_id=config.cluster_id,
                                  lease_ttl=config.lease_ttl, watched={"topics"}, etcd_security=stores.EtcdSecurity(
-                                     config.etcd_ca, config.etcd_cert, config.etcd_key, config.etcd_username,
+                                     config.etcd_ca, config.etcd_cert, config.etcd_key, config.etcd_user,
                                      config.etcd_password), requests=requests)
 
 

@@ -30,9 +30,9 @@ PROG_NAME = "kafscale-admin"
               help="PEM client certificate for etcd.")
 @click.option("--etcd-key", envvar="KAFSCALE_ETCD_KEY", show_envvar=True, type=click.Path(dir_okay=False),
               help="PEM private key of --etcd-cert.")
-@click.option("--etcd-username", envvar="KAFSCALE_ETCD_USERNAME", show_envvar=True, help="etcd user.")
+@click.option("--etcd-user", envvar="KAFSCALE_ETCD_USER", show_envvar=True, help="etcd user.")
 @click.option("--etcd-password", envvar="KAFSCALE_ETCD_PASSWORD", show_envvar=True,
-              help="Password of --etcd-username (better given in the environment).")
+              help="Password of --etcd-user (better given in the environment).")
 @click.option("--s3-bucket", envvar="KAFSCALE_S3_BUCKET", show_envvar=True,
               help="The cluster's bucket, instead of the objects under --data-dir.")
 @click.option("--s3-endpoint", envvar="KAFSCALE_S3_ENDPOINT", show_envvar=True,

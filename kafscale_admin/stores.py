@@ -42,10 +42,10 @@ class Location:
     etcd_security: stores.EtcdSecurity = stores.EtcdSecurity()
 
     @classmethod
-    def from_options(cls, etcd_ca=None, etcd_cert=None, etcd_key=None, etcd_username=None, etcd_password=None,
+    def from_options(cls, etcd_ca=None, etcd_cert=None, etcd_key=None, etcd_user=None, etcd_password=None,
                      **options):
         """The Location the command line's options (its parameters' names) describe."""
-        return cls(**options, etcd_security=stores.EtcdSecurity(etcd_ca, etcd_cert, etcd_key, etcd_username,
+        return cls(**options, etcd_security=stores.EtcdSecurity(etcd_ca, etcd_cert, etcd_key, etcd_user,
                                                                  etcd_password))
 
     @property

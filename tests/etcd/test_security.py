@@ -75,5 +75,5 @@ class SecuredEtcdTests(unittest.TestCase):
         _, bootstraps = await start_secure_broker(
             self, None, "--etcd", self.server.endpoint, "--cluster-id", "secure-broker",
             "--etcd-ca", self.ca.ca_file, "--etcd-cert", self.client_cert, "--etcd-key", self.client_key,
-            "--etcd-username", "root", "--etcd-password", "root-secret")
+            "--etcd-user", "root", "--etcd-password", "root-secret")
         self.assertEqual(await in_thread(produce, bootstraps["PLAINTEXT"], "t", [(None, b"x", None, 0)]), [(0, 0)])
