@@ -108,6 +108,13 @@ class Keys:
     def broker(self, node_id):
         return self._key("brokers", node_id)
 
+    def transaction(self, transactional_id):
+        return self._key("transactions", quote(transactional_id, safe=""))
+
+    def transactional_id(self, key):
+        """-> the transactional id of a transaction key."""
+        return unquote(self.relative(key).split("/")[1])
+
     def owner(self, topic, partition):
         return self._key("owners", topic, partition)
 
@@ -193,13 +200,20 @@ def encode_segment(segment):
         value["pos"] = segment.position
     if segment.format != 1:
         value["fmt"] = segment.format
+    # Absent when the entry has no transaction to tell of.
+    if segment.aborted:
+        value["aborted"] = segment.aborted
+    if segment.open:
+        value["open"] = segment.open
     return _json(value)
 
 
 def decode_segment(data):
     value = json.loads(data)
     return SegmentRef(value["base"], value["last"], value["max_timestamp"], value["size"], value["count"],
-                      value["key"], value.get("pos", 0), value.get("fmt", 1))
+                      value["key"], value.get("pos", 0), value.get("fmt", 1),
+                      tuple(tuple(entry) for entry in value.get("aborted", ())),
+                      tuple(tuple(entry) for entry in value.get("open", ())))
 
 
 def encode_group(state):
@@ -219,6 +233,14 @@ def encode_offset(committed):
 def decode_offset(data):
     value = json.loads(data)
     return CommittedOffset(value["offset"], value["leader_epoch"], value["metadata"], value["commit_ms"])
+
+
+def encode_transaction(state):
+    return _json(state)
+
+
+def decode_transaction(data):
+    return json.loads(data)
 
 
 def encode_broker(info):

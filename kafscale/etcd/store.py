@@ -59,6 +59,7 @@ from kafscale.metadata.interfaces import (
     SegmentCommit,
     TopicExists,
     TopicInfo,
+    TransactionConflict,
     UnknownTopic,
     check_continues,
     check_replaces,
@@ -720,6 +721,33 @@ class EtcdMetadataStore(Service):
             name, mechanism = self.keys.user_mechanism(kv.key)
             users.setdefault(name, {})[mechanism] = layout.decode_scram_credential(mechanism, kv.value)
         return users if user is None else users.get(user, {})
+
+    # Transactions: a key's mod revision is its version.
+
+    def load_transaction(self, transactional_id):
+        return self._run(self._load_transaction, transactional_id)
+
+    def save_transaction(self, transactional_id, state, expected_version):
+        return self._run(self._save_transaction, transactional_id, layout.encode_transaction(state), expected_version)
+
+    def transactions(self):
+        return self._run(self._transactions)
+
+    async def _load_transaction(self, transactional_id):
+        kv = await self.client.get(self.keys.transaction(transactional_id))
+        return None if kv is None else (layout.decode_transaction(kv.value), kv.mod_revision)
+
+    async def _save_transaction(self, transactional_id, value, expected_version):
+        key = self.keys.transaction(transactional_id)
+        written = await self.client.txn([Compare.mod_revision(key, "=", expected_version)],
+                                        success=[Op.put(key, value)])
+        if not written.succeeded:
+            raise TransactionConflict(f"transaction {transactional_id!r} is not at version {expected_version}")
+        return written.header_revision
+
+    async def _transactions(self):
+        reply = await self.client.range(self.keys.area("transactions/"), prefix=True)
+        return {self.keys.transactional_id(kv.key): (layout.decode_transaction(kv.value), kv.mod_revision) for kv in reply.kvs}
 
     # Brokers and the session lease
 

@@ -56,6 +56,7 @@ from kafscale.metadata.interfaces import (
     SegmentRef,
     TopicExists,
     TopicInfo,
+    TransactionConflict,
     UnknownTopic,
     check_continues,
     check_replaces,
@@ -65,7 +66,7 @@ from kafscale.metadata.requests import reported
 
 log = logger("kafscale.metadata.embedded")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 SCHEMA = """
 CREATE TABLE topics (
@@ -96,6 +97,7 @@ CREATE TABLE segments (
     key TEXT NOT NULL,
     position INTEGER NOT NULL DEFAULT 0,
     format INTEGER NOT NULL DEFAULT 1,
+    txn TEXT,
     PRIMARY KEY (topic, partition, base_offset)
 ) WITHOUT ROWID;
 CREATE TABLE offsets (
@@ -111,6 +113,11 @@ CREATE TABLE offsets (
 CREATE TABLE groups (
     group_id TEXT PRIMARY KEY,
     state TEXT NOT NULL
+);
+CREATE TABLE transactions (
+    transactional_id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    version INTEGER NOT NULL
 );
 CREATE TABLE brokers (
     node_id INTEGER PRIMARY KEY,
@@ -148,6 +155,12 @@ MIGRATIONS = {
         " stored_key BLOB NOT NULL, server_key BLOB NOT NULL, iterations INTEGER NOT NULL,"
         " PRIMARY KEY (user, mechanism)) WITHOUT ROWID",
     ),
+    # Version 4: transactions, and each entry's part of the aborted-transaction index.
+    3: (
+        "ALTER TABLE segments ADD COLUMN txn TEXT",
+        "CREATE TABLE transactions (transactional_id TEXT PRIMARY KEY, state TEXT NOT NULL,"
+        " version INTEGER NOT NULL)",
+    ),
 }
 
 # A registered broker refreshes its heartbeat this often, and counts as live
@@ -160,9 +173,27 @@ WAL_SIZE_LIMIT = 16 << 20
 # SQLite errors that mean "not now" rather than "never".
 _RETRIABLE_ERRORS = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_IOERR", "SQLITE_FULL", "SQLITE_CANTOPEN")
 
-_SEGMENT_COLUMNS = "base_offset, last_offset, max_timestamp, size, count, key, position, format"
-# The SegmentRef field each of those columns holds: the same names.
+_SEGMENT_COLUMNS = "base_offset, last_offset, max_timestamp, size, count, key, position, format, txn"
 _SEGMENT_FIELDS = tuple(_SEGMENT_COLUMNS.split(", "))
+
+
+def _segment_row(ref):
+    """The column values of ``ref``: txn holds its transaction fields, as
+    JSON, NULL when it has none."""
+    txn = None
+    if ref.aborted or ref.open:
+        txn = json.dumps({"aborted": ref.aborted, "open": ref.open}, separators=(",", ":"))
+    return (ref.base_offset, ref.last_offset, ref.max_timestamp, ref.size, ref.count, ref.key, ref.position,
+            ref.format, txn)
+
+
+def _segment_of_row(row):
+    *fields, txn = row
+    if txn is None:
+        return SegmentRef(*fields)
+    value = json.loads(txn)
+    return SegmentRef(*fields, tuple(tuple(entry) for entry in value["aborted"]),
+                      tuple(tuple(entry) for entry in value["open"]))
 
 
 @implementer(IMetadataStore, IScramCredentialStore)
@@ -304,6 +335,17 @@ class EmbeddedMetadataStore(Service):
 
     def delete_group(self, group_id):
         return self._write(self._delete_group, group_id)
+
+    # Transactions
+
+    def load_transaction(self, transactional_id):
+        return self._read(self._load_transaction, transactional_id)
+
+    def save_transaction(self, transactional_id, state, expected_version):
+        return self._write(self._save_transaction, transactional_id, json.dumps(state), expected_version)
+
+    def transactions(self):
+        return self._read(self._transactions)
 
     # Brokers
 
@@ -545,7 +587,7 @@ class EmbeddedMetadataStore(Service):
             segments = cached[1]
         else:
             segments = Manifest(
-                SegmentRef(*segment)
+                _segment_of_row(segment)
                 for segment in db.execute(
                     f"SELECT {_SEGMENT_COLUMNS} FROM segments"
                     " WHERE topic = ? AND partition = ? ORDER BY base_offset",
@@ -594,7 +636,7 @@ class EmbeddedMetadataStore(Service):
         db.executemany(
             f"INSERT INTO segments (topic, partition, {_SEGMENT_COLUMNS})"
             f" VALUES (?, ?, {', '.join('?' * len(_SEGMENT_FIELDS))})",
-            [(topic, partition, *(getattr(ref, name) for name in _SEGMENT_FIELDS)) for ref in refs],
+            [(topic, partition, *_segment_row(ref)) for ref in refs],
         )
 
     def _replace_segments(self, db, topic, partition, epoch, old, new):
@@ -692,6 +734,25 @@ class EmbeddedMetadataStore(Service):
         for name, mechanism, *rest in rows:
             users.setdefault(name, {})[mechanism] = ScramCredential(mechanism, *rest)
         return users if user is None else users.get(user, {})
+
+    def _load_transaction(self, db, transactional_id):
+        row = db.execute("SELECT state, version FROM transactions WHERE transactional_id = ?",
+                         (transactional_id,)).fetchone()
+        return None if row is None else (json.loads(row[0]), row[1])
+
+    def _save_transaction(self, db, transactional_id, state, expected_version):
+        row = db.execute("SELECT version FROM transactions WHERE transactional_id = ?",
+                         (transactional_id,)).fetchone()
+        version = 0 if row is None else row[0]
+        if version != expected_version:
+            raise TransactionConflict(f"transaction {transactional_id!r} is at version {version},"
+                                      f" not {expected_version}")
+        db.execute("INSERT OR REPLACE INTO transactions VALUES (?, ?, ?)", (transactional_id, state, version + 1))
+        return version + 1
+
+    def _transactions(self, db):
+        rows = db.execute("SELECT transactional_id, state, version FROM transactions")
+        return {transactional_id: (json.loads(state), version) for transactional_id, state, version in rows}
 
     def _register_broker(self, db, info, now_ms):
         db.execute(

@@ -66,6 +66,17 @@ class SegmentRef:
     """1: the object is this partition's segment alone (position 0, with an
     ``.index`` beside it); 2: a slice of a multi-partition object that other
     partitions' entries may name too (kafscale.storage.object_format)."""
+    aborted: tuple[tuple[int, int, int], ...] = ()
+    """The aborted-transaction index of this entry: (producer id, first
+    offset, offset of the ABORT marker) of each transaction whose ABORT
+    marker is in this entry. Whoever replaces entries (a merge, compaction)
+    carries the union of the replaced entries' ``aborted`` into the new
+    ones, so read_committed readers keep skipping aborted records."""
+    open: tuple[tuple[int, int], ...] = ()
+    """The transactions open at the end of this entry: (producer id, first
+    offset), by producer id. A new owner takes them from the last entry;
+    the last stable offset is the least first offset. A replacement carries
+    the last replaced entry's ``open``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,6 +286,11 @@ class ManifestChanged(MetadataError):
         self.partition = partition
 
 
+class TransactionConflict(MetadataError):
+    """A transaction's state changed since the version the writer read (or
+    exists where the writer expected none). Nothing was written."""
+
+
 class MetadataUnavailable(MetadataError):
     """The store cannot be reached, is locked by another writer, or is
     stopped: retry later. A write that timed out may still have been applied,
@@ -392,6 +408,18 @@ class IMetadataStore(Interface):
 
     def delete_group(group_id):
         """Remove the group's state and offsets. -> True if there was any."""
+
+    def load_transaction(transactional_id):
+        """-> (state, version) of the transactional id's last saved state
+        (a JSON-able dict), or None when it has none."""
+
+    def save_transaction(transactional_id, state, expected_version):
+        """Replace the transactional id's state with ``state`` (a JSON-able
+        dict) if its version is ``expected_version`` (0: it has none yet).
+        -> the new version. Raises TransactionConflict otherwise."""
+
+    def transactions():
+        """-> dict of transactional id to (state, version), every one."""
 
     def register_broker(info):
         """Announce a live broker (a BrokerInfo), replacing any registration

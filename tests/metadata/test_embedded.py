@@ -212,6 +212,7 @@ os.kill(os.getpid(), signal.SIGKILL)
             DROP TABLE segments;
             ALTER TABLE old RENAME TO segments;
             DROP TABLE scram_credentials;
+            DROP TABLE transactions;
             PRAGMA user_version=1;
             COMMIT;
         """)
@@ -224,6 +225,7 @@ os.kill(os.getpid(), signal.SIGKILL)
         self.assertEqual(state.segments, (segment(0, 9), entry))
         db = sqlite3.connect(self.path)
         self.addCleanup(db.close)
-        self.assertEqual(db.execute("PRAGMA user_version").fetchone(), (3,))
+        self.assertEqual(db.execute("PRAGMA user_version").fetchone(), (4,))
         self.assertEqual(await reopened.scram_credentials(), {})
+        self.assertEqual(await reopened.transactions(), {})
 

@@ -7,6 +7,8 @@ store stands for a second broker, or the admin CLI, or the same broker after
 a restart), and stops the store at cleanup unless the test already did.
 """
 
+from dataclasses import replace
+
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredList
 from zope.interface.verify import verifyObject
@@ -25,6 +27,7 @@ from kafscale.metadata.interfaces import (
     SegmentCommit,
     SegmentRef,
     TopicExists,
+    TransactionConflict,
     UnknownTopic,
 )
 
@@ -327,6 +330,17 @@ class MetadataStoreContract:
         other = await self.make_store()
         self.assertEqual((await other.partition_state("events", 0)).segments, (entry,))
 
+    async def test_entries_keep_their_transactions(self):
+        store = await self.make_store()
+        await self.claimed_topic(store)
+        entry = replace(shared_slice(0, 9, position=0), aborted=((7, 2, 5), (8, 0, 9)), open=((9, 6),))
+        plain = segment(10, 19)
+        await store.commit_segment("events", 0, 1, 0, entry)
+        committed = await store.commit_segment("events", 0, 1, 10, plain)
+        self.assertEqual(committed.segments, (entry, plain))
+        other = await self.make_store()
+        self.assertEqual((await other.partition_state("events", 0)).segments, (entry, plain))
+
     async def test_commit_segments(self):
         store = await self.make_store()
         await store.create_topic("events", 3)
@@ -544,6 +558,22 @@ class MetadataStoreContract:
         self.assertEqual((await store.load_group("readers"))["generation"], 3)
         await store.save_group("readers", state)
         self.assertEqual(await store.load_group("readers"), state)
+
+    async def test_transaction_state(self):
+        store = await self.make_store()
+        self.assertIsNone(await store.load_transaction("tx-1"))
+        state = {"producer_id": 5, "producer_epoch": 0, "state": "Empty", "partitions": [["events", 0]]}
+        first = await store.save_transaction("tx-1", state, 0)
+        with self.assertRaises(TransactionConflict):
+            await store.save_transaction("tx-1", state, 0)
+        second = await store.save_transaction("tx-1", {**state, "state": "Ongoing"}, first)
+        self.assertNotEqual(first, second)
+        with self.assertRaises(TransactionConflict):
+            await store.save_transaction("tx-1", state, first)
+        other = await self.make_store()
+        self.assertEqual(await other.load_transaction("tx-1"), ({**state, "state": "Ongoing"}, second))
+        await store.save_transaction("tx/2", state, 0)
+        self.assertEqual(sorted(await other.transactions()), ["tx-1", "tx/2"])
 
     async def test_group_state_must_be_json(self):
         store = await self.make_store()
