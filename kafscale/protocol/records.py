@@ -494,3 +494,42 @@ def _decode_errors():
 
 
 _DECODE_ERRORS = _decode_errors()
+
+
+# Control batches: the COMMIT and ABORT markers that end a transaction in
+# each of its partitions. One record whose key is (version 0, type) and
+# whose value is (version 0, coordinator epoch), as Kafka writes them.
+
+CONTROL_ABORT = 0
+CONTROL_COMMIT = 1
+_CONTROL_KEY = struct.Struct(">hh")
+_CONTROL_VALUE = struct.Struct(">hi")
+
+
+def _zigzag(value: int) -> bytes:
+    value = (value << 1) ^ (value >> 63)
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def control_batch(producer_id: int, producer_epoch: int, commit: bool, coordinator_epoch: int,
+                  timestamp_ms: int) -> bytes:
+    """A transaction marker for ``producer_id`` at ``producer_epoch``, as a
+    batch at offset 0 (offsets are assigned when it is flushed)."""
+    key = _CONTROL_KEY.pack(0, CONTROL_COMMIT if commit else CONTROL_ABORT)
+    value = _CONTROL_VALUE.pack(0, coordinator_epoch)
+    body = (b"\x00" + _zigzag(0) + _zigzag(0) + _zigzag(len(key)) + key + _zigzag(len(value)) + value
+            + _zigzag(0))
+    record = _zigzag(len(body)) + body
+    attributes = _TRANSACTIONAL_MASK | _CONTROL_MASK
+    header = BATCH_HEADER.pack(0, BATCH_HEADER_SIZE - LOG_OVERHEAD + len(record), 0, MAGIC, 0, attributes, 0,
+                               timestamp_ms, timestamp_ms, producer_id, producer_epoch, -1, 1)
+    batch = bytearray(header + record)
+    crc = crc32c(bytes(batch[_ATTRIBUTES_POSITION:]))
+    struct.pack_into(">I", batch, _ATTRIBUTES_POSITION - 4, crc)
+    return bytes(batch)
+

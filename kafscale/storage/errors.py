@@ -52,3 +52,9 @@ class CommitFailed(PartitionError):
 class LogStartContended(PartitionError):
     """Moving the log start kept losing the race with the partition's own
     commits; it may be retried."""
+
+
+class TransactionNotVerified(PartitionError):
+    """A transactional batch for a producer that has no verified ongoing
+    transaction holding this partition (KIP-890): written, it could hang
+    the partition's last stable offset or join the wrong transaction."""

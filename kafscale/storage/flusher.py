@@ -224,7 +224,7 @@ class Flusher(Service):
                 batches.log.failed(batches, error)
             return
         refs = [SegmentRef(entry.base_offset, entry.last_offset, entry.max_timestamp, entry.size, entry.count,
-                           key, entry.position, FORMAT) for entry in directory]
+                           key, entry.position, FORMAT, t.aborted, t.open) for t, entry in zip(taken, directory)]
         commits = [SegmentCommit(t.log.topic, t.log.partition, t.leader_epoch, t.base_offset, ref)
                    for t, ref in zip(taken, refs)]
         uploaded = time.monotonic()

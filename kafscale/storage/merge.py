@@ -202,7 +202,10 @@ class Merger:
             raise CorruptSegment(refs[0].key, f"merged inputs hold offsets {base}-{info.last_offset},"
                                               f" the manifest says {base}-{refs[-1].last_offset}")
         key = merged_key(partition_log.topic, partition_log.topic_id, partition_log.partition, base, epoch)
-        merged = SegmentRef(base, info.last_offset, info.max_timestamp, info.size, info.count, key)
+        # The aborted-transaction index and the open transactions stay with
+        # the offsets they describe.
+        merged = SegmentRef(base, info.last_offset, info.max_timestamp, info.size, info.count, key,
+                            aborted=tuple(entry for ref in refs for entry in ref.aborted), open=refs[-1].open)
         # The index goes first: a committed merged segment always has one.
         await self.pacer.wait(len(index))
         await partition_log.objects.put(index_key(key), index)

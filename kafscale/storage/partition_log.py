@@ -12,7 +12,7 @@ from twisted.internet.threads import deferToThread
 
 from kafscale.log import logger
 from kafscale.metadata.interfaces import Fenced, MetadataError
-from kafscale.protocol.records import assign_offsets, iter_batches, iter_records
+from kafscale.protocol.records import assign_offsets, control_batch, iter_batches, iter_records
 from kafscale.storage.errors import (
     CommitFailed,
     InvalidBatch,
@@ -23,9 +23,11 @@ from kafscale.storage.errors import (
     PartitionError,
     StaleLeaderEpoch,
     StorageUnavailable,
+    TransactionNotVerified,
 )
 from kafscale.storage.interfaces import ObjectNotFound, ObjectStoreError
 from kafscale.storage.producer_state import ProducerStates
+from kafscale.storage.transactions import AbortedIndex, Marker, last_stable_offset, open_transactions, slice_transactions
 from kafscale.storage.segment import (
     CorruptSegment,
     index_key,
@@ -124,9 +126,9 @@ class BufferBudget:
 
 class _Append:
     __slots__ = ("blob", "batches", "size", "done", "on_failure", "base_offset", "sequence", "reserved", "admitted",
-                 "appended")
+                 "appended", "marker")
 
-    def __init__(self, blob, batches, on_failure):
+    def __init__(self, blob, batches, on_failure, marker=None):
         self.appended = time.monotonic()
         """When it was appended, for the append-to-acknowledgement latency."""
         self.blob = blob
@@ -141,6 +143,8 @@ class _Append:
         """Whether its size is counted in the buffers (False while held)."""
         self.admitted = None
         """Deferreds waiting for it to leave the held batches."""
+        self.marker = marker
+        """The Marker of a transaction marker's control batch."""
 
 
 class TakenBatches(NamedTuple):
@@ -152,6 +156,9 @@ class TakenBatches(NamedTuple):
     """The entries' blobs with their offsets assigned."""
     base_offset: int
     leader_epoch: int
+    aborted: tuple = ()
+    open: tuple = ()
+    """The slice's SegmentRef.aborted and .open."""
 
 
 class PartitionLog:
@@ -215,6 +222,14 @@ class PartitionLog:
         # A commit failed without telling whether it landed: re-read the
         # committed state before writing again.
         self._in_doubt = False
+        # Producer id -> epoch of the producers whose ongoing transaction
+        # its coordinator confirmed holds this partition (KIP-890): their
+        # transactional batches are admitted until their marker is buffered.
+        self._verified = {}
+        # Producer id -> how many markers were buffered for it: a
+        # verification that began before a marker does not count after it.
+        self._marker_counts = {}
+        self._aborted = None  # AbortedIndex, built on the first read_committed fetch
 
     # -- state ---------------------------------------------------------
 
@@ -289,6 +304,10 @@ class PartitionLog:
         idempotent = any(batch.producer_id >= 0 for batch in batches)
         if idempotent and len(batches) != 1:
             raise InvalidBatch("a batch with a producer id must come alone")
+        for batch in batches:
+            if batch.is_transactional and self._verified.get(batch.producer_id) != batch.producer_epoch:
+                raise TransactionNotVerified(f"producer {batch.producer_id} has no verified transaction"
+                                             f" in {self.topic}-{self.partition}")
         entry = _Append(blob, batches, on_failure)
         if self._held or not self._fits(entry.size):
             self._hold(entry)
@@ -369,9 +388,83 @@ class PartitionLog:
         self._pending.append(entry)
         self.flusher.added(self, entry.size)
 
+    # -- transactions ----------------------------------------------------
+
+    @property
+    def last_stable_offset(self):
+        return last_stable_offset(self.state)
+
+    def verification_token(self, producer_id):
+        """-> what :meth:`admit_transaction` checks, taken before asking the
+        coordinator whether the producer's transaction holds this partition."""
+        return self._marker_counts.get(producer_id, 0)
+
+    def admit_transaction(self, producer_id, producer_epoch, token):
+        """The coordinator confirmed that ``producer_id`` at
+        ``producer_epoch`` has an ongoing transaction holding this
+        partition: admit its transactional batches until its marker. ->
+        False, admitting nothing, when a marker for it was buffered since
+        ``token`` was taken (the transaction the answer spoke of may be over)."""
+        if self._marker_counts.get(producer_id, 0) != token:
+            return False
+        self._verified[producer_id] = producer_epoch
+        return True
+
+    def is_admitted(self, producer_id, producer_epoch):
+        """Whether transactional batches of the producer are admitted now."""
+        return self._verified.get(producer_id) == producer_epoch
+
+    def write_marker(self, producer_id, producer_epoch, commit, coordinator_epoch=0):
+        """Append a COMMIT (``commit``) or ABORT marker for the producer's
+        transaction, through the same buffer, flush and fenced commit as
+        data. -> Deferred firing with its offset once committed; fails with
+        StaleProducerEpoch when the partition knows a newer epoch of the
+        producer, or with a PartitionError as appends do."""
+        if self._closed:
+            raise NotOwner(f"{self.topic}-{self.partition} is not owned here")
+        if not self.holder.may_append(self.topic, self.partition):
+            raise NotOwner(f"{self.topic}-{self.partition}: this broker's hold on it is in doubt")
+        blob = control_batch(producer_id, producer_epoch, commit, coordinator_epoch, self._now_ms())
+        entry = _Append(blob, list(iter_batches(blob)), None, Marker(producer_id, producer_epoch, commit))
+        # No transactional batch of this producer is admitted past its marker.
+        self._verified.pop(producer_id, None)
+        self._marker_counts[producer_id] = self._marker_counts.get(producer_id, 0) + 1
+        # Never held for room: ending transactions is what frees it.
+        self.budget.add(entry.size)
+        self._take_in(entry)
+        return entry.done
+
+    async def active_producers(self):
+        """-> [(producer id, epoch, last sequence, last seen ms, first
+        offset of its open transaction or -1)] of the producers this
+        partition knows."""
+        if self._closed:
+            raise NotOwner(f"{self.topic}-{self.partition} is not owned here")
+        if self._producers is None:
+            if self._loading_producers is None:
+                self._loading_producers = Deferred.fromCoroutine(self._load_producers())
+                self._loading_producers.addBoth(self._producers_loaded)
+            loading = Deferred()
+            self._loading_producers.addBoth(lambda result: (loading.callback(None), result)[1])
+            await loading
+            if self._producers is None:
+                raise StorageUnavailable(f"{self.topic}-{self.partition}: producer state unreadable")
+        open_ = open_transactions(self.state)
+        return [(*entry, open_.get(entry[0], -1)) for entry in self._producers.summary()]
+
+    def aborted_transactions(self, first, last):
+        """-> [(producer id, first offset)] of the aborted transactions with
+        records in ``[first, last]``, for a read_committed Fetch."""
+        if self._aborted is None:
+            self._aborted = AbortedIndex(self.state.segments)
+        return self._aborted.overlapping(first, last)
+
     def _admit(self, entry):
         """Buffer an idempotent producer's batch, unless it repeats an
         earlier one or breaks the producer's sequence."""
+        if entry.marker is not None:
+            self._admit_marker(entry)
+            return
         batch = entry.batches[0]
         original = self._producers.original(batch)
         if original is None:
@@ -385,6 +478,19 @@ class PartitionLog:
             return
         self._unreserve(entry)
         original.chainDeferred(entry.done)
+
+    def _admit_marker(self, entry):
+        marker = entry.marker
+        known = self._producers.epoch(marker.producer_id)
+        if known is not None and known > marker.producer_epoch:
+            self._unreserve(entry)
+            entry.done.errback(StaleProducerEpoch(
+                f"marker for producer {marker.producer_id} epoch {marker.producer_epoch}, which is older than {known}"))
+            return
+        # A marker at a newer epoch (the coordinator fencing a producer)
+        # refuses the older epoch's batches from here on.
+        self._producers.fence(marker.producer_id, marker.producer_epoch, self._now_ms())
+        self._buffer(entry)
 
     def _unreserve(self, entry):
         entry.reserved = False
@@ -453,6 +559,7 @@ class PartitionLog:
             segments = [await self._segment(ref) for ref in landed]
             _load_segments(self._producers, segments, self._now_ms())
         self._set_state(current)
+        self._aborted = None
         self._in_doubt = False
         return landed
 
@@ -512,14 +619,28 @@ class PartitionLog:
         state = self.state
         offset = state.next_offset
         blobs = []
+        items = []
         for entry in entries:
             entry.base_offset = offset
+            if entry.marker is not None:
+                items.append((offset, entry.marker))
+            else:
+                batch_offset = offset
+                for batch in entry.batches:
+                    if batch.is_transactional:
+                        items.append((batch_offset, batch))
+                    batch_offset += batch.last_offset_delta + 1
             patched, offset = assign_offsets(entry.blob, entry.batches, offset, state.leader_epoch)
             blobs.append(patched)
-        taken = TakenBatches(self, entries, blobs, state.next_offset, state.leader_epoch)
+        aborted, open_ = slice_transactions(state, items) if items or self._has_open(state) else ((), ())
+        taken = TakenBatches(self, entries, blobs, state.next_offset, state.leader_epoch, aborted, open_)
         # Room in the buffer: the appends held for it come in behind.
         self._admit_held()
         return taken
+
+    @staticmethod
+    def _has_open(state):
+        return bool(state.segments) and bool(state.segments[-1].open)
 
     def _take_all(self):
         """Take every buffered and held append out. -> those entries, in
@@ -535,6 +656,11 @@ class PartitionLog:
     def committed(self, taken, state, segment):
         """The flush carrying ``taken`` stored it as ``segment`` (a verified
         Segment) and committed ``state``: answer its producers."""
+        if self._aborted is not None:
+            if taken.aborted and self.state.next_offset == taken.base_offset:
+                self._aborted.add(taken.aborted)
+            elif taken.aborted:
+                self._aborted = None
         self._set_state(state)
         self.cache.put(segment)
         now_ms = self._now_ms()
@@ -717,10 +843,16 @@ class PartitionLog:
         if not state.log_start_offset <= offset <= state.next_offset:
             raise OffsetOutOfRange(f"offset {offset} outside {state.log_start_offset}..{state.next_offset}")
 
-    async def read(self, offset, max_bytes, min_one=True):
+    async def read(self, offset, max_bytes, min_one=True, max_offset=None):
         """Whole committed batches from the one holding ``offset``, across
         as many segments as ``max_bytes`` allows: a bytes-like object, empty
-        at the high watermark."""
+        at the high watermark. ``max_offset``: only batches below it (the
+        last stable offset, for read_committed)."""
+        if max_offset is not None and max_offset < self.state.next_offset:
+            self.check_offset(offset)
+            if offset >= max_offset:
+                return b""
+            return _below(await self.read(offset, max_bytes, min_one), max_offset)
         state = self.state
         try:
             return await self._read(offset, max_bytes, min_one)
@@ -842,6 +974,14 @@ class PartitionLog:
         # never on the reactor.
         return await deferToThread(_first_record_in, segment.batches, self.state.log_start_offset,
                                    record_matches, batch_may_match)
+
+
+def _below(data, limit):
+    """The batches of ``data`` that start below offset ``limit``."""
+    for batch in iter_batches(data, verify_crc=False):
+        if batch.base_offset >= limit:
+            return data[:batch.position]
+    return data
 
 
 def _first_record_in(batches, start, record_matches, batch_may_match):

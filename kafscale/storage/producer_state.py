@@ -190,6 +190,11 @@ class ProducerStates:
         for batch in iter_batches(blob, verify_crc=False, compacted=True):
             if batch.producer_id < 0:
                 continue
+            if batch.is_control:
+                # A transaction marker carries no sequence; at a newer epoch
+                # it fenced the older one.
+                self.fence(batch.producer_id, batch.producer_epoch, now_ms)
+                continue
             producer = self._producers.get(batch.producer_id)
             if producer is None or batch.producer_epoch > producer.epoch:
                 producer = _Producer(batch.producer_id, batch.producer_epoch, now_ms)
@@ -198,6 +203,20 @@ class ProducerStates:
                 continue
             producer.remember(batch.base_sequence, last_sequence(batch), batch.base_offset)
             producer.last_seen_ms = now_ms
+
+    def summary(self):
+        """-> [(producer id, epoch, last sequence or -1, last seen ms)]."""
+        return [(p.producer_id, p.epoch, -1 if p.last_sequence() is None else p.last_sequence(), p.last_seen_ms)
+                for p in self._producers.values()]
+
+    def fence(self, producer_id, epoch, now_ms):
+        """A transaction marker of ``producer_id`` at ``epoch``: from a newer
+        epoch than known, the producer's older epochs are refused from here
+        on, and the new one starts at sequence 0."""
+        producer = self._producers.get(producer_id)
+        if producer is None or epoch > producer.epoch:
+            producer = self._producers[producer_id] = _Producer(producer_id, epoch, now_ms)
+        producer.last_seen_ms = now_ms
 
     def _expire(self, now_ms):
         # A sweep visits every producer: run it a few times per expiration period.

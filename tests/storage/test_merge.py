@@ -184,6 +184,26 @@ class MergeTests(unittest.TestCase):
         self.cache.discard(merged)
         self.assertEqual(await self.read_all(), before + [(40, 2)])
 
+    async def test_merge_keeps_the_transactions(self):
+        # Producer 7 aborts a transaction, producer 8 leaves one open.
+        for producer_id, value in ((7, b"aborted"), (8, b"open")):
+            blob = build_batch([(None, value, [])], producer=(producer_id, 0, 0), transactional=True)
+            self.assertTrue(self.log.admit_transaction(producer_id, 0, self.log.verification_token(producer_id)))
+            await self.log.append(blob, list(iter_batches(blob)))
+        await self.log.write_marker(7, 0, commit=False)
+        await self.append(1)
+        before = (self.log.last_stable_offset, self.log.aborted_transactions(0, 10))
+        self.assertEqual(before, (1, [(7, 0)]))
+        await self.service.run_once()
+        [merged] = self.log.state.segments
+        self.assertEqual((merged.aborted, merged.open), (((7, 0, 2),), ((8, 1),)))
+        # A new owner knows them from the manifest alone.
+        state = await self.store.claim_partition("t", 0, self.log.leader_epoch)
+        successor = PartitionLog(state, topic_id=self.topic.topic_id, metadata=self.store, objects=self.objects,
+                                 cache=self.cache, budget=BufferBudget(64 << 20), settings=LogSettings(),
+                                 reactor=reactor, holder=RecordingHolder(), flusher=self.log.flusher)
+        self.assertEqual((successor.last_stable_offset, successor.aborted_transactions(0, 10)), before)
+
     async def test_merged_segments_merge_again_and_retention_drops_them(self):
         await self.append(4)
         await self.service.run_once()

@@ -10,12 +10,13 @@ def build_batch(
     compression=Compression.NONE,
     first_timestamp=1_700_000_000_000,
     producer=(-1, -1, -1),
+    transactional=False,
 ):
     """One batch encoded by kafka-python; ``records`` are (key, value, headers)."""
     builder = DefaultRecordBatchBuilder(
         magic=2,
         compression_type=compression,
-        is_transactional=False,
+        is_transactional=transactional,
         producer_id=producer[0],
         producer_epoch=producer[1],
         base_sequence=producer[2],
