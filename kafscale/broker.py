@@ -4,7 +4,10 @@ from twisted.application.service import MultiService
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.task import deferLater
 
+from kafscale.coordinator.broker_client import BrokerClient
 from kafscale.coordinator.coordinator import GroupCoordinator
+from kafscale.coordinator.markers import MarkerWriter
+from kafscale.coordinator.transactions import TransactionCoordinator
 from kafscale.log import logger
 from kafscale.metadata.interfaces import MetadataUnavailable
 from kafscale.partition_logs import PartitionLogs
@@ -73,6 +76,15 @@ class Broker(MultiService):
         ), clock=reactor).setServiceParent(self)
         self.groups = GroupCoordinator(metadata, view, config, reactor)
         self.groups.setServiceParent(self)
+        self.transactions = None
+        self._broker_client = None
+        if config.transactions:
+            self._broker_client = BrokerClient(reactor)
+            markers = MarkerWriter(self.logs, self.topics, view, self._broker_client)
+            self.transactions = TransactionCoordinator(
+                metadata, view, markers, reactor, max_timeout_ms=config.transaction_max_timeout_ms,
+                check_interval_ms=config.transaction_check_interval_ms)
+            self.transactions.setServiceParent(self)
         self._joined = False
         self._ready = False
         self._opening = None
@@ -138,3 +150,5 @@ class Broker(MultiService):
             await self.view.leave()
         await self._reconciler.hand_over_all()
         await super().stopService()
+        if self._broker_client is not None:
+            self._broker_client.close()

@@ -113,3 +113,11 @@ class BrokerConfig:
     # per-group series (lag, members) exported
     group_lag_interval_ms: int = 10000
     max_group_series: int = 1000
+    # Transactions (kafscale.coordinator.transactions): whether they are
+    # served (off: the transaction APIs are not advertised and transactional
+    # producers are refused at once); the longest timeout a producer may ask
+    # for (Kafka's transaction.max.timeout.ms), and how often expired and
+    # unfinished transactions are looked for.
+    transactions: bool = True
+    transaction_max_timeout_ms: int = 900000
+    transaction_check_interval_ms: int = 1000

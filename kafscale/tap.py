@@ -167,6 +167,12 @@ class Options(usage.Options):
          "Longest session timeout a group member may ask for.", int),
         ("offset-metadata-max-bytes", None, _DEFAULTS.offset_metadata_max_bytes,
          "Largest metadata string stored with a committed offset.", int),
+        ("transactions", None, _DEFAULTS.transactions,
+         "Serve transactions (false: transactional producers are refused at once).", _boolean),
+        ("transaction-max-timeout-ms", None, _DEFAULTS.transaction_max_timeout_ms,
+         "Longest transaction timeout a producer may ask for (Kafka's transaction.max.timeout.ms).", int),
+        ("transaction-check-interval-ms", None, _DEFAULTS.transaction_check_interval_ms,
+         "How often transactions past their timeout, or left unfinished by a crash, are looked for.", int),
     ]
     optParameters = [
         [name, short, None, f"{text} [env {_variable(name)}, default {default}]"]

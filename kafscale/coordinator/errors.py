@@ -58,3 +58,26 @@ class GroupNotFound(GroupError):
 
 class GroupNotEmpty(GroupError):
     """The group still has members."""
+
+
+class ConcurrentTransactions(GroupError):
+    """The transactional id's previous transaction is still being completed:
+    retry shortly."""
+
+
+class ProducerFenced(GroupError):
+    """A newer producer with the same transactional id (a higher epoch) has
+    taken over: this one is a zombie."""
+
+
+class InvalidProducerIdMapping(GroupError):
+    """The producer id is not the transactional id's current one."""
+
+
+class InvalidTxnState(GroupError):
+    """The request does not fit the transaction's state (say, a commit of a
+    transaction that was aborted)."""
+
+
+class InvalidTransactionTimeout(GroupError):
+    """The transaction timeout lies outside the broker's bounds."""

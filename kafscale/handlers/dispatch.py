@@ -10,8 +10,11 @@ from twisted.internet.interfaces import IReactorTime
 
 from kafscale.config import BrokerConfig
 from kafscale.coordinator.coordinator import GroupCoordinator
+from kafscale.coordinator.transactions import TransactionCoordinator
 
 from kafscale.handlers import (
+    add_offsets_to_txn,
+    add_partitions_to_txn,
     alter_configs,
     alter_user_scram_credentials,
     api_versions,
@@ -23,7 +26,10 @@ from kafscale.handlers import (
     describe_cluster,
     describe_configs,
     describe_groups,
+    describe_producers,
+    describe_transactions,
     describe_user_scram_credentials,
+    end_txn,
     fetch,
     find_coordinator,
     heartbeat,
@@ -33,6 +39,7 @@ from kafscale.handlers import (
     leave_group,
     list_groups,
     list_offsets,
+    list_transactions,
     metadata,
     offset_commit,
     offset_fetch,
@@ -41,6 +48,8 @@ from kafscale.handlers import (
     sasl_authenticate,
     sasl_handshake,
     sync_group,
+    txn_offset_commit,
+    write_txn_markers,
 )
 from kafscale.metadata.interfaces import IScramCredentialStore
 from kafscale.metadata.view import IClusterView
@@ -81,6 +90,7 @@ class Request:
     # Takes nothing more from the client, and closes its connection once
     # the requests under way are answered.
     close_when_answered: Callable[[], None] = lambda: None
+    transactions: TransactionCoordinator | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,8 +145,38 @@ HANDLERS: dict[int, Handler] = {
 # ApiVersions answers from the table it belongs to.
 HANDLERS[ApiKey.API_VERSIONS] = Handler(ApiKey.API_VERSIONS, 0, 4, api_versions.answering_from(HANDLERS))
 
+TRANSACTION_HANDLERS: dict[int, Handler] = {
+    handler.api_key: handler
+    for handler in (
+        Handler(ApiKey.ADD_PARTITIONS_TO_TXN, 0, 5, add_partitions_to_txn.handle),
+        Handler(ApiKey.ADD_OFFSETS_TO_TXN, 0, 4, add_offsets_to_txn.handle),
+        Handler(ApiKey.END_TXN, 0, 4, end_txn.handle),
+        Handler(ApiKey.WRITE_TXN_MARKERS, 1, 1, write_txn_markers.handle),
+        Handler(ApiKey.TXN_OFFSET_COMMIT, 0, 5, txn_offset_commit.handle),
+        Handler(ApiKey.DESCRIBE_PRODUCERS, 0, 0, describe_producers.handle),
+        Handler(ApiKey.DESCRIBE_TRANSACTIONS, 0, 0, describe_transactions.handle),
+        Handler(ApiKey.LIST_TRANSACTIONS, 0, 1, list_transactions.handle),
+    )
+}
+"""The transaction APIs, served unless a broker is run without transactions
+(BrokerConfig.transactions)."""
 
-def unsupported_version_response(correlation_id):
+_WITH_TRANSACTIONS: dict[int, Handler] = {}
+
+
+def handlers_for(config):
+    """The dispatch table of a broker with ``config`` (None: the plain one)."""
+    if config is None or not config.transactions:
+        return HANDLERS
+    if not _WITH_TRANSACTIONS:
+        _WITH_TRANSACTIONS.update(HANDLERS)
+        _WITH_TRANSACTIONS.update(TRANSACTION_HANDLERS)
+        _WITH_TRANSACTIONS[ApiKey.API_VERSIONS] = Handler(ApiKey.API_VERSIONS, 0, 4,
+                                                          api_versions.answering_from(_WITH_TRANSACTIONS))
+    return _WITH_TRANSACTIONS
+
+
+def unsupported_version_response(correlation_id, handlers=HANDLERS):
     """The encoded answer to an ApiVersions request at a version not in the
     table (see :func:`api_versions.unsupported_version_response`)."""
-    return api_versions.unsupported_version_response(HANDLERS, correlation_id)
+    return api_versions.unsupported_version_response(handlers, correlation_id)

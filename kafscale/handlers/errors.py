@@ -64,6 +64,12 @@ _CODES = [
     (group.FencedInstance, ErrorCode.FENCED_INSTANCE_ID),
     (group.GroupNotFound, ErrorCode.GROUP_ID_NOT_FOUND),
     (group.GroupNotEmpty, ErrorCode.NON_EMPTY_GROUP),
+    (group.ConcurrentTransactions, ErrorCode.CONCURRENT_TRANSACTIONS),
+    (group.ProducerFenced, ErrorCode.PRODUCER_FENCED),
+    (group.InvalidProducerIdMapping, ErrorCode.INVALID_PRODUCER_ID_MAPPING),
+    (group.InvalidTxnState, ErrorCode.INVALID_TXN_STATE),
+    (group.InvalidTransactionTimeout, ErrorCode.INVALID_TRANSACTION_TIMEOUT),
+    (storage.TransactionNotVerified, ErrorCode.INVALID_TXN_STATE),
     # topics
     (TopicExists, ErrorCode.TOPIC_ALREADY_EXISTS),
     (UnknownTopic, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION),

@@ -10,9 +10,8 @@ followers only; v18 adds the high watermark of KIP-1166, unused here.
 
 Departures from Kafka: no fetch sessions are handed out (session id 0
 always, FETCH_SESSION_ID_NOT_FOUND for any other); no preferred read
-replica; read_committed and read_uncommitted see the same records, since
-there are no transactions and nothing above the high watermark is ever
-readable. A partition whose object store read fails answers
+replica. read_committed reads stop at the last stable offset and carry the
+aborted transactions of the range (kafscale.storage.transactions). A partition whose object store read fails answers
 KAFKA_STORAGE_ERROR. The broker caps what one fetch answers
 (``fetch_max_bytes``, Kafka's fetch.max.bytes) and how long it waits
 (``fetch_max_wait_ms``) whatever the request asks; a parked fetch re-reads
@@ -41,7 +40,7 @@ async def handle(request):
         # This broker never hands out fetch sessions (v7+), so none can be named.
         return {"error_code": ErrorCode.FETCH_SESSION_ID_NOT_FOUND, "session_id": 0, "responses": []}
     config = request.config
-    reading = _Reading(min(body["max_bytes"], config.fetch_max_bytes))
+    reading = _Reading(min(body["max_bytes"], config.fetch_max_bytes), body["isolation_level"] == READ_COMMITTED)
     deadline = request.clock.seconds() + min(body["max_wait_ms"], config.fetch_max_wait_ms) / 1000
     _prefetch(request, body["topics"], reading.max_bytes)
     blank = {
@@ -86,8 +85,11 @@ class _Reading:
     """The answer under way: every partition read once, then again as it
     commits, within one byte budget."""
 
-    def __init__(self, max_bytes):
+    def __init__(self, max_bytes, committed):
         self.max_bytes = max_bytes
+        self.committed = committed
+        """read_committed: only below the last stable offset, with the
+        aborted transactions the records hold."""
         self.size = 0
         # (partition log, request entry, answer) of each partition read
         self.parts = []
@@ -114,10 +116,18 @@ class _Reading:
         return True
 
     async def _read(self, partition_log, wanted, answer):
-        answer["high_watermark"] = answer["last_stable_offset"] = partition_log.high_watermark
+        answer["high_watermark"] = partition_log.high_watermark
+        stable = answer["last_stable_offset"] = partition_log.last_stable_offset
         answer["log_start_offset"] = partition_log.log_start_offset
         limit = max(min(wanted["partition_max_bytes"], self.max_bytes - self.size), 0)
-        records = await partition_log.read(wanted["fetch_offset"], limit, min_one=self.size == 0)
+        offset = wanted["fetch_offset"]
+        if self.committed:
+            records = await partition_log.read(offset, limit, min_one=self.size == 0, max_offset=stable)
+            aborted = partition_log.aborted_transactions(offset, stable - 1) if len(records) else []
+            answer["aborted_transactions"] = [{"producer_id": producer_id, "first_offset": first}
+                                              for producer_id, first in aborted]
+        else:
+            records = await partition_log.read(offset, limit, min_one=self.size == 0)
         answer["records"] = records
         self.size += len(records)
 

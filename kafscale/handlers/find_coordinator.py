@@ -5,7 +5,10 @@ Versions: v1 adds the key type; v3 is the first flexible version; v4
 batches keys (KIP-699), answered one entry per key; v6 adds share groups'
 key type.
 
-Departures from Kafka: only group keys have coordinators. Transaction
+A transactional id's coordinator is the owner of its slot, placed as a
+group id of the same name is (kafscale.coordinator.transactions).
+
+Departures from Kafka: on a broker run without transactions, transaction
 keys are refused with TRANSACTIONAL_ID_AUTHORIZATION_FAILED, which clients
 (librdkafka's init_transactions() among them) treat as fatal and report at
 once, where any other error has them query again until their timeout, as
@@ -28,21 +31,23 @@ async def handle(request):
     if request.api_version >= 4:
         return {
             "throttle_time_ms": 0,
-            "coordinators": [{"key": key, **_coordinator(view, key_type, key, request.listener)} for key in body["coordinator_keys"]],
+            "coordinators": [{"key": key, **_coordinator(request, key_type, key)}
+                             for key in body["coordinator_keys"]],
         }
-    return {"throttle_time_ms": 0, **_coordinator(view, key_type, body["key"], request.listener)}
+    return {"throttle_time_ms": 0, **_coordinator(request, key_type, body["key"])}
 
 
-def _coordinator(view, key_type, key, listener):
-    if key_type == TRANSACTION_KEY:
-        return _none(ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "Kafscale does not support transactions")
-    if key_type != GROUP_KEY:
+def _coordinator(request, key_type, key):
+    view = request.view
+    if key_type == TRANSACTION_KEY and request.transactions is None:
+        return _none(ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "transactions are off on this broker")
+    if key_type not in (GROUP_KEY, TRANSACTION_KEY):
         return _none(ErrorCode.INVALID_REQUEST, f"no coordinators of key type {key_type}")
     owner = view.coordinator_for(key)
     if owner is None:
-        return _none(ErrorCode.COORDINATOR_NOT_AVAILABLE, "no broker can coordinate this group now")
+        return _none(ErrorCode.COORDINATOR_NOT_AVAILABLE, "no broker can coordinate this key now")
     return {"error_code": ErrorCode.NONE, "error_message": None,
-            "node_id": owner.node_id, **endpoint(owner, listener)}
+            "node_id": owner.node_id, **endpoint(owner, request.listener)}
 
 
 def _none(error, message):

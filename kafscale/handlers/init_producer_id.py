@@ -6,7 +6,9 @@ gets a new id at epoch 0, and a producer bumping its epoch after an error
 write (see :mod:`kafscale.storage.producer_ids`); the partitions keep the
 sequence state (:mod:`kafscale.storage.producer_state`).
 
-Transactions are out of scope. A transactional id is refused with
+A transactional id goes to its transaction coordinator
+(kafscale.coordinator.transactions), which fences the producer's earlier
+instances. On a broker run without transactions it is refused with
 TRANSACTIONAL_ID_AUTHORIZATION_FAILED, which Kafka's clients (Java,
 kafka-python, librdkafka) treat as fatal with a message naming the
 transactional id, where a retriable coordinator error would have them retry
@@ -17,6 +19,7 @@ epoch to bump; v4-6 add error codes (PRODUCER_FENCED, TRANSACTION_ABORTABLE)
 and two-phase commit (KIP-939) that concern transactions only.
 """
 
+from kafscale.handlers.errors import REFUSALS, kafka_error
 from kafscale.protocol.errors import ErrorCode
 from kafscale.storage.producer_ids import ProducerIdGenerator
 
@@ -33,8 +36,6 @@ _producer_ids = ProducerIdGenerator()
 
 async def handle(request):
     body = request.body
-    if body["transactional_id"] is not None:
-        return _refused(ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
     producer_id = body.get("producer_id", NO_PRODUCER_ID)
     epoch = body.get("producer_epoch", NO_PRODUCER_EPOCH)
     if (producer_id == NO_PRODUCER_ID) != (epoch == NO_PRODUCER_EPOCH):
@@ -42,6 +43,16 @@ async def handle(request):
         return _refused(ErrorCode.INVALID_REQUEST)
     if producer_id < NO_PRODUCER_ID or epoch < NO_PRODUCER_EPOCH:
         return _refused(ErrorCode.INVALID_REQUEST)
+    if body["transactional_id"] is not None:
+        if request.transactions is None or body.get("enable_2pc"):
+            return _refused(ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+        try:
+            producer_id, epoch = await request.transactions.init_producer_id(
+                body["transactional_id"], body["transaction_timeout_ms"], producer_id, epoch)
+        except REFUSALS as e:
+            return _refused(kafka_error(e).code)
+        return {"throttle_time_ms": 0, "error_code": ErrorCode.NONE, "producer_id": producer_id,
+                "producer_epoch": epoch}
     if producer_id == NO_PRODUCER_ID or epoch >= LAST_EPOCH:
         producer_id, epoch = _producer_ids.next_id(request.view.node_id), 0
     else:

@@ -2,8 +2,8 @@
 of its largest timestamp, or the first offset at or after a timestamp.
 
 Versions: v1 answers one offset per partition (v0's lists are not spoken);
-v2 adds the isolation level, the same answer here since only committed
-records are ever visible; v4 adds the current leader epoch, checked for
+v2 adds the isolation level: the latest offset of read_committed is the
+last stable offset; v4 adds the current leader epoch, checked for
 fencing; v7 asks for the max timestamp (KIP-734); v8 for the earliest local
 offset (KIP-405), which is the log start, the whole log being "local".
 
@@ -18,17 +18,26 @@ LATEST = -1
 EARLIEST = -2
 MAX_TIMESTAMP = -3
 EARLIEST_LOCAL = -4  # KIP-405: the whole log is "local" here
+READ_COMMITTED = 1
 
 
 async def handle(request):
+    committed = request.body.get("isolation_level", 0) == READ_COMMITTED
+
+    async def answer(partition_log, wanted, answer):
+        await _answer(partition_log, wanted, answer, committed)
+
     blank = {"timestamp": -1, "offset": -1, "leader_epoch": -1}
-    topics = await answer_partitions(request, request.body["topics"], PartitionLayout(), blank, _answer)
+    topics = await answer_partitions(request, request.body["topics"], PartitionLayout(), blank, answer)
     return {"throttle_time_ms": 0, "topics": topics}
 
 
-async def _answer(partition_log, wanted, answer):
+async def _answer(partition_log, wanted, answer, committed):
     partition_log.check_leader_epoch(wanted.get("current_leader_epoch", -1))
-    found = await _lookup(partition_log, wanted["timestamp"])
+    if committed and wanted["timestamp"] == LATEST:
+        found = partition_log.last_stable_offset, -1
+    else:
+        found = await _lookup(partition_log, wanted["timestamp"])
     if found is not None:
         answer["offset"], answer["timestamp"] = found
         answer["leader_epoch"] = partition_log.epoch_at(answer["offset"])

@@ -8,10 +8,14 @@ first flexible version; v13 names topics by id (UNKNOWN_TOPIC_ID for one we
 do not know). Idempotent producers' sequences are checked per partition
 (:mod:`kafscale.storage.producer_state`).
 
+Transactional batches are admitted once the producer's transaction
+coordinator confirms that its ongoing transaction holds the partition
+(KIP-890 part 1); a broker run without transactions refuses them with
+TRANSACTIONAL_ID_AUTHORIZATION_FAILED.
+
 Departures from Kafka: acks=1 and acks=all mean the same, a commit to the
-object and metadata stores. Transactions are refused with
-TRANSACTIONAL_ID_AUTHORIZATION_FAILED. Per-record errors are not reported:
-a refused batch is refused whole.
+object and metadata stores. Per-record errors are not reported: a refused
+batch is refused whole.
 """
 
 from twisted.internet.defer import DeferredList, DeferredSemaphore
@@ -49,8 +53,8 @@ async def handle(request):
         info = resolved[id(topic)]
         if isinstance(info, KafkaError):
             raise info
-        if transactional:
-            raise KafkaError(ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "transactions are not supported")
+        if transactional and request.transactions is None:
+            raise KafkaError(ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "transactions are off on this broker")
         return info.name
 
     appends = []
@@ -61,6 +65,10 @@ async def handle(request):
         batches = _validated(records, info)
         if "compact" in topic_configs.cleanup_policies(info.configs):
             await _check_keys(records, batches[0])
+        if batches[0].is_transactional:
+            if not transactional:
+                raise KafkaError(ErrorCode.INVALID_RECORD, "a transactional batch without a transactional id")
+            await _verify(request, body["transactional_id"], partition_log, batches[0])
         # A failed flush closes the connection: the requests the producer
         # sent after the failed one would otherwise overtake its retry.
         committed = partition_log.append(records, batches, on_failure=request.close_when_answered)
@@ -122,6 +130,21 @@ def _validated(records, info):
         raise KafkaError(ErrorCode.MESSAGE_TOO_LARGE, f"batch of {batch.size} bytes exceeds max.message.bytes {limit}")
     if batch.is_control:
         raise KafkaError(ErrorCode.INVALID_RECORD, "clients may not write control batches")
-    if batch.is_transactional:
-        raise KafkaError(ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "transactions are not supported")
     return batches
+
+
+async def _verify(request, transactional_id, partition_log, batch):
+    """Admit the producer's transactional batches to the partition once its
+    coordinator confirms that its ongoing transaction holds the partition
+    (KIP-890 part 1): a batch that arrives late, after its transaction
+    ended, or before the partition was added, would otherwise hang the
+    partition's last stable offset or join the wrong transaction."""
+    producer_id, epoch = batch.producer_id, batch.producer_epoch
+    if partition_log.is_admitted(producer_id, epoch):
+        return
+    token = partition_log.verification_token(producer_id)
+    key = (partition_log.topic, partition_log.partition)
+    held = await request.transactions.verify(transactional_id, producer_id, epoch, [key])
+    if not held[key] or not partition_log.admit_transaction(producer_id, epoch, token):
+        raise KafkaError(ErrorCode.INVALID_TXN_STATE,
+                         f"{key[0]}-{key[1]} is not in an ongoing transaction of producer {producer_id}")

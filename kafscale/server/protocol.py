@@ -13,7 +13,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from kafscale.config import BrokerConfig
-from kafscale.handlers.dispatch import HANDLERS, Handler, Request, unsupported_version_response
+from kafscale.handlers.dispatch import Handler, Request, handlers_for, unsupported_version_response
 from kafscale.log import logger
 from kafscale.metadata.interfaces import MetadataError
 from kafscale.protocol.messages import (
@@ -323,7 +323,7 @@ class KafkaProtocol(Protocol):
             header = decode_request_header(view)
         except UnsupportedVersion as e:
             if e.api_key == ApiKey.API_VERSIONS:
-                self._answer_now(unsupported_version_response(e.correlation_id))
+                self._answer_now(unsupported_version_response(e.correlation_id, handlers_for(self.broker.config)))
             else:
                 self._drop(f"unsupported API key {e.api_key} version {e.api_version}")
             return
@@ -333,10 +333,11 @@ class KafkaProtocol(Protocol):
         if not self.authenticated and header.api_key not in PRE_AUTHENTICATION_APIS:
             self._drop(f"{ApiKey(header.api_key).name} before authentication")
             return
-        handler = HANDLERS.get(header.api_key)
+        handlers = handlers_for(self.broker.config)
+        handler = handlers.get(header.api_key)
         if handler is None or not handler.min_version <= header.api_version <= handler.max_version:
             if header.api_key == ApiKey.API_VERSIONS:
-                self._answer_now(unsupported_version_response(header.correlation_id))
+                self._answer_now(unsupported_version_response(header.correlation_id, handlers))
             else:
                 self._drop(f"unsupported API key {header.api_key} version {header.api_version}")
             return
@@ -369,6 +370,7 @@ class KafkaProtocol(Protocol):
             clock=broker.reactor, principal=self.principal, listener=self.security.name,
             authentication=self.authentication, credentials=broker.metadata,
             hold_reading=self._hold_reading, close_when_answered=self.close_when_answered,
+            transactions=broker.transactions,
         ), reserved, elements)
         self._pump()
 

@@ -32,14 +32,28 @@ class FindCoordinatorTests(unittest.TestCase):
 
         await in_thread(run)
 
-    async def test_only_group_coordinators(self):
+    async def test_group_and_transaction_coordinators(self):
         def run():
             connection = self.connection()
             for version in (1, 3, 4, 6):
                 [(_, error, node_id, _, _)] = find(connection, version, ["transactional-id"], key_type=1)
-                self.assertEqual((error, node_id), (ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, -1))
+                self.assertEqual((error, node_id), (ErrorCode.NONE, 0))
             [(_, error, node_id, _, _)] = find(connection, 6, ["share-group"], key_type=2)
             self.assertEqual((error, node_id), (ErrorCode.INVALID_REQUEST, -1))
+
+        await in_thread(run)
+
+    async def test_no_transaction_coordinators_with_transactions_off(self):
+        _, bootstrap = await start_broker(self, "--transactions", "false")
+
+        def run():
+            connection = Connection(bootstrap)
+            try:
+                for version in (1, 3, 4, 6):
+                    [(_, error, node_id, _, _)] = find(connection, version, ["transactional-id"], key_type=1)
+                    self.assertEqual((error, node_id), (ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, -1))
+            finally:
+                connection.close()
 
         await in_thread(run)
 

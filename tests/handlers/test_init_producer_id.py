@@ -82,15 +82,69 @@ class InitProducerIdTests(unittest.TestCase):
         self.assertNotEqual(bumped["producer_id"], 77)
         self.assertEqual(bumped["producer_epoch"], 0)
 
+
+class TransactionalIdTests(unittest.TestCase):
+    async def setUp(self):
+        self.broker, self.bootstrap = await start_broker(self)
+
+    async def test_each_producer_fences_the_one_before(self):
+        first, second = await in_thread(exchange, self.bootstrap, (INIT, 4, init_request("txn")),
+                                        (INIT, 4, init_request("txn")))
+        self.assertEqual((second["producer_id"], second["producer_epoch"]),
+                         (first["producer_id"], first["producer_epoch"] + 1))
+        # KIP-360: the current producer may bump its own epoch; a fenced one may not.
+        bumped, fenced = await in_thread(
+            exchange, self.bootstrap,
+            (INIT, 4, init_request("txn", second["producer_id"], second["producer_epoch"])),
+            (INIT, 4, init_request("txn", first["producer_id"], first["producer_epoch"])))
+        self.assertEqual((bumped["error_code"], bumped["producer_epoch"]), (ErrorCode.NONE, second["producer_epoch"] + 1))
+        self.assertEqual(fenced["error_code"], ErrorCode.PRODUCER_FENCED)
+
+    async def test_timeout_beyond_the_maximum_is_refused(self):
+        request = {**init_request("txn"), "transaction_timeout_ms": 900_001}
+        [response] = await in_thread(exchange, self.bootstrap, (INIT, 4, request))
+        self.assertEqual(response["error_code"], ErrorCode.INVALID_TRANSACTION_TIMEOUT)
+
+    async def test_zombie_producer_is_fenced(self):
+        await create_topic(self.bootstrap, "orders")
+
+        def two_producers():
+            older = Producer({"bootstrap.servers": self.bootstrap, "transactional.id": "txn"})
+            older.init_transactions(20)
+            older.begin_transaction()
+            older.produce("orders", b"zombie", partition=0)
+            older.flush(20)
+            newer = Producer({"bootstrap.servers": self.bootstrap, "transactional.id": "txn"})
+            newer.init_transactions(20)
+            newer.begin_transaction()
+            newer.produce("orders", b"fresh", partition=0)
+            newer.commit_transaction(20)
+            try:
+                older.produce("orders", b"zombie again", partition=0)
+                older.commit_transaction(20)
+            except KafkaException as e:
+                return e.args[0]
+
+        error = await in_thread(two_producers)
+        self.assertIsNotNone(error, "the older producer committed")
+        self.assertEqual(error.code(), ClientError._FENCED if error.fatal() else ClientError.PRODUCER_FENCED, error)
+        values = [m.value() for m in await in_thread(consume, self.bootstrap, "orders", [0], 1,
+                                                     **{"isolation.level": "read_committed"})]
+        self.assertEqual(values, [b"fresh"])
+
+
+class TransactionsOffTests(unittest.TestCase):
+    async def setUp(self):
+        self.broker, self.bootstrap = await start_broker(self, "--transactions", "false")
+
     async def test_transactional_id_is_refused(self):
         [response] = await in_thread(exchange, self.bootstrap, (INIT, 4, init_request("txn")))
         self.assertEqual(response["error_code"], ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
         self.assertEqual(response["producer_id"], -1)
 
-
     async def test_librdkafka_init_transactions_fails_at_once(self):
-        # Until transactions exist, a transactional producer must be told
-        # so at once, not retry until its timeout.
+        # With transactions off, a transactional producer must be told so
+        # at once, not retry until its timeout.
         def init_transactions():
             producer = Producer({"bootstrap.servers": self.bootstrap, "transactional.id": "txn"})
             started = time.monotonic()

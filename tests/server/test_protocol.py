@@ -201,7 +201,8 @@ class PipeliningTests(unittest.TestCase):
 
 # The handlers these unit tests install use none of the broker's parts.
 PARTLESS_BROKER = SimpleNamespace(topics=None, logs=None, view=None, groups=None, config=None, reactor=None,
-                                  metadata=None, budget=BufferBudget(1 << 30))
+                                  metadata=None, budget=BufferBudget(1 << 30),
+                                  transactions=None)
 
 
 def produce_numbered(bootstrap, topic, count, **settings):
