@@ -11,6 +11,7 @@ from kafscale_admin.segments import segments
 from kafscale_admin.stores import Admin, Location, react_runner
 from kafscale_admin.top import top
 from kafscale_admin.topics import topics
+from kafscale_admin.transactions import transactions
 from kafscale_admin.users import users
 
 PROG_NAME = "kafscale-admin"
@@ -66,5 +67,5 @@ def completion(shell):
     click.echo(complete.source())
 
 
-for command in (topics, groups, segments, brokers, cluster, users, top):
+for command in (topics, groups, segments, brokers, cluster, users, top, transactions):
     main.add_command(command)
