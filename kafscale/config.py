@@ -120,4 +120,4 @@ class BrokerConfig:
     # unfinished transactions are looked for.
     transactions: bool = True
     transaction_max_timeout_ms: int = 900000
-    transaction_check_interval_ms: int = 1000
+    transaction_check_interval_ms: int = 10000
