@@ -26,7 +26,7 @@ TRANSACTION_KEY = 1
 
 
 async def handle(request):
-    body, view = request.body, request.view
+    body = request.body
     key_type = body.get("key_type", GROUP_KEY)
     if request.api_version >= 4:
         return {

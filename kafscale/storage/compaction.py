@@ -327,7 +327,10 @@ class Compactor:
         kfs, index, info = await deferToThread(_layout, batches, base, last)
         del batches
         key = compacted_key(partition_log.topic, partition_log.topic_id, partition_log.partition, base, epoch)
-        compacted = SegmentRef(base, last, info.max_timestamp, info.size, info.count, key)
+        # The transactions these offsets hold stay described (SegmentRef.aborted, .open).
+        compacted = SegmentRef(base, last, info.max_timestamp, info.size, info.count, key,
+                               aborted=tuple(entry for ref in replaced for entry in ref.aborted),
+                               open=replaced[-1].open)
         # The index goes first: a committed compacted segment always has one.
         await self.merger.pacer.wait(len(index))
         await partition_log.objects.put(index_key(key), index)
