@@ -168,14 +168,14 @@ async def reconcile_user(body, patch, namespace, **_):
     settings = await _client_settings(namespace, resource)
     password, version = await _password(namespace, resource)
     wanted = users.spec_of(resource, password, version)
-    admin = _user_admin(settings)
+    admin = await asyncio.to_thread(_user_admin, settings)  # kafka-python's client connects as it is made
     try:
         done = await asyncio.to_thread(admin.reconcile, wanted, resource.get("status", {}).get("passwordSecretVersion"))
     except users.UserError as error:
         _ready(patch, body, False, "KafkaError", str(error))
         raise kopf.TemporaryError(str(error), delay=30) from error
     finally:
-        admin.quotas.close()
+        await asyncio.to_thread(admin.quotas.close)
     patch.status.update({"username": wanted.name, "passwordSecretVersion": version})
     _ready(patch, body, True, "Reconciled", _summary(done) or "in sync")
 
@@ -183,13 +183,13 @@ async def reconcile_user(body, patch, namespace, **_):
 @kopf.on.delete(GROUP, VERSION, "kafscaleusers")
 async def delete_user(body, namespace, **_):
     resource = with_defaults("KafscaleUser", _plain(body))
-    admin = _user_admin(await _client_settings(namespace, resource))
+    admin = await asyncio.to_thread(_user_admin, await _client_settings(namespace, resource))
     try:
         await asyncio.to_thread(admin.delete, resource["metadata"]["name"], resource["spec"]["deletionPolicy"])
     except users.UserError as error:
         raise kopf.TemporaryError(str(error), delay=30) from error
     finally:
-        admin.quotas.close()
+        await asyncio.to_thread(admin.quotas.close)
 
 
 def _summary(actions):

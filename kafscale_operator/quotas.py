@@ -4,7 +4,7 @@ client's connection carries its own request classes for them (as its own
 admin methods do). Blocking."""
 
 from kafka.admin import KafkaAdminClient
-from kafka.errors import for_code
+from kafka.errors import IncompatibleBrokerVersion, for_code
 from kafka.protocol.admin.client_quotas import AlterClientQuotasRequest, DescribeClientQuotasRequest
 
 from kafscale_operator.users import UserError
@@ -15,6 +15,10 @@ MATCH_EXACT = 0
 
 class QuotaError(UserError):
     """The cluster refused a quota request."""
+
+
+class QuotasUnsupported(QuotaError):
+    """The cluster does not speak the quota APIs."""
 
 
 def kafka_python_settings(settings):
@@ -45,7 +49,10 @@ class ClientQuotas:
             components=[DescribeClientQuotasRequest.ComponentData(entity_type="user", match_type=MATCH_EXACT,
                                                                   match=user)],
             strict=True)
-        response = self._send(request)
+        try:
+            response = self._send(request)
+        except QuotasUnsupported:
+            return {}  # a cluster without the quota APIs has no quotas (setting one says so)
         return {value.key: value.value for entry in response.entries or [] for value in entry.values}
 
     def alter(self, user, values, removed):
@@ -65,7 +72,10 @@ class ClientQuotas:
 
     def _send(self, request):
         manager = self.admin._manager
-        response = manager.run(manager.send, request)
+        try:
+            response = manager.run(manager.send, request)
+        except IncompatibleBrokerVersion as error:
+            raise QuotasUnsupported(f"the cluster does not answer {type(request).__name__[:-len('Request')]}") from error
         self._check(getattr(response, "error_code", 0), getattr(response, "error_message", None))
         return response
 

@@ -211,9 +211,10 @@ class KafkaUsers:
                 ResourceType.ANY, None, ResourcePatternType.ANY, f"User:{name}", None, AclOperation.ANY,
                 AclPermissionType.ANY), request_timeout=self.timeout).result(timeout=self.timeout)
         except KafkaException as error:
-            # a cluster without an authorizer has no ACLs (creating one
-            # says why it cannot)
-            if not error.args or error.args[0].code() != KafkaError.SECURITY_DISABLED:
+            # a cluster without an authorizer, or without the ACL APIs, has
+            # no ACLs (creating one says why it cannot)
+            if not error.args or error.args[0].code() not in (KafkaError.SECURITY_DISABLED,
+                                                               KafkaError._UNSUPPORTED_FEATURE):
                 raise UserError(f"user {name}: {_text(error)}") from error
             bindings = []
         return UserState(credentials, frozenset(_acl_of(binding) for binding in bindings), self.quotas.describe(name))

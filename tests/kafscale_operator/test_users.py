@@ -1,3 +1,4 @@
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from twisted.trial import unittest
 
@@ -18,7 +19,8 @@ from kafscale_operator.users import (
 from kafscale_operator.crds import with_defaults
 from kafscale_operator.quotas import ClientQuotas
 from kafscale_operator.users import KafkaUsers
-from tests.support.brokers import in_thread, start_broker
+from tests.support.brokers import in_thread
+from tests.support.tls import start_secure_broker
 
 # AlterUserScramCredentials, DescribeUserScramCredentials, CreateAcls,
 # DescribeAcls, DeleteAcls, AlterClientQuotas, DescribeClientQuotas
@@ -38,8 +40,8 @@ def user_resource(**spec):
                  **spec}})
 
 
-def wanted(acls=frozenset({READ_ORDERS}), quotas=None, version="v1", mechanism="SCRAM-SHA-512"):
-    return UserSpec("billing", mechanism, 8192, b"secret", version, frozenset(acls), quotas or {})
+def wanted(acls=frozenset({READ_ORDERS}), quotas=None, version="v1", mechanism="SCRAM-SHA-512", password=b"secret"):
+    return UserSpec("billing", mechanism, 8192, password, version, frozenset(acls), quotas or {})
 
 
 class SpecTests(unittest.TestCase):
@@ -136,31 +138,53 @@ class ReconcileTests(unittest.TestCase):
     swapped and deleted; ACLs of every resource type created, read back
     equal and deleted.)"""
 
-    async def reconciler(self, *api_keys):
+    async def reconciler(self, *api_keys, broker_args=("--authorizer", "acl", "--super-users", "User:ANONYMOUS")):
         absent = missing(*api_keys)
         if absent:
             raise unittest.SkipTest("the broker does not answer " + ", ".join(absent) + " yet (issue 12)")
-        _, bootstrap = await start_broker(self, "--authorizer", "acl", "--super-users", "User:ANONYMOUS")
-        settings = {"bootstrap.servers": bootstrap}
-        quotas = ClientQuotas.from_settings(settings)
-        self.addCleanup(quotas.close)
+        _, self.bootstraps = await start_secure_broker(self, None, *broker_args)
+        settings = {"bootstrap.servers": self.bootstraps["PLAINTEXT"]}
+        # kafka-python's client connects as it is made: not on the reactor, which runs the broker
+        quotas = await in_thread(ClientQuotas.from_settings, settings)
+        self.addCleanup(in_thread, quotas.close)
         held = [KafkaUsers(AdminClient(settings), quotas, timeout=15)]
         self.addCleanup(held.clear)  # the AdminClient goes before its broker
         return held
 
+    def logs_in(self, mechanism, password):
+        """Whether billing logs in with ``password`` (a refusal costs the 3 s
+        librdkafka takes to give up)."""
+        admin = AdminClient({"bootstrap.servers": self.bootstraps["SASL_PLAINTEXT"], "security.protocol": "SASL_PLAINTEXT",
+                             "sasl.mechanism": mechanism, "sasl.username": "billing", "sasl.password": password})
+        try:
+            admin.list_topics(timeout=3)
+        except KafkaException:
+            return False
+        return True
+
     async def test_credentials(self):
-        [reconciler] = await self.reconciler(50, 51, 29)
+        """Set, rotated with its Secret, moved to another mechanism and
+        deleted: each time the user logs in with what the resource says."""
+        [reconciler] = await self.reconciler(50, 51, broker_args=())
         done = await in_thread(reconciler.reconcile, wanted(acls=set()))
         self.assertEqual(done, (SetCredential("billing", "SCRAM-SHA-512", 8192, b"secret"),))
         self.assertEqual((await in_thread(reconciler.observe, "billing")).credentials, {"SCRAM-SHA-512": 8192})
+        self.assertTrue(await in_thread(self.logs_in, "SCRAM-SHA-512", "secret"))
         self.assertEqual(await in_thread(reconciler.reconcile, wanted(acls=set()), "v1"), ())
 
-        # a new Secret version and another mechanism
-        await in_thread(reconciler.reconcile, wanted(acls=set(), version="v2", mechanism="SCRAM-SHA-256"), "v1")
+        rotated = wanted(acls=set(), version="v2", password=b"rotated")
+        await in_thread(reconciler.reconcile, rotated, "v1")
+        self.assertTrue(await in_thread(self.logs_in, "SCRAM-SHA-512", "rotated"))
+        self.assertFalse(await in_thread(self.logs_in, "SCRAM-SHA-512", "secret"))
+
+        moved = wanted(acls=set(), version="v2", password=b"rotated", mechanism="SCRAM-SHA-256")
+        await in_thread(reconciler.reconcile, moved, "v2")
         self.assertEqual((await in_thread(reconciler.observe, "billing")).credentials, {"SCRAM-SHA-256": 8192})
+        self.assertTrue(await in_thread(self.logs_in, "SCRAM-SHA-256", "rotated"))
 
         await in_thread(reconciler.delete, "billing", "delete")
         self.assertEqual((await in_thread(reconciler.observe, "billing")).credentials, {})
+        self.assertFalse(await in_thread(self.logs_in, "SCRAM-SHA-256", "rotated"))
 
     async def test_acls_and_quotas(self):
         [reconciler] = await self.reconciler(29, 30, 31, 48, 49, 50, 51)
