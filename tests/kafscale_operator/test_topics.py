@@ -144,8 +144,8 @@ class ReconcileTests(AdminCase):
 
     async def test_a_refusal_is_reported(self):
         with self.assertRaises(TopicError) as caught:
-            await self.reconcile(TopicSpec("compacted", 1, {"cleanup.policy": "compact"}))
-        self.assertIn("cleanup.policy", str(caught.exception))
+            await self.reconcile(TopicSpec("refused", 1, {"retention.ms": "a week"}))
+        self.assertIn("retention.ms", str(caught.exception))
 
     async def test_observing_does_not_create_the_topic(self):
         """The broker auto-creates topics a Metadata request names."""
