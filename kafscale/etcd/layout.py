@@ -14,6 +14,9 @@ value is compact JSON::
     owners/{topic}/{partition}           {"node_id", "epoch", "topic_id"}, under the owner's lease
     coordinators/{slot}                  {"node_id"}, under the owner's lease
     users/{user}/{mechanism}             {"salt", "stored_key", "server_key", "iterations"} (base64 keys)
+    acls/{digest}                        {"resource_type", "resource_name", "pattern_type", "principal",
+                                          "host", "operation", "permission"}
+    quotas/{entity}                      {"producer_byte_rate": 1048576.0, ...}
 
 One key per item, so no value grows with the number of segments or groups.
 Segment base offsets are zero-padded to 20 digits so that keys sort as
@@ -31,11 +34,16 @@ A segment key's "pos" and "fmt" (SegmentRef.position and format) are left
 out at their defaults, 0 and 1: entries written before multi-partition
 objects read as what they are.
 
+An ACL's key is the SHA-256 of its value, so storing a binding twice
+keeps one key. A quota key names its entity as percent-encoded JSON, a
+list of [type, name] pairs (name null for a default entity).
+
 An owner key's "epoch" is the leader epoch its owner claimed, "topic_id" the
 hex id of the topic incarnation it claimed it in.
 """
 
 import base64
+import hashlib
 import json
 import uuid
 from dataclasses import dataclass
@@ -49,12 +57,15 @@ from kafscale.metadata.interfaces import (
     SegmentRef,
     TopicInfo,
 )
+from kafscale.security.acls import AclBinding
 
 AREA_PREFIXES = {
     "topics": ("topics/",),
     "partitions": ("partitions/",),
     "groups": ("groups/", "offsets/"),
     "brokers": ("brokers/",),
+    "acls": ("acls/",),
+    "quotas": ("quotas/",),
 }
 """The key prefixes behind each change area of `IMetadataStore.subscribe`."""
 
@@ -133,6 +144,15 @@ class Keys:
         """-> (user, mechanism) of a SCRAM credential key."""
         _, user, mechanism = self.relative(key).split("/")
         return unquote(user), mechanism
+    def acl(self, binding):
+        return self._key("acls", hashlib.sha256(encode_acl(binding)).hexdigest())
+
+    def quota(self, entity):
+        return self._key("quotas", quote(_json([list(pair) for pair in entity]), safe=""))
+
+    def quota_entity(self, key):
+        """-> the quota entity a quota key names."""
+        return tuple(tuple(pair) for pair in json.loads(unquote(self.relative(key).split("/", 1)[1])))
 
     def relative(self, key):
         """``key`` without the cluster prefix, as text."""
@@ -297,3 +317,19 @@ def decode_owner(kv):
     topic_id = value.get("topic_id")
     return Owner(value["node_id"], value.get("epoch", 0), topic_id and uuid.UUID(topic_id), kv.lease,
                  kv.mod_revision)
+
+
+def encode_acl(binding):
+    return json.dumps(binding.to_json(), separators=(",", ":"), sort_keys=True).encode()
+
+
+def decode_acl(data):
+    return AclBinding.from_json(json.loads(data))
+
+
+def encode_quotas(values):
+    return _json(values)
+
+
+def decode_quotas(data):
+    return json.loads(data)

@@ -749,6 +749,73 @@ class EtcdMetadataStore(Service):
         reply = await self.client.range(self.keys.area("transactions/"), prefix=True)
         return {self.keys.transactional_id(kv.key): (layout.decode_transaction(kv.value), kv.mod_revision) for kv in reply.kvs}
 
+    # ACLs and client quotas
+
+    def acls(self):
+        return self._run(self._acls)
+
+    def create_acls(self, bindings):
+        return self._run(self._create_acls, tuple(bindings))
+
+    def delete_acls(self, filters):
+        return self._run(self._delete_acls, tuple(filters))
+
+    def client_quotas(self):
+        return self._run(self._client_quotas)
+
+    def alter_client_quotas(self, alterations):
+        return self._run(self._alter_client_quotas, tuple((entity, dict(changes)) for entity, changes in alterations))
+
+    async def _acls(self):
+        reply = await self.client.range(self.keys.area("acls/"), prefix=True)
+        return [layout.decode_acl(kv.value) for kv in reply.kvs]
+
+    async def _create_acls(self, bindings):
+        # etcd refuses a transaction that puts one key twice.
+        puts = {self.keys.acl(binding): layout.encode_acl(binding) for binding in bindings}
+        if len(puts) > MAX_TXN_OPS:
+            raise MetadataError(f"{len(puts)} ACLs at once: at most {MAX_TXN_OPS}")
+        await self.client.txn([], success=[Op.put(key, value) for key, value in puts.items()])
+
+    async def _delete_acls(self, filters):
+        for _ in range(CAS_ATTEMPTS):
+            reply = await self.client.range(self.keys.area("acls/"), prefix=True)
+            stored = [(kv, layout.decode_acl(kv.value)) for kv in reply.kvs]
+            matched = [[(kv, binding) for kv, binding in stored if acl_filter.matches(binding)]
+                       for acl_filter in filters]
+            doomed = {kv.key: kv for found in matched for kv, _ in found}
+            if len(doomed) > MAX_TXN_OPS // 2:
+                raise MetadataError(f"{len(doomed)} ACLs at once: at most {MAX_TXN_OPS // 2}")
+            deleted = await self.client.txn(
+                [Compare.mod_revision(key, "=", kv.mod_revision) for key, kv in doomed.items()],
+                success=[Op.delete(key) for key in doomed])
+            if deleted.succeeded:
+                return [[binding for _, binding in found] for found in matched]
+        raise MetadataUnavailable("the ACLs kept changing under a delete")
+
+    async def _client_quotas(self):
+        reply = await self.client.range(self.keys.area("quotas/"), prefix=True)
+        return {self.keys.quota_entity(kv.key): layout.decode_quotas(kv.value) for kv in reply.kvs}
+
+    async def _alter_client_quotas(self, alterations):
+        keys = [self.keys.quota(entity) for entity, _ in alterations]
+        for _ in range(CAS_ATTEMPTS):
+            reply = await self.client.txn([], success=[Op.range(key) for key in keys])
+            compares, ops = [], []
+            for key, (_, changes), read in zip(keys, alterations, reply.responses):
+                kv = read.kvs[0] if read.kvs else None
+                values = {} if kv is None else layout.decode_quotas(kv.value)
+                for name, value in changes.items():
+                    if value is None:
+                        values.pop(name, None)
+                    else:
+                        values[name] = value
+                compares.append(Compare.mod_revision(key, "=", 0 if kv is None else kv.mod_revision))
+                ops.append(Op.put(key, layout.encode_quotas(values)) if values else Op.delete(key))
+            if (await self.client.txn(compares, success=ops)).succeeded:
+                return
+        raise MetadataUnavailable("client quotas kept changing under an alteration")
+
     # Brokers and the session lease
 
     def register_broker(self, info, exclusive=False):

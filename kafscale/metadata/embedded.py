@@ -11,7 +11,8 @@ broker acknowledged survives a power cut, not only the process being killed
 
 Other processes' changes are noticed by polling ``PRAGMA data_version``,
 which changes only when another connection commits. A ``changes`` table
-keeps one counter per area (topics, partitions, groups, brokers), bumped by
+keeps one counter per area (topics, partitions, groups, brokers, acls,
+quotas), bumped by
 every write, so a poll can say which areas changed.
 
 A short-lived program uses the store under its own reactor::
@@ -63,10 +64,11 @@ from kafscale.metadata.interfaces import (
 )
 from kafscale.metadata.manifest import Manifest
 from kafscale.metadata.requests import reported
+from kafscale.security.acls import AclBinding
 
 log = logger("kafscale.metadata.embedded")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 SCHEMA = """
 CREATE TABLE topics (
@@ -140,6 +142,13 @@ CREATE TABLE changes (
     area TEXT PRIMARY KEY,
     version INTEGER NOT NULL
 );
+CREATE TABLE acls (
+    binding TEXT PRIMARY KEY
+);
+CREATE TABLE quotas (
+    entity TEXT PRIMARY KEY,
+    quota_values TEXT NOT NULL
+);
 """
 
 # What takes a file of an earlier schema version to the next one.
@@ -160,6 +169,13 @@ MIGRATIONS = {
         "ALTER TABLE segments ADD COLUMN txn TEXT",
         "CREATE TABLE transactions (transactional_id TEXT PRIMARY KEY, state TEXT NOT NULL,"
         " version INTEGER NOT NULL)",
+    ),
+    # Version 5: ACLs and client quotas.
+    4: (
+        "CREATE TABLE acls (binding TEXT PRIMARY KEY)",
+        "CREATE TABLE quotas (entity TEXT PRIMARY KEY, quota_values TEXT NOT NULL)",
+        "INSERT OR IGNORE INTO changes VALUES ('acls', 0)",
+        "INSERT OR IGNORE INTO changes VALUES ('quotas', 0)",
     ),
 }
 
@@ -346,6 +362,23 @@ class EmbeddedMetadataStore(Service):
 
     def transactions(self):
         return self._read(self._transactions)
+
+    # ACLs and client quotas
+
+    def acls(self):
+        return self._read(self._acls)
+
+    def create_acls(self, bindings):
+        return self._write(self._create_acls, tuple(bindings))
+
+    def delete_acls(self, filters):
+        return self._write(self._delete_acls, tuple(filters))
+
+    def client_quotas(self):
+        return self._read(self._client_quotas)
+
+    def alter_client_quotas(self, alterations):
+        return self._write(self._alter_client_quotas, tuple((entity, dict(changes)) for entity, changes in alterations))
 
     # Brokers
 
@@ -754,6 +787,42 @@ class EmbeddedMetadataStore(Service):
         rows = db.execute("SELECT transactional_id, state, version FROM transactions")
         return {transactional_id: (json.loads(state), version) for transactional_id, state, version in rows}
 
+    def _acls(self, db):
+        return [AclBinding.from_json(json.loads(row)) for (row,) in db.execute("SELECT binding FROM acls")]
+
+    def _create_acls(self, db, bindings):
+        db.executemany("INSERT OR IGNORE INTO acls VALUES (?)", [(_acl_row(binding),) for binding in bindings])
+        self._bump(db, "acls")
+
+    def _delete_acls(self, db, filters):
+        stored = self._acls(db)
+        matched = [[binding for binding in stored if acl_filter.matches(binding)] for acl_filter in filters]
+        doomed = {binding for found in matched for binding in found}
+        db.executemany("DELETE FROM acls WHERE binding = ?", [(_acl_row(binding),) for binding in doomed])
+        if doomed:
+            self._bump(db, "acls")
+        return matched
+
+    def _client_quotas(self, db):
+        return {_quota_entity(entity): json.loads(values)
+                for entity, values in db.execute("SELECT entity, quota_values FROM quotas")}
+
+    def _alter_client_quotas(self, db, alterations):
+        for entity, changes in alterations:
+            key = json.dumps([list(pair) for pair in entity])
+            row = db.execute("SELECT quota_values FROM quotas WHERE entity = ?", (key,)).fetchone()
+            values = {} if row is None else json.loads(row[0])
+            for name, value in changes.items():
+                if value is None:
+                    values.pop(name, None)
+                else:
+                    values[name] = value
+            if values:
+                db.execute("INSERT OR REPLACE INTO quotas VALUES (?, ?)", (key, json.dumps(values)))
+            else:
+                db.execute("DELETE FROM quotas WHERE entity = ?", (key,))
+        self._bump(db, "quotas")
+
     def _register_broker(self, db, info, now_ms):
         db.execute(
             "INSERT OR REPLACE INTO brokers VALUES (?, ?, ?, ?, ?, ?)",
@@ -775,6 +844,14 @@ class EmbeddedMetadataStore(Service):
             (now_ms - BROKER_TTL_MS,),
         )
         return [BrokerInfo(*row) for row in rows]
+
+
+def _acl_row(binding):
+    return json.dumps(binding.to_json(), sort_keys=True)
+
+
+def _quota_entity(text):
+    return tuple(tuple(pair) for pair in json.loads(text))
 
 
 def _topic_row(info):

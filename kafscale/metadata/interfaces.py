@@ -9,7 +9,8 @@ The model: topics (TopicInfo); per partition its committed state
 (PartitionState: leader epoch, log start, next offset, epoch history) and
 its manifest of segments (SegmentRef), which grows one segment per commit;
 per consumer group its state and committed offsets (CommittedOffset); the
-live brokers (BrokerInfo), whose registrations lapse with their process.
+live brokers (BrokerInfo), whose registrations lapse with their process;
+the ACLs (kafscale.security.acls.AclBinding) and client quotas.
 Where each lives is the backend's business (kafscale.etcd.layout for etcd,
 the schema in kafscale.metadata.embedded for SQLite).
 
@@ -28,7 +29,7 @@ from zope.interface import Interface
 
 from kafscale.metadata.manifest import Manifest
 
-CHANGE_AREAS = frozenset({"topics", "partitions", "groups", "brokers"})
+CHANGE_AREAS = frozenset({"topics", "partitions", "groups", "brokers", "acls", "quotas"})
 """What a change notification may name (see `IMetadataStore.subscribe`)."""
 
 
@@ -298,7 +299,41 @@ class MetadataUnavailable(MetadataError):
     partition state and look for its own segment before giving up."""
 
 
-class IMetadataStore(Interface):
+class IAclStore(Interface):
+    """The ACLs (kafscale.security.acls.AclBinding) of the cluster. Every
+    method returns a Deferred, failing with MetadataErrors, as
+    `IMetadataStore`'s do."""
+
+    def acls():
+        """-> list of every stored AclBinding."""
+
+    def create_acls(bindings):
+        """Store each AclBinding of ``bindings`` (one already stored stays
+        as it is), atomically. -> None."""
+
+    def delete_acls(filters):
+        """Remove every binding that one of ``filters`` (AclFilters)
+        matches, atomically. -> for each filter, the list of the removed
+        bindings it matched."""
+
+
+class IClientQuotaStore(Interface):
+    """The client quotas of the cluster. Every method returns a Deferred,
+    failing with MetadataErrors, as `IMetadataStore`'s do."""
+
+    def client_quotas():
+        """-> dict of quota entity to its quotas (a dict of Kafka's quota
+        key, like "producer_byte_rate", to a float). An entity is a sorted
+        tuple of (entity type, name) pairs, the types among "user" and
+        "client-id", a name None for the type's default entity."""
+
+    def alter_client_quotas(alterations):
+        """Apply ``alterations``, a sequence of (entity, changes) where
+        ``changes`` maps quota keys to a float to set or None to remove,
+        atomically; an entity left without quotas is forgotten. -> None."""
+
+
+class IMetadataStore(IAclStore, IClientQuotaStore):
     """Topics, partition state and segment manifests, consumer groups and
     live brokers.
 

@@ -11,9 +11,11 @@ from twisted.trial import unittest
 import kafscale
 from kafscale.metadata.embedded import EmbeddedMetadataStore
 from kafscale.metadata.interfaces import MetadataUnavailable, TopicExists
+from kafscale.security.acls import ResourceType
 from tests.support.metadata_contract import (
     NOTIFY_WITHIN,
     MetadataStoreContract,
+    acl,
     next_change,
     segment,
     shared_slice,
@@ -213,6 +215,9 @@ os.kill(os.getpid(), signal.SIGKILL)
             ALTER TABLE old RENAME TO segments;
             DROP TABLE scram_credentials;
             DROP TABLE transactions;
+            DROP TABLE acls;
+            DROP TABLE quotas;
+            DELETE FROM changes WHERE area IN ('acls', 'quotas');
             PRAGMA user_version=1;
             COMMIT;
         """)
@@ -223,9 +228,11 @@ os.kill(os.getpid(), signal.SIGKILL)
         entry = shared_slice(10, 19, position=400)
         state = await reopened.commit_segment("events", 0, 1, 10, entry)
         self.assertEqual(state.segments, (segment(0, 9), entry))
+        await reopened.create_acls([acl(ResourceType.TOPIC, "events")])
+        self.assertEqual(await reopened.acls(), [acl(ResourceType.TOPIC, "events")])
         db = sqlite3.connect(self.path)
         self.addCleanup(db.close)
-        self.assertEqual(db.execute("PRAGMA user_version").fetchone(), (4,))
+        self.assertEqual(db.execute("PRAGMA user_version").fetchone(), (5,))
         self.assertEqual(await reopened.scram_credentials(), {})
         self.assertEqual(await reopened.transactions(), {})
 

@@ -30,6 +30,7 @@ from kafscale.metadata.interfaces import (
     TransactionConflict,
     UnknownTopic,
 )
+from kafscale.security.acls import AclBinding, AclFilter, Operation, PatternType, Permission, ResourceType
 
 # Change notifications must arrive within a second of the change.
 NOTIFY_WITHIN = 1.0
@@ -663,3 +664,60 @@ class MetadataStoreContract:
         self.assertIn("topics", areas)
         self.assertEqual(await store.topics(), {"events": info})
         self.assertEqual(unsubscribed, [])
+
+    # ACLs and client quotas
+
+    async def test_create_describe_and_delete_acls(self):
+        store = await self.make_store()
+        read = acl(ResourceType.TOPIC, "orders", operation=Operation.READ)
+        prefixed = acl(ResourceType.TOPIC, "orders-", PatternType.PREFIXED, operation=Operation.WRITE)
+        group = acl(ResourceType.GROUP, "billing", principal="User:bob", permission=Permission.DENY)
+        self.assertEqual(await store.acls(), [])
+        await store.create_acls([read, prefixed, group, read])
+        await store.create_acls([read])
+        self.assertEqual(sorted(await store.acls()), sorted([read, prefixed, group]))
+        removed = await store.delete_acls([AclFilter(resource_type=ResourceType.TOPIC),
+                                           AclFilter(principal="User:alice", operation=Operation.READ)])
+        self.assertEqual([sorted(found) for found in removed], [sorted([read, prefixed]), [read]])
+        self.assertEqual(await store.acls(), [group])
+        self.assertEqual(await store.delete_acls([AclFilter(resource_type=ResourceType.CLUSTER)]), [[]])
+
+    async def test_acl_changes_are_notified(self):
+        store = await self.make_store()
+        other = await self.make_store()
+        self.assertEqual(await store.acls(), [])
+        changed = next_change(store)
+        await other.create_acls([acl(ResourceType.TOPIC, "orders")])
+        self.assertIn("acls", await changed.addTimeout(NOTIFY_WITHIN, reactor))
+        changed = next_change(store)
+        await other.delete_acls([AclFilter()])
+        self.assertIn("acls", await changed.addTimeout(NOTIFY_WITHIN, reactor))
+        self.assertEqual(await store.acls(), [])
+
+    async def test_alter_client_quotas(self):
+        store = await self.make_store()
+        alice = (("user", "alice"),)
+        defaults = (("client-id", None), ("user", None))
+        self.assertEqual(await store.client_quotas(), {})
+        await store.alter_client_quotas([(alice, {"producer_byte_rate": 1024.0, "consumer_byte_rate": 2048.0}),
+                                         (defaults, {"request_rate": 10.0})])
+        self.assertEqual(await store.client_quotas(), {
+            alice: {"producer_byte_rate": 1024.0, "consumer_byte_rate": 2048.0},
+            defaults: {"request_rate": 10.0},
+        })
+        await store.alter_client_quotas([(alice, {"producer_byte_rate": None}), (defaults, {"request_rate": None})])
+        self.assertEqual(await store.client_quotas(), {alice: {"consumer_byte_rate": 2048.0}})
+
+    async def test_quota_changes_are_notified(self):
+        store = await self.make_store()
+        other = await self.make_store()
+        self.assertEqual(await store.client_quotas(), {})
+        changed = next_change(store)
+        await other.alter_client_quotas([((("client-id", "a/b"),), {"producer_byte_rate": 1.0})])
+        self.assertIn("quotas", await changed.addTimeout(NOTIFY_WITHIN, reactor))
+        self.assertEqual(await store.client_quotas(), {(("client-id", "a/b"),): {"producer_byte_rate": 1.0}})
+
+
+def acl(resource_type, name, pattern_type=PatternType.LITERAL, principal="User:alice", host="*",
+        operation=Operation.ALL, permission=Permission.ALLOW):
+    return AclBinding(resource_type, name, pattern_type, principal, host, operation, permission)
