@@ -12,6 +12,7 @@ from kafscale.log import logger
 from kafscale.metadata.interfaces import MetadataUnavailable
 from kafscale.partition_logs import PartitionLogs
 from kafscale.reconciler import Reconciler
+from kafscale.security.authorizer import AclAuthorizer, AllowEveryone
 from kafscale.storage.cache import SegmentCache
 from kafscale.storage.flusher import Flusher, FlushSettings
 from kafscale.storage.gc import CollectorSettings, SharedObjectCollector
@@ -30,7 +31,8 @@ class Broker(MultiService):
     the reconciliation that keeps those in line with ``view`` (its
     IClusterView), and the services under it: retention, merging, collecting
     unneeded shared objects and
-    ``groups`` (the GroupCoordinator). ``flush_observer`` (an
+    ``groups`` (the GroupCoordinator), and ``authorizer`` (an IAuthorizer),
+    which follows the ACLs in ``metadata``. ``flush_observer`` (an
     IFlushObserver, if any) hears what each flush cost. The stores and the view are started before the broker
     and stopped after it by the service tree they share (see kafscale.tap).
 
@@ -85,6 +87,14 @@ class Broker(MultiService):
                 metadata, view, markers, reactor, max_timeout_ms=config.transaction_max_timeout_ms,
                 check_interval_ms=config.transaction_check_interval_ms)
             self.transactions.setServiceParent(self)
+        if config.authorizer == "acl":
+            self.authorizer = AclAuthorizer(metadata, config.super_users, config.allow_everyone_if_no_acl_found)
+            self.authorizer.setServiceParent(self)
+            # ACL changes go through it, so that it sees them at once.
+            self.acl_store = self.authorizer
+        else:
+            self.authorizer = AllowEveryone()
+            self.acl_store = metadata
         self._joined = False
         self._ready = False
         self._opening = None
@@ -120,6 +130,8 @@ class Broker(MultiService):
             try:
                 # The topics first: once joined, others hand partitions over.
                 await self.topics.load()
+                if self.authorizer.enforcing:
+                    await self.authorizer.load()
                 await self.view.join()
                 # A cluster gives the node id on joining; objects are named by it.
                 self.flusher.node_id = self.view.node_id

@@ -121,3 +121,9 @@ class BrokerConfig:
     transactions: bool = True
     transaction_max_timeout_ms: int = 900000
     transaction_check_interval_ms: int = 10000
+    # Authorization: "none" (everyone may do everything) or "acl" (Kafka's
+    # ACLs, kept in the metadata store); Kafka's super.users and
+    # allow.everyone.if.no.acl.found
+    authorizer: str = "none"
+    super_users: tuple[str, ...] = ()
+    allow_everyone_if_no_acl_found: bool = False

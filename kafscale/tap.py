@@ -44,6 +44,15 @@ def _boolean(text):
     return lowered in ("true", "1", "yes")
 
 
+def _principals(text):
+    principals = tuple(p.strip() for p in text.split(";") if p.strip())
+    for principal in principals:
+        kind, colon, name = principal.partition(":")
+        if not (kind and colon and name):
+            raise ValueError(principal)
+    return principals
+
+
 def _variable(option):
     return "KAFSCALE_" + option.upper().replace("-", "_")
 
@@ -173,6 +182,15 @@ class Options(usage.Options):
          "Longest transaction timeout a producer may ask for (Kafka's transaction.max.timeout.ms).", int),
         ("transaction-check-interval-ms", None, _DEFAULTS.transaction_check_interval_ms,
          "How often transactions past their timeout, or left unfinished by a crash, are looked for.", int),
+        ("authorizer", None, _DEFAULTS.authorizer,
+         "none: every client may do everything; acl: enforce the ACLs kept in the metadata store"
+         " (Kafka's StandardAuthorizer).", str),
+        ("super-users", None, "",
+         "Principals allowed everything, separated by ';' (\"User:admin;User:ops\"; Kafka's super.users)."
+         " Needs --authorizer acl.", _principals),
+        ("allow-everyone-if-no-acl-found", None, _DEFAULTS.allow_everyone_if_no_acl_found,
+         "Allow an operation on a resource that no ACL covers (Kafka's allow.everyone.if.no.acl.found)."
+         " Needs --authorizer acl.", _boolean),
     ]
     optParameters = [
         [name, short, None, f"{text} [env {_variable(name)}, default {default}]"]
@@ -228,6 +246,10 @@ class Options(usage.Options):
                 raise usage.UsageError(f"--{name} must be at least 1")
         if self["lease-ttl"] < 1:
             raise usage.UsageError("--lease-ttl must be at least 1")
+        if self["authorizer"] not in ("none", "acl"):
+            raise usage.UsageError(f"--authorizer is none or acl, not {self['authorizer']!r}")
+        if self["authorizer"] != "acl" and (self["super-users"] or self["allow-everyone-if-no-acl-found"]):
+            raise usage.UsageError("--super-users and --allow-everyone-if-no-acl-found need --authorizer acl")
         if self["node-id"] is None and not self["etcd"]:
             self["node-id"] = _DEFAULTS.node_id
         self._check_security()

@@ -7,10 +7,12 @@ from dataclasses import dataclass
 
 from twisted.internet.task import deferLater
 
+from kafscale.handlers import authorization
 from kafscale.handlers.errors import REFUSALS, STORAGE_ERRORS, kafka_error
 from kafscale.log import logger
 from kafscale.protocol.errors import ErrorCode, KafkaError
 from kafscale.protocol.messages import ApiKey
+from kafscale.security.acls import Operation, ResourceType
 
 log = logger("kafscale.handlers")
 
@@ -50,26 +52,42 @@ def known_topic(topics, name, topic_id=NO_TOPIC_ID):
     return info
 
 
-def topic_or_refusal(topics, entry):
+def topic_or_refusal(request, entry, operation):
     """The TopicInfo a request's topic entry names (by its "name", or by its
-    "topic_id" in versions without names), or the KafkaError refusing it:
-    for handlers that answer each of the topic's partitions with it."""
+    "topic_id" in versions without names), or the KafkaError refusing it
+    (TOPIC_AUTHORIZATION_FAILED where the principal may not do
+    ``operation`` on it): for handlers that answer each of the topic's
+    partitions with it."""
+    name = entry.get("name")
     try:
-        return known_topic(topics, entry.get("name"), entry.get("topic_id", NO_TOPIC_ID))
+        if name is not None:
+            authorization.check_topic(request, operation, name)
+        info = known_topic(request.topics, name, entry.get("topic_id", NO_TOPIC_ID))
+        authorization.check_topic(request, operation, info.name)
+        return info
     except KafkaError as e:
         return e
 
 
-async def known_or_created_topic(request, name, topic_id=NO_TOPIC_ID, may_create=True):
-    """:func:`known_topic`, except that a topic named by name that does not
-    exist is created with the broker's defaults, where the broker creates
-    topics on first use and the request (``may_create``) allows it."""
-    if name is not None and name not in request.topics and may_create and request.config.auto_create_topics:
-        try:
-            return await request.topics.create_automatically(name)
-        except REFUSALS as e:
-            raise kafka_error(e) from None
-    return known_topic(request.topics, name, topic_id)
+async def known_or_created_topic(request, operation, name, topic_id=NO_TOPIC_ID, may_create=True):
+    """:func:`known_topic`, once the request's principal may do
+    ``operation`` on it (else TOPIC_AUTHORIZATION_FAILED, whether or not it
+    exists), except that a topic named by name that does not exist is
+    created with the broker's defaults, where the broker creates topics on
+    first use, the request (``may_create``) allows it and the principal may
+    create it."""
+    if name is not None:
+        authorization.check_topic(request, operation, name)
+        if name not in request.topics and may_create and request.config.auto_create_topics:
+            if not authorization.may_create_topic(request, name):
+                raise authorization.refusal(Operation.CREATE, ResourceType.TOPIC, name)
+            try:
+                return await request.topics.create_automatically(name)
+            except REFUSALS as e:
+                raise kafka_error(e) from None
+    info = known_topic(request.topics, name, topic_id)
+    authorization.check_topic(request, operation, info.name)
+    return info
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +104,7 @@ class PartitionLayout:
     answered_index: str = "partition_index"
 
 
-async def answer_partitions(request, topics, layout, blank, work, name_of=None):
+async def answer_partitions(request, topics, layout, blank, work, name_of=None, operation=None):
     """Answer each partition that the request's ``topics`` name, in the
     request's order. -> the answer's topic entries.
 
@@ -98,8 +116,10 @@ async def answer_partitions(request, topics, layout, blank, work, name_of=None):
     partition of that topic. A refusal from finding the log or from
     ``work`` (one of :data:`~kafscale.handlers.errors.REFUSALS`) becomes
     the partition's error code, and message where the answer carries one;
-    a failing object store is logged too. Every ENTRIES_PER_TURN topics
-    and partitions it lets other work run.
+    a failing object store is logged too. Where ``operation`` is given, a
+    topic the request's principal may not do it on is refused with
+    TOPIC_AUTHORIZATION_FAILED. Every ENTRIES_PER_TURN topics and
+    partitions it lets other work run.
     """
     answered = []
     entries = 0
@@ -111,6 +131,8 @@ async def answer_partitions(request, topics, layout, blank, work, name_of=None):
         refusal = None
         try:
             name = topic[layout.topic] if name_of is None else name_of(topic)
+            if operation is not None:
+                authorization.check_topic(request, operation, name)
         except KafkaError as e:
             name, refusal = topic.get(layout.topic), e
         partitions = []

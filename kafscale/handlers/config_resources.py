@@ -11,10 +11,13 @@ described under Kafka's names and refused when a client tries to alter them.
 import enum
 from collections import Counter
 
+from kafscale.handlers import authorization
 from kafscale.handlers.errors import REFUSALS, kafka_error
 from kafscale.handlers.validation import check_named_once, named_more_than_once
 from kafscale.metadata.topic_configs import BROKER_SETTINGS
 from kafscale.protocol.errors import ErrorCode, KafkaError
+from kafscale.security import acls
+from kafscale.security.acls import Operation
 
 
 class ResourceType(enum.IntEnum):
@@ -30,6 +33,17 @@ class ConfigSource(enum.IntEnum):
 
 def unsupported_resource(resource_type):
     return KafkaError(ErrorCode.INVALID_REQUEST, f"resource type {resource_type} is not supported")
+
+
+def check_access(request, operation, resource_type, name):
+    """Refuse ``operation`` (DESCRIBE_CONFIGS or ALTER_CONFIGS) on a
+    resource's configs unless the principal may: a topic's with
+    TOPIC_AUTHORIZATION_FAILED, a broker's (the cluster's, to ACLs) with
+    CLUSTER_AUTHORIZATION_FAILED."""
+    if resource_type == ResourceType.TOPIC:
+        authorization.check(request, operation, acls.ResourceType.TOPIC, name)
+    elif resource_type == ResourceType.BROKER:
+        authorization.check(request, operation, acls.ResourceType.CLUSTER)
 
 
 def check_this_broker(node_id, name):
@@ -56,6 +70,7 @@ async def alter(request, changes):
                     "resource_name": name}
         responses.append(response)
         try:
+            check_access(request, Operation.ALTER_CONFIGS, resource_type, name)
             if resources[resource_type, name] > 1:
                 raise KafkaError(ErrorCode.INVALID_REQUEST, f"resource {name!r} is named more than once")
             repeated = named_more_than_once(c["name"] for c in resource["configs"])

@@ -9,9 +9,11 @@ Departures from Kafka: partitions are placed by the brokers' assignment, so
 explicit replica assignments are refused with INVALID_REPLICA_ASSIGNMENT.
 """
 
+from kafscale.handlers import authorization
 from kafscale.handlers.errors import REFUSALS, kafka_error
 from kafscale.handlers.validation import check_named_once, named_more_than_once
 from kafscale.protocol.errors import ErrorCode
+from kafscale.security.acls import Operation
 
 
 async def handle(request):
@@ -23,6 +25,7 @@ async def handle(request):
         result = {"name": name, "error_code": ErrorCode.NONE, "error_message": None}
         results.append(result)
         try:
+            authorization.check_topic(request, Operation.ALTER, name)
             check_named_once("topic", name, repeated)
             await request.topics.add_partitions(name, count, assigned=bool(topic["assignments"]),
                                                validate_only=body["validate_only"])

@@ -13,12 +13,14 @@ so explicit replica assignments are refused with INVALID_REPLICA_ASSIGNMENT.
 Every rule of a topic is checked in one place, kafscale.topics.Topics.create.
 """
 
+from kafscale.handlers import authorization
 from kafscale.handlers.common import NO_TOPIC_ID
 from kafscale.handlers.config_resources import ConfigSource
 from kafscale.handlers.errors import REFUSALS, kafka_error
 from kafscale.handlers.validation import check_named_once, named_more_than_once
 from kafscale.metadata.topic_configs import TOPIC_CONFIGS
 from kafscale.protocol.errors import ErrorCode
+from kafscale.security.acls import Operation, ResourceType
 
 
 async def handle(request):
@@ -32,6 +34,8 @@ async def handle(request):
         results.append(result)
         configs = {c["name"]: c["value"] for c in topic["configs"]}
         try:
+            if not authorization.may_create_topic(request, name):
+                raise authorization.refusal(Operation.CREATE, ResourceType.TOPIC, name)
             check_named_once("topic", name, repeated)
             info = await request.topics.create(
                 name, topic["num_partitions"], configs, replication_factor=topic["replication_factor"],

@@ -11,6 +11,7 @@ until retention drops that segment.
 """
 
 from kafscale.handlers.common import PartitionLayout, answer_partitions
+from kafscale.security.acls import Operation
 from kafscale.storage.retention import drop_segments_below
 
 HIGH_WATERMARK = -1
@@ -18,7 +19,7 @@ HIGH_WATERMARK = -1
 
 async def handle(request):
     topics = await answer_partitions(request, request.body["topics"], PartitionLayout(), {"low_watermark": -1},
-                                     _delete_below)
+                                     _delete_below, operation=Operation.DELETE)
     return {"throttle_time_ms": 0, "topics": topics}
 
 

@@ -10,9 +10,11 @@ the same name gets a new id, and its objects a new prefix, so the old
 topic's objects still being deleted never touch the new one's.
 """
 
+from kafscale.handlers import authorization
 from kafscale.handlers.common import NO_TOPIC_ID, known_topic
 from kafscale.handlers.errors import REFUSALS, kafka_error
 from kafscale.protocol.errors import ErrorCode
+from kafscale.security.acls import Operation
 
 
 async def handle(request):
@@ -28,6 +30,7 @@ async def handle(request):
         try:
             if name is None:
                 result["name"] = name = known_topic(request.topics, None, topic_id).name
+            authorization.check_topic(request, Operation.DELETE, name)
             info = await request.topics.delete(name)
             result["topic_id"] = info.topic_id
         except REFUSALS as e:

@@ -6,18 +6,15 @@ which we refuse with UNSUPPORTED_ENDPOINT_TYPE; v2 asks to include fenced
 brokers, and none ever are.
 
 Departures from Kafka: there is no controller quorum. The controller id is
-the lowest live node id (see ``Broker.controller_id``), and without an
-authorizer every cluster operation is allowed.
+the lowest live node id (see ``Broker.controller_id``).
 """
 
+from kafscale.handlers import authorization
 from kafscale.handlers.common import OPERATIONS_NOT_REQUESTED, endpoint
 from kafscale.protocol.errors import ErrorCode
+from kafscale.security.acls import ResourceType
 
 BROKER_ENDPOINTS = 1
-# Without authentication every client may do every cluster operation Kafka
-# knows: CREATE, ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS,
-# ALTER_CONFIGS and IDEMPOTENT_WRITE (Kafka's AclOperation codes).
-CLUSTER_OPERATIONS = sum(1 << operation for operation in (5, 7, 8, 9, 10, 11, 12))
 
 
 async def handle(request):
@@ -31,7 +28,8 @@ async def handle(request):
         "controller_id": request.view.controller_id(),
         "brokers": [],
         "cluster_authorized_operations": (
-            CLUSTER_OPERATIONS if body["include_cluster_authorized_operations"] else OPERATIONS_NOT_REQUESTED
+            authorization.operations(request, ResourceType.CLUSTER) if body["include_cluster_authorized_operations"]
+            else OPERATIONS_NOT_REQUESTED
         ),
     }
     if body.get("endpoint_type", BROKER_ENDPOINTS) != BROKER_ENDPOINTS:

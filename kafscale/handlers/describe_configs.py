@@ -15,9 +15,16 @@ import dataclasses
 
 from kafscale.config import BrokerConfig
 from kafscale.handlers.common import known_topic
-from kafscale.handlers.config_resources import ConfigSource, ResourceType, check_this_broker, unsupported_resource
+from kafscale.handlers.config_resources import (
+    ConfigSource,
+    ResourceType,
+    check_access,
+    check_this_broker,
+    unsupported_resource,
+)
 from kafscale.metadata.topic_configs import BROKER_SETTINGS, TOPIC_CONFIGS
 from kafscale.protocol.errors import ErrorCode, KafkaError
+from kafscale.security.acls import Operation
 
 CONFIG_TYPES = {"BOOLEAN": 1, "STRING": 2, "INT": 3, "SHORT": 4, "LONG": 5, "DOUBLE": 6, "LIST": 7}
 
@@ -33,6 +40,7 @@ async def handle(request):
                   "configs": []}
         results.append(result)
         try:
+            check_access(request, Operation.DESCRIBE_CONFIGS, resource["resource_type"], resource["resource_name"])
             entries = _entries(request, resource["resource_type"], resource["resource_name"])
         except KafkaError as e:
             result["error_code"], result["error_message"] = e.code, e.message

@@ -1,8 +1,7 @@
 """DescribeGroups, v0-6: each group's state, protocol and members (with
 their metadata and assignments).
 
-Versions: v3 asks for authorized operations, answered with every group
-operation since there is no authorizer; v4 adds members' group instance
+Versions: v3 asks for authorized operations; v4 adds members' group instance
 ids; v5 is the first flexible version; v6 answers an unknown group with
 GROUP_ID_NOT_FOUND (KIP-1043), where older versions describe it as Dead
 without error.
@@ -12,26 +11,27 @@ coordinate answers NOT_COORDINATOR, as in Kafka.
 """
 
 from kafscale.handlers.common import OPERATIONS_NOT_REQUESTED
+from kafscale.handlers import authorization
 from kafscale.handlers.errors import REFUSALS, kafka_error
 from kafscale.protocol.errors import ErrorCode
-
-# With no authorizer, every operation Kafka defines on a group is allowed
-# (READ 3, DELETE 6, DESCRIBE 8, as bits).
-GROUP_OPERATIONS = (1 << 3) | (1 << 6) | (1 << 8)
-
+from kafscale.security.acls import Operation, ResourceType
 
 async def handle(request):
     body, version = request.body, request.api_version
-    operations = GROUP_OPERATIONS if body.get("include_authorized_operations") else OPERATIONS_NOT_REQUESTED
     return {
         "throttle_time_ms": 0,
-        "groups": [await _describe(request.groups, group_id, version, operations) for group_id in body["groups"]],
+        "groups": [await _describe(request, group_id, version, body.get("include_authorized_operations"))
+                   for group_id in body["groups"]],
     }
 
 
-async def _describe(groups, group_id, version, operations):
+async def _describe(request, group_id, version, with_operations):
+    if not authorization.allowed(request, Operation.DESCRIBE, ResourceType.GROUP, group_id):
+        return _described(group_id, "", OPERATIONS_NOT_REQUESTED, ErrorCode.GROUP_AUTHORIZATION_FAILED)
+    operations = (authorization.operations(request, ResourceType.GROUP, group_id) if with_operations
+                  else OPERATIONS_NOT_REQUESTED)
     try:
-        summary = await groups.describe_group(group_id)
+        summary = await request.groups.describe_group(group_id)
     except REFUSALS as e:
         e = kafka_error(e)
         if e.code != ErrorCode.GROUP_ID_NOT_FOUND:

@@ -18,11 +18,14 @@ from kafscale.handlers import (
     alter_configs,
     alter_user_scram_credentials,
     api_versions,
+    create_acls,
     create_partitions,
     create_topics,
+    delete_acls,
     delete_groups,
     delete_records,
     delete_topics,
+    describe_acls,
     describe_cluster,
     describe_configs,
     describe_groups,
@@ -51,10 +54,11 @@ from kafscale.handlers import (
     txn_offset_commit,
     write_txn_markers,
 )
-from kafscale.metadata.interfaces import IScramCredentialStore
+from kafscale.metadata.interfaces import IAclStore, IClientQuotaStore, IScramCredentialStore
 from kafscale.metadata.view import IClusterView
 from kafscale.partition_logs import PartitionLogs
 from kafscale.protocol.messages import ApiKey
+from kafscale.security.authorizer import ALLOW_EVERYONE, IAuthorizer
 from kafscale.security.principal import ANONYMOUS
 from kafscale.security.sasl import SaslAuthentication
 from kafscale.topics import Topics
@@ -91,6 +95,9 @@ class Request:
     # the requests under way are answered.
     close_when_answered: Callable[[], None] = lambda: None
     transactions: TransactionCoordinator | None = None
+    authorizer: IAuthorizer = ALLOW_EVERYONE
+    acl_store: IAclStore | None = None
+    quota_store: IClientQuotaStore | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +137,9 @@ HANDLERS: dict[int, Handler] = {
         Handler(ApiKey.DELETE_RECORDS, 0, 2, delete_records.handle),
         Handler(ApiKey.INIT_PRODUCER_ID, 0, 6, init_producer_id.handle),
         Handler(ApiKey.OFFSET_FOR_LEADER_EPOCH, 2, 4, offset_for_leader_epoch.handle),
+        Handler(ApiKey.DESCRIBE_ACLS, 1, 3, describe_acls.handle),
+        Handler(ApiKey.CREATE_ACLS, 1, 3, create_acls.handle),
+        Handler(ApiKey.DELETE_ACLS, 1, 3, delete_acls.handle),
         Handler(ApiKey.DESCRIBE_CONFIGS, 1, 4, describe_configs.handle),
         Handler(ApiKey.ALTER_CONFIGS, 0, 2, alter_configs.handle),
         Handler(ApiKey.CREATE_PARTITIONS, 0, 3, create_partitions.handle),

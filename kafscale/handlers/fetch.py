@@ -23,6 +23,7 @@ from twisted.internet.defer import Deferred
 from kafscale.handlers.common import PartitionLayout, answer_partitions, known_topic, log
 from kafscale.handlers.errors import REFUSALS, STORAGE_ERRORS, kafka_error
 from kafscale.protocol.errors import ErrorCode, KafkaError
+from kafscale.security.acls import Operation
 
 READ_COMMITTED = 1
 LAYOUT = PartitionLayout(topic="topic", index="partition")
@@ -52,7 +53,8 @@ async def handle(request):
         "records": b"",  # Kafka sends empty, not null, records with an error
     }
     responses = await answer_partitions(request, body["topics"], LAYOUT, blank, reading.read,
-                                        name_of=lambda topic: _topic_name(request.topics, topic))
+                                        name_of=lambda topic: _topic_name(request.topics, topic),
+                                        operation=Operation.READ)
     failed = any(p["error_code"] != ErrorCode.NONE for topic in responses for p in topic["partitions"])
     if failed or reading.size >= body["min_bytes"]:
         return _response(responses)

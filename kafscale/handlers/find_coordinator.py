@@ -18,8 +18,10 @@ holds a group's slot (a handover) the answer is COORDINATOR_NOT_AVAILABLE,
 which clients retry.
 """
 
+from kafscale.handlers import authorization
 from kafscale.handlers.common import endpoint
 from kafscale.protocol.errors import ErrorCode
+from kafscale.security.acls import Operation, ResourceType
 
 GROUP_KEY = 0
 TRANSACTION_KEY = 1
@@ -39,6 +41,12 @@ async def handle(request):
 
 def _coordinator(request, key_type, key):
     view = request.view
+    if key_type == GROUP_KEY and not authorization.allowed(request, Operation.DESCRIBE, ResourceType.GROUP, key):
+        return _none(ErrorCode.GROUP_AUTHORIZATION_FAILED, f"not authorized to DESCRIBE group {key!r}")
+    if key_type == TRANSACTION_KEY and not authorization.allowed(request, Operation.DESCRIBE,
+                                                                 ResourceType.TRANSACTIONAL_ID, key):
+        return _none(ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                     f"not authorized to DESCRIBE transactional id {key!r}")
     if key_type == TRANSACTION_KEY and request.transactions is None:
         return _none(ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "transactions are off on this broker")
     if key_type not in (GROUP_KEY, TRANSACTION_KEY):

@@ -8,13 +8,16 @@ first flexible version.
 Departures from Kafka: none that a client sees.
 """
 
+from kafscale.handlers import authorization
 from kafscale.handlers.errors import REFUSALS, kafka_error
 from kafscale.protocol.errors import ErrorCode
+from kafscale.security.acls import Operation
 
 
 async def handle(request):
     body = request.body
     try:
+        authorization.check_group(request, Operation.READ, body["group_id"])
         await request.groups.heartbeat(
             body["group_id"], body["member_id"], body.get("group_instance_id"), body["generation_id"]
         )

@@ -19,8 +19,10 @@ epoch to bump; v4-6 add error codes (PRODUCER_FENCED, TRANSACTION_ABORTABLE)
 and two-phase commit (KIP-939) that concern transactions only.
 """
 
+from kafscale.handlers import authorization
 from kafscale.handlers.errors import REFUSALS, kafka_error
 from kafscale.protocol.errors import ErrorCode
+from kafscale.security.acls import Operation, ResourceType
 from kafscale.storage.producer_ids import ProducerIdGenerator
 
 NO_PRODUCER_ID = -1
@@ -36,6 +38,15 @@ _producer_ids = ProducerIdGenerator()
 
 async def handle(request):
     body = request.body
+    if body["transactional_id"] is not None:
+        if not authorization.allowed(request, Operation.WRITE, ResourceType.TRANSACTIONAL_ID,
+                                     body["transactional_id"]):
+            return _refused(ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+    elif not (authorization.allowed(request, Operation.IDEMPOTENT_WRITE, ResourceType.CLUSTER)
+              or request.authorizer.may_write_some_topic(request.principal, request.client_host)):
+        # KIP-679: an idempotent producer needs IDEMPOTENT_WRITE on the
+        # cluster, or WRITE on some topic.
+        return _refused(ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
     producer_id = body.get("producer_id", NO_PRODUCER_ID)
     epoch = body.get("producer_epoch", NO_PRODUCER_EPOCH)
     if (producer_id == NO_PRODUCER_ID) != (epoch == NO_PRODUCER_EPOCH):

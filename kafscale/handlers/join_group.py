@@ -18,8 +18,10 @@ comes from, in Java's "/host" form.
 
 from kafscale.coordinator.errors import MemberIdRequired
 from kafscale.coordinator.group import JoinRequest, JoinResult
+from kafscale.handlers import authorization
 from kafscale.handlers.errors import REFUSALS, kafka_error
 from kafscale.protocol.errors import ErrorCode
+from kafscale.security.acls import Operation
 
 
 def _client_host(request):
@@ -44,6 +46,7 @@ async def handle(request):
     )
     error = ErrorCode.NONE
     try:
+        authorization.check_group(request, Operation.READ, body["group_id"])
         result = await request.groups.join_group(body["group_id"], join)
     except REFUSALS as e:
         # A new member (v4+) is told its id along with MEMBER_ID_REQUIRED.

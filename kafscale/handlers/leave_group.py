@@ -9,8 +9,10 @@ adds a reason, which we ignore.
 Departures from Kafka: none that a client sees.
 """
 
+from kafscale.handlers import authorization
 from kafscale.handlers.errors import REFUSALS, kafka_error
 from kafscale.protocol.errors import ErrorCode
+from kafscale.security.acls import Operation
 
 
 async def handle(request):
@@ -20,6 +22,7 @@ async def handle(request):
     else:
         leaving = [(m["member_id"], m["group_instance_id"]) for m in body["members"]]
     try:
+        authorization.check_group(request, Operation.READ, body["group_id"])
         refusals = await request.groups.leave_group(body["group_id"], leaving)
     except REFUSALS as e:
         return {"throttle_time_ms": 0, "error_code": kafka_error(e).code, "members": []}

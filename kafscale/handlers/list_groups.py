@@ -4,11 +4,16 @@ A client lists the whole cluster by asking every broker.
 Versions: v3 is the first flexible version; v4 filters by state (KIP-518);
 v5 filters by group type (KIP-848): every group here is "classic".
 
+Authorization: a principal that may DESCRIBE the cluster sees every
+group, another only those it may DESCRIBE.
+
 Departures from Kafka: none that a client sees.
 """
 
+from kafscale.handlers import authorization
 from kafscale.handlers.errors import REFUSALS, kafka_error
 from kafscale.protocol.errors import ErrorCode
+from kafscale.security.acls import Operation, ResourceType
 
 GROUP_TYPE = "classic"
 
@@ -23,6 +28,9 @@ async def handle(request):
         summaries = await request.groups.list_groups()
     except REFUSALS as e:
         return {"throttle_time_ms": 0, "error_code": kafka_error(e).code, "groups": []}
+    if not authorization.allowed(request, Operation.DESCRIBE, ResourceType.CLUSTER):
+        summaries = [s for s in summaries
+                     if authorization.allowed(request, Operation.DESCRIBE, ResourceType.GROUP, s.group_id)]
     return {
         "throttle_time_ms": 0,
         "error_code": ErrorCode.NONE,

@@ -13,6 +13,7 @@ pending upload (negative timestamps -5, -6) are refused with INVALID_REQUEST.
 
 from kafscale.handlers.common import PartitionLayout, answer_partitions
 from kafscale.protocol.errors import ErrorCode, KafkaError
+from kafscale.security.acls import Operation
 
 LATEST = -1
 EARLIEST = -2
@@ -28,7 +29,8 @@ async def handle(request):
         await _answer(partition_log, wanted, answer, committed)
 
     blank = {"timestamp": -1, "offset": -1, "leader_epoch": -1}
-    topics = await answer_partitions(request, request.body["topics"], PartitionLayout(), blank, answer)
+    topics = await answer_partitions(request, request.body["topics"], PartitionLayout(), blank, answer,
+                                     operation=Operation.DESCRIBE)
     return {"throttle_time_ms": 0, "topics": topics}
 
 

@@ -16,10 +16,12 @@ Departures from Kafka: offsets never expire while their group exists
 
 import time
 
+from kafscale.handlers import authorization
 from kafscale.handlers.common import topic_or_refusal
 from kafscale.metadata.interfaces import CommittedOffset
 from kafscale.handlers.errors import REFUSALS, kafka_error
 from kafscale.protocol.errors import ErrorCode, KafkaError
+from kafscale.security.acls import Operation, ResourceType
 
 NO_LEADER_EPOCH = -1
 NO_METADATA = ""
@@ -31,13 +33,16 @@ async def handle(request):
     commit_ms = int(time.time() * 1000)
     offsets = {}
     topics = []
+    group_allowed = authorization.allowed(request, Operation.READ, ResourceType.GROUP, body["group_id"])
     for topic in body["topics"]:
-        info = topic_or_refusal(request.topics, topic)
+        info = topic_or_refusal(request, topic, Operation.READ)
         partitions = []
         for partition in topic["partitions"]:
             index = partition["partition_index"]
             metadata = partition["committed_metadata"]
-            if isinstance(info, KafkaError):
+            if not group_allowed:
+                error = ErrorCode.GROUP_AUTHORIZATION_FAILED
+            elif isinstance(info, KafkaError):
                 error = info.code
             elif not 0 <= index < info.partitions:
                 error = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION

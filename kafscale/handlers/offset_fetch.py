@@ -13,9 +13,11 @@ committed offset answers -1, so that the consumer's auto.offset.reset
 decides where it starts.
 """
 
+from kafscale.handlers import authorization
 from kafscale.handlers.common import topic_or_refusal
 from kafscale.handlers.errors import REFUSALS, kafka_error
 from kafscale.protocol.errors import ErrorCode, KafkaError
+from kafscale.security.acls import Operation, ResourceType
 
 # What a partition without a committed offset answers.
 NO_OFFSET = -1
@@ -38,10 +40,17 @@ async def _fetch(request, group_id, requested, version):
     """One group's answer: {"group_id", "topics", "error_code"} in the v8
     layout, whose topic and partition entries earlier versions share.
     ``requested`` None asks for every committed offset."""
+    if not authorization.allowed(request, Operation.DESCRIBE, ResourceType.GROUP, group_id):
+        error = ErrorCode.GROUP_AUTHORIZATION_FAILED
+        if version < 2 and requested is not None:
+            topics = [_topic_entry(topic, [_partition(i, None, error) for i in topic["partition_indexes"]])
+                      for topic in requested]
+            return {"group_id": group_id, "topics": topics, "error_code": error}
+        return {"group_id": group_id, "topics": [], "error_code": error}
     if requested is None:
         wanted = None
     else:
-        named = [(topic, topic_or_refusal(request.topics, topic)) for topic in requested]
+        named = [(topic, topic_or_refusal(request, topic, Operation.DESCRIBE)) for topic in requested]
         wanted = {
             (info.name, index)
             for topic, info in named if not isinstance(info, KafkaError)
@@ -58,6 +67,9 @@ async def _fetch(request, group_id, requested, version):
             return {"group_id": group_id, "topics": topics, "error_code": e.code}
         return {"group_id": group_id, "topics": [], "error_code": e.code}
     if requested is None:
+        # Every committed offset: of the topics the principal may describe.
+        committed = {key: offset for key, offset in committed.items()
+                     if authorization.allowed(request, Operation.DESCRIBE, ResourceType.TOPIC, key[0])}
         topics = _all_committed(request.topics, committed, version)
     else:
         topics = []

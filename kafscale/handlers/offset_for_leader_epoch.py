@@ -13,6 +13,7 @@ an owner's log holds nothing uncommitted that a follower could have read.
 """
 
 from kafscale.handlers.common import PartitionLayout, answer_partitions
+from kafscale.security.acls import Operation
 
 UNDEFINED_EPOCH = -1
 UNDEFINED_OFFSET = -1
@@ -40,7 +41,8 @@ LAYOUT = PartitionLayout(topic="topic", index="partition", answered_index="parti
 
 async def handle(request):
     blank = {"leader_epoch": UNDEFINED_EPOCH, "end_offset": UNDEFINED_OFFSET}
-    topics = await answer_partitions(request, request.body["topics"], LAYOUT, blank, _answer)
+    topics = await answer_partitions(request, request.body["topics"], LAYOUT, blank, _answer,
+                                     operation=Operation.DESCRIBE)
     return {"throttle_time_ms": 0, "topics": topics}
 
 

@@ -21,12 +21,14 @@ batch is refused whole.
 from twisted.internet.defer import DeferredList, DeferredSemaphore
 from twisted.internet.threads import deferToThread
 
+from kafscale.handlers import authorization
 from kafscale.handlers.common import PartitionLayout, answer_partitions, known_or_created_topic
 from kafscale.handlers.errors import REFUSALS, kafka_error
 from kafscale.metadata import topic_configs
 from kafscale.protocol.errors import ErrorCode, KafkaError
 from kafscale.protocol.batches import keyless_record
 from kafscale.protocol.records import InvalidRecords, iter_batches
+from kafscale.security.acls import Operation, ResourceType
 
 # Batches for compacted topics have their keys checked in a thread, one at a
 # time in arrival order, so that a partition's appends keep their order.
@@ -38,13 +40,15 @@ LAYOUT = PartitionLayout(partitions="partition_data", index="index",
 
 async def handle(request):
     body = request.body
-    transactional = body["transactional_id"] is not None
+    transactional_id = body["transactional_id"]
+    transactional = transactional_id is not None
     # Each topic entry's TopicInfo (auto-created where allowed), or the
     # KafkaError refusing the topic.
     resolved = {}
     for topic in body["topic_data"]:
         try:
-            resolved[id(topic)] = await known_or_created_topic(request, topic.get("name"), topic.get("topic_id"))
+            resolved[id(topic)] = await known_or_created_topic(request, Operation.WRITE, topic.get("name"),
+                                                               topic.get("topic_id"))
         except REFUSALS as e:
             resolved[id(topic)] = kafka_error(e)
     infos = {info.name: info for info in resolved.values() if not isinstance(info, KafkaError)}
@@ -53,6 +57,8 @@ async def handle(request):
         info = resolved[id(topic)]
         if isinstance(info, KafkaError):
             raise info
+        if transactional:
+            authorization.check(request, Operation.WRITE, ResourceType.TRANSACTIONAL_ID, transactional_id)
         if transactional and request.transactions is None:
             raise KafkaError(ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "transactions are off on this broker")
         return info.name

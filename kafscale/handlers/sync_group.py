@@ -8,14 +8,17 @@ match the group's (INCONSISTENT_GROUP_PROTOCOL otherwise, KIP-559).
 Departures from Kafka: none that a client sees.
 """
 
+from kafscale.handlers import authorization
 from kafscale.handlers.errors import REFUSALS, kafka_error
 from kafscale.protocol.errors import ErrorCode
+from kafscale.security.acls import Operation
 
 
 async def handle(request):
     body = request.body
     assignments = {a["member_id"]: a["assignment"] for a in body["assignments"]}
     try:
+        authorization.check_group(request, Operation.READ, body["group_id"])
         result = await request.groups.sync_group(
             body["group_id"], body["member_id"], body.get("group_instance_id"), body["generation_id"],
             body.get("protocol_type"), body.get("protocol_name"), assignments,

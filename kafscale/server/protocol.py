@@ -371,6 +371,7 @@ class KafkaProtocol(Protocol):
             authentication=self.authentication, credentials=broker.metadata,
             hold_reading=self._hold_reading, close_when_answered=self.close_when_answered,
             transactions=broker.transactions,
+            authorizer=broker.authorizer, acl_store=broker.acl_store, quota_store=broker.metadata,
         ), reserved, elements)
         self._pump()
 

@@ -174,8 +174,8 @@ class HostileInputTests(unittest.TestCase):
         await self.assertClosedAfter(struct.pack(">ihhi", 10, ApiKey.METADATA, 99, 1) + b"\xff\xff")
 
     async def test_api_without_a_handler(self):
-        # DescribeAcls is in the schemas but not implemented: never a fake answer.
-        frame = encode_request(ApiKey.DESCRIBE_ACLS, 1, 1, "t", {})
+        # ElectLeaders is in the schemas but not implemented: never a fake answer.
+        frame = encode_request(ApiKey.ELECT_LEADERS, 0, 1, "t", {})
         await self.assertClosedAfter(frame)
 
 
@@ -201,7 +201,7 @@ class PipeliningTests(unittest.TestCase):
 
 # The handlers these unit tests install use none of the broker's parts.
 PARTLESS_BROKER = SimpleNamespace(topics=None, logs=None, view=None, groups=None, config=None, reactor=None,
-                                  metadata=None, budget=BufferBudget(1 << 30),
+                                  authorizer=None, acl_store=None, metadata=None, budget=BufferBudget(1 << 30),
                                   transactions=None)
 
 
