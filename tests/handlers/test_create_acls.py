@@ -1,13 +1,20 @@
+import uuid
+
 from confluent_kafka import KafkaError
 from confluent_kafka.admin import AdminClient
 from kafka.admin import KafkaAdminClient
 from kafka.errors import ClusterAuthorizationFailedError, InvalidRequestError, SecurityDisabledError
+from twisted.internet import reactor
 from twisted.trial import unittest
 
+from kafscale.protocol.messages import ApiKey
 from kafscale.security.acls import Operation, PatternType, Permission, ResourceType
 from tests.support.acls import allow, binding, confluent_binding, grant, kafka_python_acl
 from tests.support.brokers import in_thread, start_broker
 from tests.support.clients import result_or_error
+from tests.support.etcd_server import etcd_endpoint, missing_reason
+from tests.support.waiting import eventually
+from tests.support.wire import Connection
 
 
 class CreateAclsTests(unittest.TestCase):
@@ -87,3 +94,38 @@ class CreateAclsRefusedTests(unittest.TestCase):
         confluent_error, failed = await in_thread(create)
         self.assertEqual(confluent_error.code(), KafkaError.SECURITY_DISABLED)
         self.assertEqual(failed, [SecurityDisabledError])
+
+
+class AclsAcrossBrokersTests(unittest.TestCase):
+    async def test_an_acl_created_through_one_broker_holds_on_another_within_a_second(self):
+        reason = missing_reason("3.5")
+        if reason:
+            raise unittest.SkipTest(reason)
+        cluster = ["--etcd", etcd_endpoint("3.5"), "--cluster-id", f"acls-{uuid.uuid4().hex[:12]}",
+                   "--authorizer", "acl", "--allow-everyone-if-no-acl-found", "true"]
+        first, first_bootstrap = await start_broker(self, *cluster)
+        second, second_bootstrap = await start_broker(self, *cluster)
+        await first.topics.create("secret", 1, {})
+        await eventually(lambda: "secret" in second.topics)
+        denied = binding(ResourceType.TOPIC, "secret", Operation.DESCRIBE, Permission.DENY)
+
+        def create():
+            admin = AdminClient({"bootstrap.servers": first_bootstrap})
+            return [result_or_error(f) for f in admin.create_acls([confluent_binding(denied)]).values()]
+
+        def listed():
+            connection = Connection(second_bootstrap)
+            try:
+                return [t["name"] for t in connection.request(ApiKey.METADATA, 12, {
+                    "topics": None, "allow_auto_topic_creation": False,
+                    "include_topic_authorized_operations": False})["topics"]]
+            finally:
+                connection.close()
+
+        self.assertEqual(await in_thread(listed), ["secret"])
+        self.assertEqual(await in_thread(create), [None])
+        created = reactor.seconds()
+        await eventually(lambda: denied in second.authorizer.index.bindings, timeout=1.0,
+                         what="the second broker follows the ACL")
+        self.assertLess(reactor.seconds() - created, 1.0)
+        self.assertEqual(await in_thread(listed), [])
