@@ -13,6 +13,7 @@ from kafscale.metadata.interfaces import MetadataUnavailable
 from kafscale.partition_logs import PartitionLogs
 from kafscale.reconciler import Reconciler
 from kafscale.security.authorizer import AclAuthorizer, AllowEveryone
+from kafscale.security.quotas import ClientQuotas, QuotaSettings
 from kafscale.storage.cache import SegmentCache
 from kafscale.storage.flusher import Flusher, FlushSettings
 from kafscale.storage.gc import CollectorSettings, SharedObjectCollector
@@ -32,7 +33,8 @@ class Broker(MultiService):
     IClusterView), and the services under it: retention, merging, collecting
     unneeded shared objects and
     ``groups`` (the GroupCoordinator), and ``authorizer`` (an IAuthorizer),
-    which follows the ACLs in ``metadata``. ``flush_observer`` (an
+    which follows the ACLs in ``metadata``, and ``quotas`` (ClientQuotas),
+    which follows the client quotas. ``flush_observer`` (an
     IFlushObserver, if any) hears what each flush cost. The stores and the view are started before the broker
     and stopped after it by the service tree they share (see kafscale.tap).
 
@@ -95,6 +97,9 @@ class Broker(MultiService):
         else:
             self.authorizer = AllowEveryone()
             self.acl_store = metadata
+        self.quotas = ClientQuotas(metadata, QuotaSettings(config.quota_window_num, config.quota_window_size_seconds),
+                                   clock=reactor)
+        self.quotas.setServiceParent(self)
         self._joined = False
         self._ready = False
         self._opening = None
@@ -132,6 +137,7 @@ class Broker(MultiService):
                 await self.topics.load()
                 if self.authorizer.enforcing:
                     await self.authorizer.load()
+                await self.quotas.load()
                 await self.view.join()
                 # A cluster gives the node id on joining; objects are named by it.
                 self.flusher.node_id = self.view.node_id

@@ -127,3 +127,7 @@ class BrokerConfig:
     authorizer: str = "none"
     super_users: tuple[str, ...] = ()
     allow_everyone_if_no_acl_found: bool = False
+    # Client quotas' rates are measured over this many windows of this many
+    # seconds (Kafka's quota.window.num and quota.window.size.seconds)
+    quota_window_num: int = 11
+    quota_window_size_seconds: int = 1

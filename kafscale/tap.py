@@ -191,6 +191,10 @@ class Options(usage.Options):
         ("allow-everyone-if-no-acl-found", None, _DEFAULTS.allow_everyone_if_no_acl_found,
          "Allow an operation on a resource that no ACL covers (Kafka's allow.everyone.if.no.acl.found)."
          " Needs --authorizer acl.", _boolean),
+        ("quota-window-num", None, _DEFAULTS.quota_window_num,
+         "Windows over which client quotas' rates are measured (Kafka's quota.window.num).", int),
+        ("quota-window-size-seconds", None, _DEFAULTS.quota_window_size_seconds,
+         "Length of one of those windows (Kafka's quota.window.size.seconds).", int),
     ]
     optParameters = [
         [name, short, None, f"{text} [env {_variable(name)}, default {default}]"]
@@ -233,7 +237,7 @@ class Options(usage.Options):
             if self[name] < 0:
                 raise usage.UsageError(f"--{name} cannot be negative")
         for name in ("retention-check-interval-ms", "merge-check-interval-ms", "merge-bytes-per-second",
-                     "gc-interval-ms"):
+                     "gc-interval-ms", "quota-window-num", "quota-window-size-seconds"):
             if self[name] < 1:
                 raise usage.UsageError(f"--{name} must be at least 1")
         for name in ("merge-delay-ms", "merge-delete-delay-ms", "gc-grace-ms"):

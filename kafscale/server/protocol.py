@@ -27,8 +27,13 @@ from kafscale.security.listeners import PRE_AUTHENTICATION_MAX_FRAME, ListenerSe
 from kafscale.security.principal import ANONYMOUS
 from kafscale.security.sasl import AuthenticationFailed, IllegalSaslState
 from kafscale.security.tls import peer_subject
+from kafscale.security.quotas import FETCH, PRODUCE, REQUESTS
 
 log = logger("kafscale.server")
+
+_THROTTLED_ON_THE_CLIENT = {ApiKey.PRODUCE: 6, ApiKey.FETCH: 8}
+"""The first versions whose clients hold back by themselves when told a
+throttle time (KIP-219); to older ones the answer is sent late instead."""
 
 _WAITING = object()
 
@@ -39,10 +44,12 @@ PRE_AUTHENTICATION_APIS = frozenset({ApiKey.API_VERSIONS, ApiKey.SASL_HANDSHAKE,
 class _Slot:
     """One dispatched request's place in the answer order."""
 
-    __slots__ = ("answer", "reserved", "elements", "running")
+    __slots__ = ("answer", "reserved", "elements", "running", "throttle_ms")
 
     def __init__(self, answer=_WAITING, reserved=0, elements=0):
         self.answer = answer
+        # How long a quota throttles the client for this request.
+        self.throttle_ms = 0
         # Bytes of output the answer may take, and the array elements its
         # request holds, both counted until the answer is written.
         self.reserved = reserved
@@ -59,6 +66,7 @@ class _Pending:
     request: Request
     reserved: int
     elements: int
+    size: int
 
 
 @implementer(IPushProducer, IHandshakeListener)
@@ -125,6 +133,9 @@ class KafkaProtocol(Protocol):
         self._pumping = False
         self._closed = False
         self._closing = False
+        # While a quota throttles the client, nothing more is read or
+        # dispatched (Kafka mutes the channel); the call that ends it.
+        self._muted = None
 
     def connectionMade(self):
         # Answers are whole frames written at once: Nagle would only hold
@@ -168,6 +179,8 @@ class KafkaProtocol(Protocol):
                 slot.running.cancel()
         self._written_while_full = 0
         self._unsent_less(self._unsent)
+        if self._muted is not None and self._muted.active():
+            self._muted.cancel()
         self.factory.connection_closed(self)
 
     @property
@@ -233,7 +246,8 @@ class KafkaProtocol(Protocol):
         del self._buffer[:self._position]
         self._position = 0
         self._read_while(self._next is None and not self._decoding and not self._output_full
-                         and not self._holding and len(self._slots) < self.factory.max_in_flight)
+                         and not self._holding and len(self._slots) < self.factory.max_in_flight
+                         and self._muted is None)
 
     def _read_while(self, wanted):
         if self._closed or not self.connected:
@@ -247,7 +261,8 @@ class KafkaProtocol(Protocol):
 
     def _admits(self, pending):
         """Whether the decoded request ``pending`` may start now."""
-        if self._output_full or self._holding or len(self._slots) >= self.factory.max_in_flight:
+        if self._output_full or self._holding or len(self._slots) >= self.factory.max_in_flight \
+                or self._muted is not None:
             return False
         # One large request or answer at a time is always allowed.
         if pending.reserved and self._reserved and self._reserved + pending.reserved > self.max_unsent_bytes:
@@ -319,6 +334,7 @@ class KafkaProtocol(Protocol):
 
     def _decode(self, frame):
         view = memoryview(frame)
+        size = len(frame)
         try:
             header = decode_request_header(view)
         except UnsupportedVersion as e:
@@ -348,16 +364,17 @@ class KafkaProtocol(Protocol):
             except Exception as e:
                 self._undecodable(Failure(e), header)
                 return
-            self._decoded(decoded, header, handler)
+            self._decoded(decoded, header, handler, size)
         else:
             # A large frame may hold many elements: decoding it here would
             # keep every other connection waiting.
             self._decoding = True
             self.factory.off_reactor(
                 codec.decode_bounded, view, header.body_offset, self.max_request_elements
-            ).addCallbacks(self._decoded, self._undecodable, callbackArgs=(header, handler), errbackArgs=(header,))
+            ).addCallbacks(self._decoded, self._undecodable, callbackArgs=(header, handler, size),
+                           errbackArgs=(header,))
 
-    def _decoded(self, decoded, header, handler):
+    def _decoded(self, decoded, header, handler, size):
         self._decoding = False
         if self._closed:
             return
@@ -371,8 +388,8 @@ class KafkaProtocol(Protocol):
             authentication=self.authentication, credentials=broker.metadata,
             hold_reading=self._hold_reading, close_when_answered=self.close_when_answered,
             transactions=broker.transactions,
-            authorizer=broker.authorizer, acl_store=broker.acl_store, quota_store=broker.metadata,
-        ), reserved, elements)
+            authorizer=broker.authorizer, acl_store=broker.acl_store, quota_store=broker.quotas,
+        ), reserved, elements, size)
         self._pump()
 
     def _hold_reading(self, until):
@@ -397,6 +414,11 @@ class KafkaProtocol(Protocol):
         self._elements += pending.elements
         self._slots.append(slot)
         request = pending.request
+        # Counted as it starts, so that the requests a client pipelined
+        # after one that exceeded its quota wait for the throttle to end.
+        slot.throttle_ms = self._throttle_request(request, pending.size)
+        if slot.throttle_ms:
+            self._mute(slot.throttle_ms)
         requests = self.factory.requests
         started = None if requests is None else requests.started()
         running = Deferred.fromCoroutine(pending.handler.handle(request))
@@ -423,6 +445,63 @@ class KafkaProtocol(Protocol):
             # Kafka closes a connection whose authentication failed, once
             # the client has its answer.
             self._closing = True
+        throttle_ms = slot.throttle_ms
+        if request.api_key == ApiKey.FETCH and body is not None:
+            fetched = self._throttle_fetched(request, body)
+            if fetched:
+                self._mute(fetched)
+            throttle_ms = max(throttle_ms, fetched)
+        if throttle_ms:
+            if body is not None and "throttle_time_ms" in body:
+                body["throttle_time_ms"] = max(body["throttle_time_ms"], throttle_ms)
+            if request.api_version < _THROTTLED_ON_THE_CLIENT.get(request.api_key, 0):
+                # Older clients do not hold back by themselves (KIP-219):
+                # their answer is held back instead.
+                self.broker.reactor.callLater(throttle_ms / 1000, self._answer_throttled, body, slot, request)
+                return
+        self._answer(body, slot, request)
+
+    def _answer_throttled(self, body, slot, request):
+        if not self._closed:
+            self._answer(body, slot, request)
+
+    def _throttle_request(self, request, size):
+        """Count a request (of ``size`` bytes) against the client's request
+        rate and, for a produce, its produce byte rate; -> how many ms to
+        throttle it for (0: within its quotas)."""
+        if request.api_key == ApiKey.API_VERSIONS:
+            return 0
+        quotas = self.broker.quotas
+        user = request.principal.partition(":")[2]
+        client_id = request.client_id or ""
+        throttle = quotas.record(REQUESTS, user, client_id, 1)
+        if request.api_key == ApiKey.PRODUCE:
+            throttle = max(throttle, quotas.record(PRODUCE, user, client_id, size))
+        return throttle
+
+    def _throttle_fetched(self, request, body):
+        """Count a fetch's answer against the client's fetch byte rate;
+        -> how many ms to throttle it for."""
+        fetched = sum(len(p["records"] or b"") for t in body["responses"] for p in t["partitions"])
+        return self.broker.quotas.record(FETCH, request.principal.partition(":")[2], request.client_id or "",
+                                         fetched)
+
+    def _mute(self, throttle_ms):
+        """Read and dispatch nothing more for ``throttle_ms``, or longer if
+        already muted for longer."""
+        reactor = self.broker.reactor
+        if self._muted is not None and self._muted.active():
+            if self._muted.getTime() >= reactor.seconds() + throttle_ms / 1000:
+                return
+            self._muted.cancel()
+        self._muted = reactor.callLater(throttle_ms / 1000, self._unmute)
+
+    def _unmute(self):
+        self._muted = None
+        if not self._closed:
+            self._pump()
+
+    def _answer(self, body, slot, request):
         if body is not None and slot.elements >= self.encode_inline_below:
             # The answer to a request naming many things names as many.
             self.factory.off_reactor(

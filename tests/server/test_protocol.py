@@ -6,6 +6,7 @@ import os
 import random
 import shutil
 import struct
+import time
 from types import SimpleNamespace
 
 from confluent_kafka import Producer
@@ -14,9 +15,10 @@ from twisted.trial import unittest
 
 from kafscale.protocol.errors import ErrorCode
 from kafscale.protocol.messages import ApiKey, encode_request
+from kafscale.security.quotas import ClientQuotas
 from kafscale.storage.partition_log import BufferBudget
 from tests.support.brokers import in_thread, start_broker
-from tests.support.clients import consume
+from tests.support.clients import consume, produce
 from tests.support.faults import Failing, Throttled
 from tests.support.topics import create_topic
 from tests.support.waiting import eventually
@@ -202,7 +204,7 @@ class PipeliningTests(unittest.TestCase):
 # The handlers these unit tests install use none of the broker's parts.
 PARTLESS_BROKER = SimpleNamespace(topics=None, logs=None, view=None, groups=None, config=None, reactor=None,
                                   authorizer=None, acl_store=None, metadata=None, budget=BufferBudget(1 << 30),
-                                  transactions=None)
+                                  transactions=None, quotas=ClientQuotas(None))
 
 
 def produce_numbered(bootstrap, topic, count, **settings):
@@ -715,3 +717,44 @@ class DecodingBoundsTests(unittest.TestCase):
         self.assertEqual(_correlation_ids(transport.value()), [1])
         await eventually(lambda: len(_correlation_ids(transport.value())) == 3)
         self.assertEqual(_correlation_ids(transport.value()), [1, 2, 3])
+
+
+class QuotaTests(unittest.TestCase):
+    """Client quotas throttle a connection: its answers say for how long,
+    and nothing more is read from it meanwhile."""
+
+    async def test_a_producer_is_throttled_to_its_byte_rate(self):
+        broker, bootstrap = await start_broker(self, "--quota-window-num", "2", "--quota-window-size-seconds", "1")
+        await broker.topics.create("metered", 1, {})
+        quota = 256 << 10
+        await broker.quotas.alter_client_quotas([((("client-id", "metered"),), {"producer_byte_rate": quota})])
+        value = b"x" * (16 << 10)
+        seconds = 4.0
+
+        def produce_for_a_while():
+            throttled = []
+            producer = Producer({"bootstrap.servers": bootstrap, "client.id": "metered", "linger.ms": 5,
+                                 "batch.num.messages": 4,
+                                 "throttle_cb": lambda event: throttled.append(event.throttle_time)})
+            delivered = []
+            started = time.monotonic()
+            while time.monotonic() - started < seconds:
+                try:
+                    producer.produce("metered", value, on_delivery=lambda e, m: e or delivered.append(len(m)))
+                except BufferError:
+                    pass
+                producer.poll(0.001)
+            acknowledged = sum(delivered)
+            producer.purge()
+            producer.flush(10)
+            return acknowledged, throttled
+
+        acknowledged, throttled = await in_thread(produce_for_a_while)
+        rate = acknowledged / seconds
+        # One window's burst beyond the quota is allowed before the
+        # throttling starts, as in Kafka.
+        self.assertGreater(rate, 0.5 * quota)
+        self.assertLess(rate, 1.6 * quota, f"{rate / 1024:.0f} KiB/s against a quota of {quota / 1024:.0f} KiB/s")
+        self.assertTrue(throttled, "no throttle time reported")
+        # Another client id is not held back.
+        await in_thread(produce, bootstrap, "metered", [(None, value, None, None)] * 64, **{"client.id": "free"})
