@@ -5,8 +5,10 @@ import click
 from click.shell_completion import get_completion_class
 
 from kafscale import __version__
+from kafscale_admin.acls import acls
 from kafscale_admin.cluster import brokers, cluster
 from kafscale_admin.groups import groups
+from kafscale_admin.quotas import quotas
 from kafscale_admin.segments import segments
 from kafscale_admin.stores import Admin, Location, react_runner
 from kafscale_admin.top import top
@@ -46,7 +48,7 @@ PROG_NAME = "kafscale-admin"
               help="Seconds to wait for the metadata store.")
 @click.pass_context
 def main(ctx, **options):
-    """Manage Kafscale topics, consumer groups, segments and users.
+    """Manage Kafscale topics, consumer groups, segments, users, ACLs and client quotas.
 
     Credentials for S3 come from the standard AWS chain (environment, shared
     files, container and instance roles).
@@ -67,5 +69,5 @@ def completion(shell):
     click.echo(complete.source())
 
 
-for command in (topics, groups, segments, brokers, cluster, users, top, transactions):
+for command in (topics, groups, segments, brokers, cluster, users, top, transactions, acls, quotas):
     main.add_command(command)
