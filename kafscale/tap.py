@@ -182,15 +182,17 @@ class Options(usage.Options):
          "Longest transaction timeout a producer may ask for (Kafka's transaction.max.timeout.ms).", int),
         ("transaction-check-interval-ms", None, _DEFAULTS.transaction_check_interval_ms,
          "How often transactions past their timeout, or left unfinished by a crash, are looked for.", int),
-        ("authorizer", None, _DEFAULTS.authorizer,
+        ("authorizer", None, None,
          "none: every client may do everything; acl: enforce the ACLs kept in the metadata store"
-         " (Kafka's StandardAuthorizer).", str),
-        ("super-users", None, "",
-         "Principals allowed everything, separated by ';' (\"User:admin;User:ops\"; Kafka's super.users)."
-         " Needs --authorizer acl.", _principals),
-        ("allow-everyone-if-no-acl-found", None, _DEFAULTS.allow_everyone_if_no_acl_found,
-         "Allow an operation on a resource that no ACL covers (Kafka's allow.everyone.if.no.acl.found)."
-         " Needs --authorizer acl.", _boolean),
+         " (Kafka's StandardAuthorizer). Default: acl with --super-users or --allow-everyone-if-no-acl-found,"
+         " else none.", str),
+        ("super-users", None, _DEFAULTS.super_users,
+         "Principals allowed everything, separated by ';' (\"User:admin;User:ops\"; Kafka's super.users).",
+         _principals),
+        ("allow-everyone-if-no-acl-found", None, None,
+         "true: allow an operation on a resource that no ACL covers; false: deny it"
+         f" (Kafka's allow.everyone.if.no.acl.found; default {_DEFAULTS.allow_everyone_if_no_acl_found}).",
+         _boolean),
         ("quota-window-num", None, _DEFAULTS.quota_window_num,
          "Windows over which client quotas' rates are measured (Kafka's quota.window.num).", int),
         ("quota-window-size-seconds", None, _DEFAULTS.quota_window_size_seconds,
@@ -250,10 +252,15 @@ class Options(usage.Options):
                 raise usage.UsageError(f"--{name} must be at least 1")
         if self["lease-ttl"] < 1:
             raise usage.UsageError("--lease-ttl must be at least 1")
+        acl_settings = bool(self["super-users"]) or self["allow-everyone-if-no-acl-found"] is not None
+        if self["authorizer"] is None:
+            self["authorizer"] = "acl" if acl_settings else _DEFAULTS.authorizer
         if self["authorizer"] not in ("none", "acl"):
             raise usage.UsageError(f"--authorizer is none or acl, not {self['authorizer']!r}")
-        if self["authorizer"] != "acl" and (self["super-users"] or self["allow-everyone-if-no-acl-found"]):
+        if self["authorizer"] != "acl" and acl_settings:
             raise usage.UsageError("--super-users and --allow-everyone-if-no-acl-found need --authorizer acl")
+        if self["allow-everyone-if-no-acl-found"] is None:
+            self["allow-everyone-if-no-acl-found"] = _DEFAULTS.allow_everyone_if_no_acl_found
         if self["node-id"] is None and not self["etcd"]:
             self["node-id"] = _DEFAULTS.node_id
         self._check_security()

@@ -61,6 +61,24 @@ class OptionsTests(unittest.TestCase):
                           "--group-max-session-timeout-ms", "60000")
 
 
+    def test_authorization_options(self):
+        config = self.parse()
+        self.assertEqual((config.authorizer, config.super_users, config.allow_everyone_if_no_acl_found),
+                         ("none", (), False))
+        # Naming super users or the fallback asks for ACLs.
+        config = self.parse("--super-users", "User:admin; User:ops")
+        self.assertEqual((config.authorizer, config.super_users), ("acl", ("User:admin", "User:ops")))
+        config = self.parse(KAFSCALE_ALLOW_EVERYONE_IF_NO_ACL_FOUND="true")
+        self.assertEqual((config.authorizer, config.allow_everyone_if_no_acl_found), ("acl", True))
+        self.assertEqual(self.parse("--authorizer", "acl").allow_everyone_if_no_acl_found, False)
+        self.assertRaises(usage.UsageError, self.parse, "--authorizer", "none", "--super-users", "User:a")
+        self.assertRaises(usage.UsageError, self.parse, "--authorizer", "ranger")
+        self.assertRaises(usage.UsageError, self.parse, "--super-users", "admin")
+        config = self.parse("--quota-window-num", "3", "--quota-window-size-seconds", "2")
+        self.assertEqual((config.quota_window_num, config.quota_window_size_seconds), (3, 2))
+        self.assertRaises(usage.UsageError, self.parse, "--quota-window-num", "0")
+
+
 class ClusterOptionsTests(unittest.TestCase):
     def parse(self, *args, **env):
         self.patch(os, "environ", dict(os.environ, **env))
