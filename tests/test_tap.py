@@ -68,8 +68,6 @@ class OptionsTests(unittest.TestCase):
         # Naming super users or the fallback asks for ACLs.
         config = self.parse("--super-users", "User:admin; User:ops")
         self.assertEqual((config.authorizer, config.super_users), ("acl", ("User:admin", "User:ops")))
-        config = self.parse(KAFSCALE_ALLOW_EVERYONE_IF_NO_ACL_FOUND="true")
-        self.assertEqual((config.authorizer, config.allow_everyone_if_no_acl_found), ("acl", True))
         self.assertEqual(self.parse("--authorizer", "acl").allow_everyone_if_no_acl_found, False)
         self.assertRaises(usage.UsageError, self.parse, "--authorizer", "none", "--super-users", "User:a")
         self.assertRaises(usage.UsageError, self.parse, "--authorizer", "ranger")
@@ -77,6 +75,8 @@ class OptionsTests(unittest.TestCase):
         config = self.parse("--quota-window-num", "3", "--quota-window-size-seconds", "2")
         self.assertEqual((config.quota_window_num, config.quota_window_size_seconds), (3, 2))
         self.assertRaises(usage.UsageError, self.parse, "--quota-window-num", "0")
+        config = self.parse(KAFSCALE_ALLOW_EVERYONE_IF_NO_ACL_FOUND="true")
+        self.assertEqual((config.authorizer, config.allow_everyone_if_no_acl_found), ("acl", True))
 
 
 class ClusterOptionsTests(unittest.TestCase):
