@@ -6,11 +6,16 @@ mechanism UNSUPPORTED_SASL_MECHANISM, iterations outside 4096..16384 or an
 empty salt UNACCEPTABLE_CREDENTIAL, deleting a credential that does not
 exist RESOURCE_NOT_FOUND; a user with any refused change has none applied.
 
+Authorization: ALTER on the cluster (else CLUSTER_AUTHORIZATION_FAILED for
+every user).
+
 Departures from Kafka: none that a client sees.
 """
 
+from kafscale.handlers import authorization
 from kafscale.handlers.errors import REFUSALS, kafka_error
 from kafscale.protocol.errors import ErrorCode, KafkaError
+from kafscale.security.acls import Operation, ResourceType
 from kafscale.security.scram import KAFKA_MECHANISM_TYPES, credential_from_salted_password
 
 _MECHANISMS = {number: name for name, number in KAFKA_MECHANISM_TYPES.items()}
@@ -24,8 +29,13 @@ async def handle(request):
     for upsertion in body["upsertions"]:
         changes.setdefault(upsertion["name"], []).append((upsertion["mechanism"], upsertion))
     results = []
+    refusal = None
+    if not authorization.allowed(request, Operation.ALTER, ResourceType.CLUSTER):
+        refusal = authorization.refusal(Operation.ALTER, ResourceType.CLUSTER)
     for user, wanted in changes.items():
         try:
+            if refusal is not None:
+                raise refusal
             await _apply(request.credentials, user, wanted)
         except REFUSALS as e:
             error = kafka_error(e)

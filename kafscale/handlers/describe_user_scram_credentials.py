@@ -3,18 +3,25 @@ iteration counts (never the salts or keys), for the users named, or for
 every user when none is named. A named user without credentials is
 RESOURCE_NOT_FOUND, a user named twice DUPLICATE_RESOURCE, as in Kafka.
 
+Authorization: DESCRIBE on the cluster (else CLUSTER_AUTHORIZATION_FAILED).
+
 Departures from Kafka: none that a client sees.
 """
 
 from collections import Counter
 
+from kafscale.handlers import authorization
 from kafscale.handlers.errors import REFUSALS, kafka_error
 from kafscale.protocol.errors import ErrorCode
+from kafscale.security.acls import Operation, ResourceType
 from kafscale.security.scram import KAFKA_MECHANISM_TYPES
 
 
 async def handle(request):
     named = request.body["users"]
+    if not authorization.allowed(request, Operation.DESCRIBE, ResourceType.CLUSTER):
+        refusal = authorization.refusal(Operation.DESCRIBE, ResourceType.CLUSTER)
+        return {"throttle_time_ms": 0, "error_code": refusal.code, "error_message": refusal.message, "results": []}
     try:
         users = await request.credentials.scram_credentials()
     except REFUSALS as e:
