@@ -151,7 +151,7 @@ HANDLERS: dict[int, Handler] = {
         Handler(ApiKey.ALTER_CLIENT_QUOTAS, 0, 1, alter_client_quotas.handle),
         Handler(ApiKey.DESCRIBE_CLUSTER, 0, 2, describe_cluster.handle),
         Handler(ApiKey.SASL_HANDSHAKE, 0, 1, sasl_handshake.handle),
-        Handler(ApiKey.SASL_AUTHENTICATE, 0, 2, sasl_authenticate.handle),
+        Handler(ApiKey.SASL_AUTHENTICATE, 0, 2, sasl_authenticate.handle, cancel_on_close=True),
         Handler(ApiKey.DESCRIBE_USER_SCRAM_CREDENTIALS, 0, 0, describe_user_scram_credentials.handle),
         Handler(ApiKey.ALTER_USER_SCRAM_CREDENTIALS, 0, 0, alter_user_scram_credentials.handle),
     )
