@@ -12,6 +12,7 @@ from kafscale.log import logger
 from kafscale.metadata.interfaces import MetadataUnavailable
 from kafscale.partition_logs import PartitionLogs
 from kafscale.reconciler import Reconciler
+from kafscale.rewriter import BatchRewriter
 from kafscale.security.authorizer import AclAuthorizer, AllowEveryone
 from kafscale.security.quotas import ClientQuotas, QuotaSettings
 from kafscale.storage.cache import SegmentCache
@@ -30,8 +31,9 @@ class Broker(MultiService):
 
     Its parts: ``topics`` (Topics), ``logs`` (the PartitionLogs it serves),
     the reconciliation that keeps those in line with ``view`` (its
-    IClusterView), and the services under it: retention, merging, collecting
-    unneeded shared objects and
+    IClusterView), ``rewriter`` (the BatchRewriter that stamps and
+    recompresses produced batches as their topics ask), and the services
+    under it: retention, merging, collecting unneeded shared objects and
     ``groups`` (the GroupCoordinator), and ``authorizer`` (an IAuthorizer),
     which follows the ACLs in ``metadata``, and ``quotas`` (ClientQuotas),
     which follows the client quotas. ``flush_observer`` (an
@@ -78,6 +80,7 @@ class Broker(MultiService):
         SharedObjectCollector(objects, metadata, view, CollectorSettings(
             interval_ms=config.gc_interval_ms, grace_ms=config.gc_grace_ms,
         ), clock=reactor).setServiceParent(self)
+        self.rewriter = BatchRewriter()
         self.groups = GroupCoordinator(metadata, view, config, reactor)
         self.groups.setServiceParent(self)
         self.transactions = None

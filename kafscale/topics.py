@@ -29,11 +29,17 @@ class TopicRefused(Exception):
 
 
 class InvalidReplicationFactor(TopicRefused):
-    """Asked for replicas: the object store is what replicates."""
+    """A replication factor Kafka refuses too (0, or below -1)."""
 
 
 class ReplicaAssignmentRefused(TopicRefused):
-    """Asked to place partitions on brokers: the brokers place them."""
+    """A replica assignment Kafka refuses too: unknown brokers, a broker
+    twice in one partition, partitions of unequal replica counts."""
+
+
+class InvalidTopicRequest(TopicRefused):
+    """A request asking for a topic two contradicting ways (an assignment
+    and a partition count, say)."""
 
 
 class PartitionLimit(TopicRefused):
@@ -42,6 +48,31 @@ class PartitionLimit(TopicRefused):
 
 class TopicNotReady(TopicRefused):
     """Created by another broker or request, but not loaded here yet."""
+
+
+DEFAULT_REPLICATION_FACTOR = 1
+"""What a topic created with replication factor -1 gets: Kafka's
+default.replication.factor."""
+
+MAX_REPLICATION_FACTOR = 2**15 - 1
+"""The largest the protocol's int16 can say."""
+
+
+def _check_assignments(assignments, live_brokers):
+    """Refuse an assignment Kafka refuses. -> its replication factor."""
+    sizes = {len(replicas) for replicas in assignments}
+    if len(sizes) != 1:
+        raise ReplicaAssignmentRefused("every partition must have as many replicas as the others")
+    (size,) = sizes
+    if size == 0:
+        raise ReplicaAssignmentRefused("a partition's replica list is empty")
+    for index, replicas in enumerate(assignments):
+        if len(set(replicas)) != len(replicas):
+            raise ReplicaAssignmentRefused(f"partition {index} names a broker more than once: {replicas}")
+        unknown = sorted(set(replicas) - set(live_brokers))
+        if unknown:
+            raise ReplicaAssignmentRefused(f"partition {index} names brokers that are not live: {unknown}")
+    return size
 
 
 class Topics(Mapping):
@@ -166,20 +197,35 @@ class Topics(Mapping):
 
     # -- changes
 
-    async def create(self, name, partitions, configs, *, replication_factor=-1, assigned=False,
-                     validate_only=False):
+    async def create(self, name, partitions, configs, *, replication_factor=-1, assignments=None,
+                     live_brokers=frozenset(), validate_only=False):
         """Create a topic of ``partitions`` partitions (-1: the default)
         with the given configs, unless ``validate_only``. -> its TopicInfo,
-        or None when only validating. Raises InvalidReplicationFactor (other
-        than -1 or 1), ReplicaAssignmentRefused (``assigned``: placement
-        asked for), InvalidTopicName, InvalidPartitions (fewer than one,
-        or more than a topic may have), PartitionLimit, InvalidConfig,
-        TopicExists, MetadataError."""
-        if replication_factor not in (-1, 1):
-            raise InvalidReplicationFactor("the object store replicates: the replication factor is 1")
-        if assigned:
-            raise ReplicaAssignmentRefused("partitions are placed by the brokers, not by assignment")
+        or None when only validating.
+
+        The replication factor (-1: 1, Kafka's default.replication.factor)
+        is kept and reported back; the object store replicates every
+        partition, whatever the number. ``assignments``, a list of replica
+        lists by partition, gives the partition count and replication
+        factor instead (both must then be -1); placement stays the
+        brokers' (the owner of a partition is never chosen by it), but
+        every broker it names must be among ``live_brokers``, as in Kafka.
+
+        Raises InvalidReplicationFactor, ReplicaAssignmentRefused,
+        InvalidTopicRequest, InvalidTopicName, InvalidPartitions (fewer
+        than one, or more than a topic may have), PartitionLimit,
+        InvalidConfig, TopicExists, MetadataError."""
         topic_configs.check_topic_name(name)
+        if assignments:
+            if partitions != -1 or replication_factor != -1:
+                raise InvalidTopicRequest("with a replica assignment, the partition count and the replication"
+                                          " factor must be -1")
+            partitions = len(assignments)
+            replication_factor = _check_assignments(assignments, live_brokers)
+        if replication_factor == -1:
+            replication_factor = DEFAULT_REPLICATION_FACTOR
+        if not 1 <= replication_factor <= MAX_REPLICATION_FACTOR:
+            raise InvalidReplicationFactor(f"replication factor {replication_factor}: it must be at least 1")
         if partitions == -1:
             partitions = self.default_partitions
         if partitions < 1:
@@ -190,7 +236,7 @@ class Topics(Mapping):
             raise TopicExists(f"topic {name!r} already exists")
         if validate_only:
             return None
-        return await self._write(name, self._metadata.create_topic(name, partitions, configs))
+        return await self._write(name, self._metadata.create_topic(name, partitions, configs, replication_factor))
 
     async def create_automatically(self, name):
         """Create a topic a client named but no one created, with the
@@ -206,16 +252,22 @@ class Topics(Mapping):
             raise TopicNotReady(f"topic {name!r} is not loaded yet")
         return info
 
-    async def add_partitions(self, name, total, *, assigned=False, validate_only=False):
-        """Grow a topic to ``total`` partitions, unless ``validate_only``.
+    async def add_partitions(self, name, total, *, assignments=None, live_brokers=frozenset(),
+                             validate_only=False):
+        """Grow a topic to ``total`` partitions, unless ``validate_only``;
+        ``assignments`` (replica lists for the new partitions) are checked
+        as `create` checks them, and must name one list per new partition.
         Raises UnknownTopic, ReplicaAssignmentRefused, InvalidPartitions
         (not a growth, or past what a topic may have), PartitionLimit,
         MetadataError."""
         info = self.require(name)
-        if assigned:
-            raise ReplicaAssignmentRefused("partitions are placed by the brokers, not by assignment")
         if total <= info.partitions:
             raise InvalidPartitions(f"topic {name!r} has {info.partitions} partitions: it can grow, not go to {total}")
+        if assignments:
+            if len(assignments) != total - info.partitions:
+                raise ReplicaAssignmentRefused(f"{len(assignments)} replica lists for"
+                                               f" {total - info.partitions} new partitions")
+            _check_assignments(assignments, live_brokers)
         self._check_limits(total, total - info.partitions)
         if validate_only:
             return None

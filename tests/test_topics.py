@@ -13,7 +13,7 @@ from kafscale.metadata.topic_configs import InvalidConfig, InvalidTopicName
 from kafscale.storage.cache import SegmentCache
 from kafscale.storage.local import LocalObjectStore
 from kafscale.storage.segment import topic_prefix
-from kafscale.topics import InvalidReplicationFactor, ReplicaAssignmentRefused, Topics
+from kafscale.topics import InvalidReplicationFactor, InvalidTopicRequest, ReplicaAssignmentRefused, Topics
 from tests.support.waiting import eventually
 
 
@@ -67,10 +67,17 @@ class TopicsTests(TestCase):
     async def test_create_refusals_in_order(self):
         await self.topics.create("taken", 1, {})
         cases = [
-            (InvalidReplicationFactor, "replication factor is 1",
-             self.topics.create(".", 0, {"x": "y"}, replication_factor=3, assigned=True)),
-            (ReplicaAssignmentRefused, "placed by the brokers", self.topics.create(".", 0, {}, assigned=True)),
-            (InvalidTopicName, "illegal", self.topics.create(".", 0, {"x": "y"})),
+            (InvalidTopicName, "illegal", self.topics.create(".", 0, {"x": "y"}, replication_factor=0)),
+            (InvalidTopicRequest, "must be -1", self.topics.create("fine", 2, {}, assignments=[[0]])),
+            (ReplicaAssignmentRefused, "not live: [7]",
+             self.topics.create("fine", -1, {}, replication_factor=-1, assignments=[[0], [7]],
+                                live_brokers={0})),
+            (ReplicaAssignmentRefused, "as many replicas",
+             self.topics.create("fine", -1, {}, assignments=[[0], [0, 1]], live_brokers={0, 1})),
+            (ReplicaAssignmentRefused, "more than once",
+             self.topics.create("fine", -1, {}, assignments=[[0, 0]], live_brokers={0})),
+            (InvalidReplicationFactor, "at least 1", self.topics.create("fine", 1, {}, replication_factor=0)),
+            (InvalidReplicationFactor, "at least 1", self.topics.create("fine", 1, {}, replication_factor=-2)),
             (InvalidTopicName, "characters other than", self.topics.create("a b", 1, {})),
             (InvalidPartitions, "at least 1", self.topics.create("fine", 0, {"x": "y"})),
             (InvalidConfig, "cleanup.policy", self.topics.create("fine", 1, {"cleanup.policy": "shred"})),
@@ -79,6 +86,16 @@ class TopicsTests(TestCase):
         for kind, message, change in cases:
             await self.assertRefused(kind, message, change)
         self.assertEqual(list(await self.store.topics()), ["taken"])
+
+    async def test_replication_factor_is_kept_whatever_the_brokers(self):
+        three = await self.topics.create("connect-configs", 1, {}, replication_factor=3)
+        self.assertEqual(three.replication_factor, 3)
+        self.assertEqual(self.topics["connect-configs"].replication_factor, 3)
+        self.assertEqual((await self.topics.create("defaulted", 1, {})).replication_factor, 1)
+        # An assignment naming live brokers gives the counts; placement stays the brokers'.
+        assigned = await self.topics.create("assigned", -1, {}, assignments=[[0, 1], [1, 0]], live_brokers={0, 1})
+        self.assertEqual((assigned.partitions, assigned.replication_factor), (2, 2))
+        self.assertEqual((await self.store.topics())["assigned"], assigned)
 
     async def test_validate_only_writes_nothing(self):
         self.assertIsNone(await self.topics.create("dry", 5, {}, replication_factor=1, validate_only=True))
@@ -91,10 +108,14 @@ class TopicsTests(TestCase):
     async def test_add_partitions(self):
         await self.topics.create("growing", 2, {})
         await self.assertRefused(UnknownTopic, "no topic 'nope'", self.topics.add_partitions("nope", 3))
-        await self.assertRefused(ReplicaAssignmentRefused, "placed by the brokers",
-                                 self.topics.add_partitions("growing", 3, assigned=True))
+        await self.assertRefused(ReplicaAssignmentRefused, "2 replica lists for 1 new partitions",
+                                 self.topics.add_partitions("growing", 3, assignments=[[0], [0]], live_brokers={0}))
+        await self.assertRefused(ReplicaAssignmentRefused, "not live: [4]",
+                                 self.topics.add_partitions("growing", 3, assignments=[[4]], live_brokers={0}))
+        self.assertEqual(self.topics["growing"].partitions, 2)
         await self.assertRefused(InvalidPartitions, "has 2 partitions: it can grow, not go to 2",
                                  self.topics.add_partitions("growing", 2))
+        await self.topics.add_partitions("growing", 3, assignments=[[0]], live_brokers={0})
         info = await self.topics.add_partitions("growing", 5)
         self.assertEqual((info.partitions, self.topics["growing"].partitions), (5, 5))
         self.assertEqual(self.seen_by_subscriber[-1]["growing"].partitions, 5)

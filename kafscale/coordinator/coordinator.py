@@ -23,6 +23,7 @@ from kafscale.coordinator.errors import (
     InvalidGroupId,
     InvalidSessionTimeout,
     NotCoordinator,
+    SubscribedToTopic,
     UnknownMember,
 )
 
@@ -313,6 +314,39 @@ class GroupCoordinator(Service):
         if group is None and not existed:
             raise GroupNotFound()
         log.info("group {group} deleted", group=group_id)
+
+
+    async def delete_offsets(self, group_id, partitions):
+        """Delete the group's committed offsets for ``partitions`` ((topic,
+        partition) pairs), as Kafka's OffsetDelete does: all of them when
+        the group has no members; while it has, those of topics its
+        consumers do not subscribe to. -> (topic, partition) -> None, or the
+        GroupError refusing that partition (SubscribedToTopic). Raises
+        GroupNotFound when the group has nothing, GroupNotEmpty for a group
+        with members that is not a consumer group."""
+        _check_group_id(group_id)
+        group = await self._group(group_id)
+        if group is None:
+            if not await self.fetch_offsets(group_id):
+                raise GroupNotFound(f"Group {group_id} not found.")
+            subscribed = set()
+        elif group.state is GroupState.DEAD:
+            raise GroupNotFound(f"Group {group_id} not found.")
+        elif group.state is GroupState.EMPTY:
+            subscribed = set()
+        elif group.protocol_type != "consumer":
+            raise GroupNotEmpty(f"group {group_id} has members")
+        else:
+            subscribed = group.subscribed_topics()
+        results = {
+            (topic, partition): (SubscribedToTopic(f"group {group_id} consumes {topic}")
+                                 if subscribed is None or topic in subscribed else None)
+            for topic, partition in partitions
+        }
+        deleted = [key for key, refusal in results.items() if refusal is None]
+        if deleted:
+            await self._write(group_id, self.metadata.delete_offsets, group_id, deleted)
+        return results
 
 
 class _OffsetBatch:

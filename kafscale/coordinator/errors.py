@@ -81,3 +81,7 @@ class InvalidTxnState(GroupError):
 
 class InvalidTransactionTimeout(GroupError):
     """The transaction timeout lies outside the broker's bounds."""
+
+
+class SubscribedToTopic(GroupError):
+    """The group's members consume the topic: its offsets stay."""

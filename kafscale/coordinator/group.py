@@ -9,6 +9,7 @@ group's state through ``persist``.
 
 import base64
 import enum
+import struct
 import uuid
 from dataclasses import dataclass, field
 
@@ -124,6 +125,29 @@ class Member:
 
     def metadata(self, protocol):
         return next(metadata for name, metadata in self.protocols if name == protocol)
+
+
+_INT16 = struct.Struct(">h")
+_INT32 = struct.Struct(">i")
+
+
+def _subscription_topics(metadata):
+    """The topics of a ConsumerProtocolSubscription (every version starts
+    with its version, then the topics as an array of strings)."""
+    position = _INT16.size
+    (count,) = _INT32.unpack_from(metadata, position)
+    position += _INT32.size
+    if count < 0:
+        raise ValueError("no topic array")
+    topics = []
+    for _ in range(count):
+        (length,) = _INT16.unpack_from(metadata, position)
+        position += _INT16.size
+        if length < 0 or position + length > len(metadata):
+            raise ValueError("topic name past the subscription's end")
+        topics.append(bytes(metadata[position:position + length]).decode("utf-8"))
+        position += length
+    return topics
 
 
 def _encode(data):
@@ -686,6 +710,21 @@ class Group:
                 for m in self.members.values()
             ),
         )
+
+    def subscribed_topics(self):
+        """The topics the members of a consumer group subscribe to, by the
+        subscriptions they joined with; None when not known (not a consumer
+        group, no protocol chosen yet, or a subscription that does not
+        decode), which Kafka takes as every topic."""
+        if self.protocol_type != "consumer" or self.protocol_name is None:
+            return None
+        topics = set()
+        for member in self.members.values():
+            try:
+                topics.update(_subscription_topics(member.metadata(self.protocol_name)))
+            except (StopIteration, ValueError, struct.error):
+                return None
+        return topics
 
     def close(self, error):
         """Stop the group: cancel its timers and answer every waiting

@@ -5,7 +5,7 @@ cluster view and ``kafscale-admin`` alike.
 Every key lives under one cluster prefix, ``/kafscale/<cluster id>/``; every
 value is compact JSON::
 
-    topics/{topic}                       {"id", "partitions", "configs", "created_ms"}
+    topics/{topic}                       {"id", "partitions", "configs", "created_ms", "replication_factor"}
     partitions/{topic}/{partition}       {"epoch", "log_start", "next", "history", "claim"}
     segments/{topic}/{partition}/{base}  {"base", "last", "max_timestamp", "size", "count", "key", "pos", "fmt"}
     groups/{group}                       the group's state, as its coordinator saved it
@@ -186,14 +186,16 @@ def _json(value):
 
 def encode_topic(info):
     return _json({"id": info.topic_id.hex, "partitions": info.partitions, "configs": info.configs,
-                  "created_ms": info.created_ms})
+                  "created_ms": info.created_ms, "replication_factor": info.replication_factor})
 
 
 def decode_topic(kv):
     """-> the TopicInfo of a topic key's KeyValue."""
     value = json.loads(kv.value)
     name = kv.key.rsplit(b"/", 1)[1].decode()
-    return TopicInfo(name, uuid.UUID(value["id"]), value["partitions"], value["configs"], value["created_ms"])
+    # Topics written before the replication factor was kept have none.
+    return TopicInfo(name, uuid.UUID(value["id"]), value["partitions"], value["configs"], value["created_ms"],
+                     value.get("replication_factor", 1))
 
 
 def encode_partition(state, claim):

@@ -19,6 +19,7 @@ it, so they vanish when the process dies. A session whose lease was lost is
 replaced, and the registrations are made again.
 """
 
+import dataclasses
 import itertools
 import os
 import uuid
@@ -248,8 +249,8 @@ class EtcdMetadataStore(Service):
 
     # Topics
 
-    def create_topic(self, name, partitions, configs=None):
-        return self._run(self._create_topic, name, partitions, dict(configs or {}))
+    def create_topic(self, name, partitions, configs=None, replication_factor=1):
+        return self._run(self._create_topic, name, partitions, dict(configs or {}), replication_factor)
 
     def delete_topic(self, name):
         return self._run(self._delete_topic, name)
@@ -263,10 +264,11 @@ class EtcdMetadataStore(Service):
     def add_partitions(self, name, total):
         return self._run(self._alter_topic, name, {}, (), total)
 
-    async def _create_topic(self, name, partitions, configs):
+    async def _create_topic(self, name, partitions, configs, replication_factor):
         if partitions < 1:
             raise InvalidPartitions(f"{name}: a topic needs at least one partition, not {partitions}")
-        info = TopicInfo(name, uuid.uuid4(), partitions, configs, int(self._reactor.seconds() * 1000))
+        info = TopicInfo(name, uuid.uuid4(), partitions, configs, int(self._reactor.seconds() * 1000),
+                         replication_factor)
         key = self.keys.topic(name)
         created = await self.client.txn(
             [Compare.create_revision(key, "=", 0)], success=[Op.put(key, layout.encode_topic(info))]
@@ -332,7 +334,7 @@ class EtcdMetadataStore(Service):
                 partitions = total
             configs = {k: v for k, v in info.configs.items() if k not in deletions}
             configs.update(updates)
-            new = TopicInfo(name, info.topic_id, partitions, configs, info.created_ms)
+            new = dataclasses.replace(info, partitions=partitions, configs=configs)
             written = await self.client.txn(
                 [Compare.mod_revision(key, "=", kv.mod_revision)], success=[Op.put(key, layout.encode_topic(new))]
             )
@@ -641,6 +643,9 @@ class EtcdMetadataStore(Service):
         wanted = None if partitions is None else frozenset(partitions)
         return self._run(self._fetch_offsets, group_id, wanted)
 
+    def delete_offsets(self, group_id, partitions):
+        return self._run(self._delete_offsets, group_id, tuple(partitions))
+
     def save_group(self, group_id, state):
         try:
             value = layout.encode_group(state)
@@ -675,6 +680,11 @@ class EtcdMetadataStore(Service):
             if wanted is None or key in wanted:
                 offsets[key] = layout.decode_offset(kv.value)
         return offsets
+
+    async def _delete_offsets(self, group_id, partitions):
+        deletes = [Op.delete(self.keys.offset(group_id, topic, partition)) for topic, partition in partitions]
+        for start in range(0, len(deletes), MAX_TXN_OPS):
+            await self.client.txn([], success=deletes[start:start + MAX_TXN_OPS])
 
     async def _save_group(self, group_id, value):
         await self.client.put(self.keys.group(group_id), value)

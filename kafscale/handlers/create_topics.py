@@ -7,25 +7,31 @@ partition count and replication factor be -1, the broker's defaults
 (KIP-464); v5 is the first flexible version and returns the topic's configs
 and id (KIP-525); v6-7 may be throttled in Kafka (KIP-599), never here.
 
-Departures from Kafka: the object store replicates, so the replication
-factor is 1 (or -1), and partitions are placed by the brokers' assignment,
-so explicit replica assignments are refused with INVALID_REPLICA_ASSIGNMENT.
-Every rule of a topic is checked in one place, kafscale.topics.Topics.create.
+Departures from Kafka: the object store replicates, so any replication
+factor is accepted whatever the number of live brokers (Kafka Connect,
+Schema Registry and Strimzi ask for 3), kept and reported back. A replica
+assignment is checked as Kafka checks it (live brokers, one list per
+partition, as long as each other) and gives the partition count and
+replication factor, but does not place partitions: their owners are the
+brokers' assignment. Every rule of a topic is checked in one place,
+kafscale.topics.Topics.create.
 """
 
 from kafscale.handlers import authorization
 from kafscale.handlers.common import NO_TOPIC_ID
 from kafscale.handlers.config_resources import ConfigSource
 from kafscale.handlers.errors import REFUSALS, kafka_error
-from kafscale.handlers.validation import check_named_once, named_more_than_once
-from kafscale.metadata.topic_configs import TOPIC_CONFIGS
+from kafscale.handlers.validation import check_named_once, named_more_than_once, replica_lists
+from kafscale.metadata import topic_configs
 from kafscale.protocol.errors import ErrorCode
 from kafscale.security.acls import Operation, ResourceType
+from kafscale.topics import DEFAULT_REPLICATION_FACTOR
 
 
 async def handle(request):
     body = request.body
     repeated = named_more_than_once(t["name"] for t in body["topics"])
+    live_brokers = frozenset(broker.node_id for broker in request.view.live_brokers())
     results = []
     for topic in body["topics"]:
         name = topic["name"]
@@ -37,24 +43,37 @@ async def handle(request):
             if not authorization.may_create_topic(request, name):
                 raise authorization.refusal(Operation.CREATE, ResourceType.TOPIC, name)
             check_named_once("topic", name, repeated)
+            assignments = replica_lists(topic["assignments"], first_index=0)
             info = await request.topics.create(
                 name, topic["num_partitions"], configs, replication_factor=topic["replication_factor"],
-                assigned=bool(topic["assignments"]), validate_only=body["validate_only"])
+                assignments=assignments, live_brokers=live_brokers, validate_only=body["validate_only"])
         except REFUSALS as e:
             e = kafka_error(e)
             result["error_code"] = e.code
             result["error_message"] = e.message
             continue
-        partitions = topic["num_partitions"] if info is None else info.partitions
-        result["num_partitions"] = request.config.num_partitions if partitions == -1 else partitions
-        result["replication_factor"] = 1
-        if info is not None:
+        if info is None:
+            partitions, factor = _validated_shape(request, topic)
+        else:
+            partitions, factor = info.partitions, info.replication_factor
             result["topic_id"] = info.topic_id
+        result["num_partitions"], result["replication_factor"] = partitions, factor
         result["configs"] = [
             {"name": key.name, "value": configs.get(key.name, key.default), "read_only": False,
              "config_source": (ConfigSource.DYNAMIC_TOPIC_CONFIG if key.name in configs
                                else ConfigSource.DEFAULT_CONFIG),
              "is_sensitive": False}
-            for key in TOPIC_CONFIGS.values()
+            for key in topic_configs.described(configs)
         ]
     return {"throttle_time_ms": 0, "topics": results}
+
+
+def _validated_shape(request, topic):
+    """What a topic validated but not created would have: partitions and
+    replication factor."""
+    if topic["assignments"]:
+        return len(topic["assignments"]), len(topic["assignments"][0]["broker_ids"])
+    partitions = topic["num_partitions"]
+    factor = topic["replication_factor"]
+    return (request.topics.default_partitions if partitions == -1 else partitions,
+            DEFAULT_REPLICATION_FACTOR if factor == -1 else factor)

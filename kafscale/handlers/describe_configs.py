@@ -22,7 +22,8 @@ from kafscale.handlers.config_resources import (
     check_this_broker,
     unsupported_resource,
 )
-from kafscale.metadata.topic_configs import BROKER_SETTINGS, TOPIC_CONFIGS
+from kafscale.metadata import topic_configs
+from kafscale.metadata.topic_configs import BROKER_SETTINGS
 from kafscale.protocol.errors import ErrorCode, KafkaError
 from kafscale.security.acls import Operation
 
@@ -57,7 +58,7 @@ async def handle(request):
 def _entries(request, resource_type, name):
     if resource_type == ResourceType.TOPIC:
         info = known_topic(request.topics, name)
-        return [_topic_entry(key, info.configs) for key in TOPIC_CONFIGS.values()]
+        return [_topic_entry(key, info.configs) for key in topic_configs.described(info.configs)]
     if resource_type == ResourceType.BROKER:
         if name == "":
             # The cluster-wide dynamic defaults: there are none.
@@ -70,13 +71,14 @@ def _entries(request, resource_type, name):
 
 
 def _topic_entry(key, configs):
-    default = (key.broker_name, key.default, ConfigSource.DEFAULT_CONFIG)
+    # A config without a broker-wide synonym has no default synonym either.
+    defaults = [] if key.broker_name is None else [(key.broker_name, key.default, ConfigSource.DEFAULT_CONFIG)]
     if key.name in configs:
         value, source = configs[key.name], ConfigSource.DYNAMIC_TOPIC_CONFIG
-        synonyms = [(key.name, value, source), default]
+        synonyms = [(key.name, value, source), *defaults]
     else:
         value, source = key.default, ConfigSource.DEFAULT_CONFIG
-        synonyms = [default]
+        synonyms = defaults
     return {"name": key.name, "value": value, "source": source, "read_only": False, "type": key.type,
             "doc": key.doc, "synonyms": synonyms}
 

@@ -47,6 +47,7 @@ from kafscale.handlers import (
     list_transactions,
     metadata,
     offset_commit,
+    offset_delete,
     offset_fetch,
     offset_for_leader_epoch,
     produce,
@@ -60,6 +61,7 @@ from kafscale.metadata.interfaces import IAclStore, IClientQuotaStore, IScramCre
 from kafscale.metadata.view import IClusterView
 from kafscale.partition_logs import PartitionLogs
 from kafscale.protocol.messages import ApiKey
+from kafscale.rewriter import BatchRewriter
 from kafscale.security.authorizer import ALLOW_EVERYONE, IAuthorizer
 from kafscale.security.principal import ANONYMOUS
 from kafscale.security.sasl import SaslAuthentication
@@ -86,6 +88,7 @@ class Request:
     groups: GroupCoordinator
     config: BrokerConfig
     clock: IReactorTime
+    rewriter: BatchRewriter
     principal: str = ANONYMOUS
     listener: str = "PLAINTEXT"
     authentication: SaslAuthentication | None = None
@@ -146,6 +149,7 @@ HANDLERS: dict[int, Handler] = {
         Handler(ApiKey.ALTER_CONFIGS, 0, 2, alter_configs.handle),
         Handler(ApiKey.CREATE_PARTITIONS, 0, 3, create_partitions.handle),
         Handler(ApiKey.DELETE_GROUPS, 0, 2, delete_groups.handle),
+        Handler(ApiKey.OFFSET_DELETE, 0, 0, offset_delete.handle),
         Handler(ApiKey.INCREMENTAL_ALTER_CONFIGS, 0, 1, incremental_alter_configs.handle),
         Handler(ApiKey.DESCRIBE_CLIENT_QUOTAS, 0, 1, describe_client_quotas.handle),
         Handler(ApiKey.ALTER_CLIENT_QUOTAS, 0, 1, alter_client_quotas.handle),

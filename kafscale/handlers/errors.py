@@ -22,6 +22,7 @@ from kafscale.storage.interfaces import ObjectStoreError
 from kafscale.storage.segment import CorruptSegment
 from kafscale.topics import (
     InvalidReplicationFactor,
+    InvalidTopicRequest,
     PartitionLimit,
     ReplicaAssignmentRefused,
     TopicNotReady,
@@ -70,6 +71,7 @@ _CODES = [
     (group.InvalidTxnState, ErrorCode.INVALID_TXN_STATE),
     (group.InvalidTransactionTimeout, ErrorCode.INVALID_TRANSACTION_TIMEOUT),
     (storage.TransactionNotVerified, ErrorCode.INVALID_TXN_STATE),
+    (group.SubscribedToTopic, ErrorCode.GROUP_SUBSCRIBED_TO_TOPIC),
     # topics
     (TopicExists, ErrorCode.TOPIC_ALREADY_EXISTS),
     (UnknownTopic, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION),
@@ -78,6 +80,7 @@ _CODES = [
     (InvalidConfig, ErrorCode.INVALID_CONFIG),
     (InvalidReplicationFactor, ErrorCode.INVALID_REPLICATION_FACTOR),
     (ReplicaAssignmentRefused, ErrorCode.INVALID_REPLICA_ASSIGNMENT),
+    (InvalidTopicRequest, ErrorCode.INVALID_REQUEST),
     (TopicNotReady, ErrorCode.LEADER_NOT_AVAILABLE),
     (PartitionLimit, ErrorCode.POLICY_VIOLATION),
     (NotLeader, ErrorCode.NOT_LEADER_OR_FOLLOWER),

@@ -13,6 +13,15 @@ coordinator confirms that its ongoing transaction holds the partition
 (KIP-890 part 1); a broker run without transactions refuses them with
 TRANSACTIONAL_ID_AUTHORIZATION_FAILED.
 
+As in Kafka, a topic with ``message.timestamp.type=LogAppendTime`` has its
+batches stamped with the time of their append (returned as
+log_append_time_ms), and one with a ``compression.type`` other than
+``producer`` has them recompressed (:mod:`kafscale.rewriter`); with
+CreateTime, a batch whose timestamps lie further from the broker's clock
+than ``message.timestamp.before.max.ms`` / ``after.max.ms`` allow is
+refused with INVALID_TIMESTAMP (judged by the batch's first and largest
+timestamps: records are not decoded one by one).
+
 Departures from Kafka: acks=1 and acks=all mean the same, a commit to the
 object and metadata stores. Per-record errors are not reported: a refused
 batch is refused whole.
@@ -29,6 +38,7 @@ from kafscale.protocol.errors import ErrorCode, KafkaError
 from kafscale.protocol.batches import keyless_record
 from kafscale.protocol.records import InvalidRecords, iter_batches
 from kafscale.security.acls import Operation, ResourceType
+from kafscale.rewriter import rewrite_for
 
 # Batches for compacted topics have their keys checked in a thread, one at a
 # time in arrival order, so that a partition's appends keep their order.
@@ -67,14 +77,21 @@ async def handle(request):
 
     async def append(partition_log, wanted, answer):
         records = wanted["records"]
-        info = infos[partition_log.topic]
-        batches = _validated(records, info)
-        if "compact" in topic_configs.cleanup_policies(info.configs):
+        configs = infos[partition_log.topic].configs
+        now_ms = int(request.clock.seconds() * 1000)
+        batches = _validated(records, configs, now_ms)
+        if "compact" in topic_configs.cleanup_policies(configs):
             await _check_keys(records, batches[0])
         if batches[0].is_transactional:
             if not transactional:
                 raise KafkaError(ErrorCode.INVALID_RECORD, "a transactional batch without a transactional id")
             await _verify(request, body["transactional_id"], partition_log, batches[0])
+        rewrite = rewrite_for(configs, now_ms)
+        if rewrite is not None:
+            records = await request.rewriter.rewrite(records, batches[0], rewrite)
+            batches = list(iter_batches(records, verify_crc=False))
+            if rewrite.log_append_time is not None:
+                answer["log_append_time_ms"] = rewrite.log_append_time
         # A failed flush closes the connection: the requests the producer
         # sent after the failed one would otherwise overtake its retry.
         committed = partition_log.append(records, batches, on_failure=request.close_when_answered)
@@ -85,7 +102,7 @@ async def handle(request):
             # producer until it has room, so its requests keep their order.
             request.hold_reading(admitted)
 
-    blank = {"base_offset": -1, "log_start_offset": -1, "error_message": None}
+    blank = {"base_offset": -1, "log_append_time_ms": -1, "log_start_offset": -1, "error_message": None}
     responses = await answer_partitions(request, body["topic_data"], LAYOUT, blank, append, name_of)
 
     if body["acks"] == 0:
@@ -120,8 +137,9 @@ async def _check_keys(records, batch):
                          f"record at offset delta {keyless} has no key: compacted topics need keys")
 
 
-def _validated(records, info):
-    """The batches of a partition's records, checked as Kafka checks them."""
+def _validated(records, configs, now_ms):
+    """The batches of a partition's records, checked as Kafka checks them
+    against their topic's ``configs`` and the broker's clock, ``now_ms``."""
     if records is None or len(records) == 0:
         raise KafkaError(ErrorCode.INVALID_RECORD, "no record batch")
     try:
@@ -131,11 +149,13 @@ def _validated(records, info):
     if len(batches) != 1:
         raise KafkaError(ErrorCode.INVALID_RECORD, f"{len(batches)} batches: Produce v3+ carries exactly one")
     batch = batches[0]
-    limit = topic_configs.effective_int(info.configs, "max.message.bytes")
+    limit = topic_configs.effective_int(configs, "max.message.bytes")
     if batch.size > limit:
         raise KafkaError(ErrorCode.MESSAGE_TOO_LARGE, f"batch of {batch.size} bytes exceeds max.message.bytes {limit}")
     if batch.is_control:
         raise KafkaError(ErrorCode.INVALID_RECORD, "clients may not write control batches")
+    if topic_configs.effective(configs, "message.timestamp.type") == "CreateTime":
+        _check_timestamps(batch, configs, now_ms)
     return batches
 
 
@@ -154,3 +174,14 @@ async def _verify(request, transactional_id, partition_log, batch):
     if not held[key] or not partition_log.admit_transaction(producer_id, epoch, token):
         raise KafkaError(ErrorCode.INVALID_TXN_STATE,
                          f"{key[0]}-{key[1]} is not in an ongoing transaction of producer {producer_id}")
+
+
+def _check_timestamps(batch, configs, now_ms):
+    before = topic_configs.effective_int(configs, "message.timestamp.before.max.ms")
+    after = topic_configs.effective_int(configs, "message.timestamp.after.max.ms")
+    if now_ms - batch.first_timestamp > before:
+        raise KafkaError(ErrorCode.INVALID_TIMESTAMP, f"timestamp {batch.first_timestamp} is more than {before} ms"
+                                                      f" before the broker's time {now_ms}")
+    if batch.max_timestamp - now_ms > after:
+        raise KafkaError(ErrorCode.INVALID_TIMESTAMP, f"timestamp {batch.max_timestamp} is more than {after} ms"
+                                                      f" after the broker's time {now_ms}")

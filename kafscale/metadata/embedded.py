@@ -28,6 +28,7 @@ A short-lived program uses the store under its own reactor::
     task.react(lambda reactor: Deferred.fromCoroutine(main(reactor)))
 """
 
+import dataclasses
 import json
 import os
 import sqlite3
@@ -68,7 +69,7 @@ from kafscale.security.acls import AclBinding
 
 log = logger("kafscale.metadata.embedded")
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 SCHEMA = """
 CREATE TABLE topics (
@@ -76,7 +77,8 @@ CREATE TABLE topics (
     topic_id TEXT NOT NULL,
     partitions INTEGER NOT NULL,
     configs TEXT NOT NULL,
-    created_ms INTEGER NOT NULL
+    created_ms INTEGER NOT NULL,
+    replication_factor INTEGER NOT NULL DEFAULT 1
 );
 CREATE TABLE partitions (
     topic TEXT NOT NULL,
@@ -177,6 +179,8 @@ MIGRATIONS = {
         "INSERT OR IGNORE INTO changes VALUES ('acls', 0)",
         "INSERT OR IGNORE INTO changes VALUES ('quotas', 0)",
     ),
+    # Version 6: topics keep the replication factor they were created with.
+    5: ("ALTER TABLE topics ADD COLUMN replication_factor INTEGER NOT NULL DEFAULT 1",),
 }
 
 # A registered broker refreshes its heartbeat this often, and counts as live
@@ -294,9 +298,10 @@ class EmbeddedMetadataStore(Service):
 
     # Topics
 
-    def create_topic(self, name, partitions, configs=None):
+    def create_topic(self, name, partitions, configs=None, replication_factor=1):
         return self._write(
-            self._create_topic, name, partitions, dict(configs or {}), uuid.uuid4(), self._now_ms()
+            self._create_topic, name, partitions, dict(configs or {}), uuid.uuid4(), self._now_ms(),
+            replication_factor,
         )
 
     def delete_topic(self, name):
@@ -339,6 +344,9 @@ class EmbeddedMetadataStore(Service):
     def fetch_offsets(self, group_id, partitions=None):
         wanted = None if partitions is None else frozenset(partitions)
         return self._read(self._fetch_offsets, group_id, wanted)
+
+    def delete_offsets(self, group_id, partitions):
+        return self._write(self._delete_offsets, group_id, tuple(partitions))
 
     def save_group(self, group_id, state):
         return self._write(self._save_group, group_id, json.dumps(state))
@@ -547,13 +555,13 @@ class EmbeddedMetadataStore(Service):
         self._unseen.clear()
         return changed
 
-    def _create_topic(self, db, name, partitions, configs, topic_id, now_ms):
+    def _create_topic(self, db, name, partitions, configs, topic_id, now_ms, replication_factor):
         if partitions < 1:
             raise InvalidPartitions(f"{name}: a topic needs at least one partition, not {partitions}")
         if db.execute("SELECT 1 FROM topics WHERE name = ?", (name,)).fetchone():
             raise TopicExists(name)
-        info = TopicInfo(name, topic_id, partitions, configs, now_ms)
-        db.execute("INSERT INTO topics VALUES (?, ?, ?, ?, ?)", _topic_row(info))
+        info = TopicInfo(name, topic_id, partitions, configs, now_ms, replication_factor)
+        db.execute("INSERT INTO topics VALUES (?, ?, ?, ?, ?, ?)", _topic_row(info))
         self._insert_partitions(db, name, range(partitions))
         self._bump(db, "topics")
         return info
@@ -593,7 +601,7 @@ class EmbeddedMetadataStore(Service):
         configs.update(updates)
         db.execute("UPDATE topics SET configs = ? WHERE name = ?", (json.dumps(configs), name))
         self._bump(db, "topics")
-        return TopicInfo(name, info.topic_id, info.partitions, configs, info.created_ms)
+        return dataclasses.replace(info, configs=configs)
 
     def _add_partitions(self, db, name, total):
         info = self._topic(db, name)
@@ -602,7 +610,7 @@ class EmbeddedMetadataStore(Service):
         db.execute("UPDATE topics SET partitions = ? WHERE name = ?", (total, name))
         self._insert_partitions(db, name, range(info.partitions, total))
         self._bump(db, "topics")
-        return TopicInfo(name, info.topic_id, total, info.configs, info.created_ms)
+        return dataclasses.replace(info, partitions=total)
 
     def _partition_state(self, db, topic, partition):
         row = db.execute(
@@ -732,6 +740,14 @@ class EmbeddedMetadataStore(Service):
             return offsets
         return {key: committed for key, committed in offsets.items() if key in wanted}
 
+    def _delete_offsets(self, db, group_id, partitions):
+        deleted = db.executemany(
+            "DELETE FROM offsets WHERE group_id = ? AND topic = ? AND partition = ?",
+            [(group_id, topic, partition) for topic, partition in partitions],
+        ).rowcount
+        if deleted:
+            self._bump(db, "groups")
+
     def _save_group(self, db, group_id, state):
         db.execute("INSERT OR REPLACE INTO groups VALUES (?, ?)", (group_id, state))
         self._bump(db, "groups")
@@ -855,9 +871,10 @@ def _quota_entity(text):
 
 
 def _topic_row(info):
-    return (info.name, str(info.topic_id), info.partitions, json.dumps(info.configs), info.created_ms)
+    return (info.name, str(info.topic_id), info.partitions, json.dumps(info.configs), info.created_ms,
+            info.replication_factor)
 
 
 def _topic_info(row):
-    name, topic_id, partitions, configs, created_ms = row
-    return TopicInfo(name, uuid.UUID(topic_id), partitions, json.loads(configs), created_ms)
+    name, topic_id, partitions, configs, created_ms, replication_factor = row
+    return TopicInfo(name, uuid.UUID(topic_id), partitions, json.loads(configs), created_ms, replication_factor)

@@ -42,6 +42,9 @@ class TopicInfo:
     """Only the configs set explicitly on this topic; defaults are the
     broker's business. Treat as read-only."""
     created_ms: int
+    replication_factor: int = 1
+    """What the topic was created with, kept to be reported back: the
+    object store replicates every partition whatever the number."""
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -346,9 +349,9 @@ class IMetadataStore(IAclStore, IClientQuotaStore):
     may change its dicts afterwards.
     """
 
-    def create_topic(name, partitions, configs=None):
+    def create_topic(name, partitions, configs=None, replication_factor=1):
         """Create a topic with a new random topic id and ``partitions``
-        partitions, each at epoch 0, log start 0, next offset 0, with no
+        partitions (and ``replication_factor``, kept as given), each at epoch 0, log start 0, next offset 0, with no
         segments, all in one atomic write. -> TopicInfo.
         Raises TopicExists, InvalidPartitions."""
 
@@ -428,6 +431,11 @@ class IMetadataStore(IAclStore, IClientQuotaStore):
         """-> dict of (topic, partition) to CommittedOffset for the given
         (topic, partition) pairs, or for all the group has when
         ``partitions`` is None. Pairs with no committed offset are absent."""
+
+    def delete_offsets(group_id, partitions):
+        """Remove the group's committed offsets for ``partitions``, an
+        iterable of (topic, partition); those it has none for are ignored.
+        -> None."""
 
     def save_group(group_id, state):
         """Replace the group's state (a JSON-able dict: membership,

@@ -1,11 +1,22 @@
-"""Topic configs: the Kafka-named settings Kafscale knows, their defaults,
-and validation. The store keeps only what was set explicitly.
+"""Topic configs: every config Kafka 4 defines for a topic, its default and
+its validation, as Kafka has them; the store keeps only what was set
+explicitly.
+
+Each config is one of three kinds. Those Kafscale honours change what
+clients see (retention, sizes, ``message.timestamp.type``,
+``compression.type``, ...). Those with no meaning on an object store
+(``flush.ms``, ``preallocate``, the replication throttles, ...) are no-ops:
+accepted, validated, stored and described like any other, so that configs
+copied from a Kafka cluster apply. What cannot be honoured would be refused
+with a message that says why (nothing is, today).
+A few configs Kafka 4 removed (``message.format.version``, ...) are still
+accepted as no-ops from older clusters' settings, and described only where
+set.
 
 Each topic config names its Kafka broker-wide synonym (``retention.ms`` has
 ``log.retention.ms``), which DescribeConfigs reports. The broker's own
-settings are described here too, under Kafka's names where Kafka has one:
-they are static (twistd options), so they are listed but never altered
-through the protocol.
+settings are described here too, under Kafka's names: they are static
+(twistd options), so they are listed but never altered through the protocol.
 """
 
 import re
@@ -42,18 +53,24 @@ class ConfigKey:
     type: str  # Kafka's config type name: LONG, INT, STRING, BOOLEAN, DOUBLE, LIST
     doc: str
     check: Callable[[str], None]
-    broker_name: str
-    """The broker-wide config that supplies the default, as Kafka names it."""
+    broker_name: str | None
+    """The broker-wide config that supplies the default, as Kafka names it
+    (None where Kafka has none)."""
+    no_op: bool = False
+    """Accepted and kept, but with no effect here; ``doc`` says why."""
+    legacy: bool = False
+    """Removed in Kafka 4: accepted from older clusters' configs, described
+    only where set."""
 
 
 LONG_MAX = 2**63 - 1
 INT_MAX = 2**31 - 1
 
 
-def _whole(minimum, maximum=LONG_MAX):
+def _whole(minimum=-(2**63), maximum=LONG_MAX):
     def check(value):
         try:
-            number = int(value)
+            number = int(value.strip())
         except ValueError:
             raise InvalidConfig(f"{value!r} is not a whole number") from None
         if number < minimum:
@@ -63,11 +80,30 @@ def _whole(minimum, maximum=LONG_MAX):
     return check
 
 
-def _only(accepted, why):
-    """A setting Kafscale supports with one value only; ``why`` says why."""
+def _int(minimum=-(2**31), maximum=INT_MAX):
+    return _whole(minimum, maximum)
+
+
+def _level(minimum, maximum, also=None):
+    """A compression level: ``minimum``..``maximum``, or ``also``."""
+    in_range = _int(minimum, maximum)
+
     def check(value):
-        if value != accepted:
-            raise InvalidConfig(f"only {accepted} is supported: {why}")
+        if also is not None and value.strip() == str(also):
+            return
+        in_range(value)
+    return check
+
+
+def _boolean(value):
+    if value.strip().lower() not in ("true", "false"):
+        raise InvalidConfig(f"{value!r} is not true or false")
+
+
+def _one_of(*accepted):
+    def check(value):
+        if value.strip() not in accepted:
+            raise InvalidConfig(f"{value!r} is not one of {', '.join(accepted)}")
     return check
 
 
@@ -80,6 +116,11 @@ def _ratio(value):
         raise InvalidConfig(f"{number} is outside 0..1")
 
 
+def list_items(value):
+    """The items of a LIST config's value, as Kafka splits them."""
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
 CLEANUP_POLICIES = ("compact", "delete")
 
 
@@ -90,48 +131,127 @@ def _cleanup_policy(value):
         raise InvalidConfig(f"{value!r} is not a list of distinct cleanup policies out of compact and delete")
 
 
+_THROTTLED_REPLICA = re.compile(r"\d+:\d+")
+
+
+def _throttled_replicas(value):
+    items = list_items(value)
+    if items == ["*"]:
+        return
+    bad = [item for item in items if not _THROTTLED_REPLICA.fullmatch(item)]
+    if bad:
+        raise InvalidConfig(f"{bad[0]!r} is not [PartitionId]:[BrokerId] (or the list is not '*')")
+
+
+_VERSION = re.compile(r"\d+\.\d+(\.\d+)?(-IV\d+)?")
+
+
+def _message_format_version(value):
+    if not _VERSION.fullmatch(value.strip()):
+        raise InvalidConfig(f"{value!r} is not a Kafka version such as 3.0-IV1")
+
+
+COMPRESSION_TYPES = ("uncompressed", "zstd", "lz4", "snappy", "gzip", "producer")
+
+_NO_DISK = "No-op: records are written to the object store, not to a local disk."
+_NO_FOLLOWERS = "No-op: the object store replicates; brokers do not copy partitions between them."
+_NO_TIERING = "No-op: every segment already lives in the object store; there is no local tier."
+
 _KEYS = [
     ConfigKey("retention.ms", "604800000", "LONG",
               "How long a segment is kept after its newest record; -1 keeps it forever.", _whole(-1),
               "log.retention.ms"),
     ConfigKey("retention.bytes", "-1", "LONG",
               "Size a partition keeps: its oldest segments are dropped while the rest is at least this"
-              " large; -1 for no limit.", _whole(-1), "log.retention.bytes"),
+              " large; -1 for no limit.", _whole(), "log.retention.bytes"),
     ConfigKey("max.message.bytes", "1048588", "INT",
-              "Largest record batch accepted by produce.", _whole(0, INT_MAX), "message.max.bytes"),
+              "Largest record batch accepted by produce.", _int(0), "message.max.bytes"),
+    # Kafka 4 asks for at least 1 MiB; smaller segments are accepted here
+    # since they only make merging write more, smaller objects.
     ConfigKey("segment.bytes", "8388608", "INT",
               "Largest segment a flush writes, and the size background merging builds segments up to.",
-              _whole(1024, INT_MAX), "log.segment.bytes"),
+              _int(1024), "log.segment.bytes"),
     ConfigKey("segment.ms", "604800000", "LONG",
               "Kafka's segment roll time: every flush already writes a new immutable segment; on a compacted"
               " topic the newest segment is compacted only once its newest record is this old.", _whole(1),
               "log.roll.ms"),
+    ConfigKey("segment.jitter.ms", "0", "LONG", "No-op: segments are not rolled by time.", _whole(0),
+              "log.roll.jitter.ms", no_op=True),
+    ConfigKey("segment.index.bytes", "10485760", "INT",
+              "No-op: a segment's index is as large as its batches need.", _int(4), "log.index.size.max.bytes",
+              no_op=True),
+    ConfigKey("index.interval.bytes", "4096", "INT",
+              "No-op: segments index every batch boundary.", _int(0), "log.index.interval.bytes", no_op=True),
+    ConfigKey("flush.messages", str(LONG_MAX), "LONG",
+              "No-op: a batch is acknowledged once it is in the object store, which is durable.", _whole(1),
+              "log.flush.interval.messages", no_op=True),
+    ConfigKey("flush.ms", str(LONG_MAX), "LONG",
+              "No-op: a batch is acknowledged once it is in the object store, which is durable.", _whole(0),
+              "log.flush.interval.ms", no_op=True),
+    ConfigKey("file.delete.delay.ms", "60000", "LONG",
+              "No-op: replaced objects are deleted after the broker's merge delete delay.", _whole(0),
+              "log.segment.delete.delay.ms", no_op=True),
+    ConfigKey("preallocate", "false", "BOOLEAN", _NO_DISK, _boolean, "log.preallocate", no_op=True),
     ConfigKey("cleanup.policy", "delete", "LIST",
               "delete: old segments are dropped by retention; compact: only the latest record of each key is"
               " kept; compact,delete: both.", _cleanup_policy, "log.cleanup.policy"),
-    ConfigKey("message.timestamp.type", "CreateTime", "STRING",
-              "Only CreateTime: the broker never rewrites batches, so it keeps the producer's timestamps.",
-              _only("CreateTime", "batches are stored as the producer sent them, with its timestamps"),
-              "log.message.timestamp.type"),
-    ConfigKey("min.insync.replicas", "1", "INT",
-              "Every acknowledged batch is in the object store, which does its own replication.",
-              _only("1", "an acknowledged batch is in the object store, which replicates it"),
-              "min.insync.replicas"),
-    ConfigKey("compression.type", "producer", "STRING",
-              "Batches keep the producer's compression.",
-              _only("producer", "the broker never recompresses batches"), "compression.type"),
-    ConfigKey("min.cleanable.dirty.ratio", "0.5", "DOUBLE",
-              "A compacted partition is compacted once its dirty (not yet compacted) bytes are this share of"
-              " its cleanable bytes.", _ratio, "log.cleaner.min.cleanable.ratio"),
+    ConfigKey("delete.retention.ms", "86400000", "LONG",
+              "How long a tombstone (a null value) stays after the compaction that first kept it.", _whole(0),
+              "log.cleaner.delete.retention.ms"),
     ConfigKey("min.compaction.lag.ms", "0", "LONG",
               "A record stays uncompacted at least this long (by its segment's newest timestamp).", _whole(0),
               "log.cleaner.min.compaction.lag.ms"),
     ConfigKey("max.compaction.lag.ms", str(LONG_MAX), "LONG",
               "A dirty segment is compacted once its newest record is this old, whatever the dirty ratio.",
               _whole(1), "log.cleaner.max.compaction.lag.ms"),
-    ConfigKey("delete.retention.ms", "86400000", "LONG",
-              "How long a tombstone (a null value) stays after the compaction that first kept it.", _whole(0),
-              "log.cleaner.delete.retention.ms"),
+    ConfigKey("min.cleanable.dirty.ratio", "0.5", "DOUBLE",
+              "A compacted partition is compacted once its dirty (not yet compacted) bytes are this share of"
+              " its cleanable bytes.", _ratio, "log.cleaner.min.cleanable.ratio"),
+    ConfigKey("message.timestamp.type", "CreateTime", "STRING",
+              "CreateTime keeps the producer's timestamps; LogAppendTime has the broker stamp each batch with"
+              " the time it appends it.", _one_of("CreateTime", "LogAppendTime"), "log.message.timestamp.type"),
+    ConfigKey("message.timestamp.before.max.ms", str(LONG_MAX), "LONG",
+              "With CreateTime, a batch whose timestamps are further in the past than this is refused"
+              " with INVALID_TIMESTAMP.", _whole(0), "log.message.timestamp.before.max.ms"),
+    ConfigKey("message.timestamp.after.max.ms", str(LONG_MAX), "LONG",
+              "With CreateTime, a batch whose timestamps are further in the future than this is refused"
+              " with INVALID_TIMESTAMP.", _whole(0), "log.message.timestamp.after.max.ms"),
+    ConfigKey("compression.type", "producer", "STRING",
+              "producer keeps each batch as the producer compressed it; any other codec (or uncompressed)"
+              " has the broker recompress batches that arrive otherwise.", _one_of(*COMPRESSION_TYPES),
+              "compression.type"),
+    ConfigKey("compression.gzip.level", "-1", "INT", "The gzip level of batches the broker recompresses.",
+              _level(1, 9, also=-1), "compression.gzip.level"),
+    ConfigKey("compression.lz4.level", "9", "INT", "The lz4 level of batches the broker recompresses.",
+              _level(1, 17), "compression.lz4.level"),
+    ConfigKey("compression.zstd.level", "3", "INT", "The zstd level of batches the broker recompresses.",
+              _level(-131072, 22), "compression.zstd.level"),
+    ConfigKey("min.insync.replicas", "1", "INT",
+              "Satisfied whatever its value: an acknowledged batch is in the object store, which replicates"
+              " it; acks=all means the same as acks=1.", _int(1), "min.insync.replicas"),
+    ConfigKey("unclean.leader.election.enable", "false", "BOOLEAN",
+              "No-op: a partition's new owner reads the committed log from the object store, so no election"
+              " can lose records.", _boolean, "unclean.leader.election.enable", no_op=True),
+    ConfigKey("leader.replication.throttled.replicas", "", "LIST", _NO_FOLLOWERS, _throttled_replicas, None,
+              no_op=True),
+    ConfigKey("follower.replication.throttled.replicas", "", "LIST", _NO_FOLLOWERS, _throttled_replicas, None,
+              no_op=True),
+    ConfigKey("remote.storage.enable", "false", "BOOLEAN", _NO_TIERING, _boolean, None, no_op=True),
+    ConfigKey("local.retention.ms", "-2", "LONG", _NO_TIERING, _whole(-2), "log.local.retention.ms",
+              no_op=True),
+    ConfigKey("local.retention.bytes", "-2", "LONG", _NO_TIERING, _whole(-2), "log.local.retention.bytes",
+              no_op=True),
+    ConfigKey("remote.log.copy.disable", "false", "BOOLEAN", _NO_TIERING, _boolean, None, no_op=True),
+    ConfigKey("remote.log.delete.on.disable", "false", "BOOLEAN", _NO_TIERING, _boolean, None, no_op=True),
+    ConfigKey("message.format.version", "3.0-IV1", "STRING",
+              "No-op (removed in Kafka 4): batches are always record batch v2.", _message_format_version,
+              "log.message.format.version", no_op=True, legacy=True),
+    ConfigKey("message.downconversion.enable", "true", "BOOLEAN",
+              "No-op (removed in Kafka 4): fetches below v4 are not spoken, so nothing is down-converted.",
+              _boolean, "log.message.downconversion.enable", no_op=True, legacy=True),
+    ConfigKey("message.timestamp.difference.max.ms", str(LONG_MAX), "LONG",
+              "No-op (removed in Kafka 4): use message.timestamp.before.max.ms and after.max.ms.", _whole(0),
+              "log.message.timestamp.difference.max.ms", no_op=True, legacy=True),
 ]
 
 TOPIC_CONFIGS = {key.name: key for key in _KEYS}
@@ -156,6 +276,12 @@ def validate(configs):
 def cleanup_policies(configs):
     """The cleanup policies in force: a frozenset of "compact" and "delete"."""
     return frozenset(policy.strip() for policy in effective(configs, "cleanup.policy").split(","))
+
+
+def described(configs):
+    """The ConfigKeys a topic with ``configs`` set describes: all of Kafka
+    4's, and the legacy ones it has set."""
+    return [key for key in _KEYS if not key.legacy or key.name in configs]
 
 
 def effective(configs, name):
@@ -204,14 +330,35 @@ BROKER_SETTINGS = {setting.name: setting for setting in [
                   _option("auto_create_topics")),
     BrokerSetting("num.partitions", "INT", "Partitions of auto-created topics (--num-partitions).",
                   _option("num_partitions")),
-    BrokerSetting("default.replication.factor", "SHORT",
-                  "Always 1: the object store replicates.", _fixed("1")),
+    BrokerSetting("default.replication.factor", "INT",
+                  "The replication factor of topics created without one; the object store replicates"
+                  " whatever the number says.", _fixed("1")),
+    BrokerSetting("offsets.topic.replication.factor", "SHORT",
+                  "No-op: committed offsets live in the metadata store, not in a topic.", _fixed("1")),
+    BrokerSetting("transaction.state.log.replication.factor", "SHORT",
+                  "No-op: there is no transaction state topic.", _fixed("1")),
     BrokerSetting("socket.request.max.bytes", "INT", "Largest request accepted (--max-request-size).",
                   _option("max_request_size")),
+    BrokerSetting("max.connections", "INT", "Client connections in all (--max-connections).",
+                  _option("max_connections")),
+    BrokerSetting("max.connections.per.ip", "INT", "Client connections from one address"
+                  " (--max-connections-per-address).", _option("max_connections_per_address")),
+    BrokerSetting("fetch.max.bytes", "INT", "The most one fetch answers (--fetch-max-bytes).",
+                  _option("fetch_max_bytes")),
     BrokerSetting("log.retention.check.interval.ms", "LONG",
                   "How often retention is enforced (--retention-check-interval-ms).",
                   _option("retention_check_interval_ms")),
+    BrokerSetting("log.retention.hours", "INT", "The default retention, in hours (log.retention.ms rules).",
+                  _fixed("168")),
+    BrokerSetting("group.initial.rebalance.delay.ms", "INT", "How long a new group waits for more members.",
+                  _option("group_initial_rebalance_delay_ms")),
+    BrokerSetting("group.min.session.timeout.ms", "INT", "The shortest session timeout a member may ask.",
+                  _option("group_min_session_timeout_ms")),
+    BrokerSetting("group.max.session.timeout.ms", "INT", "The longest session timeout a member may ask.",
+                  _option("group_max_session_timeout_ms")),
+    BrokerSetting("offset.metadata.max.bytes", "INT", "Largest metadata of a committed offset.",
+                  _option("offset_metadata_max_bytes")),
     *(BrokerSetting(key.broker_name, key.type, f"Default of the topic config {key.name}.", _fixed(key.default))
-      for key in _KEYS),
+      for key in _KEYS if key.broker_name is not None and not key.legacy),
 ]}
 """The broker's settings under Kafka's names; all static (twistd options)."""

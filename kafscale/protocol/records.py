@@ -533,3 +533,28 @@ def control_batch(producer_id: int, producer_epoch: int, commit: bool, coordinat
     struct.pack_into(">I", batch, _ATTRIBUTES_POSITION - 4, crc)
     return bytes(batch)
 
+
+def decompressed_records(batch, info: BatchInfo, max_size: int = MAX_DECOMPRESSED_BATCH) -> bytes:
+    """The records of one batch (``batch`` holds its bytes, ``info`` its
+    header), decompressed whole: for the broker's recompression, which is
+    per-batch work done off the reactor. Raises :class:`InvalidRecords`
+    for an undecodable body or one that expands past ``max_size``."""
+    body = memoryview(batch)[BATCH_HEADER_SIZE : info.size]
+    if info.compression == Compression.NONE:
+        return bytes(body)
+    reader = _READERS[info.compression](body, max_size)
+    chunks = []
+    expanded = 0
+    while True:
+        try:
+            chunk = reader.read(_CHUNK)
+        except _DECODE_ERRORS as e:
+            raise InvalidRecords(
+                ErrorCode.CORRUPT_MESSAGE, f"undecodable {info.compression.name} payload: {e}"
+            ) from e
+        if not chunk:
+            return b"".join(chunks)
+        expanded += len(chunk)
+        if expanded > max_size:
+            raise InvalidRecords(ErrorCode.CORRUPT_MESSAGE, f"batch expands past {max_size} bytes")
+        chunks.append(chunk)

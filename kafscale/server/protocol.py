@@ -384,7 +384,7 @@ class KafkaProtocol(Protocol):
         self._next = _Pending(handler, Request(
             header.api_key, header.api_version, header.correlation_id, header.client_id, body, self.client_host,
             topics=broker.topics, logs=broker.logs, view=broker.view, groups=broker.groups, config=broker.config,
-            clock=broker.reactor, principal=self.principal, listener=self.security.name,
+            clock=broker.reactor, rewriter=broker.rewriter, principal=self.principal, listener=self.security.name,
             authentication=self.authentication, credentials=broker.metadata,
             hold_reading=self._hold_reading, close_when_answered=self.close_when_answered,
             transactions=broker.transactions,

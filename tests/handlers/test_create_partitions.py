@@ -49,10 +49,19 @@ class CreatePartitionsTests(unittest.TestCase):
             "missing": KafkaError.UNKNOWN_TOPIC_OR_PART,
         })
         self.assertIn("has 2 partitions: it can grow, not go to 1", results["growing"].str())
-        assigned = await in_thread(grow, self.bootstrap, NewPartitions("growing", 3, [[0]]))
+        assigned = await in_thread(grow, self.bootstrap, NewPartitions("growing", 3, [[5]]))
         self.assertEqual(assigned["growing"].code(), KafkaError.INVALID_REPLICA_ASSIGNMENT)
+        self.assertIn("not live: [5]", assigned["growing"].str())
         self.assertEqual(self.broker.topics["growing"].partitions, 2)
         self.assertEqual(self.broker.topics["other"].partitions, 3)
+
+    async def test_assignments_naming_live_brokers(self):
+        # As librdkafka's own tests grow topics on a one-broker cluster.
+        results = await in_thread(grow, self.bootstrap, NewPartitions("growing", 4, [[0], [0]]))
+        self.assertEqual(results, {"growing": None})
+        self.assertEqual(self.broker.topics["growing"].partitions, 4)
+        acks = await in_thread(produce, self.bootstrap, "growing", [(b"k", b"in three", None, 3)])
+        self.assertEqual(acks, [(3, 0)])
 
     async def test_validate_only_changes_nothing(self):
         results = await in_thread(grow, self.bootstrap, NewPartitions("growing", 5), validate_only=True)

@@ -298,5 +298,5 @@ class FetchBoundsTests(unittest.TestCase):
         broker = self.broker
         await fetch_handler.handle(Request(
             ApiKey.FETCH, 11, 1, "t", body, "127.0.0.1", topics=broker.topics, logs=broker.logs, view=broker.view,
-            groups=broker.groups, config=broker.config, clock=broker.reactor))
+            groups=broker.groups, config=broker.config, clock=broker.reactor, rewriter=broker.rewriter))
         self.assertEqual(events, ["other work", 0, 1, 2, 3, 4, 5])

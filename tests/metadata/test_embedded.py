@@ -197,7 +197,7 @@ os.kill(os.getpid(), signal.SIGKILL)
 
     async def test_file_of_schema_version_1_is_migrated(self):
         store = await self.make_store()
-        await store.create_topic("events", 1)
+        await store.create_topic("events", 1, replication_factor=3)
         await store.claim_partition("events", 0, 0)
         await store.commit_segment("events", 0, 1, 0, segment(0, 9))
         await store.stopService()
@@ -218,6 +218,7 @@ os.kill(os.getpid(), signal.SIGKILL)
             DROP TABLE acls;
             DROP TABLE quotas;
             DELETE FROM changes WHERE area IN ('acls', 'quotas');
+            ALTER TABLE topics DROP COLUMN replication_factor;
             PRAGMA user_version=1;
             COMMIT;
         """)
@@ -225,6 +226,8 @@ os.kill(os.getpid(), signal.SIGKILL)
         reopened = await self.make_store()
         state = await reopened.partition_state("events", 0)
         self.assertEqual(state.segments, (segment(0, 9),))
+        # Topics of before the replication factor was kept report 1.
+        self.assertEqual((await reopened.topics())["events"].replication_factor, 1)
         entry = shared_slice(10, 19, position=400)
         state = await reopened.commit_segment("events", 0, 1, 10, entry)
         self.assertEqual(state.segments, (segment(0, 9), entry))
@@ -232,7 +235,7 @@ os.kill(os.getpid(), signal.SIGKILL)
         self.assertEqual(await reopened.acls(), [acl(ResourceType.TOPIC, "events")])
         db = sqlite3.connect(self.path)
         self.addCleanup(db.close)
-        self.assertEqual(db.execute("PRAGMA user_version").fetchone(), (5,))
+        self.assertEqual(db.execute("PRAGMA user_version").fetchone(), (6,))
         self.assertEqual(await reopened.scram_credentials(), {})
         self.assertEqual(await reopened.transactions(), {})
 

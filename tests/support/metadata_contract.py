@@ -190,6 +190,15 @@ class MetadataStoreContract:
         self.assertNotEqual(second_info.topic_id, first_info.topic_id)
         self.assertEqual(await store.partition_state("events", 0), initial_state("events", 0))
 
+    async def test_replication_factor_is_kept(self):
+        store = await self.make_store()
+        created = await store.create_topic("events", 2, replication_factor=3)
+        self.assertEqual(created.replication_factor, 3)
+        self.assertEqual((await store.topics())["events"].replication_factor, 3)
+        self.assertEqual((await store.add_partitions("events", 4)).replication_factor, 3)
+        self.assertEqual((await store.alter_topic_configs("events", set={"retention.ms": "1"})).replication_factor, 3)
+        self.assertEqual((await store.create_topic("plain", 1)).replication_factor, 1)
+
     async def test_alter_topic_configs(self):
         store = await self.make_store()
         await store.create_topic("events", 1, {"retention.ms": "1000", "segment.bytes": "1024"})
@@ -549,6 +558,16 @@ class MetadataStoreContract:
         self.assertEqual(
             await store.fetch_offsets("readers"), {("events", 0): moved, ("events", 1): second}
         )
+
+    async def test_delete_offsets(self):
+        store = await self.make_store()
+        kept = CommittedOffset(3, -1, None, 1_700_000_000_001)
+        await store.commit_offsets("readers", {("events", 0): kept, ("events", 1): kept, ("other", 0): kept})
+        await store.commit_offsets("writers", {("events", 1): kept})
+        await store.delete_offsets("readers", [("events", 1), ("other", 0), ("never", 7)])
+        self.assertEqual(await store.fetch_offsets("readers"), {("events", 0): kept})
+        self.assertEqual(await store.fetch_offsets("writers"), {("events", 1): kept})
+        await store.delete_offsets("nobody", [("events", 0)])
 
     async def test_group_state(self):
         store = await self.make_store()
