@@ -3,10 +3,15 @@ acknowledged is durable, byte-exact, and readable by any client."""
 
 import os
 import shutil
+import struct
 import threading
 
+from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME
 from confluent_kafka import KafkaError as ClientError
 from confluent_kafka import Producer
+from crc32c import crc32c
+from kafka import KafkaConsumer
+from kafka import TopicPartition as PyTopicPartition
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial import unittest
 
@@ -17,7 +22,7 @@ from kafscale.storage.partition_log import fetch_entry
 from tests.support.brokers import in_thread, s3_args, start_broker
 from tests.support.clients import consume, produce
 from tests.support.records import build_batch
-from tests.support.topics import create_topic, produce_request
+from tests.support.topics import create_topic, fetch_at, produce_request
 from tests.support.wire import Connection
 
 
@@ -191,9 +196,123 @@ class LocalStoreProduceTests(ProduceContract, unittest.TestCase):
     pass
 
 
+class RewritingTests(unittest.TestCase):
+    """What a topic's message.timestamp.type and compression.type make the
+    broker do to produced batches, as consumers of every client see it."""
+
+    async def setUp(self):
+        self.broker, self.bootstrap = await start_broker(self)
+
+    async def stored_batches(self, topic):
+        return [batch for _, batch in await in_thread(fetched_batches, self.bootstrap, topic)]
+
+    async def test_log_append_time_is_what_consumers_see(self):
+        await create_topic(self.bootstrap, "stamped", **{"message.timestamp.type": "LogAppendTime"})
+        before = int(self.broker.reactor.seconds() * 1000)
+        delivered = []
+
+        def send():
+            producer = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 20})
+            for i in range(5):
+                # Producer timestamps far in the past: the broker's replaces them.
+                producer.produce("stamped", value=b"v%d" % i, timestamp=1_000 + i,
+                                 on_delivery=lambda error, message: delivered.append(message.timestamp()))
+            producer.flush(20)
+
+        await in_thread(send)
+        after = int(self.broker.reactor.seconds() * 1000)
+        # librdkafka reports the broker's log_append_time_ms from the answer.
+        self.assertEqual({kind for kind, _ in delivered}, {TIMESTAMP_LOG_APPEND_TIME})
+        (stamp,) = {timestamp for _, timestamp in delivered}
+        self.assertTrue(before <= stamp <= after, (before, stamp, after))
+
+        got = await in_thread(consume, self.bootstrap, "stamped", [0], 5)
+        self.assertEqual([m.value() for m in got], [b"v%d" % i for i in range(5)])
+        self.assertEqual({m.timestamp() for m in got}, {(TIMESTAMP_LOG_APPEND_TIME, stamp)})
+
+        def kafka_python():
+            consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, consumer_timeout_ms=3000)
+            consumer.assign([PyTopicPartition("stamped", 0)])
+            consumer.seek_to_beginning()
+            records = [(r.timestamp_type, r.timestamp) for r in consumer]
+            consumer.close()
+            return records
+
+        self.assertEqual(await in_thread(kafka_python), [(1, stamp)] * 5)
+        (batch,) = await self.stored_batches("stamped")
+        self.assertTrue(batch.log_append_time)
+        self.assertEqual((batch.first_timestamp, batch.max_timestamp), (1_000, stamp))
+
+    async def test_create_time_bounds_refuse_far_timestamps(self):
+        await create_topic(self.bootstrap, "bounded", **{"message.timestamp.before.max.ms": "3600000",
+                                                         "message.timestamp.after.max.ms": "3600000"})
+
+        def send(timestamp):
+            conn = Connection(self.bootstrap)
+            try:
+                batch = build_batch([(b"k", b"v", [])], first_timestamp=timestamp)
+                return conn.request(ApiKey.PRODUCE, 9, produce_request("bounded", batch))
+            finally:
+                conn.close()
+
+        now = int(self.broker.reactor.seconds() * 1000)
+        for timestamp, code in ((now - 7_200_000, ErrorCode.INVALID_TIMESTAMP), (now + 7_200_000,
+                                ErrorCode.INVALID_TIMESTAMP), (now, ErrorCode.NONE)):
+            answer = (await in_thread(send, timestamp))["responses"][0]["partition_responses"][0]
+            self.assertEqual(answer["error_code"], code, timestamp)
+        self.assertEqual(self.broker.logs["bounded", 0].high_watermark, 1)
+
+    async def test_broker_recompresses_in_the_topics_codec(self):
+        sent = [(b"k%d" % i, b"value %d " % i * 20, None, 0) for i in range(100)]
+        for codec, expected in (("zstd", Compression.ZSTD), ("lz4", Compression.LZ4),
+                                ("snappy", Compression.SNAPPY), ("gzip", Compression.GZIP),
+                                ("uncompressed", Compression.NONE)):
+            topic = f"recompressed-{codec}"
+            await create_topic(self.bootstrap, topic, **{"compression.type": codec})
+            # Whatever the producer used, batches are stored in the topic's codec.
+            producer_codec = "none" if codec != "uncompressed" else "gzip"
+            await in_thread(produce, self.bootstrap, topic, sent, **{"compression.type": producer_codec})
+            got = await in_thread(consume, self.bootstrap, topic, [0], len(sent))
+            self.assertEqual([(m.key(), m.value()) for m in got], [(k, v) for k, v, _, _ in sent], codec)
+            self.assertEqual({batch.compression for batch in await self.stored_batches(topic)}, {expected}, codec)
+
+            def kafka_python():
+                consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, consumer_timeout_ms=3000)
+                consumer.assign([PyTopicPartition(topic, 0)])
+                consumer.seek_to_beginning()
+                records = [(r.key, r.value) for r in consumer]
+                consumer.close()
+                return records
+
+            self.assertEqual(await in_thread(kafka_python), [(k, v) for k, v, _, _ in sent], codec)
+
+    async def test_a_body_that_does_not_decompress_is_refused(self):
+        await create_topic(self.bootstrap, "strict", **{"compression.type": "zstd"})
+        batch = bytearray(build_batch([(b"k", b"v" * 200, [])] * 3, compression=Compression.GZIP))
+        batch[70:80] = b"\xff" * 10
+        struct.pack_into(">I", batch, 17, crc32c(bytes(batch[21:])))
+
+        def send():
+            conn = Connection(self.bootstrap)
+            try:
+                return conn.request(ApiKey.PRODUCE, 9, produce_request("strict", bytes(batch)))
+            finally:
+                conn.close()
+
+        answer = (await in_thread(send))["responses"][0]["partition_responses"][0]
+        self.assertEqual(answer["error_code"], ErrorCode.CORRUPT_MESSAGE)
+        self.assertEqual(self.broker.logs["strict", 0].high_watermark, 0)
+
+
 class S3ProduceTests(ProduceContract, unittest.TestCase):
     async def store_args(self):
         return await s3_args(self)
+
+
+def fetched_batches(bootstrap, topic):
+    """The batches a fetch from the start of partition 0 answers, as
+    (offset, BatchInfo): what any consumer receives on the wire."""
+    return [(batch.base_offset, batch) for batch in iter_batches(bytes(fetch_at(bootstrap, topic, 0)["records"]))]
 
 
 def _parallel(function, arguments):
