@@ -9,7 +9,8 @@ from twisted.trial import unittest
 from kafscale.protocol.errors import ErrorCode
 from kafscale.protocol.messages import ApiKey
 from tests.support.brokers import in_thread, start_broker
-from tests.support.clients import produce, result_or_error
+from tests.support.clients import consume, produce, result_or_error
+from tests.support.kafkajs import require_kafkajs, run_kafkajs
 from tests.support.topics import create_topics
 from tests.support.wire import Connection
 
@@ -157,3 +158,137 @@ class PartitionLimitTests(unittest.TestCase):
                          {"first": KafkaError.INVALID_PARTITIONS, "third": KafkaError.POLICY_VIOLATION})
         self.assertIn("may hold at most 6", results["third"].str())
         self.assertEqual({name: info.partitions for name, info in broker.topics.items()}, {"first": 4, "third": 2})
+
+
+# How Kafka tooling creates its topics, out of the box: (name, partitions,
+# replication factor, configs). Kafka Connect's distributed worker and
+# Schema Registry also ask for cleanup.policy=compact, refused until
+# compacted topics exist; Strimzi's KafkaTopic examples ask for replicas 3
+# and Strimzi clusters commonly run with min.insync.replicas=2.
+TOOLING_TOPICS = [
+    ("connect-configs", 1, 3, {}),
+    ("connect-offsets", 25, 3, {}),
+    ("connect-status", 5, 3, {}),
+    ("_schemas", 1, 3, {}),
+    ("strimzi-topic", 1, 3, {"retention.ms": "7200000", "segment.bytes": "1073741824", "min.insync.replicas": "2"}),
+]
+
+
+class ToolingTopicsTests(unittest.TestCase):
+    """Topics created as Kafka Connect, Schema Registry and Strimzi create
+    theirs (replication factor 3, their configs) are created, keep what was
+    asked, and work for produce and consume, through confluent-kafka,
+    kafka-python and kafkajs."""
+
+    async def setUp(self):
+        self.broker, self.bootstrap = await start_broker(self, "--group-initial-rebalance-delay-ms", "0")
+
+    def assert_created_as_asked(self, prefix):
+        for name, partitions, factor, configs in TOOLING_TOPICS:
+            info = self.broker.topics[prefix + name]
+            self.assertEqual((info.partitions, info.replication_factor, info.configs), (partitions, factor, configs))
+
+    async def assert_metadata_names_the_owner_only(self, prefix):
+        metadata = await in_thread(lambda: AdminClient({"bootstrap.servers": self.bootstrap}).list_topics(timeout=10))
+        for name, partitions, _, _ in TOOLING_TOPICS:
+            described = metadata.topics[prefix + name].partitions
+            self.assertEqual(len(described), partitions)
+            self.assertEqual({(p.leader, tuple(p.replicas), tuple(p.isrs)) for p in described.values()},
+                             {(0, (0,), (0,))})
+
+    async def test_confluent_kafka(self):
+        topics = [NewTopic("c-" + name, partitions, replication_factor=factor, config=configs)
+                  for name, partitions, factor, configs in TOOLING_TOPICS]
+        results = await in_thread(create_topics, self.bootstrap, *topics)
+        self.assertEqual(set(results.values()), {None})
+        self.assert_created_as_asked("c-")
+        await self.assert_metadata_names_the_owner_only("c-")
+        for name, partitions, _, _ in TOOLING_TOPICS:
+            last = partitions - 1
+            acks = await in_thread(produce, self.bootstrap, "c-" + name, [(b"k", b"to " + name.encode(), None, last)])
+            self.assertEqual(acks, [(last, 0)])
+            got = await in_thread(consume, self.bootstrap, "c-" + name, [last], 1)
+            self.assertEqual([m.value() for m in got], [b"to " + name.encode()])
+
+    async def test_kafka_python(self):
+        from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+        from kafka.admin import KafkaAdminClient
+        from kafka.admin import NewTopic as PyNewTopic
+
+        def run():
+            admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
+            try:
+                admin.create_topics([PyNewTopic("kp-" + name, partitions, factor, topic_configs=configs)
+                                     for name, partitions, factor, configs in TOOLING_TOPICS])
+                described = admin.describe_topics(["kp-" + name for name, *_ in TOOLING_TOPICS])
+            finally:
+                admin.close()
+            producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+            offsets = [producer.send("kp-" + name, value=name.encode(), partition=partitions - 1).get(timeout=20).offset
+                       for name, partitions, *_ in TOOLING_TOPICS]
+            producer.close()
+            consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, consumer_timeout_ms=3000)
+            consumer.assign([TopicPartition("kp-" + name, partitions - 1) for name, partitions, *_ in TOOLING_TOPICS])
+            consumer.seek_to_beginning()
+            values = sorted(r.value for r in consumer)
+            consumer.close()
+            return described, offsets, values
+
+        described, offsets, values = await in_thread(run)
+        self.assert_created_as_asked("kp-")
+        self.assertEqual({(p["leader_id"], tuple(p["replica_nodes"]), tuple(p["isr_nodes"]))
+                          for topic in described for p in topic["partitions"]}, {(0, (0,), (0,))})
+        self.assertEqual(offsets, [0] * len(TOOLING_TOPICS))
+        self.assertEqual(values, sorted(name.encode() for name, *_ in TOOLING_TOPICS))
+
+    async def test_kafkajs(self):
+        require_kafkajs()
+        created = await in_thread(run_kafkajs, {
+            "bootstrap": self.bootstrap,
+            "create": [{"topic": "js-" + name, "numPartitions": partitions, "replicationFactor": factor,
+                        "configEntries": [{"name": k, "value": v} for k, v in configs.items()]}
+                       for name, partitions, factor, configs in TOOLING_TOPICS],
+            "describe": ["js-strimzi-topic"],
+        })
+        self.assertTrue(created["created"])
+        self.assert_created_as_asked("js-")
+        self.assertEqual({(p["leader"], tuple(p["replicas"]), tuple(p["isr"]))
+                          for topic in created["metadata"] for p in topic["partitions"]}, {(0, (0,), (0,))})
+        self.assertEqual(created["configs"]["js-strimzi-topic"]["min.insync.replicas"], "2")
+        for name, *_ in TOOLING_TOPICS[:1] + TOOLING_TOPICS[3:]:
+            result = await in_thread(run_kafkajs, {
+                "bootstrap": self.bootstrap,
+                "produce": {"topic": "js-" + name, "messages": [{"key": "k", "value": "v1"}, {"value": "v2"}]},
+                "consume": {"topic": "js-" + name, "count": 2, "group": "js-group-" + name},
+            })
+            self.assertEqual([r["errorCode"] for r in result["produced"]], [0])
+            self.assertEqual([m["value"] for m in result["consumed"]], ["v1", "v2"])
+
+    async def test_create_topics_answers_with_what_was_kept(self):
+        def ask(validate_only):
+            conn = Connection(self.bootstrap)
+            try:
+                return conn.request(ApiKey.CREATE_TOPICS, 7, {"topics": [
+                    {"name": "answered", "num_partitions": 2, "replication_factor": 3, "assignments": [],
+                     "configs": [{"name": "min.insync.replicas", "value": "2"}]},
+                    {"name": "placed", "num_partitions": -1, "replication_factor": -1,
+                     "assignments": [{"partition_index": 0, "broker_ids": [0]},
+                                     {"partition_index": 1, "broker_ids": [0]}], "configs": []},
+                    {"name": "misplaced", "num_partitions": -1, "replication_factor": -1,
+                     "assignments": [{"partition_index": 0, "broker_ids": [0, 9]}], "configs": []},
+                ], "timeout_ms": 10000, "validate_only": validate_only})["topics"]
+            finally:
+                conn.close()
+
+        for validate_only in (True, False):
+            answered, placed, misplaced = await in_thread(ask, validate_only)
+            self.assertEqual((answered["error_code"], answered["num_partitions"], answered["replication_factor"]),
+                             (ErrorCode.NONE, 2, 3))
+            configs = {c["name"]: (c["value"], c["config_source"]) for c in answered["configs"]}
+            self.assertEqual(configs["min.insync.replicas"], ("2", 1))  # DYNAMIC_TOPIC_CONFIG
+            self.assertEqual(configs["flush.ms"], (str(2**63 - 1), 5))  # DEFAULT_CONFIG
+            self.assertEqual((placed["error_code"], placed["num_partitions"], placed["replication_factor"]),
+                             (ErrorCode.NONE, 2, 1))
+            self.assertEqual(misplaced["error_code"], ErrorCode.INVALID_REPLICA_ASSIGNMENT)
+            self.assertIn("not live: [9]", misplaced["error_message"])
+        self.assertEqual(sorted(self.broker.topics), ["answered", "placed"])

@@ -2,7 +2,7 @@
 changes, refusals that say why and change nothing, validate_only."""
 
 from confluent_kafka import KafkaError
-from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
+from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ConfigSource
 from kafka.admin import ConfigResource as PyConfigResource
 
 from tests.support.brokers import in_thread
@@ -119,3 +119,76 @@ class IncrementalAlterConfigsTests(ConfigsTestCase):
         self.assertEqual(self.broker.topics["plain"].configs["retention.ms"], "120000")
         await in_thread(admin.reset_configs, [PyConfigResource("TOPIC", "plain", ["retention.ms"])])
         self.assertEqual(self.broker.topics["plain"].configs, {"cleanup.policy": "delete"})
+
+
+# A Kafka 4 broker's default topic configs, as its DescribeConfigs lists them
+# for a topic nobody tuned (Kafka's own defaults, segment.bytes included).
+KAFKA_4_TOPIC_DEFAULTS = {
+    "cleanup.policy": "delete",
+    "compression.gzip.level": "-1",
+    "compression.lz4.level": "9",
+    "compression.type": "producer",
+    "compression.zstd.level": "3",
+    "delete.retention.ms": "86400000",
+    "file.delete.delay.ms": "60000",
+    "flush.messages": "9223372036854775807",
+    "flush.ms": "9223372036854775807",
+    "follower.replication.throttled.replicas": "",
+    "index.interval.bytes": "4096",
+    "leader.replication.throttled.replicas": "",
+    "local.retention.bytes": "-2",
+    "local.retention.ms": "-2",
+    "max.compaction.lag.ms": "9223372036854775807",
+    "max.message.bytes": "1048588",
+    "message.timestamp.after.max.ms": "9223372036854775807",
+    "message.timestamp.before.max.ms": "9223372036854775807",
+    "message.timestamp.type": "CreateTime",
+    "min.cleanable.dirty.ratio": "0.5",
+    "min.compaction.lag.ms": "0",
+    "min.insync.replicas": "1",
+    "preallocate": "false",
+    "remote.log.copy.disable": "false",
+    "remote.log.delete.on.disable": "false",
+    "remote.storage.enable": "false",
+    "retention.bytes": "-1",
+    "retention.ms": "604800000",
+    "segment.bytes": "1073741824",
+    "segment.index.bytes": "10485760",
+    "segment.jitter.ms": "0",
+    "segment.ms": "604800000",
+    "unclean.leader.election.enable": "false",
+}
+
+# What a Kafka 3 broker lists besides, removed in Kafka 4: configs copied
+# from an older cluster carry them.
+KAFKA_3_ONLY_TOPIC_DEFAULTS = {
+    "message.downconversion.enable": "true",
+    "message.format.version": "3.0-IV1",
+    "message.timestamp.difference.max.ms": "9223372036854775807",
+}
+
+
+class KafkaDefaultsTests(ConfigsTestCase):
+    """A Kafka broker's full default topic config set, copied onto a topic,
+    applies, and reads back as set on the topic."""
+
+    async def test_kafka_4_defaults_through_confluent_kafka(self):
+        resource = ConfigResource(TOPIC, "plain", incremental_configs=[
+            ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)
+            for name, value in KAFKA_4_TOPIC_DEFAULTS.items()])
+        self.assertIsNone(await in_thread(self.incremental, resource))
+        self.assertEqual(self.broker.topics["plain"].configs, KAFKA_4_TOPIC_DEFAULTS)
+        described = await in_thread(self.describe, ConfigResource(TOPIC, "plain"))
+        self.assertEqual({name: entry.value for name, entry in described.items()}, KAFKA_4_TOPIC_DEFAULTS)
+        self.assertEqual({entry.source for entry in described.values()}, {ConfigSource.DYNAMIC_TOPIC_CONFIG.value})
+        self.assertEqual(self.broker.logs["plain", 0].settings.segment_bytes, 1073741824)
+
+    async def test_kafka_3_defaults_through_kafka_python(self):
+        admin = await python_admin(self, self.bootstrap)
+        everything = {**KAFKA_4_TOPIC_DEFAULTS, **KAFKA_3_ONLY_TOPIC_DEFAULTS}
+        result = await in_thread(admin.alter_configs, [PyConfigResource("TOPIC", "tuned", everything)],
+                                 raise_on_unknown=False)
+        self.assertEqual(result, {"topic": {"tuned": "OK"}})
+        self.assertEqual(self.broker.topics["tuned"].configs, everything)
+        described = await in_thread(self.describe, ConfigResource(TOPIC, "tuned"))
+        self.assertEqual({name: entry.value for name, entry in described.items()}, everything)
