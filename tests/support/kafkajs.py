@@ -1,7 +1,7 @@
 """kafkajs, the Node.js client, driven from tests: ``run_kafkajs(scenario)``
-runs ``tests/support/kafkajs/client.js`` (see there for what a scenario
+runs ``tests/support/node/client.js`` (see there for what a scenario
 says) and returns its JSON result. Needs node and the package installed by
-``npm ci --prefix tests/support/kafkajs`` (.ci/run does both); a test
+``npm ci --prefix tests/support/node`` (.ci/run does both); a test
 skips, saying so, when either is missing."""
 
 import json
@@ -11,7 +11,7 @@ import subprocess
 
 from twisted.trial.unittest import SkipTest
 
-DIRECTORY = os.path.join(os.path.dirname(__file__), "kafkajs")
+DIRECTORY = os.path.join(os.path.dirname(__file__), "node")
 
 
 def require_kafkajs():
