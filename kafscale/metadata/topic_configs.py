@@ -56,8 +56,6 @@ class ConfigKey:
     broker_name: str | None
     """The broker-wide config that supplies the default, as Kafka names it
     (None where Kafka has none)."""
-    no_op: bool = False
-    """Accepted and kept, but with no effect here; ``doc`` says why."""
     legacy: bool = False
     """Removed in Kafka 4: accepted from older clusters' configs, described
     only where set."""
@@ -176,22 +174,21 @@ _KEYS = [
               " topic the newest segment is compacted only once its newest record is this old.", _whole(1),
               "log.roll.ms"),
     ConfigKey("segment.jitter.ms", "0", "LONG", "No-op: segments are not rolled by time.", _whole(0),
-              "log.roll.jitter.ms", no_op=True),
+              "log.roll.jitter.ms"),
     ConfigKey("segment.index.bytes", "10485760", "INT",
-              "No-op: a segment's index is as large as its batches need.", _int(4), "log.index.size.max.bytes",
-              no_op=True),
+              "No-op: a segment's index is as large as its batches need.", _int(4), "log.index.size.max.bytes"),
     ConfigKey("index.interval.bytes", "4096", "INT",
-              "No-op: segments index every batch boundary.", _int(0), "log.index.interval.bytes", no_op=True),
+              "No-op: segments index every batch boundary.", _int(0), "log.index.interval.bytes"),
     ConfigKey("flush.messages", str(LONG_MAX), "LONG",
               "No-op: a batch is acknowledged once it is in the object store, which is durable.", _whole(1),
-              "log.flush.interval.messages", no_op=True),
+              "log.flush.interval.messages"),
     ConfigKey("flush.ms", str(LONG_MAX), "LONG",
               "No-op: a batch is acknowledged once it is in the object store, which is durable.", _whole(0),
-              "log.flush.interval.ms", no_op=True),
+              "log.flush.interval.ms"),
     ConfigKey("file.delete.delay.ms", "60000", "LONG",
               "No-op: replaced objects are deleted after the broker's merge delete delay.", _whole(0),
-              "log.segment.delete.delay.ms", no_op=True),
-    ConfigKey("preallocate", "false", "BOOLEAN", _NO_DISK, _boolean, "log.preallocate", no_op=True),
+              "log.segment.delete.delay.ms"),
+    ConfigKey("preallocate", "false", "BOOLEAN", _NO_DISK, _boolean, "log.preallocate"),
     ConfigKey("cleanup.policy", "delete", "LIST",
               "delete: old segments are dropped by retention; compact: only the latest record of each key is"
               " kept; compact,delete: both.", _cleanup_policy, "log.cleanup.policy"),
@@ -231,27 +228,23 @@ _KEYS = [
               " it; acks=all means the same as acks=1.", _int(1), "min.insync.replicas"),
     ConfigKey("unclean.leader.election.enable", "false", "BOOLEAN",
               "No-op: a partition's new owner reads the committed log from the object store, so no election"
-              " can lose records.", _boolean, "unclean.leader.election.enable", no_op=True),
-    ConfigKey("leader.replication.throttled.replicas", "", "LIST", _NO_FOLLOWERS, _throttled_replicas, None,
-              no_op=True),
-    ConfigKey("follower.replication.throttled.replicas", "", "LIST", _NO_FOLLOWERS, _throttled_replicas, None,
-              no_op=True),
-    ConfigKey("remote.storage.enable", "false", "BOOLEAN", _NO_TIERING, _boolean, None, no_op=True),
-    ConfigKey("local.retention.ms", "-2", "LONG", _NO_TIERING, _whole(-2), "log.local.retention.ms",
-              no_op=True),
-    ConfigKey("local.retention.bytes", "-2", "LONG", _NO_TIERING, _whole(-2), "log.local.retention.bytes",
-              no_op=True),
-    ConfigKey("remote.log.copy.disable", "false", "BOOLEAN", _NO_TIERING, _boolean, None, no_op=True),
-    ConfigKey("remote.log.delete.on.disable", "false", "BOOLEAN", _NO_TIERING, _boolean, None, no_op=True),
+              " can lose records.", _boolean, "unclean.leader.election.enable"),
+    ConfigKey("leader.replication.throttled.replicas", "", "LIST", _NO_FOLLOWERS, _throttled_replicas, None),
+    ConfigKey("follower.replication.throttled.replicas", "", "LIST", _NO_FOLLOWERS, _throttled_replicas, None),
+    ConfigKey("remote.storage.enable", "false", "BOOLEAN", _NO_TIERING, _boolean, None),
+    ConfigKey("local.retention.ms", "-2", "LONG", _NO_TIERING, _whole(-2), "log.local.retention.ms"),
+    ConfigKey("local.retention.bytes", "-2", "LONG", _NO_TIERING, _whole(-2), "log.local.retention.bytes"),
+    ConfigKey("remote.log.copy.disable", "false", "BOOLEAN", _NO_TIERING, _boolean, None),
+    ConfigKey("remote.log.delete.on.disable", "false", "BOOLEAN", _NO_TIERING, _boolean, None),
     ConfigKey("message.format.version", "3.0-IV1", "STRING",
               "No-op (removed in Kafka 4): batches are always record batch v2.", _message_format_version,
-              "log.message.format.version", no_op=True, legacy=True),
+              "log.message.format.version", legacy=True),
     ConfigKey("message.downconversion.enable", "true", "BOOLEAN",
               "No-op (removed in Kafka 4): fetches below v4 are not spoken, so nothing is down-converted.",
-              _boolean, "log.message.downconversion.enable", no_op=True, legacy=True),
+              _boolean, "log.message.downconversion.enable", legacy=True),
     ConfigKey("message.timestamp.difference.max.ms", str(LONG_MAX), "LONG",
               "No-op (removed in Kafka 4): use message.timestamp.before.max.ms and after.max.ms.", _whole(0),
-              "log.message.timestamp.difference.max.ms", no_op=True, legacy=True),
+              "log.message.timestamp.difference.max.ms", legacy=True),
 ]
 
 TOPIC_CONFIGS = {key.name: key for key in _KEYS}

@@ -162,14 +162,15 @@ class PartitionLimitTests(unittest.TestCase):
 
 # How Kafka tooling creates its topics, out of the box: (name, partitions,
 # replication factor, configs). Kafka Connect's distributed worker and
-# Schema Registry also ask for cleanup.policy=compact, refused until
-# compacted topics exist; Strimzi's KafkaTopic examples ask for replicas 3
-# and Strimzi clusters commonly run with min.insync.replicas=2.
+# Schema Registry keep their state in compacted topics; Strimzi's KafkaTopic
+# examples ask for replicas 3 and Strimzi clusters commonly run with
+# min.insync.replicas=2.
+COMPACTED = {"cleanup.policy": "compact"}
 TOOLING_TOPICS = [
-    ("connect-configs", 1, 3, {}),
-    ("connect-offsets", 25, 3, {}),
-    ("connect-status", 5, 3, {}),
-    ("_schemas", 1, 3, {}),
+    ("connect-configs", 1, 3, COMPACTED),
+    ("connect-offsets", 25, 3, COMPACTED),
+    ("connect-status", 5, 3, COMPACTED),
+    ("_schemas", 1, 3, COMPACTED),
     ("strimzi-topic", 1, 3, {"retention.ms": "7200000", "segment.bytes": "1073741824", "min.insync.replicas": "2"}),
 ]
 
@@ -224,8 +225,8 @@ class ToolingTopicsTests(unittest.TestCase):
             finally:
                 admin.close()
             producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
-            offsets = [producer.send("kp-" + name, value=name.encode(), partition=partitions - 1).get(timeout=20).offset
-                       for name, partitions, *_ in TOOLING_TOPICS]
+            offsets = [producer.send("kp-" + name, key=b"k", value=name.encode(), partition=partitions - 1)
+                       .get(timeout=20).offset for name, partitions, *_ in TOOLING_TOPICS]
             producer.close()
             consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, consumer_timeout_ms=3000)
             consumer.assign([TopicPartition("kp-" + name, partitions - 1) for name, partitions, *_ in TOOLING_TOPICS])
@@ -258,7 +259,8 @@ class ToolingTopicsTests(unittest.TestCase):
         for name in ("connect-configs", "strimzi-topic"):
             result = await in_thread(run_kafkajs, {
                 "bootstrap": self.bootstrap,
-                "produce": {"topic": "js-" + name, "messages": [{"key": "k", "value": "v1"}, {"value": "v2"}]},
+                "produce": {"topic": "js-" + name,
+                            "messages": [{"key": "k1", "value": "v1"}, {"key": "k2", "value": "v2"}]},
                 "consume": {"topic": "js-" + name, "count": 2, "group": "js-group-" + name},
             })
             self.assertEqual([r["errorCode"] for r in result["produced"]], [0])
