@@ -277,9 +277,8 @@ class ProduceBackpressureTests(unittest.TestCase):
         await self.assertDeliveredInOrder(acks=1, retries=0)
 
     async def test_a_failing_store_fails_requests_that_are_retried_in_order(self):
-        failing = await self.start(store=lambda objects: Failing(objects, 0))
         # Three flushes fail once the producer has requests in flight.
-        self.broker.reactor.callLater(0.3, setattr, failing, "failures", 3)
+        failing = await self.start(store=lambda objects: Failing(objects, 3, after=5))
         await self.assertDeliveredInOrder(acks=1)
         self.assertEqual(failing.failures, 0)
 

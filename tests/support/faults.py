@@ -206,15 +206,18 @@ class Throttled:
 
 
 class Failing:
-    """An object store whose next ``failures`` puts fail, as a store that
-    is down does after its own retries."""
+    """An object store whose ``failures`` puts after the first ``after`` fail,
+    as a store that is down does after its own retries."""
 
-    def __init__(self, store, failures):
+    def __init__(self, store, failures, after=0):
         self.store = store
         self.failures = failures
+        self.after = after
 
     def put(self, key, data):
-        if self.failures:
+        if self.after:
+            self.after -= 1
+        elif self.failures:
             self.failures -= 1
             return fail(ObjectStoreUnavailable("the object store is down"))
         return self.store.put(key, data)
