@@ -7,17 +7,6 @@ from kafscale_operator import cluster as clusters
 from kafscale_operator.cluster import ClusterSpecError, identity, plan, render
 from tests.support.kubernetes import cluster, everything, validate_kubernetes
 
-# Broker options the operator sets that other issues are adding to the
-# broker: issue 12 (listeners, TLS, SASL, authorization, etcd security).
-PENDING_OPTIONS = {
-    "KAFSCALE_LISTENERS": "issue 12", "KAFSCALE_ADVERTISED_LISTENERS": "issue 12",
-    "KAFSCALE_TLS_CERT": "issue 12", "KAFSCALE_TLS_KEY": "issue 12", "KAFSCALE_TLS_CA": "issue 12",
-    "KAFSCALE_TLS_CLIENT_AUTH": "issue 12", "KAFSCALE_SASL_MECHANISMS": "issue 12",
-    "KAFSCALE_SUPER_USERS": "issue 12", "KAFSCALE_ALLOW_EVERYONE_IF_NO_ACL_FOUND": "issue 12",
-    "KAFSCALE_ETCD_CA": "issue 12", "KAFSCALE_ETCD_CERT": "issue 12", "KAFSCALE_ETCD_KEY": "issue 12",
-    "KAFSCALE_ETCD_USER": "issue 12", "KAFSCALE_ETCD_PASSWORD": "issue 12", "KAFSCALE_AUTHORIZER": "issue 12",
-}
-
 
 def by_kind(manifests, kind):
     return [m for m in manifests if m["kind"] == kind]
@@ -144,16 +133,11 @@ class RenderTests(unittest.TestCase):
 
     def test_every_broker_setting_is_an_option_of_the_broker(self):
         """The ConfigMap's and the pod's KAFSCALE_ variables name options
-        the broker reads; options other issues are adding are checked once
-        they are on the broker."""
+        the broker reads."""
         known = {_variable(name) for name, *_ in Options.settings}
         manifests = render(everything())
         rendered = set(settings(manifests)) | {name for name in env(manifests) if name.startswith("KAFSCALE_")}
-        pending = {name: issue for name, issue in PENDING_OPTIONS.items() if name not in known}
-        self.assertEqual(rendered - known - set(pending), set())
-        if set(pending) & rendered:
-            raise unittest.SkipTest("the broker lacks, for now: " + ", ".join(
-                f"{name} ({issue})" for name, issue in sorted(pending.items()) if name in rendered))
+        self.assertEqual(rendered - known, set())
 
     def test_a_changed_setting_rolls_the_brokers(self):
         def config_hash(resource):

@@ -2,7 +2,6 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from twisted.trial import unittest
 
-from kafscale.handlers.dispatch import HANDLERS
 from kafscale_operator import users
 from kafscale_operator.users import (
     Acl,
@@ -22,11 +21,6 @@ from kafscale_operator.users import KafkaUsers
 from tests.support.brokers import in_thread
 from tests.support.tls import start_secure_broker
 from tests.support.waiting import eventually
-
-# AlterUserScramCredentials, DescribeUserScramCredentials, CreateAcls,
-# DescribeAcls, DeleteAcls, AlterClientQuotas, DescribeClientQuotas
-USER_APIS = {51: "AlterUserScramCredentials", 50: "DescribeUserScramCredentials", 30: "CreateAcls",
-             29: "DescribeAcls", 31: "DeleteAcls", 49: "AlterClientQuotas", 48: "DescribeClientQuotas"}
 
 READ_ORDERS = Acl("TOPIC", "orders", "LITERAL", "READ", "ALLOW", "*")
 DESCRIBE_ORDERS = Acl("TOPIC", "orders", "LITERAL", "DESCRIBE", "ALLOW", "*")
@@ -127,22 +121,11 @@ class PlanTests(unittest.TestCase):
         self.assertEqual(acls_of([]), frozenset())
 
 
-def missing(*keys):
-    return [USER_APIS[key] for key in keys if key not in HANDLERS]
-
-
 class ReconcileTests(unittest.TestCase):
     """The user reconciler against a real broker enforcing ACLs, the
-    operator (anonymous here) its super user. Each test needs the broker to
-    answer its APIs (issue 12); skipped until it does. (Run by hand against
-    issue 12's branches while they were under way: SCRAM credentials set,
-    swapped and deleted; ACLs of every resource type created, read back
-    equal and deleted.)"""
+    operator (anonymous here) its super user."""
 
-    async def reconciler(self, *api_keys, broker_args=("--authorizer", "acl", "--super-users", "User:ANONYMOUS")):
-        absent = missing(*api_keys)
-        if absent:
-            raise unittest.SkipTest("the broker does not answer " + ", ".join(absent) + " yet (issue 12)")
+    async def reconciler(self, broker_args=("--authorizer", "acl", "--super-users", "User:ANONYMOUS")):
         service, self.bootstraps = await start_secure_broker(self, None, *broker_args)
         self.listeners = service.getServiceNamed("listener").listeners
         settings = {"bootstrap.servers": self.bootstraps["PLAINTEXT"]}
@@ -176,7 +159,7 @@ class ReconcileTests(unittest.TestCase):
         deleted: each time the user logs in with what the resource says."""
         # refusals answered at once: librdkafka retries a refused login until it gives up,
         # and a delayed answer to its last try would outlive the test
-        [reconciler] = await self.reconciler(50, 51, broker_args=("--failed-authentication-delay-ms", "0"))
+        [reconciler] = await self.reconciler(broker_args=("--failed-authentication-delay-ms", "0"))
         done = await in_thread(reconciler.reconcile, wanted(acls=set()))
         self.assertEqual(done, (SetCredential("billing", "SCRAM-SHA-512", 8192, b"secret"),))
         self.assertEqual((await in_thread(reconciler.observe, "billing")).credentials, {"SCRAM-SHA-512": 8192})
@@ -198,7 +181,7 @@ class ReconcileTests(unittest.TestCase):
         await self.refused("SCRAM-SHA-256", "rotated")
 
     async def test_acls_and_quotas(self):
-        [reconciler] = await self.reconciler(29, 30, 31, 48, 49, 50, 51)
+        [reconciler] = await self.reconciler()
         quotas = {"producer_byte_rate": 1048576.0}
         await in_thread(reconciler.reconcile, wanted(acls={READ_ORDERS, READ_GROUPS}, quotas=quotas))
         state = await in_thread(reconciler.observe, "billing")
