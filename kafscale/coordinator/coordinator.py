@@ -15,6 +15,7 @@ from twisted.python.failure import Failure
 
 from kafscale.coordinator.group import Group, GroupState, GroupSummary
 from kafscale.log import logger
+from kafscale.metadata import group_configs
 from kafscale.metadata.interfaces import MetadataError
 from kafscale.coordinator.errors import (
     CoordinatorUnavailable,
@@ -347,6 +348,30 @@ class GroupCoordinator(Service):
         if deleted:
             await self._write(group_id, self.metadata.delete_offsets, group_id, deleted)
         return results
+
+
+    async def configs(self, group_id):
+        """-> the configs set on the group, whether or not it exists; any
+        broker answers, as in Kafka."""
+        try:
+            return await self.metadata.group_configs(group_id)
+        except MetadataError as e:
+            raise CoordinatorUnavailable(str(e)) from None
+
+    async def alter_configs(self, group_id, updates, deletions, validate_only=False):
+        """Remove ``deletions`` from the group's configs and set ``updates``,
+        unless ``validate_only``. Raises InvalidConfig for a name or value
+        Kafka refuses, judged on the configs the group would have."""
+        current = await self.configs(group_id)
+        after = {name: value for name, value in current.items() if name not in deletions}
+        after.update(updates)
+        group_configs.validate(after)
+        if validate_only:
+            return
+        try:
+            await self.metadata.alter_group_configs(group_id, updates, deletions)
+        except MetadataError as e:
+            raise CoordinatorUnavailable(str(e)) from None
 
 
 class _OffsetBatch:

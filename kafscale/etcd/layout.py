@@ -9,6 +9,7 @@ value is compact JSON::
     partitions/{topic}/{partition}       {"epoch", "log_start", "next", "history", "claim"}
     segments/{topic}/{partition}/{base}  {"base", "last", "max_timestamp", "size", "count", "key", "pos", "fmt"}
     groups/{group}                       the group's state, as its coordinator saved it
+    group_configs/{group}                {config name: value} set on the group
     offsets/{group}/{topic}/{partition}  {"offset", "leader_epoch", "metadata", "commit_ms"}
     brokers/{node id}                    {"node_id", "host", "port", "rack", "started_ms", "listeners"}, under the broker's lease
     owners/{topic}/{partition}           {"node_id", "epoch", "topic_id"}, under the owner's lease
@@ -62,7 +63,7 @@ from kafscale.security.acls import AclBinding
 AREA_PREFIXES = {
     "topics": ("topics/",),
     "partitions": ("partitions/",),
-    "groups": ("groups/", "offsets/"),
+    "groups": ("groups/", "group_configs/", "offsets/"),
     "brokers": ("brokers/",),
     "acls": ("acls/",),
     "quotas": ("quotas/",),
@@ -109,6 +110,9 @@ class Keys:
 
     def group(self, group_id):
         return self._key("groups", quote(group_id, safe=""))
+
+    def group_configs(self, group_id):
+        return self._key("group_configs", quote(group_id, safe=""))
 
     def offsets(self, group_id):
         return self._key("offsets", quote(group_id, safe=""), "")
@@ -182,6 +186,14 @@ class Keys:
 
 def _json(value):
     return json.dumps(value, separators=(",", ":")).encode()
+
+
+def encode_group_configs(configs):
+    return _json(configs)
+
+
+def decode_group_configs(value):
+    return json.loads(value)
 
 
 def encode_topic(info):

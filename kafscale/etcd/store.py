@@ -646,6 +646,12 @@ class EtcdMetadataStore(Service):
     def delete_offsets(self, group_id, partitions):
         return self._run(self._delete_offsets, group_id, tuple(partitions))
 
+    def group_configs(self, group_id):
+        return self._run(self._group_configs, group_id)
+
+    def alter_group_configs(self, group_id, set=None, delete=()):
+        return self._run(self._alter_group_configs, group_id, dict(set or {}), tuple(delete))
+
     def save_group(self, group_id, state):
         try:
             value = layout.encode_group(state)
@@ -685,6 +691,24 @@ class EtcdMetadataStore(Service):
         deletes = [Op.delete(self.keys.offset(group_id, topic, partition)) for topic, partition in partitions]
         for start in range(0, len(deletes), MAX_TXN_OPS):
             await self.client.txn([], success=deletes[start:start + MAX_TXN_OPS])
+
+    async def _group_configs(self, group_id):
+        kv = await self.client.get(self.keys.group_configs(group_id))
+        return {} if kv is None else layout.decode_group_configs(kv.value)
+
+    async def _alter_group_configs(self, group_id, updates, deletions):
+        key = self.keys.group_configs(group_id)
+        for _ in range(CAS_ATTEMPTS):
+            kv = await self.client.get(key)
+            current = {} if kv is None else layout.decode_group_configs(kv.value)
+            configs = {k: v for k, v in current.items() if k not in deletions}
+            configs.update(updates)
+            unchanged = (Compare.create_revision(key, "=", 0) if kv is None
+                         else Compare.mod_revision(key, "=", kv.mod_revision))
+            write = Op.put(key, layout.encode_group_configs(configs)) if configs else Op.delete(key)
+            if (await self.client.txn([unchanged], success=[write])).succeeded:
+                return configs
+        raise MetadataUnavailable(f"the configs of group {group_id} kept changing under this write")
 
     async def _save_group(self, group_id, value):
         await self.client.put(self.keys.group(group_id), value)

@@ -7,17 +7,17 @@ Versions: v1 is the same as v0; v2 is the first flexible version.
 Departures from Kafka: the broker's settings are static (twistd options),
 so altering a broker resource is refused with INVALID_REQUEST (an unknown
 setting's name with INVALID_CONFIG). A config named twice, or a resource
-named twice, is INVALID_REQUEST.
+named twice, is INVALID_REQUEST. Group configs change only through
+IncrementalAlterConfigs, as in Kafka (INVALID_REQUEST here).
 """
 
 from kafscale.handlers.config_resources import alter
-from kafscale.metadata.topic_configs import TOPIC_CONFIGS
 
 
 async def handle(request):
     return await alter(request, _replacing_changes)
 
 
-def _replacing_changes(info, configs):
+def _replacing_changes(kind, keys, current, configs):
     updates = {config["name"]: config["value"] for config in configs}
-    return updates, [name for name in TOPIC_CONFIGS if name not in updates]
+    return updates, [name for name in keys if name not in updates]

@@ -1,11 +1,12 @@
 """What DescribeConfigs, AlterConfigs and IncrementalAlterConfigs share:
-the resources they address (topics, and this broker), Kafka's codes for
-config sources, and the one way both alter APIs validate and apply a
+the resources they address (topics, groups and this broker), Kafka's codes
+for config sources, and the one way both alter APIs validate and apply a
 resource's changes.
 
-Topic configs live in the metadata store and change atomically, one write
-per topic. The broker's own settings are static (twistd options): they are
-described under Kafka's names and refused when a client tries to alter them.
+Topic and group configs live in the metadata store and change atomically,
+one write per resource. The broker's own settings are static (twistd
+options): they are described under Kafka's names and refused when a client
+tries to alter them.
 """
 
 import enum
@@ -14,7 +15,8 @@ from collections import Counter
 from kafscale.handlers import authorization
 from kafscale.handlers.errors import REFUSALS, kafka_error
 from kafscale.handlers.validation import check_named_once, named_more_than_once
-from kafscale.metadata.topic_configs import BROKER_SETTINGS
+from kafscale.metadata.group_configs import GROUP_CONFIGS
+from kafscale.metadata.topic_configs import BROKER_SETTINGS, TOPIC_CONFIGS
 from kafscale.protocol.errors import ErrorCode, KafkaError
 from kafscale.security import acls
 from kafscale.security.acls import Operation
@@ -23,12 +25,14 @@ from kafscale.security.acls import Operation
 class ResourceType(enum.IntEnum):
     TOPIC = 2
     BROKER = 4
+    GROUP = 32
 
 
 class ConfigSource(enum.IntEnum):
     DYNAMIC_TOPIC_CONFIG = 1
     STATIC_BROKER_CONFIG = 4
     DEFAULT_CONFIG = 5
+    GROUP_CONFIG = 8
 
 
 def unsupported_resource(resource_type):
@@ -39,9 +43,11 @@ def check_access(request, operation, resource_type, name):
     """Refuse ``operation`` (DESCRIBE_CONFIGS or ALTER_CONFIGS) on a
     resource's configs unless the principal may: a topic's with
     TOPIC_AUTHORIZATION_FAILED, a broker's (the cluster's, to ACLs) with
-    CLUSTER_AUTHORIZATION_FAILED."""
+    CLUSTER_AUTHORIZATION_FAILED, a group's with GROUP_AUTHORIZATION_FAILED."""
     if resource_type == ResourceType.TOPIC:
         authorization.check(request, operation, acls.ResourceType.TOPIC, name)
+    elif resource_type == ResourceType.GROUP:
+        authorization.check(request, operation, acls.ResourceType.GROUP, name)
     elif resource_type == ResourceType.BROKER:
         authorization.check(request, operation, acls.ResourceType.CLUSTER)
 
@@ -58,9 +64,12 @@ def check_this_broker(node_id, name):
                          f"this is broker {node_id}: ask broker {named} about its own configs")
 
 
-async def alter(request, changes):
-    """Validate and apply each resource's changes; ``changes(info, configs)``
-    turns a topic's requested configs into (updates, deletions)."""
+async def alter(request, changes, groups=False):
+    """Validate and apply each resource's changes; ``changes(kind, keys,
+    current, configs)`` turns the configs requested of a resource of
+    ``kind`` ("topic" or "group", whose configs Kafka defines as ``keys``
+    and which has ``current`` set) into (updates, deletions). Group
+    resources are refused unless ``groups``."""
     body = request.body
     resources = Counter((r["resource_type"], r["resource_name"]) for r in body["resources"])
     responses = []
@@ -78,10 +87,16 @@ async def alter(request, changes):
                 check_named_once("config", config["name"], repeated)
             if resource_type == ResourceType.BROKER:
                 _refuse_broker_change(request.view.node_id, name, resource["configs"])
-            elif resource_type != ResourceType.TOPIC:
+            elif resource_type == ResourceType.TOPIC:
+                current = request.topics.require(name).configs
+                updates, deletions = changes("topic", TOPIC_CONFIGS, current, resource["configs"])
+                await request.topics.alter_configs(name, updates, deletions, validate_only=body["validate_only"])
+            elif resource_type == ResourceType.GROUP and groups:
+                current = await request.groups.configs(name)
+                updates, deletions = changes("group", GROUP_CONFIGS, current, resource["configs"])
+                await request.groups.alter_configs(name, updates, deletions, validate_only=body["validate_only"])
+            else:
                 raise unsupported_resource(resource_type)
-            updates, deletions = changes(request.topics.require(name), resource["configs"])
-            await request.topics.alter_configs(name, updates, deletions, validate_only=body["validate_only"])
         except REFUSALS as e:
             e = kafka_error(e)
             response["error_code"], response["error_message"] = e.code, e.message

@@ -1,11 +1,12 @@
-"""DescribeConfigs, v1-4: a topic's configs (those set on it, and the
-defaults of the rest), or this broker's settings under Kafka's names.
+"""DescribeConfigs, v1-4: a topic's or a group's configs (those set on it,
+and the defaults of the rest), or this broker's settings under Kafka's
+names.
 
 Versions: v1 (the oldest spoken) adds synonyms and the config source; v3
 adds the config type and documentation; v4 is the first flexible version.
 
-Departures from Kafka: only topic and broker resources are known (others:
-INVALID_REQUEST). A broker describes only itself, named by its node id
+Departures from Kafka: only topic, group and broker resources are known
+(others: INVALID_REQUEST). A broker describes only itself, named by its node id
 (asked about another node: INVALID_REQUEST); its settings are static, so
 they are read-only, and the cluster-wide dynamic defaults (resource name "")
 are empty. Nothing is sensitive.
@@ -22,9 +23,11 @@ from kafscale.handlers.config_resources import (
     check_this_broker,
     unsupported_resource,
 )
+from kafscale.handlers.errors import REFUSALS, kafka_error
 from kafscale.metadata import topic_configs
+from kafscale.metadata.group_configs import GROUP_CONFIGS
 from kafscale.metadata.topic_configs import BROKER_SETTINGS
-from kafscale.protocol.errors import ErrorCode, KafkaError
+from kafscale.protocol.errors import ErrorCode
 from kafscale.security.acls import Operation
 
 CONFIG_TYPES = {"BOOLEAN": 1, "STRING": 2, "INT": 3, "SHORT": 4, "LONG": 5, "DOUBLE": 6, "LIST": 7}
@@ -42,8 +45,9 @@ async def handle(request):
         results.append(result)
         try:
             check_access(request, Operation.DESCRIBE_CONFIGS, resource["resource_type"], resource["resource_name"])
-            entries = _entries(request, resource["resource_type"], resource["resource_name"])
-        except KafkaError as e:
+            entries = await _entries(request, resource["resource_type"], resource["resource_name"])
+        except REFUSALS as e:
+            e = kafka_error(e)
             result["error_code"], result["error_message"] = e.code, e.message
             continue
         wanted = resource["configuration_keys"]
@@ -55,10 +59,14 @@ async def handle(request):
     return {"throttle_time_ms": 0, "results": results}
 
 
-def _entries(request, resource_type, name):
+async def _entries(request, resource_type, name):
     if resource_type == ResourceType.TOPIC:
         info = known_topic(request.topics, name)
-        return [_topic_entry(key, info.configs) for key in topic_configs.described(info.configs)]
+        return [_set_or_default(key, info.configs, ConfigSource.DYNAMIC_TOPIC_CONFIG)
+                for key in topic_configs.described(info.configs)]
+    if resource_type == ResourceType.GROUP:
+        configs = await request.groups.configs(name)
+        return [_set_or_default(key, configs, ConfigSource.GROUP_CONFIG) for key in GROUP_CONFIGS.values()]
     if resource_type == ResourceType.BROKER:
         if name == "":
             # The cluster-wide dynamic defaults: there are none.
@@ -70,11 +78,13 @@ def _entries(request, resource_type, name):
     raise unsupported_resource(resource_type)
 
 
-def _topic_entry(key, configs):
+def _set_or_default(key, configs, set_source):
+    """The entry of a config that is ``set_source`` where ``configs`` set it,
+    else the default."""
     # A config without a broker-wide synonym has no default synonym either.
     defaults = [] if key.broker_name is None else [(key.broker_name, key.default, ConfigSource.DEFAULT_CONFIG)]
     if key.name in configs:
-        value, source = configs[key.name], ConfigSource.DYNAMIC_TOPIC_CONFIG
+        value, source = configs[key.name], set_source
         synonyms = [(key.name, value, source), *defaults]
     else:
         value, source = key.default, ConfigSource.DEFAULT_CONFIG

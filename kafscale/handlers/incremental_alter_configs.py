@@ -1,5 +1,7 @@
 """IncrementalAlterConfigs, v0-1: set, delete, append to or subtract from
-a topic's configs, in one metadata-store write per topic.
+a topic's or a group's configs (KIP-848's group configs, which are no-ops
+here: see kafscale.metadata.group_configs), in one metadata-store write per
+resource.
 
 Versions: v1 is the first flexible version.
 
@@ -12,8 +14,7 @@ configs only (INVALID_CONFIG otherwise), as in Kafka.
 import enum
 
 from kafscale.handlers.config_resources import alter
-from kafscale.metadata import topic_configs
-from kafscale.metadata.topic_configs import TOPIC_CONFIGS
+from kafscale.metadata.topic_configs import list_items
 from kafscale.protocol.errors import ErrorCode, KafkaError
 
 
@@ -25,17 +26,17 @@ class ConfigOperation(enum.IntEnum):
 
 
 async def handle(request):
-    return await alter(request, _incremental_changes)
+    return await alter(request, _incremental_changes, groups=True)
 
 
-def _incremental_changes(info, configs):
+def _incremental_changes(kind, keys, current, configs):
     updates = {}
     deletions = []
     for config in configs:
         name, value, operation = config["name"], config["value"], config["config_operation"]
-        key = TOPIC_CONFIGS.get(name)
+        key = keys.get(name)
         if key is None:
-            raise KafkaError(ErrorCode.INVALID_CONFIG, f"unknown topic config {name!r}")
+            raise KafkaError(ErrorCode.INVALID_CONFIG, f"unknown {kind} config {name!r}")
         if operation == ConfigOperation.SET:
             updates[name] = value
         elif operation == ConfigOperation.DELETE:
@@ -44,12 +45,12 @@ def _incremental_changes(info, configs):
             if key.type != "LIST":
                 raise KafkaError(ErrorCode.INVALID_CONFIG,
                                  f"{name} is not a list: APPEND and SUBTRACT apply to lists only")
-            current = [item for item in topic_configs.effective(info.configs, name).split(",") if item]
-            given = [item.strip() for item in (value or "").split(",") if item.strip()]
+            present = list_items(current.get(name, key.default))
+            given = list_items(value or "")
             if operation == ConfigOperation.APPEND:
-                items = current + [item for item in given if item not in current]
+                items = present + [item for item in given if item not in present]
             else:
-                items = [item for item in current if item not in given]
+                items = [item for item in present if item not in given]
             updates[name] = ",".join(items)
         else:
             raise KafkaError(ErrorCode.INVALID_REQUEST, f"unknown config operation {operation}")

@@ -69,7 +69,7 @@ from kafscale.security.acls import AclBinding
 
 log = logger("kafscale.metadata.embedded")
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 SCHEMA = """
 CREATE TABLE topics (
@@ -131,6 +131,10 @@ CREATE TABLE brokers (
     started_ms INTEGER NOT NULL,
     heartbeat_ms INTEGER NOT NULL
 );
+CREATE TABLE group_configs (
+    group_id TEXT PRIMARY KEY,
+    configs TEXT NOT NULL
+);
 CREATE TABLE scram_credentials (
     user TEXT NOT NULL,
     mechanism TEXT NOT NULL,
@@ -181,6 +185,8 @@ MIGRATIONS = {
     ),
     # Version 6: topics keep the replication factor they were created with.
     5: ("ALTER TABLE topics ADD COLUMN replication_factor INTEGER NOT NULL DEFAULT 1",),
+    # Version 7: configs set on groups.
+    6: ("CREATE TABLE group_configs (group_id TEXT PRIMARY KEY, configs TEXT NOT NULL)",),
 }
 
 # A registered broker refreshes its heartbeat this often, and counts as live
@@ -347,6 +353,12 @@ class EmbeddedMetadataStore(Service):
 
     def delete_offsets(self, group_id, partitions):
         return self._write(self._delete_offsets, group_id, tuple(partitions))
+
+    def group_configs(self, group_id):
+        return self._read(self._group_configs, group_id)
+
+    def alter_group_configs(self, group_id, set=None, delete=()):
+        return self._write(self._alter_group_configs, group_id, dict(set or {}), tuple(delete))
 
     def save_group(self, group_id, state):
         return self._write(self._save_group, group_id, json.dumps(state))
@@ -747,6 +759,20 @@ class EmbeddedMetadataStore(Service):
         ).rowcount
         if deleted:
             self._bump(db, "groups")
+
+    def _group_configs(self, db, group_id):
+        row = db.execute("SELECT configs FROM group_configs WHERE group_id = ?", (group_id,)).fetchone()
+        return {} if row is None else json.loads(row[0])
+
+    def _alter_group_configs(self, db, group_id, updates, deletions):
+        configs = {k: v for k, v in self._group_configs(db, group_id).items() if k not in deletions}
+        configs.update(updates)
+        if configs:
+            db.execute("INSERT OR REPLACE INTO group_configs VALUES (?, ?)", (group_id, json.dumps(configs)))
+        else:
+            db.execute("DELETE FROM group_configs WHERE group_id = ?", (group_id,))
+        self._bump(db, "groups")
+        return configs
 
     def _save_group(self, db, group_id, state):
         db.execute("INSERT OR REPLACE INTO groups VALUES (?, ?)", (group_id, state))

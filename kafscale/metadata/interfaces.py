@@ -437,6 +437,14 @@ class IMetadataStore(IAclStore, IClientQuotaStore):
         iterable of (topic, partition); those it has none for are ignored.
         -> None."""
 
+    def group_configs(group_id):
+        """-> the configs set on the group (a dict of str to str; empty when
+        none are), whether or not the group exists."""
+
+    def alter_group_configs(group_id, set=None, delete=()):
+        """Remove the group configs named in ``delete``, then set those in
+        ``set``, in one write. -> the group's configs after."""
+
     def save_group(group_id, state):
         """Replace the group's state (a JSON-able dict: membership,
         generation, protocol, assignments; bytes must be encoded by the

@@ -78,13 +78,13 @@ def _whole(minimum=-(2**63), maximum=LONG_MAX):
     return check
 
 
-def _int(minimum=-(2**31), maximum=INT_MAX):
+def int_range(minimum=-(2**31), maximum=INT_MAX):
     return _whole(minimum, maximum)
 
 
 def _level(minimum, maximum, also=None):
     """A compression level: ``minimum``..``maximum``, or ``also``."""
-    in_range = _int(minimum, maximum)
+    in_range = int_range(minimum, maximum)
 
     def check(value):
         if also is not None and value.strip() == str(also):
@@ -98,7 +98,7 @@ def _boolean(value):
         raise InvalidConfig(f"{value!r} is not true or false")
 
 
-def _one_of(*accepted):
+def one_of(*accepted):
     def check(value):
         if value.strip() not in accepted:
             raise InvalidConfig(f"{value!r} is not one of {', '.join(accepted)}")
@@ -163,12 +163,12 @@ _KEYS = [
               "Size a partition keeps: its oldest segments are dropped while the rest is at least this"
               " large; -1 for no limit.", _whole(), "log.retention.bytes"),
     ConfigKey("max.message.bytes", "1048588", "INT",
-              "Largest record batch accepted by produce.", _int(0), "message.max.bytes"),
+              "Largest record batch accepted by produce.", int_range(0), "message.max.bytes"),
     # Kafka 4 asks for at least 1 MiB; smaller segments are accepted here
     # since they only make merging write more, smaller objects.
     ConfigKey("segment.bytes", "8388608", "INT",
               "Largest segment a flush writes, and the size background merging builds segments up to.",
-              _int(1024), "log.segment.bytes"),
+              int_range(1024), "log.segment.bytes"),
     ConfigKey("segment.ms", "604800000", "LONG",
               "Kafka's segment roll time: every flush already writes a new immutable segment; on a compacted"
               " topic the newest segment is compacted only once its newest record is this old.", _whole(1),
@@ -176,9 +176,9 @@ _KEYS = [
     ConfigKey("segment.jitter.ms", "0", "LONG", "No-op: segments are not rolled by time.", _whole(0),
               "log.roll.jitter.ms"),
     ConfigKey("segment.index.bytes", "10485760", "INT",
-              "No-op: a segment's index is as large as its batches need.", _int(4), "log.index.size.max.bytes"),
+              "No-op: a segment's index is as large as its batches need.", int_range(4), "log.index.size.max.bytes"),
     ConfigKey("index.interval.bytes", "4096", "INT",
-              "No-op: segments index every batch boundary.", _int(0), "log.index.interval.bytes"),
+              "No-op: segments index every batch boundary.", int_range(0), "log.index.interval.bytes"),
     ConfigKey("flush.messages", str(LONG_MAX), "LONG",
               "No-op: a batch is acknowledged once it is in the object store, which is durable.", _whole(1),
               "log.flush.interval.messages"),
@@ -206,7 +206,7 @@ _KEYS = [
               " its cleanable bytes.", _ratio, "log.cleaner.min.cleanable.ratio"),
     ConfigKey("message.timestamp.type", "CreateTime", "STRING",
               "CreateTime keeps the producer's timestamps; LogAppendTime has the broker stamp each batch with"
-              " the time it appends it.", _one_of("CreateTime", "LogAppendTime"), "log.message.timestamp.type"),
+              " the time it appends it.", one_of("CreateTime", "LogAppendTime"), "log.message.timestamp.type"),
     ConfigKey("message.timestamp.before.max.ms", str(LONG_MAX), "LONG",
               "With CreateTime, a batch whose timestamps are further in the past than this is refused"
               " with INVALID_TIMESTAMP.", _whole(0), "log.message.timestamp.before.max.ms"),
@@ -215,7 +215,7 @@ _KEYS = [
               " with INVALID_TIMESTAMP.", _whole(0), "log.message.timestamp.after.max.ms"),
     ConfigKey("compression.type", "producer", "STRING",
               "producer keeps each batch as the producer compressed it; any other codec (or uncompressed)"
-              " has the broker recompress batches that arrive otherwise.", _one_of(*COMPRESSION_TYPES),
+              " has the broker recompress batches that arrive otherwise.", one_of(*COMPRESSION_TYPES),
               "compression.type"),
     ConfigKey("compression.gzip.level", "-1", "INT", "The gzip level of batches the broker recompresses.",
               _level(1, 9, also=-1), "compression.gzip.level"),
@@ -225,7 +225,7 @@ _KEYS = [
               _level(-131072, 22), "compression.zstd.level"),
     ConfigKey("min.insync.replicas", "1", "INT",
               "Satisfied whatever its value: an acknowledged batch is in the object store, which replicates"
-              " it; acks=all means the same as acks=1.", _int(1), "min.insync.replicas"),
+              " it; acks=all means the same as acks=1.", int_range(1), "min.insync.replicas"),
     ConfigKey("unclean.leader.election.enable", "false", "BOOLEAN",
               "No-op: a partition's new owner reads the committed log from the object store, so no election"
               " can lose records.", _boolean, "unclean.leader.election.enable"),

@@ -100,6 +100,12 @@ class NothingAllowedTests(unittest.TestCase):
                     [ConsumerGroupTopicPartitions("billing")]).values())[0]),
                 "commit offsets": code_of(list(admin.alter_consumer_group_offsets(
                     [ConsumerGroupTopicPartitions("billing", [TopicPartition("orders", 0, 1)])]).values())[0]),
+                "group configs": code_of(list(admin.describe_configs(
+                    [ConfigResource("GROUP", "billing")]).values())[0]),
+                "alter group configs": code_of(list(admin.incremental_alter_configs([ConfigResource(
+                    "GROUP", "billing", incremental_configs=[ConfigEntry(
+                        "consumer.session.timeout.ms", "50000", incremental_operation=AlterConfigOpType.SET)])]
+                ).values())[0]),
             }
 
         cluster_operations, refused = await in_thread(refusals)
@@ -107,6 +113,7 @@ class NothingAllowedTests(unittest.TestCase):
         self.assertEqual(refused, {
             "broker configs": CLUSTER_DENIED, "groups": [], "describe group": GROUP_DENIED,
             "delete group": GROUP_DENIED, "fetch offsets": GROUP_DENIED, "commit offsets": GROUP_DENIED,
+            "group configs": GROUP_DENIED, "alter group configs": GROUP_DENIED,
         })
 
     async def test_kafka_python_admin_apis(self):
@@ -319,6 +326,26 @@ class AllowedByAclTests(unittest.TestCase):
                 consumer.close()
 
         self.assertEqual(await in_thread(consume), b"v")
+
+    async def test_group_configs_need_their_operations(self):
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        group = ConfigResource("GROUP", "billing")
+        altered = ConfigResource("GROUP", "billing", incremental_configs=[ConfigEntry(
+            "consumer.session.timeout.ms", "50000", incremental_operation=AlterConfigOpType.SET)])
+
+        def outcomes():
+            described = result_or_error(admin.describe_configs([group])[group])
+            alter = code_of(list(admin.incremental_alter_configs([altered]).values())[0])
+            return (described if isinstance(described, KafkaError) else described["consumer.session.timeout.ms"].value,
+                    alter)
+
+        await grant(self.broker, allow(ResourceType.GROUP, "billing", Operation.DESCRIBE_CONFIGS))
+        described, alter = await in_thread(outcomes)
+        self.assertEqual((described, alter), ("45000", GROUP_DENIED))
+        self.assertEqual(await self.broker.metadata.group_configs("billing"), {})
+        await grant(self.broker, allow(ResourceType.GROUP, "billing", Operation.ALTER_CONFIGS))
+        self.assertEqual(await in_thread(outcomes), ("45000", None))
+        self.assertEqual(await in_thread(outcomes), ("50000", None))
 
 
 class BrokerOptionsTests(unittest.TestCase):

@@ -16,7 +16,7 @@ from tests.support.waiting import eventually
 INT32_MIN = -(2**31)
 
 # READ, DELETE and DESCRIBE, as bits: what Kafka reports without an authorizer.
-GROUP_OPERATIONS = (1 << 3) | (1 << 6) | (1 << 8)
+GROUP_OPERATIONS = (1 << 3) | (1 << 6) | (1 << 8) | (1 << 10) | (1 << 11)
 
 
 class DescribeGroupsTests(GroupWireTestCase):

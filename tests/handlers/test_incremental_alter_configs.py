@@ -5,8 +5,13 @@ from confluent_kafka import KafkaError
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ConfigSource
 from kafka.admin import ConfigResource as PyConfigResource
 
+from kafscale.handlers.config_resources import ResourceType
+from kafscale.protocol.errors import ErrorCode
+from kafscale.protocol.messages import ApiKey
 from tests.support.brokers import in_thread
-from tests.support.configs import BROKER, TOPIC, ConfigsTestCase, python_admin
+from tests.support.configs import BROKER, TOPIC, ConfigsTestCase, python_admin, wire_request
+
+GROUP_CONFIG = 8  # DescribeConfigs' source of a config set on a group
 
 
 class IncrementalAlterConfigsTests(ConfigsTestCase):
@@ -192,3 +197,62 @@ class KafkaDefaultsTests(ConfigsTestCase):
         self.assertEqual(self.broker.topics["tuned"].configs, everything)
         described = await in_thread(self.describe, ConfigResource(TOPIC, "tuned"))
         self.assertEqual({name: entry.value for name, entry in described.items()}, everything)
+
+
+class GroupConfigsTests(ConfigsTestCase):
+    """KIP-848's group configs, set, validated and described as a Kafka 4
+    broker does, through kafka-python and the wire."""
+
+    def describe_group(self, name, include_synonyms=False):
+        answer = wire_request(self.bootstrap, ApiKey.DESCRIBE_CONFIGS, 4, {
+            "resources": [{"resource_type": ResourceType.GROUP, "resource_name": name,
+                           "configuration_keys": None}],
+            "include_synonyms": include_synonyms, "include_documentation": False})["results"][0]
+        self.assertEqual(answer["error_code"], ErrorCode.NONE)
+        return {c["name"]: (c["value"], c["config_source"], [(s["name"], s["value"]) for s in c["synonyms"]])
+                for c in answer["configs"]}
+
+    async def test_set_described_and_deleted(self):
+        defaults = await in_thread(self.describe_group, "billing", True)
+        self.assertEqual(defaults["consumer.session.timeout.ms"],
+                         ("45000", ConfigSource.DEFAULT_CONFIG.value,
+                          [("group.consumer.session.timeout.ms", "45000")]))
+        self.assertEqual(defaults["share.auto.offset.reset"], ("latest", ConfigSource.DEFAULT_CONFIG.value, []))
+        self.assertEqual(len(defaults), 6)
+
+        admin = await python_admin(self, self.bootstrap)
+        result = await in_thread(admin.alter_configs, [PyConfigResource("GROUP", "billing", {
+            "consumer.session.timeout.ms": "50000", "share.auto.offset.reset": "earliest"})])
+        self.assertEqual(result, {"group": {"billing": "OK"}})
+        described = await in_thread(self.describe_group, "billing")
+        self.assertEqual(described["consumer.session.timeout.ms"][:2], ("50000", GROUP_CONFIG))
+        self.assertEqual(described["share.auto.offset.reset"][:2], ("earliest", GROUP_CONFIG))
+        self.assertEqual(await self.broker.metadata.group_configs("billing"),
+                         {"consumer.session.timeout.ms": "50000", "share.auto.offset.reset": "earliest"})
+        await in_thread(admin.alter_configs, [PyConfigResource("GROUP", "billing", {
+            "share.auto.offset.reset": ("DELETE", None)})])
+        self.assertEqual(await self.broker.metadata.group_configs("billing"), {"consumer.session.timeout.ms": "50000"})
+
+    async def test_refused_as_kafka_refuses(self):
+        def alter(*configs):
+            return wire_request(self.bootstrap, ApiKey.INCREMENTAL_ALTER_CONFIGS, 1, {
+                "resources": [{"resource_type": ResourceType.GROUP, "resource_name": "billing", "configs": [
+                    {"name": name, "config_operation": 0, "value": value} for name, value in configs]}],
+                "validate_only": False})["responses"][0]
+
+        cases = [
+            ((("consumer.session.timeout.ms", "1000"),), "below the minimum 45000"),
+            ((("consumer.heartbeat.interval.ms", "20000"),), "above the maximum 15000"),
+            ((("share.auto.offset.reset", "none"),), "is not one of"),
+            ((("retention.ms", "1"),), "unknown group config 'retention.ms'"),
+        ]
+        for configs, why in cases:
+            answer = await in_thread(alter, *configs)
+            self.assertEqual(answer["error_code"], ErrorCode.INVALID_CONFIG, configs)
+            self.assertIn(why, answer["error_message"])
+        self.assertEqual(await self.broker.metadata.group_configs("billing"), {})
+        # Legacy AlterConfigs does not address groups, as in Kafka.
+        legacy = await in_thread(wire_request, self.bootstrap, ApiKey.ALTER_CONFIGS, 2, {
+            "resources": [{"resource_type": ResourceType.GROUP, "resource_name": "billing", "configs": [
+                {"name": "consumer.session.timeout.ms", "value": "50000"}]}], "validate_only": False})
+        self.assertEqual(legacy["responses"][0]["error_code"], ErrorCode.INVALID_REQUEST)

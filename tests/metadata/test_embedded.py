@@ -218,6 +218,7 @@ os.kill(os.getpid(), signal.SIGKILL)
             DROP TABLE acls;
             DROP TABLE quotas;
             DELETE FROM changes WHERE area IN ('acls', 'quotas');
+            DROP TABLE group_configs;
             ALTER TABLE topics DROP COLUMN replication_factor;
             PRAGMA user_version=1;
             COMMIT;
@@ -233,9 +234,11 @@ os.kill(os.getpid(), signal.SIGKILL)
         self.assertEqual(state.segments, (segment(0, 9), entry))
         await reopened.create_acls([acl(ResourceType.TOPIC, "events")])
         self.assertEqual(await reopened.acls(), [acl(ResourceType.TOPIC, "events")])
+        await reopened.alter_group_configs("readers", {"share.auto.offset.reset": "earliest"})
+        self.assertEqual(await reopened.group_configs("readers"), {"share.auto.offset.reset": "earliest"})
         db = sqlite3.connect(self.path)
         self.addCleanup(db.close)
-        self.assertEqual(db.execute("PRAGMA user_version").fetchone(), (6,))
+        self.assertEqual(db.execute("PRAGMA user_version").fetchone(), (7,))
         self.assertEqual(await reopened.scram_credentials(), {})
         self.assertEqual(await reopened.transactions(), {})
 

@@ -63,7 +63,8 @@ class AclAuthorizerTests(unittest.TestCase):
         self.assertEqual(self.authorizer.authorized_operations("User:alice", "h", ResourceType.TRANSACTIONAL_ID, "tx"),
                          bits(Operation.WRITE, Operation.DESCRIBE))
         self.assertEqual(AllowEveryone().authorized_operations("User:x", "h", ResourceType.GROUP, "g"),
-                         bits(Operation.READ, Operation.DELETE, Operation.DESCRIBE))
+                         bits(Operation.READ, Operation.DELETE, Operation.DESCRIBE, Operation.DESCRIBE_CONFIGS,
+                              Operation.ALTER_CONFIGS))
 
     async def test_may_write_some_topic(self):
         self.assertFalse(self.authorizer.may_write_some_topic("User:alice", "h"))

@@ -569,6 +569,20 @@ class MetadataStoreContract:
         self.assertEqual(await store.fetch_offsets("writers"), {("events", 1): kept})
         await store.delete_offsets("nobody", [("events", 0)])
 
+    async def test_group_configs(self):
+        store = await self.make_store()
+        self.assertEqual(await store.group_configs("readers"), {})
+        updates = {"consumer.session.timeout.ms": "50000", "share.auto.offset.reset": "earliest"}
+        self.assertEqual(await store.alter_group_configs("readers", set=updates), updates)
+        updates.clear()
+        after = await store.alter_group_configs("readers", set={"consumer.heartbeat.interval.ms": "6000"},
+                                                delete=["share.auto.offset.reset", "not.set"])
+        self.assertEqual(after, {"consumer.session.timeout.ms": "50000", "consumer.heartbeat.interval.ms": "6000"})
+        self.assertEqual(await store.group_configs("readers"), after)
+        self.assertEqual(await store.group_configs("writers"), {})
+        self.assertEqual(await store.alter_group_configs("readers", delete=list(after)), {})
+        self.assertEqual(await store.group_configs("readers"), {})
+
     async def test_group_state(self):
         store = await self.make_store()
         self.assertIsNone(await store.load_group("readers"))
