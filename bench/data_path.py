@@ -104,35 +104,42 @@ def create_topic(bootstrap, name, partitions):
     admin.create_topics([NewTopic(name, partitions)])[name].result(30)
 
 
-def throughput(broker, size, seconds):
-    topic = f"throughput-{size}"
-    create_topic(broker.bootstrap, topic, 3)
-    producer = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 5,
-                         "batch.size": 1 << 20, "message.max.bytes": 2 << 20,
-                         "queue.buffering.max.kbytes": 256 << 10})
-    payload = os.urandom(size)
+def produce_for(producer, topic, payload, seconds, partitions=3):
+    """Produce ``payload`` round-robin over ``partitions`` as fast as
+    ``producer`` takes it for ``seconds``, then flush. -> (records
+    acknowledged, seconds taken)."""
     acked = [0]
 
     def delivered(error, message):
         if error is None:
             acked[0] += 1
 
-    cpu_before, started = broker.cpu(), time.monotonic()
+    started = time.monotonic()
     sent = 0
     while time.monotonic() - started < seconds:
         try:
-            producer.produce(topic, payload, partition=sent % 3, on_delivery=delivered)
+            producer.produce(topic, payload, partition=sent % partitions, on_delivery=delivered)
             sent += 1
         except BufferError:
             producer.poll(0.001)
         if sent % 1000 == 0:
             producer.poll(0)
     producer.flush(120)
-    elapsed = time.monotonic() - started
+    return acked[0], time.monotonic() - started
+
+
+def throughput(broker, size, seconds):
+    topic = f"throughput-{size}"
+    create_topic(broker.bootstrap, topic, 3)
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 5,
+                         "batch.size": 1 << 20, "message.max.bytes": 2 << 20,
+                         "queue.buffering.max.kbytes": 256 << 10})
+    cpu_before = broker.cpu()
+    acked, elapsed = produce_for(producer, topic, os.urandom(size), seconds)
     cpu = broker.cpu() - cpu_before
-    megabytes = acked[0] * size / 1e6
-    return topic, acked[0], {
-        "MB/s": megabytes / elapsed, "msgs/s": acked[0] / elapsed, "broker CPU %": 100 * cpu / elapsed,
+    megabytes = acked * size / 1e6
+    return topic, acked, {
+        "MB/s": megabytes / elapsed, "msgs/s": acked / elapsed, "broker CPU %": 100 * cpu / elapsed,
     }
 
 

@@ -27,7 +27,7 @@ import urllib.request
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from bench.data_path import cpu_seconds, wait_for_port
+from bench.data_path import cpu_seconds, produce_for, wait_for_port
 from tests.support.brokers import free_port
 
 LOADS = {
@@ -91,27 +91,10 @@ def produce(broker, load, seconds):
     admin.create_topics([NewTopic(topic, 3)])[topic].result(30)
     producer = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 5,
                          "batch.size": load["batch.size"], "queue.buffering.max.kbytes": 256 << 10})
-    payload = os.urandom(load["size"])
-    acked = [0]
-
-    def delivered(error, message):
-        if error is None:
-            acked[0] += 1
-
-    cpu_before, started = cpu_seconds(broker.process.pid), time.monotonic()
-    sent = 0
-    while time.monotonic() - started < seconds:
-        try:
-            producer.produce(topic, payload, partition=sent % 3, on_delivery=delivered)
-            sent += 1
-        except BufferError:
-            producer.poll(0.001)
-        if sent % 1000 == 0:
-            producer.poll(0)
-    producer.flush(120)
-    elapsed = time.monotonic() - started
+    cpu_before = cpu_seconds(broker.process.pid)
+    acked, elapsed = produce_for(producer, topic, os.urandom(load["size"]), seconds)
     cpu = cpu_seconds(broker.process.pid) - cpu_before
-    return acked[0] / elapsed, cpu / acked[0] * 100_000, broker.produce_requests()
+    return acked / elapsed, cpu / acked * 100_000, broker.produce_requests()
 
 
 def main():

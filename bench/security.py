@@ -24,6 +24,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from scramp import ScramClient
 
+from bench.data_path import produce_for
 from kafscale.protocol.messages import ApiKey, decode_response_header, encode_request, response_codec
 from tests.support.brokers import free_port
 from tests.support.tls import CertificateAuthority
@@ -77,24 +78,8 @@ def throughput(broker, secure, seconds, size=1024):
     admin.create_topics([NewTopic(topic, 3)])[topic].result(30)
     producer = Producer({**settings, "acks": "all", "linger.ms": 5, "batch.size": 1 << 20,
                          "queue.buffering.max.kbytes": 256 << 10})
-    payload = os.urandom(size)
-    acked = [0]
-
-    def delivered(error, message):
-        if error is None:
-            acked[0] += 1
-
-    started, sent = time.monotonic(), 0
-    while time.monotonic() - started < seconds:
-        try:
-            producer.produce(topic, payload, partition=sent % 3, on_delivery=delivered)
-            sent += 1
-        except BufferError:
-            producer.poll(0.001)
-        if sent % 1000 == 0:
-            producer.poll(0)
-    producer.flush(120)
-    return acked[0] * size / 1e6 / (time.monotonic() - started)
+    acked, elapsed = produce_for(producer, topic, os.urandom(size), seconds)
+    return acked * size / 1e6 / elapsed
 
 
 def latency(broker, secure, count=300, warmup=10, rate=50):
