@@ -4,6 +4,7 @@ from twisted.application.service import MultiService
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.task import deferLater
 
+from kafscale.broker_configs import DynamicBrokerConfigs
 from kafscale.coordinator.broker_client import BrokerClient
 from kafscale.coordinator.coordinator import GroupCoordinator
 from kafscale.coordinator.markers import MarkerWriter
@@ -36,7 +37,9 @@ class Broker(MultiService):
     under it: retention, merging, collecting unneeded shared objects and
     ``groups`` (the GroupCoordinator), and ``authorizer`` (an IAuthorizer),
     which follows the ACLs in ``metadata``, and ``quotas`` (ClientQuotas),
-    which follows the client quotas. ``flush_observer`` (an
+    which follows the client quotas, and ``broker_configs``
+    (DynamicBrokerConfigs), which follows the dynamic broker configs.
+    ``flush_observer`` (an
     IFlushObserver, if any) hears what each flush cost. The stores and the view are started before the broker
     and stopped after it by the service tree they share (see kafscale.tap).
 
@@ -71,8 +74,10 @@ class Broker(MultiService):
         self.logs = PartitionLogs(self.topics, view, metadata=metadata, objects=objects, cache=self.cache,
                                   budget=self.budget, flusher=self.flusher, config=config, reactor=reactor)
         self._reconciler = Reconciler(self.topics, self.logs, view)
-        RetentionService(self.logs, self.topics, config.retention_check_interval_ms / 1000,
-                         clock=reactor).setServiceParent(self)
+        self.broker_configs = DynamicBrokerConfigs(metadata, view)
+        self.broker_configs.setServiceParent(self)
+        RetentionService(self.logs, self.topics, config.retention_check_interval_ms / 1000, clock=reactor,
+                         defaults=self.broker_configs.topic_defaults).setServiceParent(self)
         MergeService(self.logs, MergeSettings(
             delay_ms=config.merge_delay_ms, check_interval_ms=config.merge_check_interval_ms,
             delete_delay_ms=config.merge_delete_delay_ms, bytes_per_second=config.merge_bytes_per_second,
@@ -141,6 +146,7 @@ class Broker(MultiService):
                 if self.authorizer.enforcing:
                     await self.authorizer.load()
                 await self.quotas.load()
+                await self.broker_configs.load()
                 await self.view.join()
                 # A cluster gives the node id on joining; objects are named by it.
                 self.flusher.node_id = self.view.node_id

@@ -354,10 +354,12 @@ def object_store(config, requests=None):
 def metadata_store(config, requests=None):
     if not config.etcd:
         os.makedirs(config.data_dir, exist_ok=True)
-    # The broker reacts to changes of topics, ACLs and client quotas; it
-    # follows brokers and owners through its Cluster's own watches.
+    # The broker reacts to changes of topics, ACLs, client quotas and
+    # dynamic broker configs; it follows brokers and owners through its
+    # Cluster's own watches.
     return stores.metadata_store(data_dir=config.data_dir, etcd=config.etcd, cluster_id=config.cluster_id,
-                                 lease_ttl=config.lease_ttl, watched={"topics", "acls", "quotas"}, etcd_security=stores.EtcdSecurity(
+                                 lease_ttl=config.lease_ttl, watched={"topics", "acls", "quotas", "broker_configs"},
+                                 etcd_security=stores.EtcdSecurity(
                                      config.etcd_ca, config.etcd_cert, config.etcd_key, config.etcd_user,
                                      config.etcd_password), requests=requests)
 

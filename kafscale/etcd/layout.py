@@ -18,6 +18,7 @@ value is compact JSON::
     acls/{digest}                        {"resource_type", "resource_name", "pattern_type", "principal",
                                           "host", "operation", "permission"}
     quotas/{entity}                      {"producer_byte_rate": 1048576.0, ...}
+    broker_configs/{node id | default}   {config name: value}, dynamic broker configs ("default": every broker's)
 
 One key per item, so no value grows with the number of segments or groups.
 Segment base offsets are zero-padded to 20 digits so that keys sort as
@@ -67,6 +68,7 @@ AREA_PREFIXES = {
     "brokers": ("brokers/",),
     "acls": ("acls/",),
     "quotas": ("quotas/",),
+    "broker_configs": ("broker_configs/",),
 }
 """The key prefixes behind each change area of `IMetadataStore.subscribe`."""
 
@@ -110,6 +112,16 @@ class Keys:
 
     def group(self, group_id):
         return self._key("groups", quote(group_id, safe=""))
+
+    def broker_configs(self, resource):
+        """The key of a broker config resource: a node id, or "" (every
+        broker's defaults), kept as "default"."""
+        return self._key("broker_configs", resource or _ALL_BROKERS)
+
+    def broker_config_resource(self, key):
+        """-> the broker config resource a broker config key names."""
+        name = self.relative(key).split("/", 1)[1]
+        return "" if name == _ALL_BROKERS else name
 
     def group_configs(self, group_id):
         return self._key("group_configs", quote(group_id, safe=""))
@@ -184,8 +196,19 @@ class Keys:
 
 # Values
 
+_ALL_BROKERS = "default"
+
+
 def _json(value):
     return json.dumps(value, separators=(",", ":")).encode()
+
+
+def encode_broker_configs(configs):
+    return _json(configs)
+
+
+def decode_broker_configs(value):
+    return json.loads(value)
 
 
 def encode_group_configs(configs):

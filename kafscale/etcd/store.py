@@ -646,6 +646,12 @@ class EtcdMetadataStore(Service):
     def delete_offsets(self, group_id, partitions):
         return self._run(self._delete_offsets, group_id, tuple(partitions))
 
+    def broker_configs(self):
+        return self._run(self._broker_configs)
+
+    def alter_broker_configs(self, resource, set=None, delete=()):
+        return self._run(self._alter_broker_configs, resource, dict(set or {}), tuple(delete))
+
     def group_configs(self, group_id):
         return self._run(self._group_configs, group_id)
 
@@ -691,6 +697,24 @@ class EtcdMetadataStore(Service):
         deletes = [Op.delete(self.keys.offset(group_id, topic, partition)) for topic, partition in partitions]
         for start in range(0, len(deletes), MAX_TXN_OPS):
             await self.client.txn([], success=deletes[start:start + MAX_TXN_OPS])
+
+    async def _broker_configs(self):
+        reply = await self.client.range(self.keys.area("broker_configs/"), prefix=True)
+        return {self.keys.broker_config_resource(kv.key): layout.decode_broker_configs(kv.value) for kv in reply.kvs}
+
+    async def _alter_broker_configs(self, resource, updates, deletions):
+        key = self.keys.broker_configs(resource)
+        for _ in range(CAS_ATTEMPTS):
+            kv = await self.client.get(key)
+            current = {} if kv is None else layout.decode_broker_configs(kv.value)
+            configs = {k: v for k, v in current.items() if k not in deletions}
+            configs.update(updates)
+            unchanged = (Compare.create_revision(key, "=", 0) if kv is None
+                         else Compare.mod_revision(key, "=", kv.mod_revision))
+            write = Op.put(key, layout.encode_broker_configs(configs)) if configs else Op.delete(key)
+            if (await self.client.txn([unchanged], success=[write])).succeeded:
+                return configs
+        raise MetadataUnavailable(f"the configs of broker resource {resource!r} kept changing under this write")
 
     async def _group_configs(self, group_id):
         kv = await self.client.get(self.keys.group_configs(group_id))

@@ -1,12 +1,13 @@
-"""AlterConfigs, v0-2: replace a topic's configs, in one metadata-store
-write per topic; the configs a request does not name return to their
-defaults, as in Kafka.
+"""AlterConfigs, v0-2: replace a topic's configs, or a broker resource's
+dynamic configs, in one metadata-store write per resource; the configs a
+request does not name return to their defaults, as in Kafka.
 
 Versions: v1 is the same as v0; v2 is the first flexible version.
 
-Departures from Kafka: the broker's settings are static (twistd options),
-so altering a broker resource is refused with INVALID_REQUEST (an unknown
-setting's name with INVALID_CONFIG). A config named twice, or a resource
+Departures from Kafka: fewer broker configs change at runtime (see
+kafscale.metadata.topic_configs.DYNAMIC_BROKER_CONFIGS); the others are
+refused with INVALID_REQUEST, as Kafka refuses its read-only ones (an
+unknown name with INVALID_CONFIG). A config named twice, or a resource
 named twice, is INVALID_REQUEST. Group configs change only through
 IncrementalAlterConfigs, as in Kafka (INVALID_REQUEST here).
 """

@@ -4,9 +4,10 @@ for config sources, and the one way both alter APIs validate and apply a
 resource's changes.
 
 Topic and group configs live in the metadata store and change atomically,
-one write per resource. The broker's own settings are static (twistd
-options): they are described under Kafka's names and refused when a client
-tries to alter them.
+one write per resource, as do the dynamic broker configs (see
+kafscale.broker_configs). The broker's other settings are static (twistd
+options): they are described under Kafka's names, and altering them is
+refused as Kafka refuses what it cannot update dynamically.
 """
 
 import enum
@@ -16,7 +17,7 @@ from kafscale.handlers import authorization
 from kafscale.handlers.errors import REFUSALS, kafka_error
 from kafscale.handlers.validation import check_named_once, named_more_than_once
 from kafscale.metadata.group_configs import GROUP_CONFIGS
-from kafscale.metadata.topic_configs import BROKER_SETTINGS, TOPIC_CONFIGS
+from kafscale.metadata.topic_configs import BROKER_SETTINGS, DYNAMIC_BROKER_CONFIGS, TOPIC_CONFIGS
 from kafscale.protocol.errors import ErrorCode, KafkaError
 from kafscale.security import acls
 from kafscale.security.acls import Operation
@@ -30,6 +31,8 @@ class ResourceType(enum.IntEnum):
 
 class ConfigSource(enum.IntEnum):
     DYNAMIC_TOPIC_CONFIG = 1
+    DYNAMIC_BROKER_CONFIG = 2
+    DYNAMIC_DEFAULT_BROKER_CONFIG = 3
     STATIC_BROKER_CONFIG = 4
     DEFAULT_CONFIG = 5
     GROUP_CONFIG = 8
@@ -67,7 +70,7 @@ def check_this_broker(node_id, name):
 async def alter(request, changes, groups=False):
     """Validate and apply each resource's changes; ``changes(kind, keys,
     current, configs)`` turns the configs requested of a resource of
-    ``kind`` ("topic" or "group", whose configs Kafka defines as ``keys``
+    ``kind`` ("topic", "group" or "broker", whose configs that may change are ``keys``
     and which has ``current`` set) into (updates, deletions). Group
     resources are refused unless ``groups``."""
     body = request.body
@@ -86,7 +89,12 @@ async def alter(request, changes, groups=False):
             for config in resource["configs"]:
                 check_named_once("config", config["name"], repeated)
             if resource_type == ResourceType.BROKER:
-                _refuse_broker_change(request.view.node_id, name, resource["configs"])
+                if name != "":
+                    check_this_broker(request.view.node_id, name)
+                _check_dynamic(resource["configs"])
+                current = request.broker_configs.of(name)
+                updates, deletions = changes("broker", DYNAMIC_BROKER_CONFIGS, current, resource["configs"])
+                await request.broker_configs.alter(name, updates, deletions, validate_only=body["validate_only"])
             elif resource_type == ResourceType.TOPIC:
                 current = request.topics.require(name).configs
                 updates, deletions = changes("topic", TOPIC_CONFIGS, current, resource["configs"])
@@ -103,11 +111,17 @@ async def alter(request, changes, groups=False):
     return {"throttle_time_ms": 0, "responses": responses}
 
 
-def _refuse_broker_change(node_id, name, configs):
-    if name != "":
-        check_this_broker(node_id, name)
+def _check_dynamic(configs):
+    """Refuse unknown broker configs (INVALID_CONFIG), then those that do not
+    change at runtime, as Kafka does (INVALID_REQUEST)."""
+    static = []
     for config in configs:
-        if config["name"] not in BROKER_SETTINGS:
-            raise KafkaError(ErrorCode.INVALID_CONFIG, f"unknown broker config {config['name']!r}")
-    raise KafkaError(ErrorCode.INVALID_REQUEST,
-                     "broker configs are static: restart the broker with other options to change them")
+        name = config["name"]
+        if name not in BROKER_SETTINGS:
+            raise KafkaError(ErrorCode.INVALID_CONFIG, f"unknown broker config {name!r}")
+        if name not in DYNAMIC_BROKER_CONFIGS:
+            static.append(name)
+    if static:
+        raise KafkaError(ErrorCode.INVALID_REQUEST,
+                         f"Cannot update these configs dynamically: {', '.join(static)} (twistd options: restart"
+                         " the broker to change them)")

@@ -57,6 +57,7 @@ from kafscale.handlers import (
     txn_offset_commit,
     write_txn_markers,
 )
+from kafscale.broker_configs import DynamicBrokerConfigs
 from kafscale.metadata.interfaces import IAclStore, IClientQuotaStore, IScramCredentialStore
 from kafscale.metadata.view import IClusterView
 from kafscale.partition_logs import PartitionLogs
@@ -103,6 +104,7 @@ class Request:
     authorizer: IAuthorizer = ALLOW_EVERYONE
     acl_store: IAclStore | None = None
     quota_store: IClientQuotaStore | None = None
+    broker_configs: DynamicBrokerConfigs | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,13 +1,14 @@
 """IncrementalAlterConfigs, v0-1: set, delete, append to or subtract from
 a topic's or a group's configs (KIP-848's group configs, which are no-ops
-here: see kafscale.metadata.group_configs), in one metadata-store write per
-resource.
+here: see kafscale.metadata.group_configs), or a broker resource's dynamic
+configs, in one metadata-store write per resource.
 
 Versions: v1 is the first flexible version.
 
-Departures from Kafka: the broker's settings are static (twistd options),
-so altering a broker resource is refused with INVALID_REQUEST (an unknown
-setting's name with INVALID_CONFIG). APPEND and SUBTRACT apply to list
+Departures from Kafka: fewer broker configs change at runtime (see
+kafscale.metadata.topic_configs.DYNAMIC_BROKER_CONFIGS); the others are
+refused with INVALID_REQUEST, as Kafka refuses its read-only ones (an
+unknown name with INVALID_CONFIG). APPEND and SUBTRACT apply to list
 configs only (INVALID_CONFIG otherwise), as in Kafka.
 """
 

@@ -12,7 +12,7 @@ broker acknowledged survives a power cut, not only the process being killed
 Other processes' changes are noticed by polling ``PRAGMA data_version``,
 which changes only when another connection commits. A ``changes`` table
 keeps one counter per area (topics, partitions, groups, brokers, acls,
-quotas), bumped by
+quotas, broker_configs), bumped by
 every write, so a poll can say which areas changed.
 
 A short-lived program uses the store under its own reactor::
@@ -69,7 +69,7 @@ from kafscale.security.acls import AclBinding
 
 log = logger("kafscale.metadata.embedded")
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 SCHEMA = """
 CREATE TABLE topics (
@@ -135,6 +135,10 @@ CREATE TABLE group_configs (
     group_id TEXT PRIMARY KEY,
     configs TEXT NOT NULL
 );
+CREATE TABLE broker_configs (
+    resource TEXT PRIMARY KEY,
+    configs TEXT NOT NULL
+);
 CREATE TABLE scram_credentials (
     user TEXT NOT NULL,
     mechanism TEXT NOT NULL,
@@ -187,6 +191,11 @@ MIGRATIONS = {
     5: ("ALTER TABLE topics ADD COLUMN replication_factor INTEGER NOT NULL DEFAULT 1",),
     # Version 7: configs set on groups.
     6: ("CREATE TABLE group_configs (group_id TEXT PRIMARY KEY, configs TEXT NOT NULL)",),
+    # Version 8: dynamic broker configs.
+    7: (
+        "CREATE TABLE broker_configs (resource TEXT PRIMARY KEY, configs TEXT NOT NULL)",
+        "INSERT OR IGNORE INTO changes VALUES ('broker_configs', 0)",
+    ),
 }
 
 # A registered broker refreshes its heartbeat this often, and counts as live
@@ -359,6 +368,12 @@ class EmbeddedMetadataStore(Service):
 
     def alter_group_configs(self, group_id, set=None, delete=()):
         return self._write(self._alter_group_configs, group_id, dict(set or {}), tuple(delete))
+
+    def broker_configs(self):
+        return self._read(self._broker_configs)
+
+    def alter_broker_configs(self, resource, set=None, delete=()):
+        return self._write(self._alter_broker_configs, resource, dict(set or {}), tuple(delete))
 
     def save_group(self, group_id, state):
         return self._write(self._save_group, group_id, json.dumps(state))
@@ -772,6 +787,21 @@ class EmbeddedMetadataStore(Service):
         else:
             db.execute("DELETE FROM group_configs WHERE group_id = ?", (group_id,))
         self._bump(db, "groups")
+        return configs
+
+    def _broker_configs(self, db):
+        return {resource: json.loads(configs)
+                for resource, configs in db.execute("SELECT resource, configs FROM broker_configs")}
+
+    def _alter_broker_configs(self, db, resource, updates, deletions):
+        row = db.execute("SELECT configs FROM broker_configs WHERE resource = ?", (resource,)).fetchone()
+        configs = {k: v for k, v in ({} if row is None else json.loads(row[0])).items() if k not in deletions}
+        configs.update(updates)
+        if configs:
+            db.execute("INSERT OR REPLACE INTO broker_configs VALUES (?, ?)", (resource, json.dumps(configs)))
+        else:
+            db.execute("DELETE FROM broker_configs WHERE resource = ?", (resource,))
+        self._bump(db, "broker_configs")
         return configs
 
     def _save_group(self, db, group_id, state):

@@ -29,7 +29,7 @@ from zope.interface import Interface
 
 from kafscale.metadata.manifest import Manifest
 
-CHANGE_AREAS = frozenset({"topics", "partitions", "groups", "brokers", "acls", "quotas"})
+CHANGE_AREAS = frozenset({"topics", "partitions", "groups", "brokers", "acls", "quotas", "broker_configs"})
 """What a change notification may name (see `IMetadataStore.subscribe`)."""
 
 
@@ -444,6 +444,17 @@ class IMetadataStore(IAclStore, IClientQuotaStore):
     def alter_group_configs(group_id, set=None, delete=()):
         """Remove the group configs named in ``delete``, then set those in
         ``set``, in one write. -> the group's configs after."""
+
+    def broker_configs():
+        """-> the dynamic broker configs: {resource name: {config name:
+        value}}, resource "" being the defaults of every broker and a node
+        id's text that broker's own."""
+
+    def alter_broker_configs(resource, set=None, delete=()):
+        """Remove the dynamic broker configs of ``resource`` ("" or a node
+        id's text) named in ``delete``, then set those in ``set``, in one
+        write (reported as a "broker_configs" change). -> the resource's
+        configs after."""
 
     def save_group(group_id, state):
         """Replace the group's state (a JSON-able dict: membership,

@@ -15,8 +15,8 @@ set.
 
 Each topic config names its Kafka broker-wide synonym (``retention.ms`` has
 ``log.retention.ms``), which DescribeConfigs reports. The broker's own
-settings are described here too, under Kafka's names: they are static
-(twistd options), so they are listed but never altered through the protocol.
+settings are described here too, under Kafka's names: twistd options, but
+for the few that change at runtime (DYNAMIC_BROKER_CONFIGS).
 """
 
 import re
@@ -266,6 +266,19 @@ def validate(configs):
         raise InvalidConfig("min.compaction.lag.ms: above max.compaction.lag.ms")
 
 
+_SERVED_DEFAULTS = ("retention.ms", "retention.bytes", "max.message.bytes", "message.timestamp.type",
+                    "message.timestamp.before.max.ms", "message.timestamp.after.max.ms", "compression.type",
+                    "compression.gzip.level", "compression.lz4.level", "compression.zstd.level")
+
+DYNAMIC_BROKER_CONFIGS = {TOPIC_CONFIGS[name].broker_name: TOPIC_CONFIGS[name] for name in _SERVED_DEFAULTS}
+"""The broker configs that change at runtime (AlterConfigs on a broker
+resource), by broker name, each with the topic config it is the default of
+and whose validation it takes: those a broker reads from its topics'
+configs as it serves (retention passes and produce requests), so a new
+default holds from the next one. Kafka lets more change; the others here
+are read when a partition opens, or by compaction, or are twistd options."""
+
+
 def cleanup_policies(configs):
     """The cleanup policies in force: a frozenset of "compact" and "delete"."""
     return frozenset(policy.strip() for policy in effective(configs, "cleanup.policy").split(","))
@@ -354,4 +367,5 @@ BROKER_SETTINGS = {setting.name: setting for setting in [
     *(BrokerSetting(key.broker_name, key.type, f"Default of the topic config {key.name}.", _fixed(key.default))
       for key in _KEYS if key.broker_name is not None and not key.legacy),
 ]}
-"""The broker's settings under Kafka's names; all static (twistd options)."""
+"""The broker's settings under Kafka's names: twistd options, the dynamic
+ones (DYNAMIC_BROKER_CONFIGS) only where no dynamic value overrides them."""

@@ -389,6 +389,7 @@ class KafkaProtocol(Protocol):
             hold_reading=self._hold_reading, close_when_answered=self.close_when_answered,
             transactions=broker.transactions,
             authorizer=broker.authorizer, acl_store=broker.acl_store, quota_store=broker.quotas,
+            broker_configs=broker.broker_configs,
         ), reserved, elements, size)
         self._pump()
 

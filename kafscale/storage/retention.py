@@ -81,19 +81,21 @@ class RetentionService(PeriodicService):
     """Every ``interval`` seconds, apply retention to each partition in
     ``logs`` (a mapping of (topic, partition) to the PartitionLogs the broker
     owns) under its topic's configs in ``topics`` (a mapping of name to
-    TopicInfo); ``clock`` is an IReactorTime.
+    TopicInfo), where ``defaults()`` gives the configs of topics that set
+none (the broker's dynamic defaults); ``clock`` is an IReactorTime.
 
     Passes never overlap, and stopping waits for the one running.
     """
 
     name = "retention"
 
-    def __init__(self, logs, topics, interval, clock=None):
+    def __init__(self, logs, topics, interval, clock=None, defaults=dict):
         if clock is None:
             from twisted.internet import reactor as clock
         super().__init__(interval, clock)
         self.logs = logs
         self.topics = topics
+        self.defaults = defaults
 
     async def run_pass(self):
         await self.enforce()
@@ -108,7 +110,8 @@ class RetentionService(PeriodicService):
             if not self.running or info is None or partition_log.closed:
                 continue
             try:
-                new_start = retention_start(partition_log.state, info.configs, now_ms)
+                configs = {**self.defaults(), **info.configs}
+                new_start = retention_start(partition_log.state, configs, now_ms)
                 if new_start <= partition_log.log_start_offset:
                     continue
                 removed = await drop_segments_below(partition_log, new_start)

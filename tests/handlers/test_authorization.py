@@ -93,6 +93,10 @@ class NothingAllowedTests(unittest.TestCase):
             return cluster.authorized_operations, {
                 "broker configs": code_of(list(admin.describe_configs(
                     [ConfigResource("BROKER", str(self.broker.view.node_id))]).values())[0]),
+                "alter broker configs": code_of(list(admin.incremental_alter_configs([ConfigResource(
+                    "BROKER", str(self.broker.view.node_id), incremental_configs=[ConfigEntry(
+                        "log.retention.ms", "1000", incremental_operation=AlterConfigOpType.SET)])]
+                ).values())[0]),
                 "groups": [g.group_id for g in admin.list_consumer_groups().result(20).valid],
                 "describe group": code_of(admin.describe_consumer_groups(["billing"])["billing"]),
                 "delete group": code_of(admin.delete_consumer_groups(["billing"])["billing"]),
@@ -111,7 +115,8 @@ class NothingAllowedTests(unittest.TestCase):
         cluster_operations, refused = await in_thread(refusals)
         self.assertFalse(cluster_operations)
         self.assertEqual(refused, {
-            "broker configs": CLUSTER_DENIED, "groups": [], "describe group": GROUP_DENIED,
+            "broker configs": CLUSTER_DENIED, "alter broker configs": CLUSTER_DENIED, "groups": [],
+            "describe group": GROUP_DENIED,
             "delete group": GROUP_DENIED, "fetch offsets": GROUP_DENIED, "commit offsets": GROUP_DENIED,
             "group configs": GROUP_DENIED, "alter group configs": GROUP_DENIED,
         })

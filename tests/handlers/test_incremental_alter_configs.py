@@ -102,7 +102,7 @@ class IncrementalAlterConfigsTests(ConfigsTestCase):
             ConfigEntry("num.partitions", "5", incremental_operation=AlterConfigOpType.SET)])
         error = await in_thread(self.incremental, broker)
         self.assertEqual(error.code(), KafkaError.INVALID_REQUEST)
-        self.assertIn("broker configs are static", error.str())
+        self.assertIn("Cannot update these configs dynamically: num.partitions", error.str())
 
     async def test_kafka_python(self):
         admin = await python_admin(self, self.bootstrap)

@@ -219,6 +219,8 @@ os.kill(os.getpid(), signal.SIGKILL)
             DROP TABLE quotas;
             DELETE FROM changes WHERE area IN ('acls', 'quotas');
             DROP TABLE group_configs;
+            DROP TABLE broker_configs;
+            DELETE FROM changes WHERE area = 'broker_configs';
             ALTER TABLE topics DROP COLUMN replication_factor;
             PRAGMA user_version=1;
             COMMIT;
@@ -236,9 +238,11 @@ os.kill(os.getpid(), signal.SIGKILL)
         self.assertEqual(await reopened.acls(), [acl(ResourceType.TOPIC, "events")])
         await reopened.alter_group_configs("readers", {"share.auto.offset.reset": "earliest"})
         self.assertEqual(await reopened.group_configs("readers"), {"share.auto.offset.reset": "earliest"})
+        await reopened.alter_broker_configs("", {"log.retention.ms": "1000"})
+        self.assertEqual(await reopened.broker_configs(), {"": {"log.retention.ms": "1000"}})
         db = sqlite3.connect(self.path)
         self.addCleanup(db.close)
-        self.assertEqual(db.execute("PRAGMA user_version").fetchone(), (7,))
+        self.assertEqual(db.execute("PRAGMA user_version").fetchone(), (8,))
         self.assertEqual(await reopened.scram_credentials(), {})
         self.assertEqual(await reopened.transactions(), {})
 

@@ -204,7 +204,8 @@ class PipeliningTests(unittest.TestCase):
 # The handlers these unit tests install use none of the broker's parts.
 PARTLESS_BROKER = SimpleNamespace(topics=None, logs=None, view=None, groups=None, config=None, reactor=None,
                                   authorizer=None, acl_store=None, metadata=None, budget=BufferBudget(1 << 30),
-                                  transactions=None, quotas=ClientQuotas(None), rewriter=None)
+                                  transactions=None, quotas=ClientQuotas(None), rewriter=None,
+                                  broker_configs=None)
 
 
 def produce_numbered(bootstrap, topic, count, **settings):

@@ -583,6 +583,21 @@ class MetadataStoreContract:
         self.assertEqual(await store.alter_group_configs("readers", delete=list(after)), {})
         self.assertEqual(await store.group_configs("readers"), {})
 
+    async def test_broker_configs(self):
+        store = await self.make_store()
+        self.assertEqual(await store.broker_configs(), {})
+        self.assertEqual(await store.alter_broker_configs("", set={"log.retention.ms": "1000"}),
+                         {"log.retention.ms": "1000"})
+        after = await store.alter_broker_configs("2", set={"message.max.bytes": "2048", "log.retention.bytes": "1"},
+                                                 delete=["not.set"])
+        self.assertEqual(after, {"message.max.bytes": "2048", "log.retention.bytes": "1"})
+        self.assertEqual(await store.alter_broker_configs("2", delete=["log.retention.bytes"]),
+                         {"message.max.bytes": "2048"})
+        self.assertEqual(await store.broker_configs(),
+                         {"": {"log.retention.ms": "1000"}, "2": {"message.max.bytes": "2048"}})
+        self.assertEqual(await store.alter_broker_configs("", delete=["log.retention.ms"]), {})
+        self.assertEqual(await store.broker_configs(), {"2": {"message.max.bytes": "2048"}})
+
     async def test_group_state(self):
         store = await self.make_store()
         self.assertIsNone(await store.load_group("readers"))
@@ -749,6 +764,15 @@ class MetadataStoreContract:
         await other.alter_client_quotas([((("client-id", "a/b"),), {"producer_byte_rate": 1.0})])
         self.assertIn("quotas", await changed.addTimeout(NOTIFY_WITHIN, reactor))
         self.assertEqual(await store.client_quotas(), {(("client-id", "a/b"),): {"producer_byte_rate": 1.0}})
+
+    async def test_broker_config_changes_are_notified(self):
+        store = await self.make_store()
+        other = await self.make_store()
+        self.assertEqual(await store.broker_configs(), {})
+        changed = next_change(store)
+        await other.alter_broker_configs("", {"log.retention.ms": "1000"})
+        self.assertIn("broker_configs", await changed.addTimeout(NOTIFY_WITHIN, reactor))
+        self.assertEqual(await store.broker_configs(), {"": {"log.retention.ms": "1000"}})
 
 
 def acl(resource_type, name, pattern_type=PatternType.LITERAL, principal="User:alice", host="*",

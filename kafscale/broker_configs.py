@@ -1,0 +1,109 @@
+"""Dynamic broker configs: the broker-wide defaults of topic configs that an
+operator changes at runtime with AlterConfigs or IncrementalAlterConfigs on
+a broker resource, as in Kafka ("" for every broker, a node id for that
+broker alone, which wins).
+
+They live in the metadata store, so every broker follows a change: this
+broker's own at once, others' as the store reports them (an etcd watch, or
+the embedded store's poll). Topics without a value of their own take them
+(see `Topics.in_force`).
+"""
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred
+
+from kafscale.log import logger
+from kafscale.metadata.interfaces import MetadataError
+from kafscale.metadata.topic_configs import DYNAMIC_BROKER_CONFIGS, InvalidConfig
+
+log = logger("kafscale.broker_configs")
+
+ALL_BROKERS = ""
+"""The resource name of the defaults every broker takes."""
+
+
+class DynamicBrokerConfigs(Service):
+    """The dynamic broker configs in ``metadata`` (an IMetadataStore, which
+    reports "broker_configs" changes to its subscribers), as they apply to
+    the broker ``view`` (an IClusterView) says this is."""
+
+    def __init__(self, metadata, view):
+        self.metadata = metadata
+        self.view = view
+        self.configs = {}
+        """{resource name: {broker config name: value}}, as last read."""
+        self._unsubscribe = None
+        self._reading = False
+        self._stale = False
+
+    async def load(self):
+        if self._unsubscribe is None:
+            self._unsubscribe = self.metadata.subscribe(self._changed)
+        self.configs = await self.metadata.broker_configs()
+
+    def stopService(self):
+        super().stopService()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    def of(self, resource):
+        """The configs set on ``resource`` ("" or a node id's text)."""
+        return self.configs.get(resource, {})
+
+    def in_force(self):
+        """-> {broker config name: (value, resource)} of the dynamic configs
+        that hold on this broker, ``resource`` saying where each was set."""
+        found = {name: (value, ALL_BROKERS) for name, value in self.of(ALL_BROKERS).items()}
+        own = str(self.view.node_id)
+        found.update((name, (value, own)) for name, value in self.of(own).items())
+        return found
+
+    def topic_defaults(self):
+        """-> {topic config name: value} of the topic configs whose broker
+        default was changed here."""
+        return {DYNAMIC_BROKER_CONFIGS[name].name: value for name, (value, _) in self.in_force().items()
+                if name in DYNAMIC_BROKER_CONFIGS}
+
+    async def alter(self, resource, updates, deletions, validate_only=False):
+        """Remove ``deletions`` from the resource's dynamic configs and set
+        ``updates``, unless ``validate_only``. Raises InvalidConfig for a
+        value Kafka refuses, MetadataError when the store fails."""
+        for name, value in updates.items():
+            if value is None:
+                raise InvalidConfig(f"{name}: a value is required")
+            try:
+                DYNAMIC_BROKER_CONFIGS[name].check(value)
+            except InvalidConfig as e:
+                raise InvalidConfig(f"{name}: {e}") from None
+        if validate_only:
+            return
+        after = await self.metadata.alter_broker_configs(resource, updates, deletions)
+        configs = dict(self.configs)
+        if after:
+            configs[resource] = after
+        else:
+            configs.pop(resource, None)
+        self.configs = configs
+
+    def _changed(self, areas):
+        if "broker_configs" not in areas:
+            return
+        if self._reading:
+            self._stale = True
+            return
+        self._reading = True
+        Deferred.fromCoroutine(self._reread())
+
+    async def _reread(self):
+        try:
+            while True:
+                self._stale = False
+                try:
+                    self.configs = await self.metadata.broker_configs()
+                except MetadataError as error:
+                    log.warn("cannot read the dynamic broker configs again: {error}", error=error)
+                if not self._stale:
+                    return
+        finally:
+            self._reading = False
