@@ -59,7 +59,7 @@ from kafscale.metadata.interfaces import (
     SegmentRef,
     TopicInfo,
 )
-from kafscale.security.acls import AclBinding
+from kafscale.metadata.acls import AclBinding
 
 AREA_PREFIXES = {
     "topics": ("topics/",),

@@ -18,7 +18,7 @@ entities are not supported.
 from kafscale.handlers import authorization
 from kafscale.handlers.errors import REFUSALS, kafka_error
 from kafscale.protocol.errors import ErrorCode
-from kafscale.security.acls import Operation, ResourceType
+from kafscale.metadata.acls import Operation, ResourceType
 from kafscale.security.quotas import InvalidQuota, checked_entity, checked_key, checked_value
 
 

@@ -15,7 +15,7 @@ Departures from Kafka: none that a client sees.
 from kafscale.handlers import authorization
 from kafscale.handlers.errors import REFUSALS, kafka_error
 from kafscale.protocol.errors import ErrorCode, KafkaError
-from kafscale.security.acls import Operation, ResourceType
+from kafscale.metadata.acls import Operation, ResourceType
 from kafscale.security.scram import KAFKA_MECHANISM_TYPES, credential_from_salted_password
 
 _MECHANISMS = {number: name for name, number in KAFKA_MECHANISM_TYPES.items()}

@@ -3,7 +3,7 @@ refusals: a handler names the operation and the resource, the request's
 IAuthorizer decides for the request's principal and client host."""
 
 from kafscale.protocol.errors import ErrorCode, KafkaError
-from kafscale.security.acls import CLUSTER_NAME, Operation, ResourceType
+from kafscale.metadata.acls import CLUSTER_NAME, Operation, ResourceType
 
 REFUSED_WITH = {
     ResourceType.TOPIC: ErrorCode.TOPIC_AUTHORIZATION_FAILED,

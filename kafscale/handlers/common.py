@@ -12,7 +12,7 @@ from kafscale.handlers.errors import REFUSALS, STORAGE_ERRORS, kafka_error
 from kafscale.log import logger
 from kafscale.protocol.errors import ErrorCode, KafkaError
 from kafscale.protocol.messages import ApiKey
-from kafscale.security.acls import Operation, ResourceType
+from kafscale.metadata.acls import Operation, ResourceType
 
 log = logger("kafscale.handlers")
 

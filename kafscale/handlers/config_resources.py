@@ -19,8 +19,8 @@ from kafscale.handlers.validation import check_named_once, named_more_than_once
 from kafscale.metadata.group_configs import GROUP_CONFIGS
 from kafscale.metadata.topic_configs import BROKER_SETTINGS, DYNAMIC_BROKER_CONFIGS, TOPIC_CONFIGS
 from kafscale.protocol.errors import ErrorCode, KafkaError
-from kafscale.security import acls
-from kafscale.security.acls import Operation
+from kafscale.metadata import acls
+from kafscale.metadata.acls import Operation
 
 
 class ResourceType(enum.IntEnum):

@@ -16,7 +16,7 @@ Departures from Kafka: none that a client sees.
 from kafscale.handlers import authorization
 from kafscale.handlers.errors import REFUSALS, kafka_error
 from kafscale.protocol.errors import ErrorCode
-from kafscale.security.acls import InvalidAcl, Operation, checked_binding
+from kafscale.metadata.acls import InvalidAcl, Operation, checked_binding
 
 
 async def handle(request):

@@ -15,7 +15,7 @@ from kafscale.handlers import authorization
 from kafscale.handlers.errors import REFUSALS, kafka_error
 from kafscale.handlers.validation import check_named_once, named_more_than_once
 from kafscale.protocol.errors import ErrorCode
-from kafscale.security.acls import Operation
+from kafscale.metadata.acls import Operation
 
 
 async def handle(request):

@@ -24,7 +24,7 @@ from kafscale.handlers.errors import REFUSALS, kafka_error
 from kafscale.handlers.validation import check_named_once, named_more_than_once, replica_lists
 from kafscale.metadata import topic_configs
 from kafscale.protocol.errors import ErrorCode
-from kafscale.security.acls import Operation, ResourceType
+from kafscale.metadata.acls import Operation, ResourceType
 from kafscale.topics import DEFAULT_REPLICATION_FACTOR
 
 

@@ -15,7 +15,7 @@ Departures from Kafka: none that a client sees.
 from kafscale.handlers import authorization
 from kafscale.handlers.errors import REFUSALS, kafka_error
 from kafscale.protocol.errors import ErrorCode
-from kafscale.security.acls import AclFilter, InvalidAcl, Operation
+from kafscale.metadata.acls import AclFilter, InvalidAcl, Operation
 
 
 async def handle(request):

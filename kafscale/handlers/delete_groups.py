@@ -10,7 +10,7 @@ Departures from Kafka: none that a client sees.
 from kafscale.handlers import authorization
 from kafscale.handlers.errors import REFUSALS, kafka_error
 from kafscale.protocol.errors import ErrorCode
-from kafscale.security.acls import Operation
+from kafscale.metadata.acls import Operation
 
 
 async def handle(request):

@@ -11,7 +11,7 @@ until retention drops that segment.
 """
 
 from kafscale.handlers.common import PartitionLayout, answer_partitions
-from kafscale.security.acls import Operation
+from kafscale.metadata.acls import Operation
 from kafscale.storage.retention import drop_segments_below
 
 HIGH_WATERMARK = -1

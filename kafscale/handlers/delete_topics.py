@@ -14,7 +14,7 @@ from kafscale.handlers import authorization
 from kafscale.handlers.common import NO_TOPIC_ID, known_topic
 from kafscale.handlers.errors import REFUSALS, kafka_error
 from kafscale.protocol.errors import ErrorCode
-from kafscale.security.acls import Operation
+from kafscale.metadata.acls import Operation
 
 
 async def handle(request):

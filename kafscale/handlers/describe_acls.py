@@ -18,7 +18,7 @@ from itertools import groupby
 from kafscale.handlers import authorization
 from kafscale.handlers.errors import REFUSALS, kafka_error
 from kafscale.protocol.errors import ErrorCode
-from kafscale.security.acls import AclFilter, InvalidAcl, Operation
+from kafscale.metadata.acls import AclFilter, InvalidAcl, Operation
 
 
 async def handle(request):

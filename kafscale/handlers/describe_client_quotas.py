@@ -17,7 +17,7 @@ them answers INVALID_REQUEST.
 from kafscale.handlers import authorization
 from kafscale.handlers.errors import REFUSALS, kafka_error
 from kafscale.protocol.errors import ErrorCode
-from kafscale.security.acls import Operation, ResourceType
+from kafscale.metadata.acls import Operation, ResourceType
 from kafscale.security.quotas import ENTITY_TYPES
 
 EXACT, DEFAULT, SPECIFIED = 0, 1, 2

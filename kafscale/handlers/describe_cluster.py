@@ -12,7 +12,7 @@ the lowest live node id (see ``Broker.controller_id``).
 from kafscale.handlers import authorization
 from kafscale.handlers.common import OPERATIONS_NOT_REQUESTED, endpoint
 from kafscale.protocol.errors import ErrorCode
-from kafscale.security.acls import ResourceType
+from kafscale.metadata.acls import ResourceType
 
 BROKER_ENDPOINTS = 1
 

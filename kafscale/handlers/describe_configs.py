@@ -29,7 +29,7 @@ from kafscale.metadata import topic_configs
 from kafscale.metadata.group_configs import GROUP_CONFIGS
 from kafscale.metadata.topic_configs import BROKER_SETTINGS, DYNAMIC_BROKER_CONFIGS
 from kafscale.protocol.errors import ErrorCode
-from kafscale.security.acls import Operation
+from kafscale.metadata.acls import Operation
 
 CONFIG_TYPES = {"BOOLEAN": 1, "STRING": 2, "INT": 3, "SHORT": 4, "LONG": 5, "DOUBLE": 6, "LIST": 7}
 

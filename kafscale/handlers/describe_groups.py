@@ -14,7 +14,7 @@ from kafscale.handlers.common import OPERATIONS_NOT_REQUESTED
 from kafscale.handlers import authorization
 from kafscale.handlers.errors import REFUSALS, kafka_error
 from kafscale.protocol.errors import ErrorCode
-from kafscale.security.acls import Operation, ResourceType
+from kafscale.metadata.acls import Operation, ResourceType
 
 async def handle(request):
     body, version = request.body, request.api_version

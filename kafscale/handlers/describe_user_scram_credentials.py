@@ -13,7 +13,7 @@ from collections import Counter
 from kafscale.handlers import authorization
 from kafscale.handlers.errors import REFUSALS, kafka_error
 from kafscale.protocol.errors import ErrorCode
-from kafscale.security.acls import Operation, ResourceType
+from kafscale.metadata.acls import Operation, ResourceType
 from kafscale.security.scram import KAFKA_MECHANISM_TYPES
 
 

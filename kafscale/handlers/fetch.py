@@ -23,7 +23,7 @@ from twisted.internet.defer import Deferred
 from kafscale.handlers.common import PartitionLayout, answer_partitions, known_topic, log
 from kafscale.handlers.errors import REFUSALS, STORAGE_ERRORS, kafka_error
 from kafscale.protocol.errors import ErrorCode, KafkaError
-from kafscale.security.acls import Operation
+from kafscale.metadata.acls import Operation
 
 READ_COMMITTED = 1
 LAYOUT = PartitionLayout(topic="topic", index="partition")

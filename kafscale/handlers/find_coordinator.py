@@ -21,7 +21,7 @@ which clients retry.
 from kafscale.handlers import authorization
 from kafscale.handlers.common import endpoint
 from kafscale.protocol.errors import ErrorCode
-from kafscale.security.acls import Operation, ResourceType
+from kafscale.metadata.acls import Operation, ResourceType
 
 GROUP_KEY = 0
 TRANSACTION_KEY = 1

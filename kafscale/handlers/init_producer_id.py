@@ -22,7 +22,7 @@ and two-phase commit (KIP-939) that concern transactions only.
 from kafscale.handlers import authorization
 from kafscale.handlers.errors import REFUSALS, kafka_error
 from kafscale.protocol.errors import ErrorCode
-from kafscale.security.acls import Operation, ResourceType
+from kafscale.metadata.acls import Operation, ResourceType
 from kafscale.storage.producer_ids import ProducerIdGenerator
 
 NO_PRODUCER_ID = -1

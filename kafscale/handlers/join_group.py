@@ -21,7 +21,7 @@ from kafscale.coordinator.group import JoinRequest, JoinResult
 from kafscale.handlers import authorization
 from kafscale.handlers.errors import REFUSALS, kafka_error
 from kafscale.protocol.errors import ErrorCode
-from kafscale.security.acls import Operation
+from kafscale.metadata.acls import Operation
 
 
 def _client_host(request):

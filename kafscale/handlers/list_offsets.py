@@ -13,7 +13,7 @@ pending upload (negative timestamps -5, -6) are refused with INVALID_REQUEST.
 
 from kafscale.handlers.common import PartitionLayout, answer_partitions
 from kafscale.protocol.errors import ErrorCode, KafkaError
-from kafscale.security.acls import Operation
+from kafscale.metadata.acls import Operation
 
 LATEST = -1
 EARLIEST = -2

@@ -21,7 +21,7 @@ from kafscale.handlers import authorization
 from kafscale.handlers.common import NO_TOPIC_ID, OPERATIONS_NOT_REQUESTED, endpoint, known_or_created_topic
 from kafscale.handlers.errors import REFUSALS, kafka_error
 from kafscale.protocol.errors import ErrorCode
-from kafscale.security.acls import Operation, ResourceType
+from kafscale.metadata.acls import Operation, ResourceType
 
 
 async def handle(request):

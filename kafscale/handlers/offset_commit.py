@@ -21,7 +21,7 @@ from kafscale.handlers.common import topic_or_refusal
 from kafscale.metadata.interfaces import CommittedOffset
 from kafscale.handlers.errors import REFUSALS, kafka_error
 from kafscale.protocol.errors import ErrorCode, KafkaError
-from kafscale.security.acls import Operation, ResourceType
+from kafscale.metadata.acls import Operation, ResourceType
 
 NO_LEADER_EPOCH = -1
 NO_METADATA = ""

@@ -17,7 +17,7 @@ from kafscale.handlers import authorization
 from kafscale.handlers.common import topic_or_refusal
 from kafscale.handlers.errors import REFUSALS, kafka_error
 from kafscale.protocol.errors import ErrorCode, KafkaError
-from kafscale.security.acls import Operation, ResourceType
+from kafscale.metadata.acls import Operation, ResourceType
 
 # What a partition without a committed offset answers.
 NO_OFFSET = -1

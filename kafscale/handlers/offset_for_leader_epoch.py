@@ -13,7 +13,7 @@ an owner's log holds nothing uncommitted that a follower could have read.
 """
 
 from kafscale.handlers.common import PartitionLayout, answer_partitions
-from kafscale.security.acls import Operation
+from kafscale.metadata.acls import Operation
 
 UNDEFINED_EPOCH = -1
 UNDEFINED_OFFSET = -1

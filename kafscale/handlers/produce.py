@@ -37,7 +37,7 @@ from kafscale.metadata import topic_configs
 from kafscale.protocol.errors import ErrorCode, KafkaError
 from kafscale.protocol.batches import keyless_record
 from kafscale.protocol.records import InvalidRecords, iter_batches
-from kafscale.security.acls import Operation, ResourceType
+from kafscale.metadata.acls import Operation, ResourceType
 from kafscale.rewriter import rewrite_for
 
 # Batches for compacted topics have their keys checked in a thread, one at a

@@ -65,7 +65,7 @@ from kafscale.metadata.interfaces import (
 )
 from kafscale.metadata.manifest import Manifest
 from kafscale.metadata.requests import reported
-from kafscale.security.acls import AclBinding
+from kafscale.metadata.acls import AclBinding
 
 log = logger("kafscale.metadata.embedded")
 

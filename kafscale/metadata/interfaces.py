@@ -10,7 +10,7 @@ The model: topics (TopicInfo); per partition its committed state
 its manifest of segments (SegmentRef), which grows one segment per commit;
 per consumer group its state and committed offsets (CommittedOffset); the
 live brokers (BrokerInfo), whose registrations lapse with their process;
-the ACLs (kafscale.security.acls.AclBinding) and client quotas.
+the ACLs (kafscale.metadata.acls.AclBinding) and client quotas.
 Where each lives is the backend's business (kafscale.etcd.layout for etcd,
 the schema in kafscale.metadata.embedded for SQLite).
 
@@ -303,7 +303,7 @@ class MetadataUnavailable(MetadataError):
 
 
 class IAclStore(Interface):
-    """The ACLs (kafscale.security.acls.AclBinding) of the cluster. Every
+    """The ACLs (kafscale.metadata.acls.AclBinding) of the cluster. Every
     method returns a Deferred, failing with MetadataErrors, as
     `IMetadataStore`'s do."""
 

@@ -13,7 +13,7 @@ from zope.interface import Attribute, Interface, implementer
 
 from kafscale.log import logger
 from kafscale.metadata.interfaces import IAclStore, MetadataError
-from kafscale.security.acls import (
+from kafscale.metadata.acls import (
     OPERATIONS_OF,
     WILDCARD,
     AclIndex,

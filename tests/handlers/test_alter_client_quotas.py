@@ -1,7 +1,7 @@
 from twisted.trial import unittest
 
 from kafscale.protocol.errors import ErrorCode
-from kafscale.security.acls import Operation, ResourceType
+from kafscale.metadata.acls import Operation, ResourceType
 from tests.support.acls import allow, grant
 from tests.support.brokers import in_thread, start_broker
 from tests.support.quotas import alter_quotas

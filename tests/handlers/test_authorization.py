@@ -23,7 +23,7 @@ from twisted.trial import unittest
 
 from kafscale.protocol.errors import ErrorCode
 from kafscale.protocol.messages import ApiKey
-from kafscale.security.acls import Operation, PatternType, ResourceType
+from kafscale.metadata.acls import Operation, PatternType, ResourceType
 from tests.support.acls import allow, deny, grant
 from tests.support.brokers import in_thread, start_broker
 from tests.support.clients import result_or_error

@@ -6,7 +6,7 @@ from kafka.admin import KafkaAdminClient
 from kafka.errors import ClusterAuthorizationFailedError, NoError
 from twisted.trial import unittest
 
-from kafscale.security.acls import Operation, PatternType, Permission, ResourceType
+from kafscale.metadata.acls import Operation, PatternType, Permission, ResourceType
 from tests.support.acls import allow, binding, confluent_binding, grant, kafka_python_filter
 from tests.support.brokers import in_thread, start_broker
 from tests.support.clients import result_or_error

@@ -7,7 +7,7 @@ from twisted.trial import unittest
 
 from kafscale.protocol.errors import ErrorCode
 from kafscale.protocol.messages import ApiKey
-from kafscale.security.acls import Operation, PatternType, Permission, ResourceType
+from kafscale.metadata.acls import Operation, PatternType, Permission, ResourceType
 from tests.support.acls import allow, binding, confluent_binding, grant, kafka_python_acl, kafka_python_filter
 from tests.support.brokers import in_thread, start_broker
 from tests.support.clients import result_or_error

@@ -1,7 +1,7 @@
 """``kafscale-admin acls`` beside a running broker that enforces ACLs: what
 the CLI adds, the broker enforces within a second."""
 
-from kafscale.security.acls import Operation, PatternType, Permission, ResourceType
+from kafscale.metadata.acls import Operation, PatternType, Permission, ResourceType
 from tests.support.acls import binding
 from tests.support.admin import AdminCase, EtcdStores
 from tests.support.brokers import in_thread

@@ -11,7 +11,7 @@ from twisted.trial import unittest
 import kafscale
 from kafscale.metadata.embedded import EmbeddedMetadataStore
 from kafscale.metadata.interfaces import MetadataUnavailable, TopicExists
-from kafscale.security.acls import ResourceType
+from kafscale.metadata.acls import ResourceType
 from tests.support.metadata_contract import (
     NOTIFY_WITHIN,
     MetadataStoreContract,

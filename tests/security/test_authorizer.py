@@ -4,7 +4,7 @@ import tempfile
 from twisted.trial import unittest
 
 from kafscale.metadata.embedded import EmbeddedMetadataStore
-from kafscale.security.acls import AclBinding, AclFilter, Operation, PatternType, Permission, ResourceType
+from kafscale.metadata.acls import AclBinding, AclFilter, Operation, PatternType, Permission, ResourceType
 from kafscale.security.authorizer import AclAuthorizer, AllowEveryone
 from tests.support.waiting import eventually
 

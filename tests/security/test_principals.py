@@ -10,7 +10,7 @@ from kafka.admin import KafkaAdminClient
 from kafka.errors import ClusterAuthorizationFailedError
 from twisted.trial import unittest
 
-from kafscale.security.acls import Operation, PatternType, ResourceType
+from kafscale.metadata.acls import Operation, PatternType, ResourceType
 from tests.support.acls import allow, binding, confluent_binding, deny, kafka_python_filter
 from tests.support.brokers import in_thread
 from tests.support.clients import result_or_error

@@ -7,7 +7,7 @@ from kafka.admin import ACL, ACLFilter, ACLOperation, ACLPermissionType, ACLReso
 from kafka.admin import ResourcePatternFilter
 from kafka.admin import ResourceType as KafkaPythonResourceType
 
-from kafscale.security.acls import AclBinding, AclFilter, Operation, PatternType, Permission, ResourceType
+from kafscale.metadata.acls import AclBinding, AclFilter, Operation, PatternType, Permission, ResourceType
 from tests.support.waiting import eventually
 
 

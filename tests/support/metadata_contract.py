@@ -30,7 +30,7 @@ from kafscale.metadata.interfaces import (
     TransactionConflict,
     UnknownTopic,
 )
-from kafscale.security.acls import AclBinding, AclFilter, Operation, PatternType, Permission, ResourceType
+from kafscale.metadata.acls import AclBinding, AclFilter, Operation, PatternType, Permission, ResourceType
 
 # Change notifications must arrive within a second of the change.
 NOTIFY_WITHIN = 1.0

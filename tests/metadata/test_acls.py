@@ -1,6 +1,6 @@
 from twisted.trial import unittest
 
-from kafscale.security.acls import (
+from kafscale.metadata.acls import (
     AclBinding,
     AclFilter,
     AclIndex,
