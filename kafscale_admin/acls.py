@@ -5,8 +5,8 @@ second."""
 
 import click
 
-from kafscale.security.acls import AclFilter, InvalidAcl, Operation, PatternType, Permission, ResourceType
-from kafscale.security.acls import CLUSTER_NAME, checked_binding
+from kafscale.metadata.acls import AclFilter, InvalidAcl, Operation, PatternType, Permission, ResourceType
+from kafscale.metadata.acls import CLUSTER_NAME, checked_binding
 from kafscale_admin.output import Column, emit, output_option, say
 from kafscale_admin.stores import AdminError
 

@@ -139,7 +139,16 @@ class KafkaTopics:
                 return None
             raise TopicError(f"topic {name}: {_text(error)}") from error
         resource = ConfigResource(ConfigResource.Type.TOPIC, name)
-        entries = self._result(self.admin.describe_configs([resource], request_timeout=self.timeout)[resource])
+        try:
+            entries = self.admin.describe_configs(
+                [resource], request_timeout=self.timeout)[resource].result(timeout=self.timeout)
+        except KafkaException as error:
+            # Deleted between the two requests: as gone as if never seen.
+            if error.args and error.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                return None
+            raise TopicError(f"topic {name}: {_text(error)}") from error
+        except TimeoutError as error:
+            raise TopicError("the cluster did not answer in time") from error
         configs = {entry.name: entry.value for entry in entries.values()
                    if entry.source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value}
         return TopicState(name, str(description.topic_id), len(description.partitions), configs)
