@@ -7,6 +7,10 @@ partition count and replication factor be -1, the broker's defaults
 (KIP-464); v5 is the first flexible version and returns the topic's configs
 and id (KIP-525); v6-7 may be throttled in Kafka (KIP-599), never here.
 
+A principal without DESCRIBE_CONFIGS on the topic gets neither its configs
+nor its partition count and replication factor, only
+topic_config_error_code TOPIC_AUTHORIZATION_FAILED, as from Kafka.
+
 Departures from Kafka: the object store replicates, so any replication
 factor is accepted whatever the number of live brokers (Kafka Connect,
 Schema Registry and Strimzi ask for 3), kept and reported back. A replica
@@ -52,11 +56,16 @@ async def handle(request):
             result["error_code"] = e.code
             result["error_message"] = e.message
             continue
+        if info is not None:
+            result["topic_id"] = info.topic_id
+        if not authorization.allowed(request, Operation.DESCRIBE_CONFIGS, ResourceType.TOPIC, name):
+            # Created, but what it was created with is not the principal's to see (KIP-525).
+            result["topic_config_error_code"] = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+            continue
         if info is None:
             partitions, factor = _validated_shape(request, topic)
         else:
             partitions, factor = info.partitions, info.replication_factor
-            result["topic_id"] = info.topic_id
         result["num_partitions"], result["replication_factor"] = partitions, factor
         result["configs"] = [
             {"name": key.name, "value": configs.get(key.name, key.default), "read_only": False,

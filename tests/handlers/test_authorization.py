@@ -314,6 +314,36 @@ class AllowedByAclTests(unittest.TestCase):
         self.assertEqual(error, ErrorCode.NONE)
         self.assertIn("fresh", self.broker.topics)
 
+    async def test_created_topics_configs_need_describe_configs(self):
+        """KIP-525's answer: a creator without DESCRIBE_CONFIGS learns the
+        topic's id but not its configs, partitions or replication factor."""
+        await grant(self.broker, allow(ResourceType.TOPIC, "new-", Operation.CREATE,
+                                       pattern_type=PatternType.PREFIXED))
+        await grant(self.broker, allow(ResourceType.TOPIC, "new-open", Operation.DESCRIBE_CONFIGS))
+
+        def create(name):
+            connection = Connection(self.bootstrap)
+            try:
+                [answer] = connection.request(ApiKey.CREATE_TOPICS, 7, {"topics": [
+                    {"name": name, "num_partitions": 2, "replication_factor": 1, "assignments": [],
+                     "configs": [{"name": "retention.ms", "value": "60000"}]}],
+                    "timeout_ms": 10000, "validate_only": False})["topics"]
+                return answer
+            finally:
+                connection.close()
+
+        hidden = await in_thread(create, "new-hidden")
+        self.assertEqual((hidden["error_code"], hidden["topic_config_error_code"]),
+                         (ErrorCode.NONE, ErrorCode.TOPIC_AUTHORIZATION_FAILED))
+        self.assertEqual((hidden["num_partitions"], hidden["replication_factor"], hidden["configs"]), (-1, -1, None))
+        self.assertEqual(hidden["topic_id"], self.broker.topics["new-hidden"].topic_id)
+        self.assertIn("new-hidden", self.broker.topics)
+        shown = await in_thread(create, "new-open")
+        self.assertEqual((shown["error_code"], shown["topic_config_error_code"]), (ErrorCode.NONE, ErrorCode.NONE))
+        self.assertEqual((shown["num_partitions"], shown["replication_factor"]), (2, 1))
+        self.assertIn({"name": "retention.ms", "value": "60000"},
+                      [{"name": c["name"], "value": c["value"]} for c in shown["configs"]])
+
     async def test_group_acls_let_a_consumer_in(self):
         await grant(self.broker, [*allow(ResourceType.TOPIC, "orders", Operation.READ, Operation.WRITE),
                                   *allow(ResourceType.GROUP, "billing", Operation.READ)])
