@@ -829,11 +829,14 @@ class EtcdMetadataStore(Service):
         return [layout.decode_acl(kv.value) for kv in reply.kvs]
 
     async def _create_acls(self, bindings):
-        # etcd refuses a transaction that puts one key twice.
-        puts = {self.keys.acl(binding): layout.encode_acl(binding) for binding in bindings}
-        if len(puts) > MAX_TXN_OPS:
-            raise MetadataError(f"{len(puts)} ACLs at once: at most {MAX_TXN_OPS}")
-        await self.client.txn([], success=[Op.put(key, value) for key, value in puts.items()])
+        # etcd refuses a transaction that puts one key twice. A put is
+        # idempotent, so more than one transaction's worth goes in several:
+        # a failure part-way leaves some created, as Kafka's CreateAcls may,
+        # and the client's retry completes them.
+        puts = [Op.put(key, value) for key, value in
+                {self.keys.acl(binding): layout.encode_acl(binding) for binding in bindings}.items()]
+        for start in range(0, len(puts), MAX_TXN_OPS):
+            await self.client.txn([], success=puts[start:start + MAX_TXN_OPS])
 
     async def _delete_acls(self, filters):
         for _ in range(CAS_ATTEMPTS):

@@ -730,6 +730,12 @@ class MetadataStoreContract:
         self.assertEqual(await store.acls(), [group])
         self.assertEqual(await store.delete_acls([AclFilter(resource_type=ResourceType.CLUSTER)]), [[]])
 
+    async def test_more_acls_at_once_than_one_etcd_transaction_holds(self):
+        store = await self.make_store()
+        many = [acl(ResourceType.TOPIC, f"topic-{n}", operation=Operation.READ) for n in range(300)]
+        await store.create_acls(many)
+        self.assertEqual(sorted(await store.acls()), sorted(many))
+
     async def test_acl_changes_are_notified(self):
         store = await self.make_store()
         other = await self.make_store()
