@@ -95,7 +95,8 @@ class Broker(MultiService):
             markers = MarkerWriter(self.logs, self.topics, view, self._broker_client)
             self.transactions = TransactionCoordinator(
                 metadata, view, markers, reactor, max_timeout_ms=config.transaction_max_timeout_ms,
-                check_interval_ms=config.transaction_check_interval_ms)
+                check_interval_ms=config.transaction_check_interval_ms,
+                expiration_ms=config.transactional_id_expiration_ms)
             self.transactions.setServiceParent(self)
         if config.authorizer == "acl":
             self.authorizer = AclAuthorizer(metadata, config.super_users, config.allow_everyone_if_no_acl_found)

@@ -116,11 +116,13 @@ class BrokerConfig:
     # Transactions (kafscale.coordinator.transactions): whether they are
     # served (off: the transaction APIs are not advertised and transactional
     # producers are refused at once); the longest timeout a producer may ask
-    # for (Kafka's transaction.max.timeout.ms), and how often expired and
-    # unfinished transactions are looked for.
+    # for (Kafka's transaction.max.timeout.ms), how often expired and
+    # unfinished transactions are looked for, and how long an idle
+    # transactional id is kept (Kafka's transactional.id.expiration.ms).
     transactions: bool = True
     transaction_max_timeout_ms: int = 900000
     transaction_check_interval_ms: int = 10000
+    transactional_id_expiration_ms: int = 604800000
     # Authorization: "none" (everyone may do everything) or "acl" (Kafka's
     # ACLs, kept in the metadata store); Kafka's super.users and
     # allow.everyone.if.no.acl.found

@@ -182,6 +182,9 @@ class Options(usage.Options):
          "Longest transaction timeout a producer may ask for (Kafka's transaction.max.timeout.ms).", int),
         ("transaction-check-interval-ms", None, _DEFAULTS.transaction_check_interval_ms,
          "How often transactions past their timeout, or left unfinished by a crash, are looked for.", int),
+        ("transactional-id-expiration-ms", None, _DEFAULTS.transactional_id_expiration_ms,
+         "How long a transactional id with no transaction under way is kept after its last change"
+         " (Kafka's transactional.id.expiration.ms; 7 days).", int),
         ("authorizer", None, None,
          "none: every client may do everything; acl: enforce the ACLs kept in the metadata store"
          " (Kafka's StandardAuthorizer). Default: acl with --super-users or --allow-everyone-if-no-acl-found,"

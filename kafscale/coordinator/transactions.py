@@ -62,17 +62,21 @@ class TransactionCoordinator(Service):
     MarkerWriter) writes the markers; ``max_timeout_ms`` bounds what a
     producer may ask for (Kafka's transaction.max.timeout.ms);
     ``check_interval_ms`` is how often timeouts and unfinished transactions
-    are looked for. Every public coroutine raises a GroupError subclass
-    saying why it refuses.
+    are looked for; an id with no transaction under way whose state has not
+    changed for ``expiration_ms`` is forgotten then (Kafka's
+    transactional.id.expiration.ms). Every public coroutine raises a
+    GroupError subclass saying why it refuses.
     """
 
-    def __init__(self, metadata, view, markers, clock, *, max_timeout_ms=900_000, check_interval_ms=1000):
+    def __init__(self, metadata, view, markers, clock, *, max_timeout_ms=900_000, check_interval_ms=1000,
+                 expiration_ms=604_800_000):
         self.metadata = metadata
         self.view = view
         self.markers = markers
         self.clock = clock
         self.max_timeout_ms = max_timeout_ms
         self.check_interval_ms = check_interval_ms
+        self.expiration_ms = expiration_ms
         self._locks = {}
         self._checking = None
 
@@ -333,7 +337,8 @@ class TransactionCoordinator(Service):
 
     async def _check(self):
         """Abort the transactions of this broker's ids that outlived their
-        timeout; finish those a crashed coordinator left prepared."""
+        timeout; finish those a crashed coordinator left prepared; forget
+        the ids idle past their expiration."""
         try:
             every = await self.metadata.transactions()
         except MetadataError as e:
@@ -348,6 +353,29 @@ class TransactionCoordinator(Service):
                 Deferred.fromCoroutine(self._finish(transactional_id)).addErrback(
                     lambda failure, tid=transactional_id: log.warn(
                         "transaction {id} not finished yet: {error}", id=tid, error=failure.value))
+            elif self._idle_past_expiration(state):
+                Deferred.fromCoroutine(self._expire(transactional_id)).addErrback(
+                    lambda failure, tid=transactional_id: log.warn(
+                        "transactional id {id} not forgotten yet: {error}", id=tid, error=failure.value))
+
+    def _idle_past_expiration(self, state):
+        # updated_ms is wall time, as _save stamps it.
+        return (state["state"] in (EMPTY, COMPLETE_COMMIT, COMPLETE_ABORT)
+                and state.get("updated_ms", 0) + self.expiration_ms < int(time.time() * 1000))
+
+    async def _expire(self, transactional_id):
+        async def work():
+            loaded = await self._load(transactional_id)
+            if loaded is None or not self._idle_past_expiration(loaded[0]):
+                return
+            try:
+                forgotten = await self.metadata.delete_transaction(transactional_id, loaded[1])
+            except MetadataError as e:
+                raise CoordinatorUnavailable(str(e)) from None
+            if forgotten:
+                log.info("transactional id {id} expired: forgotten", id=transactional_id)
+
+        await self._locked(transactional_id, work)
 
     async def _finish(self, transactional_id):
         async def work():

@@ -791,6 +791,9 @@ class EtcdMetadataStore(Service):
     def transactions(self):
         return self._run(self._transactions)
 
+    def delete_transaction(self, transactional_id, expected_version):
+        return self._run(self._delete_transaction, transactional_id, expected_version)
+
     async def _load_transaction(self, transactional_id):
         kv = await self.client.get(self.keys.transaction(transactional_id))
         return None if kv is None else (layout.decode_transaction(kv.value), kv.mod_revision)
@@ -802,6 +805,12 @@ class EtcdMetadataStore(Service):
         if not written.succeeded:
             raise TransactionConflict(f"transaction {transactional_id!r} is not at version {expected_version}")
         return written.header_revision
+
+    async def _delete_transaction(self, transactional_id, expected_version):
+        key = self.keys.transaction(transactional_id)
+        deleted = await self.client.txn([Compare.mod_revision(key, "=", expected_version)],
+                                        success=[Op.delete(key)])
+        return deleted.succeeded
 
     async def _transactions(self):
         reply = await self.client.range(self.keys.area("transactions/"), prefix=True)

@@ -398,6 +398,9 @@ class EmbeddedMetadataStore(Service):
     def transactions(self):
         return self._read(self._transactions)
 
+    def delete_transaction(self, transactional_id, expected_version):
+        return self._write(self._delete_transaction, transactional_id, expected_version)
+
     # ACLs and client quotas
 
     def acls(self):
@@ -854,6 +857,11 @@ class EmbeddedMetadataStore(Service):
                                       f" not {expected_version}")
         db.execute("INSERT OR REPLACE INTO transactions VALUES (?, ?, ?)", (transactional_id, state, version + 1))
         return version + 1
+
+    def _delete_transaction(self, db, transactional_id, expected_version):
+        deleted = db.execute("DELETE FROM transactions WHERE transactional_id = ? AND version = ?",
+                             (transactional_id, expected_version))
+        return deleted.rowcount == 1
 
     def _transactions(self, db):
         rows = db.execute("SELECT transactional_id, state, version FROM transactions")

@@ -483,6 +483,11 @@ class IMetadataStore(IAclStore, IClientQuotaStore):
     def transactions():
         """-> dict of transactional id to (state, version), every one."""
 
+    def delete_transaction(transactional_id, expected_version):
+        """Forget the transactional id if its state is at
+        ``expected_version``. -> True if it was deleted, False if its
+        version had moved on (or it was gone)."""
+
     def register_broker(info):
         """Announce a live broker (a BrokerInfo), replacing any registration
         with the same node id. The registration lasts while this store runs;

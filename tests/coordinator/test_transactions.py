@@ -1,6 +1,7 @@
 """The transaction coordinator on a broker: transactions left open past
-their timeout are aborted (their producer fenced), and what a crashed
-coordinator left prepared is finished."""
+their timeout are aborted (their producer fenced), what a crashed
+coordinator left prepared is finished, and idle transactional ids are
+forgotten after their expiration."""
 
 from twisted.trial import unittest
 
@@ -20,9 +21,14 @@ from tests.support.waiting import eventually
 from tests.support.wire import Connection
 
 
-class TransactionCoordinatorTests(unittest.TestCase):
+class CoordinatorCase(unittest.TestCase):
+    """A broker serving transactions, checking them every 100 ms."""
+
+    broker_args = ()
+
     async def setUp(self):
-        self.broker, self.bootstrap = await start_broker(self, *TRANSACTIONS, "--transaction-check-interval-ms", "100")
+        self.broker, self.bootstrap = await start_broker(self, *TRANSACTIONS, "--transaction-check-interval-ms", "100",
+                                                         *self.broker_args)
         await create_topic(self.bootstrap, "orders")
         self.connection = Connection(self.bootstrap)
         self.addCleanup(self.connection.close)
@@ -39,6 +45,8 @@ class TransactionCoordinatorTests(unittest.TestCase):
         self.assertEqual(self.log.last_stable_offset, 0)
         return producer
 
+
+class TransactionCoordinatorTests(CoordinatorCase):
     async def test_transaction_past_its_timeout_is_aborted(self):
         producer = await self.open_transaction(timeout_ms=300)
         await eventually(lambda: self.log.last_stable_offset == 3, what="the timed-out transaction's abort")
@@ -67,3 +75,22 @@ class TransactionCoordinatorTests(unittest.TestCase):
         self.assertEqual(self.log.last_stable_offset, 3)
         answer = await self.call(fetch_committed, "orders")
         self.assertEqual(answer["aborted_transactions"], [{"producer_id": old[0], "first_offset": 0}])
+
+
+class ExpirationTests(CoordinatorCase):
+    broker_args = ("--transactional-id-expiration-ms", "300")
+
+    async def test_idle_ids_are_forgotten_and_open_transactions_kept(self):
+        open_producer = await self.open_transaction()
+        idle = await self.call(init_producer, "idle")
+
+        async def forgotten():
+            return await self.broker.metadata.load_transaction("idle") is None
+
+        await eventually(forgotten, what="the idle id forgotten")
+        # The open transaction, older still, is kept: only its timeout ends it.
+        state, _ = await self.broker.metadata.load_transaction("tx")
+        self.assertEqual((state["state"], state["producer_id"]), (ONGOING, open_producer[0]))
+        # A forgotten id starts again under a new producer id.
+        again = await self.call(init_producer, "idle")
+        self.assertNotEqual(again[0], idle[0])

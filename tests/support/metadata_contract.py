@@ -624,6 +624,20 @@ class MetadataStoreContract:
         await store.save_transaction("tx/2", state, 0)
         self.assertEqual(sorted(await other.transactions()), ["tx-1", "tx/2"])
 
+    async def test_delete_transaction_only_at_its_version(self):
+        store = await self.make_store()
+        state = {"producer_id": 5, "producer_epoch": 0, "state": "CompleteCommit"}
+        first = await store.save_transaction("tx-1", state, 0)
+        second = await store.save_transaction("tx-1", state, first)
+        self.assertFalse(await store.delete_transaction("tx-1", first))
+        self.assertIsNotNone(await store.load_transaction("tx-1"))
+        self.assertTrue(await store.delete_transaction("tx-1", second))
+        self.assertIsNone(await store.load_transaction("tx-1"))
+        self.assertEqual(await store.transactions(), {})
+        self.assertFalse(await store.delete_transaction("tx-1", second))
+        # Forgotten, the id starts again from nothing.
+        await store.save_transaction("tx-1", state, 0)
+
     async def test_group_state_must_be_json(self):
         store = await self.make_store()
         with self.assertRaises(TypeError):
