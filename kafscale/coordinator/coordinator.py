@@ -21,6 +21,7 @@ from kafscale.coordinator.errors import (
     CoordinatorUnavailable,
     GroupNotEmpty,
     GroupNotFound,
+    IllegalGeneration,
     InvalidGroupId,
     InvalidSessionTimeout,
     NotCoordinator,
@@ -239,6 +240,19 @@ class GroupCoordinator(Service):
         elif member_id:
             raise UnknownMember()
         await self._store_offsets(group_id, offsets)
+
+    async def check_txn_offset_commit(self, group_id, member_id, group_instance_id, generation_id):
+        """KIP-447: a transactional producer's offsets name the consumer
+        they were read by; raise GroupError when that consumer is no longer
+        the group's (a zombie's offsets). A group unknown here has no
+        members and no generation."""
+        group = await self._group(group_id)
+        if group is not None:
+            group.check_txn_offset_commit(member_id, group_instance_id, generation_id)
+        elif member_id:
+            raise UnknownMember()
+        elif generation_id >= 0:
+            raise IllegalGeneration()
 
     def _store_offsets(self, group_id, offsets):
         """Write offsets after the group's earlier writes, so that a later

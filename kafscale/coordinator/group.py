@@ -622,6 +622,20 @@ class Group:
             raise IllegalGeneration()
         self._touch(self.members[member_id])
 
+    def check_txn_offset_commit(self, member_id, group_instance_id, generation_id):
+        """Raise GroupError unless a transaction's offsets read by
+        ``member_id`` in ``generation_id`` may join it (KIP-447): unlike
+        OffsetCommit, neither a member nor a settled group is required; a
+        member or generation that is named must be the group's."""
+        if self.state is GroupState.DEAD:
+            raise CoordinatorUnavailable("the group is being removed")
+        if self._fenced(member_id, group_instance_id):
+            raise FencedInstance()
+        if member_id and member_id not in self.members:
+            raise UnknownMember()
+        if generation_id >= 0 and generation_id != self.generation_id:
+            raise IllegalGeneration()
+
     # -- members -------------------------------------------------------
 
     def _fenced(self, member_id, group_instance_id):

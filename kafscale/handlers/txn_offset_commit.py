@@ -10,8 +10,10 @@ Versions: v2 adds the committed leader epoch; v3 is the first flexible
 version and adds the member's generation and ids (KIP-447); v4-5 differ
 only in what the client may expect.
 
-Departures from Kafka: the member and generation named from v3 on are not
-checked against the group.
+From v3 the member, instance and generation the offsets were read under
+are checked against the group (KIP-447): a zombie consumer's offsets get
+UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID or ILLEGAL_GENERATION. The request
+goes to the group's coordinator (NOT_COORDINATOR elsewhere).
 """
 
 from kafscale.handlers.errors import REFUSALS, kafka_error
@@ -37,6 +39,9 @@ async def handle(request):
     code = ErrorCode.NONE
     if offsets:
         try:
+            if "generation_id" in body:
+                await request.groups.check_txn_offset_commit(body["group_id"], body["member_id"],
+                                                             body["group_instance_id"], body["generation_id"])
             await request.transactions.commit_offsets(body["transactional_id"], body["producer_id"],
                                                       body["producer_epoch"], body["group_id"], offsets)
         except REFUSALS as e:

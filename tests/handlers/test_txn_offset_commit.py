@@ -16,6 +16,7 @@ from kafscale.protocol.errors import ErrorCode
 from kafscale.protocol.messages import ApiKey
 from tests.support.brokers import in_thread, start_broker
 from tests.support.clients import produce
+from tests.support.groups import FAST_REBALANCES, join_as_new_member, sync
 from tests.support.topics import create_topic
 from tests.support.transactions import TRANSACTIONS, confluent_values, init_producer
 from tests.support.wire import Connection
@@ -85,7 +86,7 @@ def aiokafka_offsets(bootstrap, topic, group, offset):
 
 class TxnOffsetCommitTests(unittest.TestCase):
     async def setUp(self):
-        self.broker, self.bootstrap = await start_broker(self, *TRANSACTIONS)
+        self.broker, self.bootstrap = await start_broker(self, *TRANSACTIONS, *FAST_REBALANCES)
         await create_topic(self.bootstrap, "in")
         await create_topic(self.bootstrap, "out")
         await in_thread(produce, self.bootstrap, "in", [(None, b"v%d" % i, None, 0) for i in range(5)])
@@ -124,3 +125,37 @@ class TxnOffsetCommitTests(unittest.TestCase):
 
         answer = await in_thread(attempt)
         self.assertEqual(answer["topics"][0]["partitions"][0]["error_code"], ErrorCode.INVALID_TXN_STATE)
+
+    async def test_a_zombie_consumers_offsets_are_refused(self):
+        """KIP-447: offsets name the member and generation they were read
+        under; once those are not the group's, they are refused."""
+        def attempt():
+            connection = Connection(self.bootstrap)
+            try:
+                joined = join_as_new_member(self, connection, 5, "readers")
+                member, generation = joined["member_id"], joined["generation_id"]
+                self.assertEqual(sync(connection, 3, "readers", member, generation, [(member, b"")])["error_code"],
+                                 ErrorCode.NONE)
+                producer = init_producer(connection, "tx")
+                added = connection.request(ApiKey.ADD_OFFSETS_TO_TXN, 3, {
+                    "transactional_id": "tx", "producer_id": producer[0], "producer_epoch": producer[1],
+                    "group_id": "readers"})
+                self.assertEqual(added["error_code"], ErrorCode.NONE)
+
+                def commit(member_id, generation_id):
+                    answer = connection.request(ApiKey.TXN_OFFSET_COMMIT, 3, {
+                        "transactional_id": "tx", "group_id": "readers", "producer_id": producer[0],
+                        "producer_epoch": producer[1], "generation_id": generation_id, "member_id": member_id,
+                        "group_instance_id": None,
+                        "topics": [{"name": "in", "partitions": [{"partition_index": 0, "committed_offset": 3,
+                                                                  "committed_leader_epoch": -1,
+                                                                  "committed_metadata": ""}]}]})
+                    return answer["topics"][0]["partitions"][0]["error_code"]
+
+                return [commit(member, generation), commit(member, generation + 1), commit("zombie", generation),
+                        commit("", -1)]
+            finally:
+                connection.close()
+
+        self.assertEqual(await in_thread(attempt), [ErrorCode.NONE, ErrorCode.ILLEGAL_GENERATION,
+                                                    ErrorCode.UNKNOWN_MEMBER_ID, ErrorCode.NONE])
