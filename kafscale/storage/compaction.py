@@ -36,8 +36,11 @@ delete.retention.ms (attribute bit 6, in the batch's first timestamp);
 passes after the horizon drop it. So a consumer that reads a compacted
 partition to its end within delete.retention.ms sees every delete.
 
-Transactions are not accepted by the broker yet: transactional and control
-batches are kept whole.
+Transactions, as Kafka's cleaner treats them: compaction never goes past
+an entry with a transaction open at its end (so every transactional record
+it reads is decided); a committed transaction's records are compacted like
+any others, an aborted one's are dropped (the entries' aborted index says
+which), and control batches (the markers) are kept.
 """
 
 import os
@@ -113,12 +116,14 @@ class DirtyState:
 def cleanable_end(segments, now_ms, settings, settled=lambda ref: True):
     """How many leading entries of ``segments`` compaction may take: not
     one the merge has not ``settled`` yet, nor one holding a record younger
-    than min.compaction.lag.ms, nor the newest while it is the active
-    segment (its newest record younger than segment.ms: Kafka's roll)."""
+    than min.compaction.lag.ms, nor one with a transaction open at its end
+    (Kafka's cleaner stops at the first unstable offset), nor the newest
+    while it is the active segment (its newest record younger than
+    segment.ms: Kafka's roll)."""
     end = 0
     while end < len(segments):
         ref = segments[end]
-        if not settled(ref) or ref.max_timestamp > now_ms - settings.min_compaction_lag_ms:
+        if not settled(ref) or ref.max_timestamp > now_ms - settings.min_compaction_lag_ms or ref.open:
             break
         if end == len(segments) - 1 and now_ms - ref.max_timestamp < settings.segment_ms:
             break
@@ -149,13 +154,32 @@ def due(state, segments, settings, now_ms, horizon_ms=None):
     return now_ms - segments[state.first_dirty].max_timestamp > settings.max_compaction_lag_ms
 
 
+class AbortedRanges:
+    """The offsets of aborted transactions, from manifest entries' aborted
+    index: a producer's transactional batch in [first offset, marker) of one
+    of its aborted transactions is aborted."""
+
+    def __init__(self, refs=()):
+        self._ranges = {}
+        for ref in refs:
+            for producer_id, first_offset, marker_offset in ref.aborted:
+                self._ranges.setdefault(producer_id, []).append((first_offset, marker_offset))
+
+    def covers(self, info):
+        """Whether the batch ``info`` belongs to an aborted transaction."""
+        return info.is_transactional and any(
+            first <= info.base_offset < marker for first, marker in self._ranges.get(info.producer_id, ()))
+
+
 class KeyMap:
     """The latest offset of each key in the dirty section, and each
-    idempotent producer's last batch there."""
+    idempotent producer's last batch there. Records of aborted transactions
+    (``aborted``, an AbortedRanges) and markers do not count."""
 
-    def __init__(self):
+    def __init__(self, aborted=None):
         self.offsets = {}
         self.producers = {}
+        self.aborted = aborted if aborted is not None else AbortedRanges()
 
     def add(self, data, key):
         """Map the keys of the entry ``data`` (its segment frame, from object
@@ -165,7 +189,7 @@ class KeyMap:
         for info in iter_batches(segment.batches, verify_crc=False, compacted=True):
             if info.producer_id >= 0:
                 self.producers[info.producer_id] = info.base_offset
-            if info.is_control or info.is_transactional:
+            if info.is_control or self.aborted.covers(info):
                 continue
             base = info.base_offset
             for record in read_records(segment.batches[info.position:info.position + info.size], info):
@@ -197,9 +221,16 @@ def filter_entry(data, key, keys, now_ms, delete_retention_ms):
     earliest = None
     for info in iter_batches(view, verify_crc=False, compacted=True):
         blob = view[info.position:info.position + info.size]
-        if info.is_control or info.is_transactional:
+        if info.is_control:
             batches.append(blob)
             size += info.size
+            continue
+        if keys.aborted.covers(info):
+            changed = True
+            if info.producer_id >= 0 and keys.producers.get(info.producer_id) == info.base_offset:
+                rewritten = rewrite_batch(info, [], info.attributes & ~DELETE_HORIZON_MASK, info.first_timestamp)
+                batches.append(rewritten)
+                size += len(rewritten)
             continue
         records = read_records(blob, info)
         stamped = bool(info.attributes & DELETE_HORIZON_MASK)
@@ -271,7 +302,7 @@ class Compactor:
         epoch = partition_log.leader_epoch
         segments = partition_log.state.segments
         result = CompactionResult(replaced=[])
-        keys = KeyMap()
+        keys = KeyMap(AbortedRanges(segments[:state.end]))
         end = state.end
         for index in range(state.first_dirty, state.end):
             ref = segments[index]

@@ -15,6 +15,7 @@ from kafscale.metrics.lag import GroupLag
 from kafscale.protocol.errors import ErrorCode
 from kafscale.protocol.records import DELETE_HORIZON_MASK, assign_offsets, decode_records, iter_batches
 from kafscale.storage.compaction import (
+    AbortedRanges,
     CompactionSettings,
     KeyMap,
     cleanable_end,
@@ -29,15 +30,16 @@ from tests.support.brokers import in_thread, start_broker
 from tests.support.metrics import Samples
 from tests.support.records import build_batch
 from tests.support.topics import create_topic
+from tests.support.transactions import TRANSACTIONS
 from tests.support.waiting import eventually
 
 NOW = 1_800_000_000_000
 
 
-def entry(base, size, compacted=False, max_timestamp=0):
+def entry(base, size, compacted=False, max_timestamp=0, aborted=(), open=()):
     key = (compacted_key("t", __import__("uuid").UUID(int=1), 0, base, 1) if compacted
            else f"t/0/segment-{base:020d}-1-0.kfs")
-    return SegmentRef(base, base + 9, max_timestamp, size, 10, key)
+    return SegmentRef(base, base + 9, max_timestamp, size, 10, key, aborted=aborted, open=open)
 
 
 class PlanTests(unittest.SynchronousTestCase):
@@ -54,6 +56,9 @@ class PlanTests(unittest.SynchronousTestCase):
         self.assertEqual(cleanable_end(rolling, NOW + 1, self.settings), 2)
         # One the merge has not settled stops it too.
         self.assertEqual(cleanable_end(segments, NOW, self.settings, lambda ref: ref.base_offset < 10), 1)
+        # So does one with a transaction open at its end: its records are undecided.
+        undecided = [entry(0, 10), entry(10, 10, open=((7, 15),)), entry(20, 10), entry(30, 10)]
+        self.assertEqual(cleanable_end(undecided, NOW, self.settings), 1)
 
     def test_clean_and_dirty_sections(self):
         segments = [entry(0, 30, compacted=True), entry(10, 10, compacted=True), entry(20, 20), entry(30, 50)]
@@ -123,6 +128,24 @@ class FilterTests(unittest.SynchronousTestCase):
         empty = read_segment(build_segment(gone.batches, 0, last_offset=1)[0], "e")
         self.assertEqual((empty.base_offset, empty.last_offset, empty.count), (0, 1, 0))
 
+    def test_aborted_transactions_go_and_committed_ones_are_compacted(self):
+        data = segment_of(build_batch([(b"a", b"aborted", [])], producer=(7, 0, 0), transactional=True),
+                          build_batch([(b"a", b"committed", []), (b"b", b"1", [])], producer=(8, 0, 0),
+                                      transactional=True),
+                          build_batch([(b"b", b"2", [])], first_timestamp=NOW))
+        # Producer 7's transaction from offset 0 was aborted by a marker at 1.
+        keys = KeyMap(AbortedRanges([entry(0, 10, aborted=((7, 0, 1),))]))
+        keys.add(data, "in")
+        self.assertEqual(keys.offsets, {b"a": 1, b"b": 3})
+        filtered = filter_entry(data, "in", keys, NOW, 1000)
+        self.assertTrue(filtered.changed)
+        self.assertEqual([(offset, key, value) for offset, key, value, _ in kept_records(filtered, 0, 3)],
+                         [(1, b"a", b"committed"), (3, b"b", b"2")])
+        # The committed transaction's batch stays transactional.
+        batches = [info for blob in filtered.batches for info in iter_batches(blob, compacted=True)]
+        self.assertEqual([(b.producer_id, b.is_transactional, b.record_count) for b in batches],
+                         [(7, True, 0), (8, True, 1), (-1, False, 1)])
+
     def test_an_idempotent_producers_last_batch_keeps_its_header(self):
         data = segment_of(build_batch([(b"a", b"1", [])], producer=(7, 0, 0)),
                           build_batch([(b"a", b"2", [])], producer=(7, 0, 1)),
@@ -177,9 +200,9 @@ def latest(written, before):
     return sorted(newest.values())
 
 
-def read_confluent(bootstrap, topic, start=0, until=None):
+def read_confluent(bootstrap, topic, start=0, until=None, **settings):
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "compaction-tests",
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest", **settings})
     try:
         consumer.assign([TopicPartition(topic, 0, start)])
         got = []
@@ -237,9 +260,40 @@ async def read_aiokafka(bootstrap, topic, until):
         await consumer.stop()
 
 
+def produce_in_transactions(bootstrap, topic, rounds):
+    """Every key written once per round, each round one transaction,
+    committed or aborted as ``rounds`` (a list of booleans) says, then a
+    closing committed transaction. -> {offset: (key, value)} of the
+    committed records."""
+    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": f"compacting-{topic}", "linger.ms": 5})
+    producer.init_transactions(20)
+    written = {}
+    for round_number, commit in enumerate(rounds):
+        delivered = {}
+
+        def keep(error, message, delivered=delivered):
+            assert error is None, error
+            delivered[message.offset()] = (message.key(), message.value())
+
+        producer.begin_transaction()
+        for key in range(KEYS):
+            producer.produce(topic, key=b"k%d" % key, value=b"v%d-%d" % (key, round_number), on_delivery=keep)
+        producer.flush(20)
+        if commit:
+            producer.commit_transaction(20)
+            written.update(delivered)
+        else:
+            producer.abort_transaction(20)
+    producer.begin_transaction()
+    producer.produce(topic, key=b"closing", value=b"end", on_delivery=lambda error, message: written.update(
+        {message.offset(): (message.key(), message.value())}))
+    producer.commit_transaction(20)
+    return written
+
+
 class CompactionTests(unittest.TestCase):
     async def setUp(self):
-        self.broker, self.bootstrap = await start_broker(self, *COMPACTING)
+        self.broker, self.bootstrap = await start_broker(self, *COMPACTING, *TRANSACTIONS)
 
     def log(self, topic):
         return self.broker.logs[topic, 0]
@@ -269,6 +323,17 @@ class CompactionTests(unittest.TestCase):
         samples = Samples(generate_latest(metrics.registry).decode())
         self.assertGreater(samples.total("kafscale_compacted_bytes_total"), self.log("table").state.segments.size)
         self.assertEqual(samples.by("kafscale_compaction_dirty_ratio", "topic"), {"table": 0})
+
+    async def test_transactions_committed_are_compacted_and_aborted_ones_dropped(self):
+        await create_topic(self.bootstrap, "changelog", **COMPACTED)
+        written = await in_thread(produce_in_transactions, self.bootstrap, "changelog", [True, False, True, False])
+        await eventually(lambda: self.compacted("changelog"), timeout=20, what="compaction")
+        expected = latest(written, max(written) + 1)
+        self.assertEqual(len(expected), KEYS + 1)
+        # Even read uncommitted: the aborted records are gone, not just skipped.
+        self.assertEqual(await in_thread(read_confluent, self.bootstrap, "changelog",
+                                         **{"isolation.level": "read_uncommitted"}), expected)
+        self.assertEqual(await in_thread(read_confluent, self.bootstrap, "changelog"), expected)
 
     async def test_keyless_records_are_refused(self):
         await create_topic(self.bootstrap, "table", **COMPACTED)
