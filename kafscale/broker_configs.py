@@ -10,8 +10,8 @@ the embedded store's poll). Topics without a value of their own take them
 """
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred
 
+from kafscale.coalescing import Coalescing
 from kafscale.log import logger
 from kafscale.metadata.interfaces import MetadataError
 from kafscale.metadata.topic_configs import DYNAMIC_BROKER_CONFIGS, InvalidConfig
@@ -33,8 +33,7 @@ class DynamicBrokerConfigs(Service):
         self.configs = {}
         """{resource name: {broker config name: value}}, as last read."""
         self._unsubscribe = None
-        self._reading = False
-        self._stale = False
+        self._reread = Coalescing(self._read_again, "dynamic broker config reread").run
 
     async def load(self):
         if self._unsubscribe is None:
@@ -87,23 +86,11 @@ class DynamicBrokerConfigs(Service):
         self.configs = configs
 
     def _changed(self, areas):
-        if "broker_configs" not in areas:
-            return
-        if self._reading:
-            self._stale = True
-            return
-        self._reading = True
-        Deferred.fromCoroutine(self._reread())
+        if "broker_configs" in areas:
+            self._reread()
 
-    async def _reread(self):
+    async def _read_again(self):
         try:
-            while True:
-                self._stale = False
-                try:
-                    self.configs = await self.metadata.broker_configs()
-                except MetadataError as error:
-                    log.warn("cannot read the dynamic broker configs again: {error}", error=error)
-                if not self._stale:
-                    return
-        finally:
-            self._reading = False
+            self.configs = await self.metadata.broker_configs()
+        except MetadataError as error:
+            log.warn("cannot read the dynamic broker configs again: {error}", error=error)

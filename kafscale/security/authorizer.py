@@ -8,9 +8,9 @@ broker, or by ``kafscale-admin``, holds on every broker within a second.
 """
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface, implementer
 
+from kafscale.coalescing import Coalescing
 from kafscale.log import logger
 from kafscale.metadata.interfaces import IAclStore, MetadataError
 from kafscale.metadata.acls import (
@@ -100,9 +100,7 @@ class AclAuthorizer(Service):
         self.allow_everyone_if_no_acl_found = allow_everyone_if_no_acl_found
         self.index = AclIndex()
         self._unsubscribe = None
-        self._reading = False
-        self._stale = False
-        self._waiting = []
+        self._reread = Coalescing(self._read_again, "ACL reread").run
 
     async def load(self):
         """Read the ACLs, and follow their changes from then on. Raises
@@ -138,36 +136,12 @@ class AclAuthorizer(Service):
         if "acls" in areas:
             self._reread()
 
-    def _reread(self):
-        """Read the ACLs again; -> a Deferred that fires once a read that
-        started after this call is done."""
-        done = Deferred()
-        self._waiting.append(done)
-        if self._reading:
-            # Read again once the read under way is done: it may predate this change.
-            self._stale = True
-        else:
-            self._reading = True
-            Deferred.fromCoroutine(self._reload())
-        return done
-
-    async def _reload(self):
+    async def _read_again(self):
         try:
-            while True:
-                self._stale = False
-                try:
-                    self.index = AclIndex(await self.metadata.acls())
-                except MetadataError as error:
-                    log.warn("cannot read the ACLs again; keeping the {count} known: {error}",
-                             count=len(self.index), error=error)
-                    self._stale = False
-                if not self._stale:
-                    return
-        finally:
-            self._reading = False
-            waiting, self._waiting = self._waiting, []
-            for done in waiting:
-                done.callback(None)
+            self.index = AclIndex(await self.metadata.acls())
+        except MetadataError as error:
+            log.warn("cannot read the ACLs again; keeping the {count} known: {error}",
+                     count=len(self.index), error=error)
 
     # IAuthorizer
 

@@ -20,8 +20,8 @@ from collections import deque
 from dataclasses import dataclass
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred
 
+from kafscale.coalescing import Coalescing
 from kafscale.log import logger
 from kafscale.metadata.interfaces import MetadataError
 
@@ -122,8 +122,7 @@ class ClientQuotas(Service):
         self._rates = {}  # (key, (quota entity, user, client id)) -> _Rate
         self._next_sweep = 0
         self._unsubscribe = None
-        self._reading = False
-        self._stale = False
+        self._reread = Coalescing(self._read_again, "client quota reread").run
 
     async def load(self):
         if self._unsubscribe is None:
@@ -147,26 +146,14 @@ class ClientQuotas(Service):
         self.quotas = await self.metadata.client_quotas()
 
     def _changed(self, areas):
-        if "quotas" not in areas:
-            return
-        if self._reading:
-            self._stale = True
-            return
-        self._reading = True
-        Deferred.fromCoroutine(self._reread())
+        if "quotas" in areas:
+            self._reread()
 
-    async def _reread(self):
+    async def _read_again(self):
         try:
-            while True:
-                self._stale = False
-                try:
-                    self.quotas = await self.metadata.client_quotas()
-                except MetadataError as error:
-                    log.warn("cannot read the client quotas again: {error}", error=error)
-                if not self._stale:
-                    return
-        finally:
-            self._reading = False
+            self.quotas = await self.metadata.client_quotas()
+        except MetadataError as error:
+            log.warn("cannot read the client quotas again: {error}", error=error)
 
     def quota_for(self, key, user, client_id):
         """-> (the quota of ``key`` for the user and client id, the entity
