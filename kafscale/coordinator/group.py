@@ -604,14 +604,7 @@ class Group:
         """Raise GroupError unless this commit may be stored: a member's
         commit in its generation, or a commit outside group management
         (generation -1) while the group is empty. Counts as a heartbeat."""
-        if self.state is GroupState.DEAD:
-            raise CoordinatorUnavailable("the group is being removed")
-        if self._fenced(member_id, group_instance_id):
-            raise FencedInstance()
-        if member_id and member_id not in self.members:
-            raise UnknownMember()
-        if generation_id >= 0 and generation_id != self.generation_id:
-            raise IllegalGeneration()
+        self.check_txn_offset_commit(member_id, group_instance_id, generation_id)
         if generation_id < 0 and self.state is GroupState.EMPTY:
             return
         if self.state is GroupState.COMPLETING_REBALANCE:
