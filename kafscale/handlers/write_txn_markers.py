@@ -2,6 +2,9 @@
 this one to write COMMIT or ABORT markers to partitions it owns, each through
 the partition's fenced commit path, answered once committed. Brokers send
 it to each other (kafscale.coordinator.markers); clients have no use for it.
+As in Kafka, it needs CLUSTER_ACTION on the cluster (so, with ACLs, the
+brokers' own principal must be a super user or be granted it); without it
+every partition is answered CLUSTER_AUTHORIZATION_FAILED and nothing written.
 
 Versions: v1 (the first flexible version) is the oldest in the schemas;
 v2's transaction version (KIP-1228) is not spoken.
@@ -9,11 +12,21 @@ v2's transaction version (KIP-1228) is not spoken.
 
 from twisted.internet.defer import DeferredList
 
+from kafscale.handlers.authorization import allowed
 from kafscale.handlers.errors import REFUSALS, kafka_error
+from kafscale.metadata.acls import Operation, ResourceType
 from kafscale.protocol.errors import ErrorCode
 
 
 async def handle(request):
+    if not allowed(request, Operation.CLUSTER_ACTION, ResourceType.CLUSTER):
+        return {"markers": [
+            {"producer_id": marker["producer_id"], "topics": [
+                {"name": topic["name"], "partitions": [
+                    {"partition_index": p, "error_code": ErrorCode.CLUSTER_AUTHORIZATION_FAILED}
+                    for p in topic["partition_indexes"]]}
+                for topic in marker["topics"]]}
+            for marker in request.body["markers"]]}
     answers = []
     for marker in request.body["markers"]:
         topics = []
