@@ -5,7 +5,7 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.task import deferLater
 
 from kafscale.broker_configs import DynamicBrokerConfigs
-from kafscale.coordinator.broker_client import BrokerClient
+from kafscale.coordinator.broker_client import BrokerClient, InterBrokerSecurity
 from kafscale.coordinator.coordinator import GroupCoordinator
 from kafscale.coordinator.markers import MarkerWriter
 from kafscale.coordinator.transactions import TransactionCoordinator
@@ -15,7 +15,9 @@ from kafscale.partition_logs import PartitionLogs
 from kafscale.reconciler import Reconciler
 from kafscale.rewriter import BatchRewriter
 from kafscale.security.authorizer import AclAuthorizer, AllowEveryone
+from kafscale.security.listeners import Listener
 from kafscale.security.quotas import ClientQuotas, QuotaSettings
+from kafscale.security.tls import ClientTLS
 from kafscale.storage.cache import SegmentCache
 from kafscale.storage.flusher import Flusher, FlushSettings
 from kafscale.storage.gc import CollectorSettings, SharedObjectCollector
@@ -25,6 +27,26 @@ from kafscale.storage.retention import RetentionService
 from kafscale.topics import Topics
 
 log = logger("kafscale.broker")
+
+
+def inter_broker_security(config):
+    """-> the InterBrokerSecurity of connections to other brokers: the
+    security protocol of the inter-broker listener (its name), TLS trusting
+    --tls-ca and presenting this broker's own certificate (for mTLS
+    listeners), SASL with the inter-broker credentials. Raises
+    TLSSettingsError for unreadable files."""
+    listener = Listener(config.inter_broker_listener or config.advertised_listeners[0].name, "", 0)
+    tls = ClientTLS(config.tls_ca, config.tls_cert, config.tls_key) if listener.tls else None
+    if not listener.sasl:
+        return InterBrokerSecurity(tls)
+    if not config.inter_broker_username:
+        # Starting anyway keeps a single broker, or one whose transactions
+        # stay on it, working as before.
+        log.warn("no --inter-broker-username for the {name} inter-broker listener: transactions with partitions"
+                 " on other brokers will not finish", name=listener.name)
+        return InterBrokerSecurity(tls)
+    return InterBrokerSecurity(tls, config.inter_broker_sasl_mechanism, config.inter_broker_username,
+                               config.inter_broker_password)
 
 
 class Broker(MultiService):
@@ -91,8 +113,9 @@ class Broker(MultiService):
         self.transactions = None
         self._broker_client = None
         if config.transactions:
-            self._broker_client = BrokerClient(reactor)
-            markers = MarkerWriter(self.logs, self.topics, view, self._broker_client)
+            self._broker_client = BrokerClient(reactor, security=inter_broker_security(config))
+            markers = MarkerWriter(self.logs, self.topics, view, self._broker_client,
+                                   listener=config.inter_broker_listener)
             self.transactions = TransactionCoordinator(
                 metadata, view, markers, reactor, max_timeout_ms=config.transaction_max_timeout_ms,
                 check_interval_ms=config.transaction_check_interval_ms,

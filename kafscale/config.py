@@ -27,6 +27,14 @@ class BrokerConfig:
     # connection.failed.authentication.delay.ms)
     sasl_mechanisms: str = "SCRAM-SHA-512,SCRAM-SHA-256,PLAIN"
     failed_authentication_delay_ms: int = 100
+    # The listener other brokers are reached on (Kafka's
+    # inter.broker.listener.name; None: the first), and the SASL this
+    # broker authenticates with there (Kafka's
+    # sasl.mechanism.inter.broker.protocol and its JAAS credentials)
+    inter_broker_listener: str | None = None
+    inter_broker_sasl_mechanism: str = "SCRAM-SHA-512"
+    inter_broker_username: str | None = None
+    inter_broker_password: str | None = None
     # None in a cluster: allocated from etcd at start
     node_id: int | None = 0
     rack: str | None = None

@@ -91,6 +91,16 @@ class Options(usage.Options):
         ("failed-authentication-delay-ms", None, _DEFAULTS.failed_authentication_delay_ms,
          "How long a failed authentication waits for its answer (Kafka's"
          " connection.failed.authentication.delay.ms).", int),
+        ("inter-broker-listener", None, None,
+         "Name of the listener other brokers are reached on, for transaction markers; brokers of a cluster"
+         " share listener names (Kafka's inter.broker.listener.name; default: the first listener).", str),
+        ("inter-broker-sasl-mechanism", None, _DEFAULTS.inter_broker_sasl_mechanism,
+         "SASL mechanism this broker authenticates with on a SASL inter-broker listener: PLAIN,"
+         " SCRAM-SHA-256 or SCRAM-SHA-512.", str),
+        ("inter-broker-username", None, None, "User this broker authenticates as on a SASL inter-broker listener.",
+         str),
+        ("inter-broker-password", None, None,
+         "Password of --inter-broker-username (better given in the environment).", str),
         ("node-id", None, None,
          "This broker's node id (default: 0 alone, allocated from etcd in a cluster).", int),
         ("rack", None, None, "Rack name reported in Metadata.", str),
@@ -283,6 +293,7 @@ class Options(usage.Options):
         if unknown:
             raise usage.UsageError(f"--advertised-listeners names listeners that do not exist: {unknown}")
         self["advertised-listeners"] = advertised
+        self._check_inter_broker(names, advertised)
         self["advertised-host"], self["advertised-port"] = advertised[0].host, advertised[0].port
 
     def _check_security(self):
@@ -305,6 +316,19 @@ class Options(usage.Options):
             raise usage.UsageError("--etcd-cert and --etcd-key go together")
         if self["etcd-user"] and self["etcd-password"] is None:
             raise usage.UsageError("--etcd-user needs --etcd-password (or KAFSCALE_ETCD_PASSWORD)")
+
+    def _check_inter_broker(self, names, advertised):
+        name = self["inter-broker-listener"]
+        if name is None:
+            self["inter-broker-listener"] = name = advertised[0].name
+        name = self["inter-broker-listener"] = name.upper()
+        if name not in names:
+            raise usage.UsageError(f"--inter-broker-listener {name} is not one of this broker's listeners")
+        mechanism = self["inter-broker-sasl-mechanism"] = self["inter-broker-sasl-mechanism"].strip().upper()
+        if mechanism not in ALL_MECHANISMS:
+            raise usage.UsageError(f"--inter-broker-sasl-mechanism is one of {', '.join(ALL_MECHANISMS)}")
+        if bool(self["inter-broker-username"]) != (self["inter-broker-password"] is not None):
+            raise usage.UsageError("--inter-broker-username and --inter-broker-password go together")
 
     def config(self):
         """The BrokerConfig these options describe: each option is the field
@@ -481,7 +505,10 @@ def makeService(options):
     view = cluster_view(config, metadata)
     view.setName("view")
     view.setServiceParent(service)
-    broker = Broker(config, metadata, objects, view, flush_observer=metrics.flushes)
+    try:
+        broker = Broker(config, metadata, objects, view, flush_observer=metrics.flushes)
+    except TLSSettingsError as e:
+        raise usage.UsageError(f"inter-broker TLS: {e}") from None
     broker.setName("broker")
     broker.setServiceParent(service)
     listener = ListenWhenReady(_listeners(config, broker, metadata, service, metrics.answered), broker)

@@ -78,6 +78,29 @@ class OptionsTests(unittest.TestCase):
         config = self.parse(KAFSCALE_ALLOW_EVERYONE_IF_NO_ACL_FOUND="true")
         self.assertEqual((config.authorizer, config.allow_everyone_if_no_acl_found), ("acl", True))
 
+    def test_inter_broker_options(self):
+        config = self.parse()
+        self.assertEqual(config.inter_broker_listener, "PLAINTEXT")
+        listeners = "SASL_SSL://127.0.0.1:9093,PLAINTEXT://127.0.0.1:9092"
+        tls = ("--tls-cert", "broker.pem", "--tls-key", "broker.key")
+        # The first listener by default, as today; another by name.
+        self.assertEqual(self.parse("--listeners", listeners, *tls).inter_broker_listener, "SASL_SSL")
+        config = self.parse("--listeners", listeners, *tls, "--inter-broker-listener", "plaintext")
+        self.assertEqual(config.inter_broker_listener, "PLAINTEXT")
+        self.assertRaises(usage.UsageError, self.parse, "--listeners", listeners, *tls,
+                          "--inter-broker-listener", "SSL")
+        self.assertRaises(usage.UsageError, self.parse, "--inter-broker-sasl-mechanism", "GSSAPI")
+        self.assertRaises(usage.UsageError, self.parse, "--inter-broker-username", "broker")
+        # (The environment given stays for the calls after.)
+        config = self.parse("--listeners", listeners, *tls, "--inter-broker-username", "broker",
+                            KAFSCALE_INTER_BROKER_PASSWORD="secret")
+        self.assertEqual((config.inter_broker_listener, config.inter_broker_sasl_mechanism,
+                          config.inter_broker_username, config.inter_broker_password),
+                         ("SASL_SSL", "SCRAM-SHA-512", "broker", "secret"))
+        config = self.parse("--listeners", listeners, *tls, KAFSCALE_INTER_BROKER_LISTENER="SASL_SSL",
+                            KAFSCALE_INTER_BROKER_SASL_MECHANISM="plain", KAFSCALE_INTER_BROKER_USERNAME="b")
+        self.assertEqual((config.inter_broker_sasl_mechanism, config.inter_broker_username), ("PLAIN", "b"))
+
 
 class ClusterOptionsTests(unittest.TestCase):
     def parse(self, *args, **env):

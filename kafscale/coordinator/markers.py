@@ -22,13 +22,16 @@ _DONE = (ErrorCode.NONE, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, ErrorCode.INVALID
 class MarkerWriter:
     """``logs`` (the broker's PartitionLogs) and ``topics`` tell which
     partitions are here and who owns the others; ``view`` where that broker
-    listens; ``client`` (a BrokerClient) carries the requests."""
+    listens: its listener named ``listener`` (the inter-broker listener; its
+    first when None or when it has no listener of that name); ``client`` (a
+    BrokerClient) carries the requests."""
 
-    def __init__(self, logs, topics, view, client):
+    def __init__(self, logs, topics, view, client, listener=None):
         self.logs = logs
         self.topics = topics
         self.view = view
         self.client = client
+        self.listener = listener
 
     async def write(self, topic, partition, producer_id, producer_epoch, commit):
         """-> True once the marker is committed (or need not be), False when
@@ -56,8 +59,9 @@ class MarkerWriter:
         body = {"markers": [{"producer_id": producer_id, "producer_epoch": producer_epoch,
                              "transaction_result": commit, "coordinator_epoch": 0,
                              "topics": [{"name": topic, "partition_indexes": [partition]}]}]}
+        host, port = broker.address(self.listener)
         try:
-            answer = await self.client.request(broker.host, broker.port, ApiKey.WRITE_TXN_MARKERS,
+            answer = await self.client.request(host, port, ApiKey.WRITE_TXN_MARKERS,
                                                WRITE_TXN_MARKERS_VERSION, body)
         except BrokerUnreachable as error:
             log.info("marker of {topic}-{partition} not written yet: {error}", topic=topic, partition=partition,
