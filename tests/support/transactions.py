@@ -17,10 +17,12 @@ TRANSACTIONS = ("--transactions", "true")
 """The broker option that turns transactions on."""
 
 
-def confluent_transactions(bootstrap, transactional_id, transactions, topic, partitions=1):
+def confluent_transactions(bootstrap, transactional_id, transactions, topic, partitions=1, **settings):
     """Run ``transactions``, a list of (values, commit) with confluent-kafka,
-    the values spread round ``partitions``."""
-    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": transactional_id, "linger.ms": 5})
+    the values spread round ``partitions``; ``settings`` are further client
+    settings (security, say)."""
+    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": transactional_id, "linger.ms": 5,
+                         **settings})
     producer.init_transactions(20)
     for values, commit in transactions:
         producer.begin_transaction()
@@ -69,12 +71,13 @@ def aiokafka_transactions(bootstrap, transactional_id, transactions, topic):
     asyncio.run(run())
 
 
-def confluent_values(bootstrap, topic, partitions, isolation, count, timeout=15):
+def confluent_values(bootstrap, topic, partitions, isolation, count, timeout=15, **settings):
     """The values of a topic's partitions as a consumer with ``isolation``
     (read_committed or read_uncommitted) sees them: until ``count`` came, or
-    the timeout; then a little longer, so that extra ones would be seen."""
+    the timeout; then a little longer, so that extra ones would be seen.
+    ``settings`` are further client settings."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "tests-unused", "enable.auto.commit": False,
-                         "auto.offset.reset": "earliest", "isolation.level": isolation})
+                         "auto.offset.reset": "earliest", "isolation.level": isolation, **settings})
     try:
         consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
         values = []
