@@ -4,7 +4,6 @@ sources, applied by produce and retention at once, refused where they
 cannot change at runtime; and followed by a second broker of one etcd
 cluster."""
 
-import uuid
 
 from confluent_kafka import KafkaError, Producer
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ConfigSource, NewTopic
@@ -17,7 +16,7 @@ from kafscale.handlers.config_resources import ResourceType
 from kafscale.protocol.errors import ErrorCode
 from kafscale.protocol.messages import ApiKey
 from tests.support.configs import BROKER, TOPIC, confluent_admin, python_admin, wire_request
-from tests.support.etcd_server import etcd_endpoint, missing_reason
+from tests.support.etcd_server import etcd_cluster
 from tests.support.waiting import eventually
 
 SET, DELETE = AlterConfigOpType.SET, AlterConfigOpType.DELETE
@@ -168,10 +167,7 @@ class DynamicBrokerConfigsTests(unittest.TestCase):
 
 class DynamicBrokerConfigsAcrossBrokersTests(unittest.TestCase):
     async def test_a_default_set_through_one_broker_holds_on_another(self):
-        reason = missing_reason("3.5")
-        if reason:
-            raise unittest.SkipTest(reason)
-        cluster = ["--etcd", etcd_endpoint("3.5"), "--cluster-id", f"configs-{uuid.uuid4().hex[:12]}"]
+        cluster = etcd_cluster("configs")
         first, first_bootstrap = await start_broker(self, *cluster)
         second, _ = await start_broker(self, *cluster)
         self.assertEqual(await in_thread(alter_every_broker, first_bootstrap, ("log.retention.ms", "3600000")), OK)

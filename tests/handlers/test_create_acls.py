@@ -1,4 +1,3 @@
-import uuid
 
 from confluent_kafka import KafkaError
 from confluent_kafka.admin import AdminClient
@@ -12,7 +11,7 @@ from kafscale.metadata.acls import Operation, PatternType, Permission, ResourceT
 from tests.support.acls import allow, binding, confluent_binding, grant, kafka_python_acl
 from tests.support.brokers import in_thread, start_broker
 from tests.support.clients import result_or_error
-from tests.support.etcd_server import etcd_endpoint, missing_reason
+from tests.support.etcd_server import etcd_cluster
 from tests.support.waiting import eventually
 from tests.support.wire import Connection
 
@@ -98,11 +97,7 @@ class CreateAclsRefusedTests(unittest.TestCase):
 
 class AclsAcrossBrokersTests(unittest.TestCase):
     async def test_an_acl_created_through_one_broker_holds_on_another_within_a_second(self):
-        reason = missing_reason("3.5")
-        if reason:
-            raise unittest.SkipTest(reason)
-        cluster = ["--etcd", etcd_endpoint("3.5"), "--cluster-id", f"acls-{uuid.uuid4().hex[:12]}",
-                   "--authorizer", "acl", "--allow-everyone-if-no-acl-found", "true"]
+        cluster = [*etcd_cluster("acls"), "--authorizer", "acl", "--allow-everyone-if-no-acl-found", "true"]
         first, first_bootstrap = await start_broker(self, *cluster)
         second, second_bootstrap = await start_broker(self, *cluster)
         await first.topics.create("secret", 1, {})

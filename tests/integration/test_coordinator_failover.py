@@ -4,7 +4,6 @@ broker is killed, another takes the group over from etcd, its member carries
 on, and the group's next member resumes at the committed offsets."""
 
 import time
-import uuid
 
 from confluent_kafka import Consumer, KafkaException
 from twisted.internet.defer import gatherResults
@@ -14,7 +13,7 @@ from kafscale.protocol.errors import ErrorCode
 from kafscale.protocol.messages import ApiKey
 from tests.support.brokers import BrokerProcess, in_thread, s3_args
 from tests.support.clients import produce
-from tests.support.etcd_server import etcd_endpoint, missing_reason
+from tests.support.etcd_server import etcd_cluster
 from tests.support.groups import FAST_CONSUMER, find
 from tests.support.topics import create_topic
 from tests.support.waiting import sleep
@@ -92,14 +91,10 @@ class CoordinatorFailoverTests(unittest.TestCase):
     timeout = 90
 
     async def setUp(self):
-        reason = missing_reason("3.5")
-        if reason:
-            raise unittest.SkipTest(reason)
+        cluster = etcd_cluster()
         bucket_args = await s3_args(self)
-        cluster_id = f"test-{uuid.uuid4().hex[:12]}"
         self.brokers = [
-            BrokerProcess("--etcd", etcd_endpoint("3.5"), "--cluster-id", cluster_id,
-                          "--lease-ttl", str(LEASE_TTL), *bucket_args)
+            BrokerProcess(*cluster, "--lease-ttl", str(LEASE_TTL), *bucket_args)
             for _ in range(3)
         ]
         for broker in self.brokers:

@@ -9,14 +9,13 @@ records, which it can only once every partition has its markers."""
 import os
 import subprocess
 import sys
-import uuid
 
 from confluent_kafka.admin import AdminClient, NewTopic
 from twisted.internet.defer import gatherResults
 from twisted.trial import unittest
 
 from tests.support.brokers import SOURCE_ROOT, BrokerProcess, free_port, in_thread, s3_args
-from tests.support.etcd_server import etcd_endpoint, missing_reason
+from tests.support.etcd_server import etcd_cluster
 from tests.support.tls import make_tls
 from tests.support.transactions import TRANSACTIONS, confluent_transactions, confluent_values
 from tests.support.waiting import eventually
@@ -29,11 +28,8 @@ class SaslSslInterBrokerTests(unittest.TestCase):
     timeout = 180
 
     async def setUp(self):
-        reason = missing_reason("3.5")
-        if reason:
-            raise unittest.SkipTest(reason)
-        etcd = etcd_endpoint("3.5")
-        cluster_id = f"test-{uuid.uuid4().hex[:12]}"
+        cluster = etcd_cluster()
+        etcd, cluster_id = cluster[1], cluster[3]
         for name, password in USERS.items():
             made = await in_thread(
                 subprocess.run, [sys.executable, "-m", "kafscale_admin", "users", "set", name, "--mechanism",
@@ -45,7 +41,7 @@ class SaslSslInterBrokerTests(unittest.TestCase):
         cert, key = ca.issue("broker", server=True)
         self.client = {"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "app",
                        "sasl.password": USERS["app"], "ssl.ca.location": ca.ca_file}
-        args = ("--etcd", etcd, "--cluster-id", cluster_id, "--lease-ttl", "2", *TRANSACTIONS, *await s3_args(self),
+        args = (*cluster, "--lease-ttl", "2", *TRANSACTIONS, *await s3_args(self),
                 "--tls-cert", cert, "--tls-key", key, "--tls-ca", ca.ca_file, "--authorizer", "acl",
                 "--super-users", "User:broker;User:app", "--inter-broker-username", "broker")
         self.brokers = []

@@ -9,7 +9,6 @@ committed offsets are the input's ends."""
 
 import threading
 import time
-import uuid
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 from twisted.internet.defer import gatherResults
@@ -18,7 +17,7 @@ from twisted.trial import unittest
 from kafscale.protocol.errors import ErrorCode
 from tests.support.brokers import BrokerProcess, in_thread, s3_args
 from tests.support.clients import produce
-from tests.support.etcd_server import etcd_endpoint, missing_reason
+from tests.support.etcd_server import etcd_cluster
 from tests.support.groups import find
 from tests.support.topics import create_topic
 from tests.support.transactions import TRANSACTIONS, confluent_values
@@ -145,12 +144,9 @@ class ExactlyOnceTests(unittest.TestCase):
     timeout = 400
 
     async def setUp(self):
-        reason = missing_reason("3.5")
-        if reason:
-            raise unittest.SkipTest(reason)
+        cluster = etcd_cluster()
         bucket_args = await s3_args(self)
-        cluster_id = f"test-{uuid.uuid4().hex[:12]}"
-        self.args = ("--etcd", etcd_endpoint("3.5"), "--cluster-id", cluster_id, "--lease-ttl", str(LEASE_TTL),
+        self.args = (*cluster, "--lease-ttl", str(LEASE_TTL),
                      *TRANSACTIONS, *bucket_args)
         # Fixed node ids, as a StatefulSet gives: a restarted broker comes
         # back as itself. (librdkafka's transactional producer stalled past

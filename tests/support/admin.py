@@ -5,7 +5,6 @@ blocks), its Twisted work on trial's reactor instead of under ``task.react``."""
 import json
 import os
 import traceback
-import uuid
 
 from click.testing import CliRunner
 from twisted.internet import reactor
@@ -14,7 +13,7 @@ from twisted.trial import unittest
 
 from kafscale_admin.cli import main
 from tests.support.brokers import in_thread, start_broker
-from tests.support.etcd_server import etcd_endpoint, missing_reason
+from tests.support.etcd_server import etcd_cluster
 from tests.support.s3_server import s3_server
 
 
@@ -92,10 +91,7 @@ class EtcdStores(S3Stores):
     its own in it) and a moto bucket."""
 
     async def store_args(self):
-        reason = missing_reason("3.5")
-        if reason:
-            raise unittest.SkipTest(reason)
-        self.etcd = ["--etcd", etcd_endpoint("3.5"), "--cluster-id", f"admin-{uuid.uuid4().hex[:12]}"]
+        self.etcd = etcd_cluster("admin")
         return [*self.etcd, *await super().store_args()]
 
     def admin_store_args(self):

@@ -1,11 +1,10 @@
 """A broker process on etcd and a moto bucket that a test kills with
 SIGKILL while it works, and the checks every such test makes after."""
 
-import uuid
 
 from tests.support.admin import AdminCase
 from tests.support.brokers import BrokerProcess, in_thread
-from tests.support.etcd_server import etcd_endpoint, missing_reason
+from tests.support.etcd_server import etcd_cluster
 from tests.support.s3_server import s3_server, s3_store
 from tests.support.waiting import eventually
 
@@ -23,13 +22,10 @@ class KilledBrokerCase(AdminCase):
     options = REWRITING
 
     async def setUp(self):
-        reason = missing_reason("3.5")
-        if reason:
-            self.skipTest(reason)
+        etcd = etcd_cluster("killed")
         server = s3_server()
         store = self.s3 = await s3_store(self, server)
         s3 = ["--s3-bucket", store.bucket, "--s3-endpoint", server.endpoint, "--s3-region", "us-east-1"]
-        etcd = ["--etcd", etcd_endpoint("3.5"), "--cluster-id", f"killed-{uuid.uuid4().hex[:12]}"]
         self.env = {"AWS_ACCESS_KEY_ID": server.access_key, "AWS_SECRET_ACCESS_KEY": server.secret_key}
         self.broker = BrokerProcess(*etcd, *s3, *self.options, env=self.env)
         self.location = [*etcd, *s3]

