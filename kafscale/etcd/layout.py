@@ -203,19 +203,12 @@ def _json(value):
     return json.dumps(value, separators=(",", ":")).encode()
 
 
-def encode_broker_configs(configs):
+def encode_configs(configs):
+    """A group's or a broker resource's configs: {config name: value}."""
     return _json(configs)
 
 
-def decode_broker_configs(value):
-    return json.loads(value)
-
-
-def encode_group_configs(configs):
-    return _json(configs)
-
-
-def decode_group_configs(value):
+def decode_configs(value):
     return json.loads(value)
 
 

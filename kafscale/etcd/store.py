@@ -700,39 +700,34 @@ class EtcdMetadataStore(Service):
 
     async def _broker_configs(self):
         reply = await self.client.range(self.keys.area("broker_configs/"), prefix=True)
-        return {self.keys.broker_config_resource(kv.key): layout.decode_broker_configs(kv.value) for kv in reply.kvs}
+        return {self.keys.broker_config_resource(kv.key): layout.decode_configs(kv.value) for kv in reply.kvs}
 
-    async def _alter_broker_configs(self, resource, updates, deletions):
-        key = self.keys.broker_configs(resource)
-        for _ in range(CAS_ATTEMPTS):
-            kv = await self.client.get(key)
-            current = {} if kv is None else layout.decode_broker_configs(kv.value)
-            configs = {k: v for k, v in current.items() if k not in deletions}
-            configs.update(updates)
-            unchanged = (Compare.create_revision(key, "=", 0) if kv is None
-                         else Compare.mod_revision(key, "=", kv.mod_revision))
-            write = Op.put(key, layout.encode_broker_configs(configs)) if configs else Op.delete(key)
-            if (await self.client.txn([unchanged], success=[write])).succeeded:
-                return configs
-        raise MetadataUnavailable(f"the configs of broker resource {resource!r} kept changing under this write")
+    def _alter_broker_configs(self, resource, updates, deletions):
+        return self._alter_configs(self.keys.broker_configs(resource), updates, deletions,
+                                   f"broker resource {resource!r}")
 
     async def _group_configs(self, group_id):
         kv = await self.client.get(self.keys.group_configs(group_id))
-        return {} if kv is None else layout.decode_group_configs(kv.value)
+        return {} if kv is None else layout.decode_configs(kv.value)
 
-    async def _alter_group_configs(self, group_id, updates, deletions):
-        key = self.keys.group_configs(group_id)
+    def _alter_group_configs(self, group_id, updates, deletions):
+        return self._alter_configs(self.keys.group_configs(group_id), updates, deletions, f"group {group_id}")
+
+    async def _alter_configs(self, key, updates, deletions, what):
+        """Set ``updates`` and remove ``deletions`` in the configs kept at
+        ``key`` (the key goes with the last of them), by compare-and-swap.
+        -> the configs after."""
         for _ in range(CAS_ATTEMPTS):
             kv = await self.client.get(key)
-            current = {} if kv is None else layout.decode_group_configs(kv.value)
+            current = {} if kv is None else layout.decode_configs(kv.value)
             configs = {k: v for k, v in current.items() if k not in deletions}
             configs.update(updates)
             unchanged = (Compare.create_revision(key, "=", 0) if kv is None
                          else Compare.mod_revision(key, "=", kv.mod_revision))
-            write = Op.put(key, layout.encode_group_configs(configs)) if configs else Op.delete(key)
+            write = Op.put(key, layout.encode_configs(configs)) if configs else Op.delete(key)
             if (await self.client.txn([unchanged], success=[write])).succeeded:
                 return configs
-        raise MetadataUnavailable(f"the configs of group {group_id} kept changing under this write")
+        raise MetadataUnavailable(f"the configs of {what} kept changing under this write")
 
     async def _save_group(self, group_id, value):
         await self.client.put(self.keys.group(group_id), value)

@@ -783,28 +783,27 @@ class EmbeddedMetadataStore(Service):
         return {} if row is None else json.loads(row[0])
 
     def _alter_group_configs(self, db, group_id, updates, deletions):
-        configs = {k: v for k, v in self._group_configs(db, group_id).items() if k not in deletions}
-        configs.update(updates)
-        if configs:
-            db.execute("INSERT OR REPLACE INTO group_configs VALUES (?, ?)", (group_id, json.dumps(configs)))
-        else:
-            db.execute("DELETE FROM group_configs WHERE group_id = ?", (group_id,))
-        self._bump(db, "groups")
-        return configs
+        return self._alter_configs(db, "group_configs", "group_id", group_id, updates, deletions, "groups")
 
     def _broker_configs(self, db):
         return {resource: json.loads(configs)
                 for resource, configs in db.execute("SELECT resource, configs FROM broker_configs")}
 
     def _alter_broker_configs(self, db, resource, updates, deletions):
-        row = db.execute("SELECT configs FROM broker_configs WHERE resource = ?", (resource,)).fetchone()
+        return self._alter_configs(db, "broker_configs", "resource", resource, updates, deletions, "broker_configs")
+
+    def _alter_configs(self, db, table, column, name, updates, deletions, area):
+        """Set ``updates`` and remove ``deletions`` in the configs ``table``
+        keeps for ``name`` (its row goes with the last of them), and tell
+        ``area``'s subscribers. -> the configs after."""
+        row = db.execute(f"SELECT configs FROM {table} WHERE {column} = ?", (name,)).fetchone()
         configs = {k: v for k, v in ({} if row is None else json.loads(row[0])).items() if k not in deletions}
         configs.update(updates)
         if configs:
-            db.execute("INSERT OR REPLACE INTO broker_configs VALUES (?, ?)", (resource, json.dumps(configs)))
+            db.execute(f"INSERT OR REPLACE INTO {table} VALUES (?, ?)", (name, json.dumps(configs)))
         else:
-            db.execute("DELETE FROM broker_configs WHERE resource = ?", (resource,))
-        self._bump(db, "broker_configs")
+            db.execute(f"DELETE FROM {table} WHERE {column} = ?", (name,))
+        self._bump(db, area)
         return configs
 
     def _save_group(self, db, group_id, state):

@@ -8,7 +8,7 @@ and described, and change nothing (as they change nothing for a classic
 group in Kafka).
 """
 
-from kafscale.metadata.topic_configs import ConfigKey, InvalidConfig, int_range, one_of
+from kafscale.metadata.topic_configs import ConfigKey, InvalidConfig, check_each, int_range, one_of
 
 _NO_EFFECT = " No-op here: Kafscale's groups use the classic protocol."
 
@@ -41,16 +41,7 @@ def validate(configs):
     """Check the names and values of a group's configs (all it would have
     set, so that a session is checked against its heartbeat); raise
     InvalidConfig naming the bad one."""
-    for name, value in configs.items():
-        key = GROUP_CONFIGS.get(name)
-        if key is None:
-            raise InvalidConfig(f"unknown group config {name!r}")
-        if value is None:
-            raise InvalidConfig(f"{name}: a value is required")
-        try:
-            key.check(value)
-        except InvalidConfig as e:
-            raise InvalidConfig(f"{name}: {e}") from None
+    check_each(configs, GROUP_CONFIGS, "group")
     for kind in ("consumer", "share"):
         session = int(effective(configs, f"{kind}.session.timeout.ms"))
         heartbeat = int(effective(configs, f"{kind}.heartbeat.interval.ms"))

@@ -250,18 +250,25 @@ _KEYS = [
 TOPIC_CONFIGS = {key.name: key for key in _KEYS}
 
 
-def validate(configs):
-    """Check names and values; raise InvalidConfig naming the bad one."""
+def check_each(configs, keys, kind):
+    """Check each name of ``configs`` against ``keys`` ({name: ConfigKey})
+    and each value against its key; raise InvalidConfig naming the bad one
+    (``kind``: whose configs they are, "topic", "group", ...)."""
     for name, value in configs.items():
-        key = TOPIC_CONFIGS.get(name)
+        key = keys.get(name)
         if key is None:
-            raise InvalidConfig(f"unknown topic config {name!r}")
+            raise InvalidConfig(f"unknown {kind} config {name!r}")
         if value is None:
             raise InvalidConfig(f"{name}: a value is required")
         try:
             key.check(value)
         except InvalidConfig as e:
             raise InvalidConfig(f"{name}: {e}") from None
+
+
+def validate(configs):
+    """Check names and values; raise InvalidConfig naming the bad one."""
+    check_each(configs, TOPIC_CONFIGS, "topic")
     if effective_int(configs, "min.compaction.lag.ms") > effective_int(configs, "max.compaction.lag.ms"):
         raise InvalidConfig("min.compaction.lag.ms: above max.compaction.lag.ms")
 
