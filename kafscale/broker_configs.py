@@ -9,42 +9,32 @@ the embedded store's poll). Topics without a value of their own take them
 (see `Topics.in_force`).
 """
 
-from twisted.application.service import Service
-
-from kafscale.coalescing import Coalescing
-from kafscale.log import logger
-from kafscale.metadata.interfaces import MetadataError
-from kafscale.metadata.topic_configs import DYNAMIC_BROKER_CONFIGS, InvalidConfig
-
-log = logger("kafscale.broker_configs")
+from kafscale.metadata.following import FollowingService
+from kafscale.metadata.topic_configs import DYNAMIC_BROKER_CONFIGS, check_each
 
 ALL_BROKERS = ""
 """The resource name of the defaults every broker takes."""
 
 
-class DynamicBrokerConfigs(Service):
+class DynamicBrokerConfigs(FollowingService):
     """The dynamic broker configs in ``metadata`` (an IMetadataStore, which
     reports "broker_configs" changes to its subscribers), as they apply to
     the broker ``view`` (an IClusterView) says this is."""
 
+    area = "broker_configs"
+    what = "dynamic broker configs"
+
     def __init__(self, metadata, view):
-        self.metadata = metadata
+        super().__init__(metadata)
         self.view = view
         self.configs = {}
         """{resource name: {broker config name: value}}, as last read."""
-        self._unsubscribe = None
-        self._reread = Coalescing(self._read_again, "dynamic broker config reread").run
 
-    async def load(self):
-        if self._unsubscribe is None:
-            self._unsubscribe = self.metadata.subscribe(self._changed)
-        self.configs = await self.metadata.broker_configs()
+    def _read(self):
+        return self.metadata.broker_configs()
 
-    def stopService(self):
-        super().stopService()
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
+    def _keep(self, configs):
+        self.configs = configs
 
     def of(self, resource):
         """The configs set on ``resource`` ("" or a node id's text)."""
@@ -68,13 +58,7 @@ class DynamicBrokerConfigs(Service):
         """Remove ``deletions`` from the resource's dynamic configs and set
         ``updates``, unless ``validate_only``. Raises InvalidConfig for a
         value Kafka refuses, MetadataError when the store fails."""
-        for name, value in updates.items():
-            if value is None:
-                raise InvalidConfig(f"{name}: a value is required")
-            try:
-                DYNAMIC_BROKER_CONFIGS[name].check(value)
-            except InvalidConfig as e:
-                raise InvalidConfig(f"{name}: {e}") from None
+        check_each(updates, DYNAMIC_BROKER_CONFIGS, "broker")
         if validate_only:
             return
         after = await self.metadata.alter_broker_configs(resource, updates, deletions)
@@ -84,13 +68,3 @@ class DynamicBrokerConfigs(Service):
         else:
             configs.pop(resource, None)
         self.configs = configs
-
-    def _changed(self, areas):
-        if "broker_configs" in areas:
-            self._reread()
-
-    async def _read_again(self):
-        try:
-            self.configs = await self.metadata.broker_configs()
-        except MetadataError as error:
-            log.warn("cannot read the dynamic broker configs again: {error}", error=error)

@@ -7,12 +7,10 @@ changed (an etcd watch; the embedded store's poll), so a change made on one
 broker, or by ``kafscale-admin``, holds on every broker within a second.
 """
 
-from twisted.application.service import Service
 from zope.interface import Attribute, Interface, implementer
 
-from kafscale.coalescing import Coalescing
-from kafscale.log import logger
-from kafscale.metadata.interfaces import IAclStore, MetadataError
+from kafscale.metadata.following import FollowingService
+from kafscale.metadata.interfaces import IAclStore
 from kafscale.metadata.acls import (
     OPERATIONS_OF,
     WILDCARD,
@@ -23,8 +21,6 @@ from kafscale.metadata.acls import (
     ResourceType,
     decide,
 )
-
-log = logger("kafscale.security.authorizer")
 
 
 class IAuthorizer(Interface):
@@ -73,7 +69,7 @@ ALLOW_EVERYONE = AllowEveryone()
 
 
 @implementer(IAuthorizer, IAclStore)
-class AclAuthorizer(Service):
+class AclAuthorizer(FollowingService):
     """Kafka's ACL authorizer (its StandardAuthorizer's rules) over the ACLs
     of ``metadata`` (an IMetadataStore).
 
@@ -93,28 +89,14 @@ class AclAuthorizer(Service):
     """
 
     enforcing = True
+    area = "acls"
+    what = "ACLs"
 
     def __init__(self, metadata, super_users=(), allow_everyone_if_no_acl_found=False):
-        self.metadata = metadata
+        super().__init__(metadata)
         self.super_users = frozenset(super_users)
         self.allow_everyone_if_no_acl_found = allow_everyone_if_no_acl_found
         self.index = AclIndex()
-        self._unsubscribe = None
-        self._reread = Coalescing(self._read_again, "ACL reread").run
-
-    async def load(self):
-        """Read the ACLs, and follow their changes from then on. Raises
-        MetadataUnavailable while the store cannot be reached."""
-        if self._unsubscribe is None:
-            # Subscribe before reading: a change made meanwhile is seen.
-            self._unsubscribe = self.metadata.subscribe(self._changed)
-        self.index = AclIndex(await self.metadata.acls())
-
-    def stopService(self):
-        super().stopService()
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
 
     # IAclStore
 
@@ -132,16 +114,11 @@ class AclAuthorizer(Service):
 
     # Following the store
 
-    def _changed(self, areas):
-        if "acls" in areas:
-            self._reread()
+    def _read(self):
+        return self.metadata.acls()
 
-    async def _read_again(self):
-        try:
-            self.index = AclIndex(await self.metadata.acls())
-        except MetadataError as error:
-            log.warn("cannot read the ACLs again; keeping the {count} known: {error}",
-                     count=len(self.index), error=error)
+    def _keep(self, acls):
+        self.index = AclIndex(acls)
 
     # IAuthorizer
 

@@ -19,13 +19,7 @@ nothing on one reactor thread.
 from collections import deque
 from dataclasses import dataclass
 
-from twisted.application.service import Service
-
-from kafscale.coalescing import Coalescing
-from kafscale.log import logger
-from kafscale.metadata.interfaces import MetadataError
-
-log = logger("kafscale.security.quotas")
+from kafscale.metadata.following import FollowingService
 
 PRODUCE = "producer_byte_rate"
 FETCH = "consumer_byte_rate"
@@ -107,33 +101,29 @@ class QuotaSettings:
     window_seconds: float = 1.0
 
 
-class ClientQuotas(Service):
+class ClientQuotas(FollowingService):
     """The quotas of ``metadata`` (an IClientQuotaStore, which reports
     "quotas" changes to its subscribers) and the usage measured against
     them. `record` counts usage and says how long to throttle."""
 
+    area = "quotas"
+    what = "client quotas"
+
     def __init__(self, metadata, settings=QuotaSettings(), clock=None):
         if clock is None:
             from twisted.internet import reactor as clock
-        self.metadata = metadata
+        super().__init__(metadata)
         self.settings = settings
         self.clock = clock
         self.quotas = {}
         self._rates = {}  # (key, (quota entity, user, client id)) -> _Rate
         self._next_sweep = 0
-        self._unsubscribe = None
-        self._reread = Coalescing(self._read_again, "client quota reread").run
 
-    async def load(self):
-        if self._unsubscribe is None:
-            self._unsubscribe = self.metadata.subscribe(self._changed)
-        self.quotas = await self.metadata.client_quotas()
+    def _read(self):
+        return self.metadata.client_quotas()
 
-    def stopService(self):
-        super().stopService()
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
+    def _keep(self, quotas):
+        self.quotas = quotas
 
     # IClientQuotaStore, for the broker's AlterClientQuotas: a change made
     # here holds at once, whether or not the store reports its own writes.
@@ -144,16 +134,6 @@ class ClientQuotas(Service):
     async def alter_client_quotas(self, alterations):
         await self.metadata.alter_client_quotas(alterations)
         self.quotas = await self.metadata.client_quotas()
-
-    def _changed(self, areas):
-        if "quotas" in areas:
-            self._reread()
-
-    async def _read_again(self):
-        try:
-            self.quotas = await self.metadata.client_quotas()
-        except MetadataError as error:
-            log.warn("cannot read the client quotas again: {error}", error=error)
 
     def quota_for(self, key, user, client_id):
         """-> (the quota of ``key`` for the user and client id, the entity
