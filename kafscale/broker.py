@@ -99,7 +99,7 @@ class Broker(MultiService):
         self.broker_configs = DynamicBrokerConfigs(metadata, view)
         self.broker_configs.setServiceParent(self)
         RetentionService(self.logs, self.topics, config.retention_check_interval_ms / 1000, clock=reactor,
-                         defaults=self.broker_configs.topic_defaults).setServiceParent(self)
+                         with_defaults=self.broker_configs.over_defaults).setServiceParent(self)
         MergeService(self.logs, MergeSettings(
             delay_ms=config.merge_delay_ms, check_interval_ms=config.merge_check_interval_ms,
             delete_delay_ms=config.merge_delete_delay_ms, bytes_per_second=config.merge_bytes_per_second,

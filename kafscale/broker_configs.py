@@ -6,7 +6,7 @@ broker alone, which wins).
 They live in the metadata store, so every broker follows a change: this
 broker's own at once, others' as the store reports them (an etcd watch, or
 the embedded store's poll). Topics without a value of their own take them
-(see `Topics.in_force`).
+(`over_defaults`, which produce and retention apply).
 """
 
 from kafscale.metadata.following import FollowingService
@@ -28,7 +28,10 @@ class DynamicBrokerConfigs(FollowingService):
         super().__init__(metadata)
         self.view = view
         self.configs = {}
-        """{resource name: {broker config name: value}}, as last read."""
+        """{resource name: {broker config name: value}}, as last read (a new
+        dict on every change, never changed in place)."""
+        self._defaults = {}
+        self._defaults_of = (None, self.configs)  # (node id, configs) they were derived from
 
     def _read(self):
         return self.metadata.broker_configs()
@@ -50,9 +53,20 @@ class DynamicBrokerConfigs(FollowingService):
 
     def topic_defaults(self):
         """-> {topic config name: value} of the topic configs whose broker
-        default was changed here."""
-        return {DYNAMIC_BROKER_CONFIGS[name].name: value for name, (value, _) in self.in_force().items()
-                if name in DYNAMIC_BROKER_CONFIGS}
+        default was changed here (derived again only when the configs or
+        this broker's node id changed: produce asks for every partition)."""
+        node_id, configs = self._defaults_of
+        if node_id != self.view.node_id or configs is not self.configs:
+            self._defaults = {DYNAMIC_BROKER_CONFIGS[name].name: value for name, (value, _) in self.in_force().items()
+                              if name in DYNAMIC_BROKER_CONFIGS}
+            self._defaults_of = (self.view.node_id, self.configs)
+        return self._defaults
+
+    def over_defaults(self, configs):
+        """A topic's own ``configs``, with the broker's dynamic defaults
+        where it sets nothing."""
+        defaults = self.topic_defaults()
+        return {**defaults, **configs} if defaults else configs
 
     async def alter(self, resource, updates, deletions, validate_only=False):
         """Remove ``deletions`` from the resource's dynamic configs and set

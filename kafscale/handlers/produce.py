@@ -77,8 +77,7 @@ async def handle(request):
 
     async def append(partition_log, wanted, answer):
         records = wanted["records"]
-        # The broker's dynamic defaults hold where the topic sets nothing.
-        configs = {**request.broker_configs.topic_defaults(), **infos[partition_log.topic].configs}
+        configs = request.broker_configs.over_defaults(infos[partition_log.topic].configs)
         now_ms = int(request.clock.seconds() * 1000)
         batches = _validated(records, configs, now_ms)
         if "compact" in topic_configs.cleanup_policies(configs):

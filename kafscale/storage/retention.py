@@ -81,21 +81,21 @@ class RetentionService(PeriodicService):
     """Every ``interval`` seconds, apply retention to each partition in
     ``logs`` (a mapping of (topic, partition) to the PartitionLogs the broker
     owns) under its topic's configs in ``topics`` (a mapping of name to
-    TopicInfo), where ``defaults()`` gives the configs of topics that set
-none (the broker's dynamic defaults); ``clock`` is an IReactorTime.
+    TopicInfo) as ``with_defaults(configs)`` completes them (with the
+    broker's dynamic defaults); ``clock`` is an IReactorTime.
 
     Passes never overlap, and stopping waits for the one running.
     """
 
     name = "retention"
 
-    def __init__(self, logs, topics, interval, clock=None, defaults=dict):
+    def __init__(self, logs, topics, interval, clock=None, with_defaults=lambda configs: configs):
         if clock is None:
             from twisted.internet import reactor as clock
         super().__init__(interval, clock)
         self.logs = logs
         self.topics = topics
-        self.defaults = defaults
+        self.with_defaults = with_defaults
 
     async def run_pass(self):
         await self.enforce()
@@ -110,8 +110,7 @@ none (the broker's dynamic defaults); ``clock`` is an IReactorTime.
             if not self.running or info is None or partition_log.closed:
                 continue
             try:
-                configs = {**self.defaults(), **info.configs}
-                new_start = retention_start(partition_log.state, configs, now_ms)
+                new_start = retention_start(partition_log.state, self.with_defaults(info.configs), now_ms)
                 if new_start <= partition_log.log_start_offset:
                     continue
                 removed = await drop_segments_below(partition_log, new_start)
