@@ -292,8 +292,7 @@ class Topics(Mapping):
         current = self.require(name).configs
         topic_configs.validate(updates)
         # Settings checked together (the compaction lags) as they will be.
-        topic_configs.validate({**{key: value for key, value in current.items() if key not in deletions},
-                                **updates})
+        topic_configs.validate(topic_configs.with_changes(current, updates, deletions))
         if validate_only:
             return None
         return await self._write(name, self._metadata.alter_topic_configs(name, updates, deletions))

@@ -17,6 +17,7 @@ from kafscale.coordinator.group import Group, GroupState, GroupSummary
 from kafscale.log import logger
 from kafscale.metadata import group_configs
 from kafscale.metadata.interfaces import MetadataError
+from kafscale.metadata.topic_configs import with_changes
 from kafscale.coordinator.errors import (
     CoordinatorUnavailable,
     GroupNotEmpty,
@@ -363,7 +364,6 @@ class GroupCoordinator(Service):
             await self._write(group_id, self.metadata.delete_offsets, group_id, deleted)
         return results
 
-
     async def configs(self, group_id):
         """-> the configs set on the group, whether or not it exists; any
         broker answers, as in Kafka."""
@@ -377,9 +377,7 @@ class GroupCoordinator(Service):
         unless ``validate_only``. Raises InvalidConfig for a name or value
         Kafka refuses, judged on the configs the group would have."""
         current = await self.configs(group_id)
-        after = {name: value for name, value in current.items() if name not in deletions}
-        after.update(updates)
-        group_configs.validate(after)
+        group_configs.validate(with_changes(current, updates, deletions))
         if validate_only:
             return
         try:

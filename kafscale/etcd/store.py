@@ -46,6 +46,7 @@ from kafscale.etcd.layout import AREA_PREFIXES, Keys, cluster_prefix
 from kafscale.etcd.lease import LeaseKeeper
 from kafscale.log import logger
 from kafscale.metadata.requests import reported
+from kafscale.metadata.topic_configs import with_changes
 from kafscale.metadata.interfaces import (
     CHANGE_AREAS,
     IScramCredentialStore,
@@ -332,8 +333,7 @@ class EtcdMetadataStore(Service):
                 if total <= partitions:
                     raise InvalidPartitions(f"{name} has {partitions} partitions; cannot grow to {total}")
                 partitions = total
-            configs = {k: v for k, v in info.configs.items() if k not in deletions}
-            configs.update(updates)
+            configs = with_changes(info.configs, updates, deletions)
             new = dataclasses.replace(info, partitions=partitions, configs=configs)
             written = await self.client.txn(
                 [Compare.mod_revision(key, "=", kv.mod_revision)], success=[Op.put(key, layout.encode_topic(new))]
@@ -720,8 +720,7 @@ class EtcdMetadataStore(Service):
         for _ in range(CAS_ATTEMPTS):
             kv = await self.client.get(key)
             current = {} if kv is None else layout.decode_configs(kv.value)
-            configs = {k: v for k, v in current.items() if k not in deletions}
-            configs.update(updates)
+            configs = with_changes(current, updates, deletions)
             unchanged = (Compare.create_revision(key, "=", 0) if kv is None
                          else Compare.mod_revision(key, "=", kv.mod_revision))
             write = Op.put(key, layout.encode_configs(configs)) if configs else Op.delete(key)

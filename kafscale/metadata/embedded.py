@@ -65,6 +65,7 @@ from kafscale.metadata.interfaces import (
 )
 from kafscale.metadata.manifest import Manifest
 from kafscale.metadata.requests import reported
+from kafscale.metadata.topic_configs import with_changes
 from kafscale.metadata.acls import AclBinding
 
 log = logger("kafscale.metadata.embedded")
@@ -627,8 +628,7 @@ class EmbeddedMetadataStore(Service):
 
     def _alter_topic_configs(self, db, name, updates, deletions):
         info = self._topic(db, name)
-        configs = {key: value for key, value in info.configs.items() if key not in deletions}
-        configs.update(updates)
+        configs = with_changes(info.configs, updates, deletions)
         db.execute("UPDATE topics SET configs = ? WHERE name = ?", (json.dumps(configs), name))
         self._bump(db, "topics")
         return dataclasses.replace(info, configs=configs)
@@ -797,8 +797,7 @@ class EmbeddedMetadataStore(Service):
         keeps for ``name`` (its row goes with the last of them), and tell
         ``area``'s subscribers. -> the configs after."""
         row = db.execute(f"SELECT configs FROM {table} WHERE {column} = ?", (name,)).fetchone()
-        configs = {k: v for k, v in ({} if row is None else json.loads(row[0])).items() if k not in deletions}
-        configs.update(updates)
+        configs = with_changes({} if row is None else json.loads(row[0]), updates, deletions)
         if configs:
             db.execute(f"INSERT OR REPLACE INTO {table} VALUES (?, ?)", (name, json.dumps(configs)))
         else:

@@ -250,6 +250,15 @@ _KEYS = [
 TOPIC_CONFIGS = {key.name: key for key in _KEYS}
 
 
+def with_changes(configs, updates, deletions):
+    """-> a new {name: value}: ``configs`` without ``deletions``, with
+    ``updates`` set (as an alter of topic, group or broker configs leaves
+    them)."""
+    changed = {name: value for name, value in configs.items() if name not in deletions}
+    changed.update(updates)
+    return changed
+
+
 def check_each(configs, keys, kind):
     """Check each name of ``configs`` against ``keys`` ({name: ConfigKey})
     and each value against its key; raise InvalidConfig naming the bad one
