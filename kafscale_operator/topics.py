@@ -131,24 +131,16 @@ class KafkaTopics:
         """-> TopicState of ``name``, or None if there is none. (Through
         DescribeTopics: a Metadata request naming the topic could create it
         on a broker that auto-creates topics.)"""
-        try:
-            description = self.admin.describe_topics(
-                TopicCollection([name]), request_timeout=self.timeout)[name].result(timeout=self.timeout)
-        except KafkaException as error:
-            if error.args and error.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
-                return None
-            raise TopicError(f"topic {name}: {_text(error)}") from error
+        description = self._unless_unknown(name, self.admin.describe_topics(
+            TopicCollection([name]), request_timeout=self.timeout)[name])
+        if description is None:
+            return None
         resource = ConfigResource(ConfigResource.Type.TOPIC, name)
-        try:
-            entries = self.admin.describe_configs(
-                [resource], request_timeout=self.timeout)[resource].result(timeout=self.timeout)
-        except KafkaException as error:
-            # Deleted between the two requests: as gone as if never seen.
-            if error.args and error.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
-                return None
-            raise TopicError(f"topic {name}: {_text(error)}") from error
-        except TimeoutError as error:
-            raise TopicError("the cluster did not answer in time") from error
+        # None too when deleted between the two requests: as gone as if never seen.
+        entries = self._unless_unknown(name, self.admin.describe_configs(
+            [resource], request_timeout=self.timeout)[resource])
+        if entries is None:
+            return None
         configs = {entry.name: entry.value for entry in entries.values()
                    if entry.source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value}
         return TopicState(name, str(description.topic_id), len(description.partitions), configs)
@@ -184,6 +176,17 @@ class KafkaTopics:
     def delete(self, name, policy):
         for action in deletion(name, self.observe(name), policy):
             self.apply(action)
+
+    def _unless_unknown(self, name, future):
+        """-> ``future``'s result, or None when the topic ``name`` is unknown."""
+        try:
+            return future.result(timeout=self.timeout)
+        except KafkaException as error:
+            if error.args and error.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                return None
+            raise TopicError(f"topic {name}: {_text(error)}") from error
+        except TimeoutError as error:
+            raise TopicError("the cluster did not answer in time") from error
 
     def _result(self, future):
         try:
