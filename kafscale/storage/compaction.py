@@ -56,6 +56,7 @@ from kafscale.metadata.topic_configs import cleanup_policies, effective, effecti
 from kafscale.protocol.batches import read_records, rewrite_batch
 from kafscale.protocol.records import DELETE_HORIZON_MASK, iter_batches
 from kafscale.storage.segment import build_segment, index_key, partition_prefix, read_segment
+from kafscale.storage.transactions import AbortedIndex
 
 log = logger("kafscale.storage.compaction")
 
@@ -154,32 +155,16 @@ def due(state, segments, settings, now_ms, horizon_ms=None):
     return now_ms - segments[state.first_dirty].max_timestamp > settings.max_compaction_lag_ms
 
 
-class AbortedRanges:
-    """The offsets of aborted transactions, from manifest entries' aborted
-    index: a producer's transactional batch in [first offset, marker) of one
-    of its aborted transactions is aborted."""
-
-    def __init__(self, refs=()):
-        self._ranges = {}
-        for ref in refs:
-            for producer_id, first_offset, marker_offset in ref.aborted:
-                self._ranges.setdefault(producer_id, []).append((first_offset, marker_offset))
-
-    def covers(self, info):
-        """Whether the batch ``info`` belongs to an aborted transaction."""
-        return info.is_transactional and any(
-            first <= info.base_offset < marker for first, marker in self._ranges.get(info.producer_id, ()))
-
-
 class KeyMap:
     """The latest offset of each key in the dirty section, and each
     idempotent producer's last batch there. Records of aborted transactions
-    (``aborted``, an AbortedRanges) and markers do not count."""
+    (``aborted``, an AbortedIndex of the manifest) and markers do not
+    count."""
 
     def __init__(self, aborted=None):
         self.offsets = {}
         self.producers = {}
-        self.aborted = aborted if aborted is not None else AbortedRanges()
+        self.aborted = aborted if aborted is not None else AbortedIndex()
 
     def add(self, data, key):
         """Map the keys of the entry ``data`` (its segment frame, from object
@@ -302,7 +287,7 @@ class Compactor:
         epoch = partition_log.leader_epoch
         segments = partition_log.state.segments
         result = CompactionResult(replaced=[])
-        keys = KeyMap(AbortedRanges(segments[:state.end]))
+        keys = KeyMap(AbortedIndex(segments[:state.end]))
         end = state.end
         for index in range(state.first_dirty, state.end):
             ref = segments[index]

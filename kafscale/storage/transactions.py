@@ -73,6 +73,12 @@ class AbortedIndex:
             self._ends.append(entry[2])
             self._longest = max(self._longest, entry[2] - entry[1])
 
+    def covers(self, info):
+        """Whether the batch ``info`` (a BatchInfo) belongs to an aborted
+        transaction (what compaction drops)."""
+        return info.is_transactional and any(
+            producer_id == info.producer_id for producer_id, _ in self.overlapping(info.base_offset, info.base_offset))
+
     def overlapping(self, first, last):
         """-> [(producer id, first offset)] of the aborted transactions with
         records in ``[first, last]``: those whose marker is at or after

@@ -15,7 +15,6 @@ from kafscale.metrics.lag import GroupLag
 from kafscale.protocol.errors import ErrorCode
 from kafscale.protocol.records import DELETE_HORIZON_MASK, assign_offsets, decode_records, iter_batches
 from kafscale.storage.compaction import (
-    AbortedRanges,
     CompactionSettings,
     KeyMap,
     cleanable_end,
@@ -26,6 +25,7 @@ from kafscale.storage.compaction import (
     is_compacted,
 )
 from kafscale.storage.segment import build_segment, read_segment
+from kafscale.storage.transactions import AbortedIndex
 from tests.support.brokers import in_thread, start_broker
 from tests.support.metrics import Samples
 from tests.support.records import build_batch
@@ -134,7 +134,7 @@ class FilterTests(unittest.SynchronousTestCase):
                                       transactional=True),
                           build_batch([(b"b", b"2", [])], first_timestamp=NOW))
         # Producer 7's transaction from offset 0 was aborted by a marker at 1.
-        keys = KeyMap(AbortedRanges([entry(0, 10, aborted=((7, 0, 1),))]))
+        keys = KeyMap(AbortedIndex([entry(0, 10, aborted=((7, 0, 1),))]))
         keys.add(data, "in")
         self.assertEqual(keys.offsets, {b"a": 1, b"b": 3})
         filtered = filter_entry(data, "in", keys, NOW, 1000)
