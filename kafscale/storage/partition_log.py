@@ -22,6 +22,7 @@ from kafscale.storage.errors import (
     OffsetOutOfRange,
     PartitionError,
     StaleLeaderEpoch,
+    StaleProducerEpoch,
     StorageUnavailable,
     TransactionNotVerified,
 )

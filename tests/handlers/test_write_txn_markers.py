@@ -12,12 +12,13 @@ from tests.support.brokers import in_thread, start_broker
 from tests.support.wire import Connection
 
 
-def write_markers(bootstrap):
-    """-> the error code of each partition of a COMMIT marker to orders-0 and orders-1."""
+def write_markers(bootstrap, epoch=0):
+    """-> the error code of each partition of a COMMIT marker of producer 7
+    at ``epoch`` to orders-0 and orders-1."""
     connection = Connection(bootstrap)
     try:
         answer = connection.request(ApiKey.WRITE_TXN_MARKERS, 1, {"markers": [{
-            "producer_id": 7, "producer_epoch": 0, "transaction_result": True, "coordinator_epoch": 0,
+            "producer_id": 7, "producer_epoch": epoch, "transaction_result": True, "coordinator_epoch": 0,
             "topics": [{"name": "orders", "partition_indexes": [0, 1]}]}]})
     finally:
         connection.close()
@@ -39,4 +40,10 @@ class ClusterActionTests(unittest.TestCase):
     async def test_written_with_cluster_action(self):
         await grant(self.broker, allow(ResourceType.CLUSTER, "kafka-cluster", Operation.CLUSTER_ACTION))
         self.assertEqual(await in_thread(write_markers, self.bootstrap), [ErrorCode.NONE] * 2)
+        self.assertEqual(self.ends(), [1, 1])
+
+    async def test_a_marker_older_than_the_epoch_known_is_refused(self):
+        await grant(self.broker, allow(ResourceType.CLUSTER, "kafka-cluster", Operation.CLUSTER_ACTION))
+        self.assertEqual(await in_thread(write_markers, self.bootstrap, 3), [ErrorCode.NONE] * 2)
+        self.assertEqual(await in_thread(write_markers, self.bootstrap, 2), [ErrorCode.INVALID_PRODUCER_EPOCH] * 2)
         self.assertEqual(self.ends(), [1, 1])
