@@ -20,7 +20,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 
 from kafscale.protocol.messages import ApiKey, decode_response_header, encode_request, response_codec
 from kafscale.protocol.schema import uvarint

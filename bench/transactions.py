@@ -9,7 +9,6 @@ Client, broker (and moto) share this machine's cores: figures are floors.
 """
 
 import argparse
-import statistics
 import threading
 import time
 

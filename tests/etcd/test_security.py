@@ -14,7 +14,7 @@ from kafscale.stores import EtcdSecurity, metadata_store
 from tests.support.brokers import in_thread
 from tests.support.clients import produce
 from tests.support.etcd_server import EtcdServer, etcd_binary, missing_reason
-from tests.support.tls import CertificateAuthority, make_tls, start_secure_broker
+from tests.support.tls import make_tls, start_secure_broker
 
 
 def enable_auth(server, context, password):

@@ -12,7 +12,6 @@ from twisted.trial import unittest
 from kafscale.metadata.interfaces import SegmentRef
 from kafscale.metrics import BrokerMetrics
 from kafscale.metrics.lag import GroupLag
-from kafscale.protocol.errors import ErrorCode
 from kafscale.protocol.records import DELETE_HORIZON_MASK, assign_offsets, decode_records, iter_batches
 from kafscale.storage.compaction import (
     CompactionSettings,
